@@ -76,7 +76,9 @@ class RouteTable:
                 {
                     "release": p.release,
                     "weight": p.weight,
-                    "backends": [{"address": b.address, "instance": b.instance} for b in p.backends],
+                    "backends": [
+                        {"address": b.address, "instance": b.instance} for b in p.backends
+                    ],
                 }
                 for p in self.pools
             ],
@@ -124,7 +126,19 @@ class RouteTable:
 
 # Upper bounds (seconds) of the router's latency histogram buckets; the last bucket is +Inf.
 LATENCY_BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 

@@ -1,0 +1,104 @@
+"""Blue-green: the new release starts at full size beside the old one, is reachable on the
+preview listener, and takes all traffic in one route change once every instance is ready.
+
+The previous release stays warm for `scale_down_delay` after the switch, so a rollback in that
+window is one route change back, with no instance launched.
+
+Rollout steps: 0 = preparing the new environment, 1 = switch approved (by `auto_promote`,
+`auto_promote_after`, a rollback, or `zerodown promote`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from zerodown.core.model import RolloutPhase
+from zerodown.core.plan import Plan, pool_of
+from zerodown.core.routes import RouteTable
+from zerodown.spec.model import BlueGreenSpec, Spec
+
+
+def reconcile(plan: Plan, spec: Spec) -> RouteTable:
+    from zerodown.core.decide import complete, note_progress  # decide imports this module
+
+    bg = spec.strategy.blue_green
+    rollout = plan.status.rollout
+    assert bg is not None and rollout is not None
+    green, blue = rollout.version, plan.status.stable
+    n = spec.instances
+
+    blue_table = (
+        steady_blue(plan, spec, blue=blue, green=green) if blue is not None else RouteTable(0)
+    )
+    existing = plan.live(green)
+    plan.launch(green, n - len(existing) - plan.launching(green), f"new environment needs {n}")
+    ready = [i for i in existing if i.serving]
+
+    if len(ready) < n:
+        note_progress(plan)
+        return _with_preview(blue_table, plan, green)
+    if rollout.step == 0 and _may_switch(plan, bg):
+        rollout = replace(rollout, step=1)
+        plan.update(replace(plan.status, rollout=rollout))
+    if rollout.step == 0:
+        if rollout.phase is RolloutPhase.PROGRESSING and bg.auto_promote_after is None:
+            where = f" on {bg.preview_listen}" if bg.preview_listen else ""
+            paused = replace(
+                rollout,
+                phase=RolloutPhase.PAUSED,
+                pause_reason=f"{green} is ready{where}; run `zerodown promote` to switch",
+            )
+            plan.update(replace(plan.status, rollout=paused))
+            plan.record("pause", paused.pause_reason)
+        return _with_preview(blue_table, plan, green)
+
+    switched = replace(rollout, switched_at=plan.now)
+    plan.update(replace(plan.status, rollout=switched))
+    complete(plan, f"all traffic switched from {blue or 'nothing'} to {green} in one route change")
+    return RouteTable(generation=plan.status.routes.generation, pools=(pool_of(green, n, ready),))
+
+
+def _may_switch(plan: Plan, bg: BlueGreenSpec) -> bool:
+    rollout = plan.status.rollout
+    assert rollout is not None
+    if rollout.rollback or (bg.auto_promote and bg.auto_promote_after is None):
+        return True
+    if bg.auto_promote_after is not None:
+        return plan.now - rollout.progress_at >= bg.auto_promote_after
+    return False
+
+
+def steady_blue(plan: Plan, spec: Spec, *, blue: str, green: str) -> RouteTable:
+    from zerodown.core.rolling import converge
+
+    return converge(
+        plan,
+        target=blue,
+        instances=spec.instances,
+        rolling=spec.rolling,
+        keep=frozenset({green}),
+    )
+
+
+def _with_preview(table: RouteTable, plan: Plan, green: str) -> RouteTable:
+    pool = pool_of(green, 0, plan.live(green))
+    return replace(table, pools=(*table.pools, pool), preview=green)
+
+
+def kept_warm(plan: Plan, spec: Spec) -> frozenset[str]:
+    """The previous release of a finished blue-green switch, until scale_down_delay has passed."""
+    rollout = plan.status.rollout
+    bg = spec.strategy.blue_green
+    if (
+        rollout is None
+        or rollout.strategy != "blue_green"
+        or rollout.phase is not RolloutPhase.COMPLETED
+        or rollout.switched_at is None
+        or rollout.previous is None
+        or rollout.previous == plan.status.stable
+    ):
+        return frozenset()
+    delay = bg.scale_down_delay if bg is not None else 30.0
+    if plan.now - rollout.switched_at < delay:
+        return frozenset({rollout.previous})
+    return frozenset()

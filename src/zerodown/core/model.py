@@ -1,0 +1,214 @@
+"""What the controller knows, as plain frozen data: instances, rollouts, the service's status.
+
+The store persists these; `decide` reads them and returns new ones. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from zerodown.core.routes import RouteTable
+
+
+class InstancePhase(StrEnum):
+    STARTING = "starting"  # launched; its startup probe has not passed yet
+    RUNNING = "running"  # started; readiness decides whether it gets traffic
+    RETIRING = "retiring"  # out of the route table: draining, then stopping
+    STOPPED = "stopped"  # gone
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    id: str
+    release: str  # the version it runs
+    address: str  # host:port it listens on
+    launched_at: float
+    phase: InstancePhase = InstancePhase.STARTING
+    ready: bool = False
+    ready_since: float | None = None
+    failure: str | None = None  # why it can never serve: startup or liveness failed, exited
+    retire_reason: str | None = None
+    pid: int | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.phase in (InstancePhase.STARTING, InstancePhase.RUNNING)
+
+    @property
+    def serving(self) -> bool:
+        """May be in the route table: running, ready, not failed."""
+        return self.phase is InstancePhase.RUNNING and self.ready and self.failure is None
+
+    def available(self, now: float, min_ready: float) -> bool:
+        return self.serving and self.ready_since is not None and now - self.ready_since >= min_ready
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "release": self.release,
+            "address": self.address,
+            "launched_at": self.launched_at,
+            "phase": self.phase.value,
+            "ready": self.ready,
+            "ready_since": self.ready_since,
+            "failure": self.failure,
+            "retire_reason": self.retire_reason,
+            "pid": self.pid,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Instance:
+        return cls(
+            id=data["id"],
+            release=data["release"],
+            address=data["address"],
+            launched_at=float(data["launched_at"]),
+            phase=InstancePhase(data.get("phase", "starting")),
+            ready=bool(data.get("ready", False)),
+            ready_since=data.get("ready_since"),
+            failure=data.get("failure"),
+            retire_reason=data.get("retire_reason"),
+            pid=data.get("pid"),
+        )
+
+
+class RolloutPhase(StrEnum):
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"  # the new release could not be made to serve; traffic is back on stable
+    ABORTED = "aborted"  # stopped by a person or by analysis; traffic is back on stable
+    SUPERSEDED = "superseded"  # a newer deploy replaced it before it finished
+
+    @property
+    def active(self) -> bool:
+        return self in (RolloutPhase.PROGRESSING, RolloutPhase.PAUSED)
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    revision: int
+    version: str
+    strategy: str  # rolling | blue_green | canary
+    started_at: float
+    previous: str | None = None  # the stable release when it started
+    phase: RolloutPhase = RolloutPhase.PROGRESSING
+    step: int = 0  # canary: index of the current step
+    step_started_at: float = 0.0
+    progress_at: float = 0.0  # last time the rollout moved forward (for progress_deadline)
+    finished_at: float | None = None
+    reason: str = ""  # why it is in its phase, in words
+    pause_reason: str = ""
+    switched_at: float | None = None  # blue-green: when traffic moved to the new release
+    rollback: bool = False  # this rollout is a rollback to an earlier revision
+
+    @property
+    def active(self) -> bool:
+        return self.phase.active
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "version": self.version,
+            "strategy": self.strategy,
+            "started_at": self.started_at,
+            "previous": self.previous,
+            "phase": self.phase.value,
+            "step": self.step,
+            "step_started_at": self.step_started_at,
+            "progress_at": self.progress_at,
+            "finished_at": self.finished_at,
+            "reason": self.reason,
+            "pause_reason": self.pause_reason,
+            "switched_at": self.switched_at,
+            "rollback": self.rollback,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Rollout:
+        fields = {k: v for k, v in data.items() if k in cls.__slots__}
+        fields["phase"] = RolloutPhase(fields.get("phase", "progressing"))
+        return cls(**fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One reconcile pass's conclusions: the status to persist, then the actions to carry out."""
+
+    status: ServiceStatus
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    service: str
+    stable: str | None = None  # the release that serves when no rollout is active
+    rollout: Rollout | None = None  # the newest rollout, finished or not
+    routes: RouteTable = field(default_factory=lambda: RouteTable(generation=0))
+    last_decision: str = ""
+    last_decision_at: float | None = None
+    stopping: bool = False  # `zerodown down`: retire everything
+
+    def with_decision(self, message: str, now: float) -> ServiceStatus:
+        return replace(self, last_decision=message, last_decision_at=now)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "stable": self.stable,
+            "rollout": None if self.rollout is None else self.rollout.to_json(),
+            "routes": self.routes.to_json(),
+            "last_decision": self.last_decision,
+            "last_decision_at": self.last_decision_at,
+            "stopping": self.stopping,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServiceStatus:
+        rollout = data.get("rollout")
+        return cls(
+            service=data["service"],
+            stable=data.get("stable"),
+            rollout=None if rollout is None else Rollout.from_json(rollout),
+            routes=RouteTable.from_json(data.get("routes") or {"generation": 0}),
+            last_decision=data.get("last_decision", ""),
+            last_decision_at=data.get("last_decision_at"),
+            stopping=bool(data.get("stopping", False)),
+        )
+
+
+# Actions: what the engine must do, in the order given.
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A decision and its reason, written to the store before anything is acted on."""
+
+    kind: str  # launch, retire, promote, complete, fail, abort, pause, step, …
+    message: str
+    revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyRoutes:
+    table: RouteTable
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    release: str
+    count: int
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retire:
+    """Out of routing (already, by the ApplyRoutes before it), drain, then stop."""
+
+    instance: str
+    reason: str
+
+
+Action = Record | ApplyRoutes | Launch | Retire

@@ -1,0 +1,90 @@
+"""Rolling convergence: move the live instances to `target`, never below capacity.
+
+This one function serves the rolling strategy and the steady state (target = stable), which is
+also how every failed or aborted rollout returns to the stable release.
+
+Invariants (DESIGN.md, rules of the rollout):
+- at most `instances + max_surge` live instances;
+- at least `max(1, instances - max_unavailable)` available instances once there were that many;
+- no ready instance of the old release leaves before one of the target has proven itself ready
+  (unless max_surge is 0, which leaves no room to start one first);
+- traffic goes to every serving instance until the target alone is at full size.
+"""
+
+from __future__ import annotations
+
+from zerodown.core.plan import Plan, pool_of
+from zerodown.core.routes import RouteTable
+from zerodown.spec.model import RollingSpec
+from zerodown.spec.types import resolve_count
+
+
+def surge_and_unavailable(rolling: RollingSpec, instances: int) -> tuple[int, int]:
+    surge = resolve_count(rolling.max_surge, instances, round_up=True)
+    unavailable = resolve_count(rolling.max_unavailable, instances, round_up=False)
+    if surge == 0 and unavailable == 0:
+        surge = 1  # Kubernetes refuses both at 0; one extra instance is the safe reading
+    return surge, unavailable
+
+
+def converge(
+    plan: Plan,
+    *,
+    target: str,
+    instances: int,
+    rolling: RollingSpec,
+    keep: frozenset[str] = frozenset(),
+) -> RouteTable:
+    """Launch and retire toward `instances` of `target`; `keep` releases are left alone."""
+    now = plan.now
+    surge, unavailable = surge_and_unavailable(rolling, instances)
+    floor = max(1, instances - unavailable)
+
+    live = [i for i in plan.live() if i.release not in keep]
+    new = [i for i in live if i.release == target]
+    old = [i for i in live if i.release != target]
+
+    extra = len(new) - instances
+    if extra > 0:
+        newest_first = sorted(new, key=lambda i: (i.serving, -i.launched_at))
+        plan.retire(newest_first[:extra], f"more than {instances} instances of {target}")
+        new = [i for i in new if i.id not in plan.retired]
+
+    room = instances + surge - len(live) - plan.launching(target)
+    missing = instances - len(new) - plan.launching(target)
+    plan.launch(
+        target,
+        min(missing, room),
+        f"{len(new)} of {instances} exist (max_surge {surge})",
+    )
+
+    plan.retire([i for i in old if not i.serving], f"not ready, and {target} replaces it")
+    new_available = [i for i in new if i.available(now, rolling.min_ready)]
+    old_serving = sorted((i for i in old if i.serving), key=lambda i: i.launched_at)
+    can_go = len(new_available) + len(old_serving) - floor
+    if not new_available and surge > 0:
+        can_go = 0
+    if can_go > 0 and old_serving:
+        plan.retire(
+            old_serving[:can_go],
+            f"{len(new_available)} of {instances} {target} instances available"
+            f" (max_unavailable {unavailable})",
+        )
+
+    new_serving = [i for i in new if i.serving and i.id not in plan.retired]
+    pools = [pool_of(target, len(new_serving), new_serving)] if new_serving else []
+    if len(new_serving) < instances:
+        by_release: dict[str, list] = {}
+        for i in old:
+            if i.serving and i.id not in plan.retired:
+                by_release.setdefault(i.release, []).append(i)
+        pools += [pool_of(r, len(group), group) for r, group in by_release.items()]
+    return RouteTable(generation=plan.status.routes.generation, pools=tuple(pools))
+
+
+def is_complete(plan: Plan, *, target: str, instances: int, rolling: RollingSpec) -> bool:
+    live = plan.live()
+    available = [
+        i for i in live if i.release == target and i.available(plan.now, rolling.min_ready)
+    ]
+    return len(available) >= instances and all(i.release == target for i in live)

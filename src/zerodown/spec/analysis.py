@@ -1,0 +1,321 @@
+"""The `analysis:` part of zerodown.yaml: templates of metrics that decide promotion or abort.
+
+    analysis:
+      templates:
+        health:
+          metrics:
+            - name: error-rate
+              provider: router
+              query: error_rate
+              interval: 1s
+              count: 10
+              failure_condition: "result > 0.05"
+
+Field names and limits follow Argo Rollouts' AnalysisTemplate (snake_case): failure_limit and
+inconclusive_limit default to 0, consecutive_error_limit to 4. Conditions are parsed here, so a
+bad expression is a spec error that points at its line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from zerodown.core.analysis import expr
+from zerodown.spec.types import Duration, StrictModel, parse_duration
+
+ROUTER_QUERIES = ("error_rate", "request_rate", "latency_p50", "latency_p90", "latency_p99")
+"""What the built-in router provider can measure (rates per second, latencies in seconds)."""
+
+CONDITION_NAMES = ("result", "baseline", "samples")
+"""Names a condition may use: the measured value, the stable release's value (with
+`compare: baseline`) and the number of requests the measurement saw (router provider)."""
+
+NAME = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$"
+
+
+def _condition(text: str) -> str:
+    try:
+        expr.check(text, CONDITION_NAMES)
+    except expr.ExprError as exc:
+        raise ValueError(f"bad condition {text!r}: {exc}") from None
+    return text
+
+
+Condition = Annotated[str, AfterValidator(_condition)]
+"""A boolean expression over `result` (see zerodown.core.analysis.expr)."""
+
+
+class MaxIncrease(StrictModel):
+    """How much worse than the baseline the canary may be: relative ("20%") or absolute."""
+
+    relative: float | None = None  # 0.2 for "20%"
+    absolute: float | None = None  # in the metric's unit (seconds for latencies)
+
+    def limit(self, baseline: float) -> float:
+        if self.relative is not None:
+            return baseline * (1 + self.relative)
+        assert self.absolute is not None
+        return baseline + self.absolute
+
+    def describe(self) -> str:
+        if self.relative is not None:
+            return f"{self.relative * 100:g}%"
+        return f"{self.absolute:g}"
+
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def _max_increase(value: Any) -> Any:
+    if isinstance(value, MaxIncrease | dict):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("max_increase is a percentage like '20%' or an amount like 0.01 or '50ms'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("max_increase cannot be negative")
+        return MaxIncrease(absolute=float(value))
+    if isinstance(value, str):
+        match = _PERCENT.match(value)
+        if match:
+            return MaxIncrease(relative=float(match.group(1)) / 100)
+        try:
+            return MaxIncrease(absolute=parse_duration(value))
+        except ValueError:
+            pass
+    raise ValueError(
+        f"{value!r} is not a max_increase; write a percentage like '20%', "
+        "an amount like 0.01, or a duration like '50ms'"
+    )
+
+
+MaxIncreaseField = Annotated[
+    MaxIncrease, BeforeValidator(_max_increase, json_schema_input_type=str | float)
+]
+
+
+class PrometheusProvider(StrictModel):
+    address: str = Field(pattern=r"^https?://", examples=["http://127.0.0.1:9090"])
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class WebProvider(StrictModel):
+    url: str = Field(
+        pattern=r"^https?://", description="GET; {canary}, {stable}, {service} substituted"
+    )
+    json_path: str | None = Field(
+        None,
+        description="dotted path to a number, e.g. data.error_rate or items.0.value; "
+        "omitted = the whole body is the number",
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class ProviderChoice(StrictModel):
+    prometheus: PrometheusProvider | None = None
+    web: WebProvider | None = None
+    command: list[str] | None = Field(None, min_length=1, description="argv; exit 0 = success")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ProviderChoice:
+        given = [k for k in ("prometheus", "web", "command") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a provider is 'router' or exactly one of {prometheus: …}, {web: …}, {command: […]}"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("prometheus", "web", "command") if getattr(self, k) is not None)
+
+
+class MannWhitneyJudge(StrictModel):
+    """Kayenta-style judge: Mann-Whitney U of canary against baseline samples.
+
+    `allowed_effect` bounds the probability that a canary sample is worse than a baseline one
+    (Vargha-Delaney A; 0.5 = no difference, 0.56 small, 0.64 medium, 0.71 large).
+    """
+
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    allowed_effect: float = Field(0.6, ge=0.5, lt=1.0)
+
+
+class JudgeSpec(StrictModel):
+    mann_whitney: MannWhitneyJudge = Field(default_factory=MannWhitneyJudge)
+
+
+class MetricSpec(StrictModel):
+    name: str = Field(pattern=NAME)
+    provider: Literal["router"] | ProviderChoice = "router"
+    query: str | None = Field(
+        None, description="router: error_rate, request_rate, latency_p50/p90/p99; or PromQL"
+    )
+    interval: Duration | None = Field(
+        None, description="time between measurements; each measurement is taken at the end of one"
+    )
+    count: int | None = Field(None, ge=1, description="measurements; omitted = until the run ends")
+    initial_delay: Duration | None = Field(
+        None,
+        description="before the first measurement; omitted = one interval (router without "
+        "interval: 10s, so its window holds traffic; other providers: at once)",
+    )
+    window: Duration | None = Field(
+        None,
+        gt=0,
+        description="router: trailing window a measurement covers; omitted = since "
+        "the analysis started",
+    )
+    timeout: Duration = Field(10.0, gt=0, description="for one measurement")
+    failure_condition: Condition | None = None
+    success_condition: Condition | None = None
+    failure_limit: int = Field(0, ge=0)
+    inconclusive_limit: int = Field(0, ge=0)
+    consecutive_error_limit: int = Field(4, ge=0)
+    min_samples: int = Field(50, ge=0, description="fewer requests in the window: never a pass")
+    compare: Literal["baseline"] | None = None
+    max_increase: MaxIncreaseField | None = None
+    judge: JudgeSpec | None = None
+
+    @property
+    def provider_kind(self) -> str:
+        return "router" if isinstance(self.provider, str) else self.provider.kind
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MetricSpec:
+        kind = self.provider_kind
+        if kind == "router":
+            if self.query not in ROUTER_QUERIES:
+                raise ValueError(
+                    f"the router provider measures one of {', '.join(ROUTER_QUERIES)}; "
+                    f"query {self.query!r} is not one of them"
+                )
+        elif kind == "prometheus":
+            if not self.query:
+                raise ValueError("a prometheus metric needs a query (PromQL)")
+        elif self.query is not None:
+            raise ValueError(f"a {kind} provider takes no query; put it in the provider itself")
+        if self.window is not None and kind != "router":
+            raise ValueError("window applies to the router provider only (PromQL has its own)")
+        if self.compare is None:
+            if self.max_increase is not None or self.judge is not None:
+                raise ValueError("max_increase and judge need compare: baseline")
+            if any("baseline" in _names(c) for c in self._conditions()):
+                raise ValueError("a condition uses 'baseline', which needs compare: baseline")
+        else:
+            if kind not in ("router", "prometheus"):
+                raise ValueError("compare: baseline works with the router and prometheus providers")
+            if self.max_increase is None and self.judge is None and not self._conditions():
+                raise ValueError(
+                    "compare: baseline needs max_increase, a judge, or a condition using 'baseline'"
+                )
+            if self.judge is not None and (kind != "router" or self.query == "request_rate"):
+                raise ValueError(
+                    "the judge needs per-request samples: router provider, query error_rate "
+                    "or latency_p50/p90/p99"
+                )
+        return self
+
+    def _conditions(self) -> list[str]:
+        return [c for c in (self.failure_condition, self.success_condition) if c is not None]
+
+
+def _names(condition: str) -> set[str]:
+    return expr.names(expr.parse(condition))
+
+
+TemplateName = Annotated[str, Field(pattern=NAME)]
+
+
+class TemplateSpec(StrictModel):
+    metrics: list[MetricSpec] = Field(min_length=1)
+    dry_run: list[str] = Field(
+        default_factory=list, description="metric names measured and shown but never decisive"
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> TemplateSpec:
+        seen: set[str] = set()
+        for metric in self.metrics:
+            if metric.name in seen:
+                raise ValueError(f"metric {metric.name!r} appears twice")
+            seen.add(metric.name)
+        unknown = [n for n in self.dry_run if n not in seen]
+        if unknown:
+            raise ValueError(f"dry_run names unknown metric(s): {', '.join(unknown)}")
+        return self
+
+
+class AnalysisSpec(StrictModel):
+    templates: dict[TemplateName, TemplateSpec] = Field(default_factory=dict)
+
+
+class AnalysisRef(StrictModel):
+    """Where a strategy uses templates: `analysis: {templates: [health], starting_step: 1}`."""
+
+    templates: list[TemplateName] = Field(min_length=1)
+    starting_step: int | None = Field(
+        None, ge=0, description="background analysis: the step index from which it runs"
+    )
+    dry_run: list[str] = Field(default_factory=list)
+
+
+class ResolvedAnalysis(StrictModel):
+    """The metrics an analysis run measures, with the set whose outcome is never decisive."""
+
+    metrics: list[MetricSpec]
+    dry_run: frozenset[str] = frozenset()
+
+
+def resolve(analysis: AnalysisSpec, ref: AnalysisRef) -> ResolvedAnalysis:
+    """Join the referenced templates; ValueError names a missing template or a clash.
+
+    The spec's model validator calls this for every reference so that the mistakes show up when
+    the file is loaded, not when the rollout reaches the step.
+    """
+    metrics: list[MetricSpec] = []
+    dry_run: set[str] = set(ref.dry_run)
+    seen: dict[str, str] = {}
+    for name in ref.templates:
+        template = analysis.templates.get(name)
+        if template is None:
+            known = ", ".join(sorted(analysis.templates)) or "none are defined"
+            raise ValueError(f"analysis template {name!r} is not defined (known: {known})")
+        for metric in template.metrics:
+            if metric.name in seen:
+                raise ValueError(
+                    f"metric {metric.name!r} is in both templates {seen[metric.name]!r} and "
+                    f"{name!r}; rename one"
+                )
+            seen[metric.name] = name
+            metrics.append(metric)
+        dry_run.update(template.dry_run)
+    unknown = sorted(dry_run - set(seen))
+    if unknown:
+        raise ValueError(f"dry_run names unknown metric(s): {', '.join(unknown)}")
+    return ResolvedAnalysis(metrics=metrics, dry_run=frozenset(dry_run))
+
+
+ROUTER_FIRST_WAIT = 10.0
+"""Seconds before a router metric without interval or initial_delay is measured."""
+
+
+def first_wait(metric: MetricSpec) -> float:
+    """Seconds from the start of the run to the metric's first measurement."""
+    if metric.initial_delay is not None:
+        return metric.initial_delay
+    if metric.interval is not None:
+        # a measurement summarises the interval that just ended, so the first comes after one
+        return metric.interval
+    return ROUTER_FIRST_WAIT if metric.provider_kind == "router" else 0.0
+
+
+def is_bounded(metric: MetricSpec) -> bool:
+    """True when the metric ends by itself (a count, or one measurement without interval).
+
+    An inline `analysis:` step ends with its result, so its metrics must all be bounded.
+    """
+    return metric.count is not None or metric.interval is None

@@ -1,0 +1,190 @@
+"""The models of zerodown.yaml: strict (unknown fields are errors) and frozen.
+
+Probe fields default as in Kubernetes. Rolling updates default to max_unavailable 0 (Kubernetes
+says 25%): a tool whose promise is zero failed requests should not give up capacity unless asked.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from zerodown.spec.types import CountOrPercent, Duration, Percent, StrictModel
+
+Address = Annotated[str, Field(pattern=r"^[^\s:]+:\d{1,5}$", examples=["127.0.0.1:8080"])]
+StopSignal = Literal["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2"]
+
+
+class RunSpec(StrictModel):
+    command: list[str] = Field(min_length=1, description="argv; {port} and {version} substituted")
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str = "."
+    stop_signal: StopSignal = "SIGTERM"
+    drain: Duration = Field(
+        10.0, description="after leaving the route table, for in-flight requests"
+    )
+    stop_timeout: Duration = Field(30.0, description="after the stop signal, then SIGKILL")
+
+
+class TcpCheck(StrictModel):
+    port: int | None = None
+
+
+class ProbeSpec(StrictModel):
+    http: str | None = Field(None, description="path, e.g. /healthz; 2xx and 3xx pass")
+    tcp: TcpCheck | None = None
+    exec: list[str] | None = Field(None, min_length=1, description="argv; exit code 0 passes")
+    initial_delay: Duration = 0.0
+    period: Duration = 10.0
+    timeout: Duration = 1.0
+    success_threshold: int = Field(1, ge=1)
+    failure_threshold: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _one_check(self) -> ProbeSpec:
+        given = [k for k in ("http", "tcp", "exec") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a probe needs exactly one of http, tcp or exec")
+        if self.http is not None and not self.http.startswith("/"):
+            raise ValueError(f"http must be a path starting with '/', not {self.http!r}")
+        return self
+
+
+def _default_readiness() -> ProbeSpec:
+    return ProbeSpec(tcp=TcpCheck(), period=1.0)
+
+
+class ProbesSpec(StrictModel):
+    startup: ProbeSpec | None = None
+    liveness: ProbeSpec | None = None
+    readiness: ProbeSpec = Field(default_factory=_default_readiness)
+
+    @field_validator("startup", "liveness")
+    @classmethod
+    def _single_success(cls, probe: ProbeSpec | None) -> ProbeSpec | None:
+        if probe is not None and probe.success_threshold != 1:
+            raise ValueError(
+                "success_threshold must be 1 for startup and liveness (as in Kubernetes)"
+            )
+        return probe
+
+
+class RouterSpec(StrictModel):
+    kind: Literal["builtin"] = "builtin"
+    listen: Address = "127.0.0.1:8080"
+    admin_listen: Address | None = Field(None, description="TCP admin API, e.g. for Prometheus")
+
+
+class RollingSpec(StrictModel):
+    max_surge: CountOrPercent = "25%"
+    max_unavailable: CountOrPercent = 0
+    min_ready: Duration = 0.0
+    progress_deadline: Duration = 600.0
+
+
+class BlueGreenSpec(StrictModel):
+    preview_listen: Address | None = None
+    auto_promote: bool = True
+    auto_promote_after: Duration | None = None
+    scale_down_delay: Duration = 30.0
+    progress_deadline: Duration = 600.0
+
+
+class Pause(StrictModel):
+    duration: Duration | None = None
+
+
+class HeaderRoute(StrictModel):
+    header: str | None = None
+    cookie: str | None = None
+    value: str
+
+    @model_validator(mode="after")
+    def _one_key(self) -> HeaderRoute:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("set_header_route needs exactly one of header or cookie")
+        return self
+
+
+class StepAnalysis(StrictModel):
+    templates: list[str] = Field(min_length=1)
+
+
+class CanaryStep(StrictModel):
+    set_weight: Annotated[int, Field(ge=0, le=100)] | None = None
+    pause: Pause | None = None
+    set_header_route: HeaderRoute | None = None
+    analysis: StepAnalysis | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> CanaryStep:
+        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "each step has exactly one of set_weight, pause, set_header_route, analysis"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
+
+
+class StickySpec(StrictModel):
+    cookie: str | None = None
+    header: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> StickySpec:
+        if (self.cookie is None) == (self.header is None):
+            raise ValueError("sticky needs exactly one of cookie or header")
+        return self
+
+
+class CanarySpec(StrictModel):
+    steps: list[CanaryStep] = Field(min_length=1)
+    canary_scale: Literal["match_weight"] | Annotated[int, Field(ge=1)] = "match_weight"
+    sticky: StickySpec | None = None
+    progress_deadline: Duration = 600.0
+
+
+class StrategySpec(StrictModel):
+    rolling: RollingSpec | None = None
+    blue_green: BlueGreenSpec | None = None
+    canary: CanarySpec | None = None
+
+    @model_validator(mode="after")
+    def _one_strategy(self) -> StrategySpec:
+        given = [k for k in ("rolling", "blue_green", "canary") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"choose one strategy, not {' and '.join(given)}")
+        return self
+
+    @property
+    def name(self) -> str:
+        if self.blue_green is not None:
+            return "blue_green"
+        if self.canary is not None:
+            return "canary"
+        return "rolling"
+
+
+SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class Spec(StrictModel):
+    service: str = Field(pattern=SERVICE_NAME.pattern, description="lower-case name, e.g. shop")
+    instances: int = Field(2, ge=1, le=256)
+    run: RunSpec
+    probes: ProbesSpec = Field(default_factory=ProbesSpec)
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
+
+    @property
+    def rolling(self) -> RollingSpec:
+        return self.strategy.rolling or RollingSpec()
+
+
+__all__ = ["Percent", "Spec"]

@@ -1,0 +1,146 @@
+"""The parts of zerodown.yaml around a rollout: the test gate, smoke checks, notifications.
+
+gate: {command: ["pytest", "-q"], timeout: 10m}
+smoke:
+  timeout: 60s
+  checks:
+    - {name: home, request: GET /, expect: {status: 200, body_contains: "ok"}}
+    - {name: suite, command: ["pytest", "tests/smoke", "-q"]}
+notify:
+  - {webhook: "http://127.0.0.1:9999/hook", events: [started, promoted, aborted]}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, get_args
+
+from pydantic import Field, field_validator, model_validator
+
+from zerodown.spec.types import Duration, StrictModel
+
+
+class GateSpec(StrictModel):
+    """A command that must succeed before any new instance starts."""
+
+    command: list[str] = Field(min_length=1, description="argv, run in workdir; exit 0 passes")
+    timeout: Duration = Field(600.0, gt=0)
+    workdir: str = "."
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_REQUEST = re.compile(r"^([A-Z]+)\s+(/\S*)$")
+
+
+class Expect(StrictModel):
+    status: int | list[int] = Field(200, description="one status or a list of accepted ones")
+    body_contains: str | None = None
+    json_: dict[str, Any] | None = Field(
+        None, alias="json", description="these fields must be present with these values"
+    )
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, value: int | list[int]) -> int | list[int]:
+        for status in [value] if isinstance(value, int) else value:
+            if not 100 <= status <= 599:
+                raise ValueError(f"{status} is not an HTTP status")
+        return value
+
+    def statuses(self) -> list[int]:
+        return [self.status] if isinstance(self.status, int) else list(self.status)
+
+
+class SmokeCheck(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    request: str | None = Field(None, description="'GET /path', sent to the release under test")
+    json_: Any = Field(None, alias="json", description="request body, sent as JSON")
+    body: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    expect: Expect | None = None
+    max_latency: Duration | None = None
+    command: list[str] | None = Field(
+        None, min_length=1, description="argv; ZERODOWN_SMOKE_URL holds the base URL"
+    )
+    timeout: Duration | None = Field(None, gt=0, description="for this check; default: the budget")
+
+    @field_validator("request")
+    @classmethod
+    def _request(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _REQUEST.match(value.strip())
+        if match is None or match.group(1) not in METHODS:
+            methods = ", ".join(METHODS)
+            raise ValueError(f"request {value!r} should look like 'GET /path' ({methods})")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SmokeCheck:
+        if (self.request is None) == (self.command is None):
+            raise ValueError(f"check {self.name!r} needs exactly one of request or command")
+        if self.command is not None:
+            extra = [
+                k
+                for k in ("json_", "body", "expect", "max_latency")
+                if getattr(self, k) is not None
+            ]
+            if extra or self.headers:
+                raise ValueError(f"check {self.name!r}: a command check takes no request fields")
+        if self.json_ is not None and self.body is not None:
+            raise ValueError(f"check {self.name!r}: give json or body, not both")
+        return self
+
+    @property
+    def method(self) -> str:
+        assert self.request is not None
+        return self.request.split()[0]
+
+    @property
+    def path(self) -> str:
+        assert self.request is not None
+        return self.request.split()[1]
+
+
+class SmokeSpec(StrictModel):
+    timeout: Duration = Field(60.0, gt=0, description="budget for the whole smoke run")
+    checks: list[SmokeCheck] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> SmokeSpec:
+        names = [c.name for c in self.checks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"check name(s) used twice: {', '.join(dupes)}")
+        return self
+
+
+Event = Literal[
+    "started",
+    "step",
+    "paused",
+    "resumed",
+    "analysis",
+    "promoted",
+    "aborted",
+    "rolled_back",
+    "completed",
+    "failed",
+]
+"""Phases a rollout reports; a webhook lists the ones it wants."""
+
+EVENTS: tuple[Event, ...] = get_args(Event)
+
+
+def _all_events() -> list[Event]:
+    return list(EVENTS)
+
+
+class NotifySpec(StrictModel):
+    webhook: str = Field(pattern=r"^https?://", description="POSTed one JSON event per phase")
+    events: list[Event] = Field(default_factory=_all_events)
+    format: Literal["json", "slack"] = "json"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = Field(5.0, gt=0, description="per attempt")
+    retries: int = Field(5, ge=0, le=20)
