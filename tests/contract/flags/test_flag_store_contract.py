@@ -1,0 +1,107 @@
+"""The FlagStore contract, run against SQLite, Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from zerodown.flags.model import DefaultStrategy, Flag, GradualRolloutStrategy
+from zerodown.flags.stores import FlagExists, FlagNotFound, FlagStore
+
+
+def test_create_get_list(store: FlagStore) -> None:
+    assert store.list_flags() == []
+    assert store.get_flag("a") is None
+    created = store.create_flag(Flag(key="b", description="second"), actor="ann")
+    store.create_flag(Flag(key="a", enabled=True, strategies=(DefaultStrategy(),)), actor="ann")
+    assert created.created_at is not None and created.changed_at is not None
+    assert [f.key for f in store.list_flags()] == ["a", "b"]
+    got = store.get_flag("b")
+    assert got is not None and got.description == "second" and got.created_at == created.created_at
+    with pytest.raises(FlagExists):
+        store.create_flag(Flag(key="a"), actor="bob")
+
+
+def test_update_keeps_created_at_and_bumps_version(store: FlagStore) -> None:
+    created = store.create_flag(Flag(key="f"), actor="ann")
+    v1 = store.version()
+    updated = store.update_flag(
+        Flag(key="f", enabled=True, strategies=(GradualRolloutStrategy(rollout=25),)), actor="bob"
+    )
+    assert store.version() > v1
+    assert updated.created_at == created.created_at
+    got = store.get_flag("f")
+    assert got is not None and got.enabled and got.strategies[0].rollout == 25  # type: ignore[union-attr]
+    with pytest.raises(FlagNotFound):
+        store.update_flag(Flag(key="nope"), actor="bob")
+
+
+def test_delete(store: FlagStore) -> None:
+    store.create_flag(Flag(key="f"), actor="ann")
+    store.delete_flag("f", actor="ann")
+    assert store.get_flag("f") is None
+    with pytest.raises(FlagNotFound):
+        store.delete_flag("f", actor="ann")
+
+
+def test_audit_records_who_when_before_after(store: FlagStore) -> None:
+    store.create_flag(Flag(key="f"), actor="ann", note="new checkout")
+    store.update_flag(Flag(key="f", enabled=True), actor="bob")
+    store.create_flag(Flag(key="g"), actor="cy")
+    store.delete_flag("f", actor="dee")
+    entries = store.audit()
+    assert [(e.action, e.key, e.actor) for e in entries] == [
+        ("delete", "f", "dee"),
+        ("create", "g", "cy"),
+        ("update", "f", "bob"),
+        ("create", "f", "ann"),
+    ]
+    delete, _, update, create = entries
+    assert create.before is None and create.after is not None and create.note == "new checkout"
+    assert update.before is not None and update.before["enabled"] is False
+    assert update.after is not None and update.after["enabled"] is True
+    assert delete.after is None and delete.before is not None
+    assert all(e.at.tzinfo is not None for e in entries)
+    assert [e.action for e in store.audit(key="f", limit=2)] == ["delete", "update"]
+
+
+def test_snapshot_version_matches_flags(store: FlagStore) -> None:
+    v0, flags0 = store.snapshot()
+    assert flags0 == []
+    store.create_flag(Flag(key="f"), actor="ann")
+    v1, flags1 = store.snapshot()
+    assert v1 > v0 and [f.key for f in flags1] == ["f"]
+
+
+def test_mark_evaluated_does_not_bump_version(store: FlagStore) -> None:
+    store.create_flag(Flag(key="f"), actor="ann")
+    v = store.version()
+    when = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    store.mark_evaluated(["f", "unknown"], when)
+    store.mark_evaluated(["f"], datetime(2026, 4, 1, tzinfo=UTC))  # older: ignored
+    assert store.version() == v
+    got = store.get_flag("f")
+    assert got is not None and got.last_evaluated_at == when
+    assert [f.key for f in store.list_flags()] == ["f"]
+
+
+def test_wait_for_change_wakes_on_a_write(store: FlagStore) -> None:
+    v = store.version()
+    assert store.wait_for_change(v, timeout=0.2) == v  # times out quietly
+    woke: list[float] = []
+
+    def waiter() -> None:
+        start = time.monotonic()
+        store_version = store.wait_for_change(v, timeout=10)
+        woke.append(time.monotonic() - start)
+        assert store_version != v
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.2)
+    store.create_flag(Flag(key="f"), actor="ann")
+    t.join(15)
+    assert woke and woke[0] < 9  # woke on the change, not on the timeout
