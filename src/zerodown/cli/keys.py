@@ -1,0 +1,155 @@
+"""`zerodown keys …`: the JWT signing keyring in a directory (default `.zerodown/keys`).
+
+Registered by the main CLI with `app.add_typer(keys_app, name="keys")`. Works on the directory
+directly (no controller needed): key material never crosses the API.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zerodown.keys.model import KeyringError, Policy, timeline
+from zerodown.keys.storage import DEFAULT_DIR, KeyringDir, jwks
+from zerodown.spec.types import format_duration, parse_duration
+
+keys_app = typer.Typer(
+    help="JWT signing keys: a new key is published before it signs, an old one after it stops.",
+    no_args_is_help=True,
+)
+
+_out = Console()
+
+
+class Alg(StrEnum):
+    EdDSA = "EdDSA"
+    ES256 = "ES256"
+    RS256 = "RS256"
+
+
+DirOption = Annotated[Path, typer.Option("--dir", help="Keyring directory.", show_default=True)]
+
+
+def _fail(message: str) -> NoReturn:
+    # Plain echo, not rich: a wrapped message would break copy-paste of the command it names.
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _duration(option: str, value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        _fail(f"{option}: {exc}")
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@keys_app.command()
+def init(
+    alg: Annotated[Alg, typer.Option("--alg", help="Signature algorithm.")] = Alg.EdDSA,
+    jwks_cache: Annotated[
+        str, typer.Option(help="Longest time verifiers cache the JWKS (a new key waits this long).")
+    ] = "5m",
+    max_token_lifetime: Annotated[
+        str, typer.Option(help="Longest lifetime of a token signed from this keyring.")
+    ] = "1h",
+    clock_skew: Annotated[str, typer.Option(help="Verifiers' clock leeway.")] = "1m",
+    dir: DirOption = DEFAULT_DIR,
+) -> None:
+    """Create the keyring with its first, active key."""
+    try:
+        policy = Policy(
+            jwks_cache_ttl=_duration("--jwks-cache", jwks_cache),
+            max_token_lifetime=_duration("--max-token-lifetime", max_token_lifetime),
+            clock_skew=_duration("--clock-skew", clock_skew),
+        )
+        ring = KeyringDir(dir).init(alg=alg.value, policy=policy, now=time.time())
+    except (KeyringError, OSError) as exc:
+        _fail(str(exc))
+    key = ring.keys[0]
+    typer.echo(f"created keyring in {dir}/ with active {key.alg} key {key.kid}")
+
+
+@keys_app.command()
+def rotate(
+    alg: Annotated[
+        Alg | None,
+        typer.Option("--alg", help="Algorithm of the new key (default: the active one's)."),
+    ] = None,
+    dir: DirOption = DEFAULT_DIR,
+) -> None:
+    """Add the next key: published now, signing once verifiers' JWKS caches have expired."""
+    now = time.time()
+    try:
+        ring = KeyringDir(dir).rotate(now=now, alg=alg.value if alg else None)
+    except (KeyringError, OSError) as exc:
+        _fail(str(exc))
+    new = ring.keys[-1]
+    wait = format_duration(max(0.0, new.activates_at - now))
+    typer.echo(
+        f"published {new.alg} key {new.kid}; it signs from {_when(new.activates_at)} (in {wait})"
+    )
+
+
+@keys_app.command("list")
+def list_keys(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    dir: DirOption = DEFAULT_DIR,
+) -> None:
+    """Every key: kid, state (next, active, retiring, retired) and when it changes."""
+    now = time.time()
+    try:
+        ring, _ = KeyringDir(dir).refresh(now)
+    except (KeyringError, OSError) as exc:
+        _fail(str(exc))
+    rows = timeline(ring, now)
+    if as_json:
+        doc = [
+            {
+                "kid": t.kid,
+                "alg": t.alg,
+                "state": t.state.value,
+                "published_at": t.published_at,
+                "activates_at": t.activates_at,
+                "deactivates_at": t.deactivates_at,
+                "retires_at": t.retires_at,
+            }
+            for t in rows
+        ]
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    table = Table("kid", "alg", "state", "published", "signs from", "signs until", "unpublished")
+    for t in rows:
+        table.add_row(
+            t.kid,
+            t.alg,
+            t.state.value,
+            _when(t.published_at),
+            _when(t.activates_at),
+            _when(t.deactivates_at),
+            _when(t.retires_at),
+        )
+    _out.print(table)
+
+
+@keys_app.command("jwks")
+def jwks_cmd(dir: DirOption = DEFAULT_DIR) -> None:
+    """Print the public JWK set (what /.well-known/jwks.json serves)."""
+    try:
+        ring = KeyringDir(dir).load()
+    except (KeyringError, OSError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(jwks(ring, time.time()), indent=2))
