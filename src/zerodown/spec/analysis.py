@@ -198,6 +198,8 @@ class MetricSpec(StrictModel):
                 raise ValueError("a prometheus metric needs a query (PromQL)")
         elif self.query is not None:
             raise ValueError(f"a {kind} provider takes no query; put it in the provider itself")
+        if self.count is not None and self.count > 1 and self.interval is None:
+            raise ValueError(f"count {self.count} needs an interval between the measurements")
         if self.window is not None and kind != "router":
             raise ValueError("window applies to the router provider only (PromQL has its own)")
         if self.compare is None:

@@ -85,6 +85,7 @@ BAD_METRICS: list[tuple[dict[str, Any], str]] = [
     ({"query": "error_rate", "failure_limit": -1}, "greater than or equal to 0"),
     ({"query": "error_rate", "count": 0}, "greater than or equal to 1"),
     ({"query": "error_rate", "interval": "soon"}, "not a duration"),
+    ({"query": "error_rate", "count": 3}, "needs an interval"),
     ({"query": "error_rate", "failureLimit": 1}, "Extra inputs"),
     (
         {
