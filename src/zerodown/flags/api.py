@@ -1,0 +1,332 @@
+"""The flag service's HTTP API, as a FastAPI router the controller mounts.
+
+- Admin (Bearer admin token): CRUD under /api/flags, audit log, stale report, Unleash export/import.
+  The actor recorded in the audit log is the `X-Zerodown-Actor` header (the CLI sends the user's
+  name), else "api".
+- SDKs (Bearer read token when one is set, else open; the admin token always works):
+  /api/flags/definitions (ETag / 304, for polling), /api/flags/stream (Server-Sent Events: the
+  whole definitions document at connect and after every change), /api/flags/usage (which flags
+  an SDK evaluated, for the stale report).
+- OFREP: POST /ofrep/v1/evaluate/flags/{key} and the bulk POST /ofrep/v1/evaluate/flags (ETag /
+  304), so the official OpenFeature OFREP providers work unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from zerodown.flags.evaluate import EvalContext, evaluate
+from zerodown.flags.model import Flag
+from zerodown.flags.ofrep import ofrep_error, ofrep_success
+from zerodown.flags.stale import stale_report
+from zerodown.flags.steps import FlagChange, apply_flag_change
+from zerodown.flags.stores import FlagExists, FlagNotFound, FlagStore, utc_now
+from zerodown.flags.unleash import UnleashFormatError, flags_from_unleash, flags_to_unleash
+
+
+class FlagPatch(FlagChange):
+    """PATCH /api/flags/{key}: rollout and/or enabled, with a note for the audit log."""
+
+    note: str = ""
+
+
+class UsageReport(BaseModel):
+    keys: list[str]
+
+
+def definitions_document(version: int, flags: list[Flag]) -> dict[str, Any]:
+    # Usage times are left out: they change on every evaluation and would churn every ETag.
+    return {
+        "version": version,
+        "flags": [f.model_dump(mode="json", exclude={"last_evaluated_at"}) for f in flags],
+    }
+
+
+class _Definitions:
+    """The store's flags, re-read only when its version moves (one cheap read per request)."""
+
+    def __init__(self, store: FlagStore):
+        self._store = store
+        self._lock = threading.Lock()
+        self._version = -1
+        self._flags: dict[str, Flag] = {}
+
+    def current(self) -> tuple[int, dict[str, Flag]]:
+        version = self._store.version()
+        with self._lock:
+            if version != self._version:
+                v, flags = self._store.snapshot()
+                self._version, self._flags = v, {f.key: f for f in flags}
+            return self._version, self._flags
+
+
+class _Usage:
+    """Which flags were evaluated; written to the store at most every `interval` seconds."""
+
+    def __init__(self, store: FlagStore, clock: Callable[[], datetime], interval: float = 30.0):
+        self._store, self._clock, self._interval = store, clock, interval
+        self._keys: set[str] = set()
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def record(self, keys: list[str]) -> None:
+        with self._lock:
+            self._keys.update(keys)
+            if time.monotonic() - self._last < self._interval:
+                return
+            pending, self._keys, self._last = self._keys, set(), time.monotonic()
+        self._store.mark_evaluated(sorted(pending), self._clock())
+
+
+def make_flags_router(
+    store: FlagStore,
+    *,
+    admin_token: str,
+    read_token: str | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    heartbeat: float = 15.0,
+    usage_interval: float = 30.0,
+) -> APIRouter:
+    if not admin_token:
+        raise ValueError("make_flags_router: admin_token must not be empty")
+    router = APIRouter()
+    defs = _Definitions(store)
+    usage = _Usage(store, clock, usage_interval)
+
+    def _bearer(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+
+    def _unauthorized(what: str) -> HTTPException:
+        return HTTPException(
+            401,
+            f"{what} needs `Authorization: Bearer <token>` with the controller's token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    def admin(request: Request) -> str:
+        if not secrets.compare_digest(_bearer(request).encode(), admin_token.encode()):
+            raise _unauthorized("changing or listing flags")
+        return request.headers.get("x-zerodown-actor", "").strip()[:200] or "api"
+
+    def reader(request: Request) -> None:
+        if read_token is None:
+            return
+        token = _bearer(request).encode()
+        if not (
+            secrets.compare_digest(token, read_token.encode())
+            or secrets.compare_digest(token, admin_token.encode())
+        ):
+            raise _unauthorized("reading flag definitions")
+
+    def _get(key: str) -> Flag:
+        flag = store.get_flag(key)
+        if flag is None:
+            raise HTTPException(404, str(FlagNotFound(key)))
+        return flag
+
+    # --- admin -------------------------------------------------------------------------------
+
+    @router.get("/api/flags")
+    def list_flags(_: str = Depends(admin)) -> dict[str, Any]:
+        version, flags = store.snapshot()
+        return {"version": version, "flags": [f.to_json() for f in flags]}
+
+    @router.post("/api/flags", status_code=201)
+    def create_flag(flag: Flag, actor: str = Depends(admin)) -> dict[str, Any]:
+        try:
+            return store.create_flag(flag, actor=actor).to_json()
+        except FlagExists as e:
+            raise HTTPException(409, str(e)) from None
+
+    @router.get("/api/flags/audit")
+    def audit(
+        key: str | None = None, limit: int = Query(100, ge=1, le=10_000), _: str = Depends(admin)
+    ) -> dict[str, Any]:
+        return {"entries": [e.model_dump(mode="json") for e in store.audit(key=key, limit=limit)]}
+
+    @router.get("/api/flags/stale")
+    def stale(
+        unused_days: int = Query(30, ge=1),
+        settled_days: int = Query(30, ge=1),
+        _: str = Depends(admin),
+    ) -> dict[str, Any]:
+        report = stale_report(
+            store.list_flags(), clock(), unused_days=unused_days, settled_days=settled_days
+        )
+        return {
+            "stale": [
+                {"key": s.key, "type": s.type, "owner": s.owner, "reasons": list(s.reasons)}
+                for s in report
+            ]
+        }
+
+    @router.get("/api/flags/export")
+    def export(
+        format: str = Query("zerodown", pattern="^(zerodown|unleash)$"), _: str = Depends(admin)
+    ) -> dict[str, Any]:
+        version, flags = store.snapshot()
+        if format == "unleash":
+            return flags_to_unleash(flags)
+        return definitions_document(version, flags)
+
+    @router.post("/api/flags/import")
+    async def import_flags(request: Request, actor: str = Depends(admin)) -> dict[str, Any]:
+        """Body: our export (`{"flags": [...]}`) or Unleash's (`{"features": [...]}`). Creates
+        missing flags and replaces existing ones."""
+        try:
+            body = json.loads(await request.body())
+            if isinstance(body, dict) and "features" in body:
+                flags = flags_from_unleash(body)
+            elif isinstance(body, dict) and isinstance(body.get("flags"), list):
+                flags = [Flag.model_validate(f) for f in body["flags"]]
+            else:
+                raise HTTPException(
+                    422, "import: the body needs `flags` (zerodown) or `features` (Unleash)"
+                )
+        except (json.JSONDecodeError, UnleashFormatError, ValidationError) as e:
+            raise HTTPException(422, f"import: {e}") from None
+
+        def apply() -> dict[str, list[str]]:
+            created, updated = [], []
+            for f in flags:
+                try:
+                    store.create_flag(f, actor=actor, note="import")
+                    created.append(f.key)
+                except FlagExists:
+                    store.update_flag(f, actor=actor, note="import")
+                    updated.append(f.key)
+            return {"created": created, "updated": updated}
+
+        return await anyio.to_thread.run_sync(apply)
+
+    # --- SDK reads (declared before /api/flags/{key} so they are not taken for keys) ---------
+
+    @router.get("/api/flags/definitions", dependencies=[Depends(reader)])
+    def definitions(request: Request) -> Response:
+        version, flags = store.snapshot()
+        etag = f'"{version}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return JSONResponse(definitions_document(version, flags), headers={"ETag": etag})
+
+    @router.get("/api/flags/stream", dependencies=[Depends(reader)])
+    async def stream(request: Request) -> StreamingResponse:
+        async def events() -> AsyncIterator[str]:
+            version = -1
+            last_sent = time.monotonic()
+            while not await request.is_disconnected():
+                new = await anyio.to_thread.run_sync(store.wait_for_change, version, 1.0)
+                if new != version:
+                    version, flags = await anyio.to_thread.run_sync(store.snapshot)
+                    doc = json.dumps(definitions_document(version, flags), separators=(",", ":"))
+                    yield f"id: {version}\nevent: definitions\ndata: {doc}\n\n"
+                    last_sent = time.monotonic()
+                elif time.monotonic() - last_sent >= heartbeat:
+                    yield ": keep-alive\n\n"
+                    last_sent = time.monotonic()
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @router.post("/api/flags/usage", status_code=204, dependencies=[Depends(reader)])
+    def report_usage(report: UsageReport) -> Response:
+        store.mark_evaluated(report.keys[:10_000], clock())
+        return Response(status_code=204)
+
+    # --- admin, per flag ---------------------------------------------------------------------
+
+    @router.get("/api/flags/{key}")
+    def get_flag(key: str, _: str = Depends(admin)) -> dict[str, Any]:
+        return _get(key).to_json()
+
+    @router.put("/api/flags/{key}")
+    def replace_flag(key: str, flag: Flag, actor: str = Depends(admin)) -> dict[str, Any]:
+        if flag.key != key:
+            raise HTTPException(422, f"the body's key {flag.key!r} differs from the URL's {key!r}")
+        try:
+            return store.update_flag(flag, actor=actor).to_json()
+        except FlagNotFound as e:
+            raise HTTPException(404, str(e)) from None
+
+    @router.patch("/api/flags/{key}")
+    def patch_flag(key: str, patch: FlagPatch, actor: str = Depends(admin)) -> dict[str, Any]:
+        flag = _get(key)
+        change = FlagChange(rollout=patch.rollout, enabled=patch.enabled)
+        try:
+            return store.update_flag(
+                apply_flag_change(flag, change), actor=actor, note=patch.note
+            ).to_json()
+        except FlagNotFound as e:
+            raise HTTPException(404, str(e)) from None
+
+    @router.delete("/api/flags/{key}", status_code=204)
+    def delete_flag(key: str, actor: str = Depends(admin)) -> Response:
+        try:
+            store.delete_flag(key, actor=actor)
+        except FlagNotFound as e:
+            raise HTTPException(404, str(e)) from None
+        return Response(status_code=204)
+
+    # --- OFREP -------------------------------------------------------------------------------
+
+    async def _context(request: Request, key: str) -> EvalContext | JSONResponse:
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError as e:
+            return JSONResponse(ofrep_error(key, "PARSE_ERROR", f"body is not JSON: {e}"), 400)
+        ctx = body.get("context", {}) if isinstance(body, dict) else None
+        if not isinstance(ctx, dict):
+            return JSONResponse(
+                ofrep_error(key, "INVALID_CONTEXT", "`context` must be a JSON object"), 400
+            )
+        return EvalContext.from_mapping(ctx)
+
+    @router.post("/ofrep/v1/evaluate/flags/{key}", dependencies=[Depends(reader)])
+    async def ofrep_one(key: str, request: Request) -> JSONResponse:
+        ctx = await _context(request, key)
+        if isinstance(ctx, JSONResponse):
+            return ctx
+        _, flags = await anyio.to_thread.run_sync(defs.current)
+        flag = flags.get(key)
+        if flag is None:
+            return JSONResponse(
+                ofrep_error(key, "FLAG_NOT_FOUND", f"flag {key!r} does not exist"), 404
+            )
+        result = ofrep_success(flag, evaluate(flag, ctx, flags=flags))
+        await anyio.to_thread.run_sync(usage.record, [key])
+        return JSONResponse(result)
+
+    @router.post("/ofrep/v1/evaluate/flags", dependencies=[Depends(reader)])
+    async def ofrep_bulk(request: Request) -> Response:
+        ctx = await _context(request, "")
+        if isinstance(ctx, JSONResponse):
+            return ctx
+        _, flags = await anyio.to_thread.run_sync(defs.current)
+        body = {"flags": [ofrep_success(f, evaluate(f, ctx, flags=flags)) for f in flags.values()]}
+        data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        # The ETag names the result, so it changes with the definitions and with the context.
+        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        await anyio.to_thread.run_sync(usage.record, list(flags))
+        return Response(data, media_type="application/json", headers={"ETag": etag})
+
+    return router
