@@ -101,3 +101,7 @@ def retry(status: ServiceStatus, *, now: float) -> ServiceStatus:
         previous=status.stable,
     )
     return replace(status, rollout=again)
+
+
+def replace_phase(rollout: Rollout, phase: RolloutPhase, now: float, reason: str) -> Rollout:
+    return replace(rollout, phase=phase, finished_at=now, reason=reason)

@@ -1,0 +1,91 @@
+"""The controller process: `python -m zerodown.api -f zerodown.yaml`.
+
+Serves the API on a free loopback port (written to .zerodown/controller.json with its pid), runs
+the reconcile loop, and exits after `zerodown down` has stopped every instance and the router.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+
+import uvicorn
+
+from zerodown.api.app import make_app
+from zerodown.api.controller import Controller
+from zerodown.core.errors import ZerodownError
+from zerodown.paths import Paths
+from zerodown.spec.load import load_spec
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def serve(paths: Paths) -> None:
+    spec = load_spec(paths.spec)
+    controller = Controller(paths, spec)
+    port = _free_port()
+    app = make_app(controller, paths.token())
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    engine = asyncio.create_task(controller.engine.run(), name="engine")
+    api = asyncio.create_task(server.serve(), name="api")
+    while not server.started and not api.done():
+        await asyncio.sleep(0.02)
+    paths.controller_file.write_text(
+        json.dumps({"pid": os.getpid(), "url": f"http://127.0.0.1:{port}"})
+    )
+    logging.getLogger("zerodown.controller").info("controller on 127.0.0.1:%s", port)
+    done, _ = await asyncio.wait({engine, api}, return_when=asyncio.FIRST_COMPLETED)
+    if engine in done:
+        controller.stop_router()
+        await asyncio.sleep(0.3)  # let the CLI's last status request finish
+    server.should_exit = True
+    await controller.engine.shutdown()
+    engine.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await engine
+    await api
+    await controller.router.aclose()
+    controller.store.close()
+    with contextlib.suppress(FileNotFoundError):
+        paths.controller_file.unlink()
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="zerodown-controller")
+    parser.add_argument("-f", "--file", default="zerodown.yaml")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stdout,
+    )
+    try:
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    try:
+        run(serve(Paths.for_spec(args.file)))
+    except ZerodownError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

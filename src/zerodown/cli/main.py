@@ -1,0 +1,370 @@
+"""`zerodown`: thin commands that call the controller API and render what it says."""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from zerodown.cli.client import ApiError, Client, NotRunning, controller_pid, start_controller
+from zerodown.cli.render import history_view, status_view
+from zerodown.core.errors import SpecError, ZerodownError
+from zerodown.paths import Paths
+from zerodown.spec.load import json_schema, load_spec
+
+app = typer.Typer(
+    name="zerodown",
+    help="Deploy a new version of a web service without a single failed request.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+SpecFile = Annotated[
+    Path, typer.Option("-f", "--file", help="the spec file; state lives beside it in .zerodown/")
+]
+Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+Wait = Annotated[bool, typer.Option("--wait", help="follow the rollout until it ends")]
+Timeout = Annotated[
+    float, typer.Option("--timeout", help="give up waiting after this many seconds")
+]
+
+# Exit codes, so a script can tell what happened.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_FAILED, EXIT_ABORTED, EXIT_PAUSED_TIMEOUT, EXIT_SUPERSEDED = 3, 4, 5, 6
+FINAL = {
+    "completed": EXIT_OK,
+    "failed": EXIT_FAILED,
+    "aborted": EXIT_ABORTED,
+    "superseded": EXIT_SUPERSEDED,
+}
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def run_guarded(fn: Any) -> Any:
+    try:
+        return fn()
+    except SpecError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except NotRunning as exc:
+        fail(str(exc))
+    except ApiError as exc:
+        fail(exc.args[0], EXIT_USAGE if exc.status in (409, 422) else EXIT_ERROR)
+    except ZerodownError as exc:
+        fail(str(exc))
+
+
+def spec_dict(file: Path) -> dict[str, Any]:
+    spec = load_spec(file)
+    return spec.model_dump(mode="json", exclude_defaults=False)
+
+
+@app.command()
+def init(
+    file: SpecFile = Path("zerodown.yaml"), force: bool = typer.Option(False, "--force")
+) -> None:
+    """Write a commented zerodown.yaml and the sample app.py beside it."""
+    if file.exists() and not force:
+        fail(f"{file} exists; pass --force to overwrite it", EXIT_USAGE)
+    demo = resources.files("zerodown.demo")
+    file.write_text(demo.joinpath("zerodown.yaml").read_text())
+    app_py = file.parent / "app.py"
+    if not app_py.exists():
+        app_py.write_text(demo.joinpath("app.py").read_text())
+    console.print(f"wrote {file} and {app_py}. Next: [bold]zerodown up --version v1[/]")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of zerodown.yaml."""
+    print(json_schema())
+
+
+@app.command()
+def up(
+    file: SpecFile = Path("zerodown.yaml"),
+    version: Annotated[
+        str | None, typer.Option("--version", help="the release to start with")
+    ] = None,
+    timeout: Timeout = 120.0,
+) -> None:
+    """Start the router and the controller in the background and launch the service."""
+
+    def go() -> int:
+        spec = load_spec(file)
+        paths = Paths.for_spec(file)
+        if controller_pid(paths) is None or not _answers(paths):
+            start_controller(paths)
+        with Client(paths) as client:
+            state = client.get("/api/status")
+            status = state["status"]
+            rollout = status["rollout"]
+            if status["stable"] is None and not (
+                rollout and rollout["phase"] in ("progressing", "paused")
+            ):
+                if version is None:
+                    fail(
+                        "nothing is deployed yet: pass --version, e.g. `zerodown up --version v1`",
+                        EXIT_USAGE,
+                    )
+                client.post(
+                    "/api/deploy",
+                    {
+                        "version": version,
+                        "spec": spec.model_dump(mode="json"),
+                        "strategy": "rolling",
+                        "who": "zerodown up",
+                    },
+                )
+            elif version is not None and version not in (
+                status["stable"],
+                rollout and rollout["version"],
+            ):
+                console.print(
+                    f"[yellow]{status['stable']} is deployed; use `zerodown deploy {version}` to change it[/]"
+                )
+            code = follow(client, timeout=timeout, until_serving=True)
+        if code == EXIT_OK:
+            console.print(f"[green]serving[/] on http://{spec.router.listen}")
+        return code
+
+    raise typer.Exit(run_guarded(go))
+
+
+def _answers(paths: Paths) -> bool:
+    try:
+        with Client(paths) as client:
+            client.get("/api/status")
+        return True
+    except ZerodownError:
+        return False
+
+
+@app.command()
+def deploy(
+    version: str,
+    file: SpecFile = Path("zerodown.yaml"),
+    wait: Wait = False,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="rolling, blue-green or canary, this once")
+    ] = None,
+    timeout: Timeout = 1800.0,
+) -> None:
+    """Roll out VERSION. Deploying the version already rolling out attaches to it."""
+
+    def go() -> int:
+        spec = spec_dict(file)
+        with Client(Paths.for_spec(file)) as client:
+            seen = max((e["id"] for e in client.get("/api/events", limit=1)), default=0)
+            result = client.post(
+                "/api/deploy", {"version": version, "spec": spec, "strategy": strategy}
+            )
+            if result.get("unchanged"):
+                console.print(f"{version} is already serving; nothing to do")
+                return EXIT_OK
+            verb = "attached to" if result.get("attached") else "started"
+            console.print(f"{verb} revision {result['revision']}: {version}")
+            return follow(client, timeout=timeout, after=seen) if wait else EXIT_OK
+
+    raise typer.Exit(run_guarded(go))
+
+
+def follow(client: Client, *, timeout: float, until_serving: bool = False, after: int = 0) -> int:
+    """Live progress until the rollout ends; the exit code says how it ended."""
+    deadline = time.monotonic() + timeout
+    last_event = after
+    interactive = console.is_terminal
+    live = Live(console=console, auto_refresh=False) if interactive else None
+    if live:
+        live.start()
+    try:
+        while True:
+            state = client.get("/api/status")
+            status = state["status"]
+            rollout = status["rollout"]
+            for event in state["events"]:
+                if event["id"] > last_event:
+                    last_event = event["id"]
+                    if not interactive:
+                        print(f"  {event['kind']:>9}  {event['message']}", flush=True)
+            if live:
+                live.update(status_view(state), refresh=True)
+            phase = rollout["phase"] if rollout else "completed"
+            if phase in FINAL and (not until_serving or status["stable"] or phase != "completed"):
+                if phase != "completed":
+                    err.print(f"[red]rollout {phase}:[/] {rollout['reason']}")
+                return FINAL[phase]
+            if until_serving and status["stable"] and phase not in ("progressing",):
+                return EXIT_OK
+            if time.monotonic() > deadline:
+                why = rollout["pause_reason"] if rollout and phase == "paused" else phase
+                err.print(f"[yellow]stopped waiting after {timeout:g}s:[/] {why}")
+                return EXIT_PAUSED_TIMEOUT
+            time.sleep(0.3)
+    finally:
+        if live:
+            live.stop()
+
+
+@app.command()
+def status(
+    file: SpecFile = Path("zerodown.yaml"),
+    as_json: Json = False,
+    watch: Annotated[bool, typer.Option("--watch", help="keep refreshing")] = False,
+) -> None:
+    """Releases, instances, routing, the rollout and its last decision with the reason."""
+
+    def go() -> int:
+        with Client(Paths.for_spec(file)) as client:
+            if watch:
+                with Live(console=console, auto_refresh=False) as live:
+                    while True:
+                        live.update(status_view(client.get("/api/status")), refresh=True)
+                        time.sleep(0.5)
+            state = client.get("/api/status")
+        if as_json:
+            print(json.dumps(state, indent=2))
+        else:
+            console.print(status_view(state))
+        return EXIT_OK
+
+    raise typer.Exit(run_guarded(go))
+
+
+@app.command()
+def history(file: SpecFile = Path("zerodown.yaml"), as_json: Json = False) -> None:
+    """Revisions: number, version, when, outcome."""
+
+    def go() -> int:
+        with Client(Paths.for_spec(file)) as client:
+            revisions = client.get("/api/history")
+        if as_json:
+            print(json.dumps(revisions, indent=2))
+        else:
+            console.print(history_view(revisions))
+        return EXIT_OK
+
+    raise typer.Exit(run_guarded(go))
+
+
+@app.command()
+def rollback(
+    file: SpecFile = Path("zerodown.yaml"),
+    to: Annotated[
+        int | None, typer.Option("--to", help="revision number (default: the previous good one)")
+    ] = None,
+    wait: Wait = False,
+    timeout: Timeout = 1800.0,
+) -> None:
+    """Go back to an earlier revision (during a rollout: abort it)."""
+
+    def go() -> int:
+        with Client(Paths.for_spec(file)) as client:
+            seen = max((e["id"] for e in client.get("/api/events", limit=1)), default=0)
+            result = client.post("/api/rollback", {"to": to})
+            if result.get("aborted"):
+                console.print(
+                    f"aborted the rollout of revision {result['revision']}; traffic is on the stable release"
+                )
+                return EXIT_OK
+            console.print(f"rolling back: revision {result['revision']}")
+            if not wait:
+                return EXIT_OK
+            return follow(client, timeout=timeout, after=seen)
+
+    raise typer.Exit(run_guarded(go))
+
+
+def _simple(path: str, done: str, **body: Any) -> Any:
+    def command(file: SpecFile = Path("zerodown.yaml")) -> None:
+        def go() -> int:
+            with Client(Paths.for_spec(file)) as client:
+                client.post(path, {"who": "cli", **body})
+            console.print(done)
+            return EXIT_OK
+
+        raise typer.Exit(run_guarded(go))
+
+    return command
+
+
+@app.command()
+def promote(
+    file: SpecFile = Path("zerodown.yaml"),
+    full: Annotated[bool, typer.Option("--full", help="skip the remaining steps")] = False,
+) -> None:
+    """Move the rollout to its next step (or, with --full, past all of them)."""
+
+    def go() -> int:
+        with Client(Paths.for_spec(file)) as client:
+            client.post("/api/promote", {"who": "cli", "full": full})
+        console.print("promoted")
+        return EXIT_OK
+
+    raise typer.Exit(run_guarded(go))
+
+
+app.command(name="abort", help="Send all traffic back to the stable release at once.")(
+    _simple("/api/abort", "aborted: traffic is on the stable release")
+)
+app.command(name="pause", help="Hold the rollout at its current step.")(
+    _simple("/api/pause", "paused")
+)
+app.command(name="resume", help="Continue a paused rollout.")(_simple("/api/resume", "resumed"))
+app.command(name="retry", help="Run an aborted or failed rollout again from its first step.")(
+    _simple("/api/retry", "retrying from the first step")
+)
+
+
+@app.command()
+def down(file: SpecFile = Path("zerodown.yaml"), timeout: Timeout = 120.0) -> None:
+    """Drain and stop every instance, the router and the controller."""
+
+    def go() -> int:
+        paths = Paths.for_spec(file)
+        pid = controller_pid(paths)
+        with Client(paths) as client:
+            client.post("/api/down", {"who": "zerodown down"})
+        deadline = time.monotonic() + timeout
+        while pid is not None and _alive(pid):
+            if time.monotonic() > deadline:
+                fail(f"the controller (pid {pid}) is still stopping after {timeout:g}s")
+            time.sleep(0.1)
+        console.print("stopped")
+        return EXIT_OK
+
+    raise typer.Exit(run_guarded(go))
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Where a service's state lives: `.zerodown/` beside its zerodown.yaml."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+UNIX_SOCKET_MAX = 100  # sun_path holds 108 bytes; keep a margin
+
+
+@dataclass(frozen=True)
+class Paths:
+    spec: Path
+
+    @classmethod
+    def for_spec(cls, spec: str | Path) -> Paths:
+        return cls(Path(spec).resolve())
+
+    @property
+    def spec_dir(self) -> Path:
+        return self.spec.parent
+
+    @property
+    def state(self) -> Path:
+        return self.spec_dir / ".zerodown"
+
+    @property
+    def store(self) -> Path:
+        return self.state / "state.db"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def token_file(self) -> Path:
+        return self.state / "token"
+
+    @property
+    def controller_file(self) -> Path:
+        return self.state / "controller.json"
+
+    @property
+    def router_state(self) -> Path:
+        return self.state / "router-table.json"
+
+    @property
+    def router_pid(self) -> Path:
+        return self.state / "router.pid"
+
+    @property
+    def router_socket(self) -> Path:
+        path = self.state / "router.sock"
+        if len(str(path)) <= UNIX_SOCKET_MAX:
+            return path
+        # Deep directories overflow sun_path: use a short, stable name in the temp directory.
+        digest = hashlib.sha256(str(self.state).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"zerodown-{digest}.sock"
+
+    def ensure(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.state.chmod(0o700)
+        if not self.token_file.exists():
+            self.token_file.touch(mode=0o600)
+            self.token_file.write_text(secrets.token_urlsafe(32))
+
+    def token(self) -> str:
+        return self.token_file.read_text().strip()

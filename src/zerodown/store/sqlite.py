@@ -1,0 +1,206 @@
+"""The default state store: one SQLite file in `.zerodown/`, WAL mode, one writer (the controller).
+
+Rows hold JSON documents of the core's frozen dataclasses, so the schema stays small and the
+store never interprets them beyond the few columns it indexes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zerodown.core.model import Instance, Rollout, ServiceStatus
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS status (service TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (
+  id TEXT PRIMARY KEY, service TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS revisions (
+  service TEXT NOT NULL, number INTEGER NOT NULL, version TEXT NOT NULL, strategy TEXT NOT NULL,
+  spec TEXT NOT NULL, created_at REAL NOT NULL, finished_at REAL, outcome TEXT NOT NULL,
+  reason TEXT NOT NULL DEFAULT '', PRIMARY KEY (service, number));
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, service TEXT NOT NULL, at REAL NOT NULL,
+  revision INTEGER, kind TEXT NOT NULL, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
+"""
+
+
+@dataclass(frozen=True)
+class Revision:
+    number: int
+    version: str
+    strategy: str
+    spec: dict[str, Any]
+    created_at: float
+    finished_at: float | None
+    outcome: str
+    reason: str
+
+    def to_json(self, *, with_spec: bool = False) -> dict[str, Any]:
+        doc = {
+            "revision": self.number,
+            "version": self.version,
+            "strategy": self.strategy,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "outcome": self.outcome,
+            "reason": self.reason,
+        }
+        if with_spec:
+            doc["spec"] = self.spec
+        return doc
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: float
+    revision: int | None
+    kind: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "revision": self.revision,
+            "kind": self.kind,
+            "message": self.message,
+        }
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # status -------------------------------------------------------------------------------
+
+    def status(self, service: str) -> ServiceStatus:
+        rows = self._rows("SELECT doc FROM status WHERE service = ?", service)
+        return ServiceStatus.from_json(json.loads(rows[0][0])) if rows else ServiceStatus(service)
+
+    def save(
+        self, status: ServiceStatus, events: list[tuple[float, int | None, str, str]] = ()
+    ) -> None:
+        """The status, its rollout's revision row and the decision records, in one transaction."""
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                "INSERT INTO status (service, doc) VALUES (?, ?) "
+                "ON CONFLICT (service) DO UPDATE SET doc = excluded.doc",
+                (status.service, json.dumps(status.to_json())),
+            )
+        ]
+        if status.rollout is not None:
+            statements.append(_revision_update(status.service, status.rollout))
+        statements += [
+            (
+                "INSERT INTO events (service, at, revision, kind, message) VALUES (?, ?, ?, ?, ?)",
+                (status.service, at, rev, kind, message),
+            )
+            for at, rev, kind, message in events
+        ]
+        self._write(statements)
+
+    # instances ----------------------------------------------------------------------------
+
+    def instances(self, service: str) -> list[Instance]:
+        rows = self._rows("SELECT doc FROM instances WHERE service = ? ORDER BY id", service)
+        return [Instance.from_json(json.loads(doc)) for (doc,) in rows]
+
+    def put_instance(self, service: str, instance: Instance) -> None:
+        self._write(
+            [
+                (
+                    "INSERT INTO instances (id, service, doc) VALUES (?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+                    (instance.id, service, json.dumps(instance.to_json())),
+                )
+            ]
+        )
+
+    def delete_instance(self, instance_id: str) -> None:
+        self._write([("DELETE FROM instances WHERE id = ?", (instance_id,))])
+
+    # revisions and events -----------------------------------------------------------------
+
+    def add_revision(
+        self, service: str, *, version: str, strategy: str, spec: dict[str, Any], now: float
+    ) -> int:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                (last,) = self._db.execute(
+                    "SELECT COALESCE(MAX(number), 0) FROM revisions WHERE service = ?", (service,)
+                ).fetchone()
+                self._db.execute(
+                    "INSERT INTO revisions (service, number, version, strategy, spec, created_at,"
+                    " outcome) VALUES (?, ?, ?, ?, ?, ?, 'progressing')",
+                    (service, last + 1, version, strategy, json.dumps(spec), now),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return int(last) + 1
+
+    def revisions(self, service: str) -> list[Revision]:
+        rows = self._rows(
+            "SELECT number, version, strategy, spec, created_at, finished_at, outcome, reason"
+            " FROM revisions WHERE service = ? ORDER BY number",
+            service,
+        )
+        return [
+            Revision(n, v, s, json.loads(spec), c, f, o, r) for n, v, s, spec, c, f, o, r in rows
+        ]
+
+    def revision(self, service: str, number: int) -> Revision | None:
+        return next((r for r in self.revisions(service) if r.number == number), None)
+
+    def end_revision(self, service: str, rollout: Rollout) -> None:
+        self._write([_revision_update(service, rollout)])
+
+    def events(self, service: str, *, after: int = 0, limit: int = 200) -> list[Event]:
+        rows = self._rows(
+            "SELECT id, at, revision, kind, message FROM events WHERE service = ? AND id > ?"
+            " ORDER BY id DESC LIMIT ?",
+            service,
+            after,
+            limit,
+        )
+        return [Event(*row) for row in reversed(rows)]
+
+
+def _revision_update(service: str, rollout: Rollout) -> tuple[str, tuple[Any, ...]]:
+    return (
+        "UPDATE revisions SET outcome = ?, reason = ?, finished_at = ?"
+        " WHERE service = ? AND number = ?",
+        (rollout.phase.value, rollout.reason, rollout.finished_at, service, rollout.revision),
+    )
