@@ -127,10 +127,8 @@ class Controller:
                     current, RolloutPhase.SUPERSEDED, now, f"superseded by {version}"
                 ),
             )
-        if status.stable is None:
-            name = "rolling"  # the first release simply starts at full size
-        else:
-            name = parsed.strategy.name
+        # The first release simply starts at full size.
+        name = "rolling" if status.stable is None else parsed.strategy.name
         revision = self.store.add_revision(
             self.service, version=version, strategy=name, spec=spec, now=now
         )

@@ -93,7 +93,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                 return
             lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = (lines[0].split(" ") + ["", ""])[:3]
+            method, target, _ = ([*lines[0].split(" "), "", ""])[:3]
             headers = {}
             for line in lines[1:]:
                 name, _, value = line.partition(":")

@@ -169,13 +169,17 @@ class Engine:
         """Processes that exited become failed instances (or stopped, if they were retiring)."""
         seen = []
         for instance in instances:
-            if instance.live and instance.pid is not None and instance.failure is None:
-                if not self.platform.alive(Process(instance.pid, 0)):
-                    code = self.platform.exit_code(instance.pid)
-                    tail = self.platform.log_tail(instance.id)
-                    why = f"process exited ({code if code is not None else 'unknown'} status)"
-                    instance = replace(instance, failure=why + (f": {tail}" if tail else ""))
-                    self.store.put_instance(self.service, instance)
+            if (
+                instance.live
+                and instance.pid is not None
+                and instance.failure is None
+                and not self.platform.alive(Process(instance.pid, 0))
+            ):
+                code = self.platform.exit_code(instance.pid)
+                tail = self.platform.log_tail(instance.id)
+                why = f"process exited ({code if code is not None else 'unknown'} status)"
+                instance = replace(instance, failure=why + (f": {tail}" if tail else ""))
+                self.store.put_instance(self.service, instance)
             seen.append(instance)
         return seen
 

@@ -9,6 +9,7 @@ with its start time, so a recycled pid is never mistaken for an instance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -155,7 +156,5 @@ class LocalPlatform:
 
     @staticmethod
     def _signal(pid: int, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
