@@ -1,0 +1,93 @@
+"""`python -m zerodown.routers.proxy`: run the built-in router.
+
+python -m zerodown.routers.proxy --listen 127.0.0.1:8080 [--preview-listen 127.0.0.1:8081]
+    --admin-socket PATH --state-file PATH [--admin-listen 127.0.0.1:PORT --admin-token-file PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from zerodown.routers.proxy.server import Options, log, serve
+from zerodown.routers.proxy.statefile import StateFileError, load_state
+from zerodown.routers.proxy.validate import parse_address
+
+
+def _address(value: str) -> str:
+    try:
+        parse_address(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    p = argparse.ArgumentParser(
+        prog="python -m zerodown.routers.proxy",
+        description="zerodown's built-in HTTP/1.1 router (data plane + admin API).",
+    )
+    p.add_argument(
+        "--listen", type=_address, default="127.0.0.1:8080", help="host:port for clients"
+    )
+    p.add_argument("--preview-listen", type=_address, help="host:port serving the preview release")
+    p.add_argument("--admin-socket", type=Path, required=True, help="unix socket of the admin API")
+    p.add_argument("--state-file", type=Path, required=True, help="where the route table is kept")
+    p.add_argument("--admin-listen", type=_address, help="host:port of a TCP admin API (metrics)")
+    p.add_argument("--admin-token-file", type=Path, help="file holding the TCP admin bearer token")
+    p.add_argument("--samples", type=int, default=20_000, help="recent samples kept per release")
+    p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish on SIGTERM")
+    p.add_argument("--connect-timeout", type=float, default=3.0, help="seconds to connect upstream")
+    a = p.parse_args(argv)
+    token = None
+    if a.admin_listen:
+        if a.admin_token_file is None:
+            p.error("--admin-listen needs --admin-token-file (state changes over TCP need a token)")
+        try:
+            token = a.admin_token_file.read_text().strip()
+        except OSError as e:
+            p.error(f"--admin-token-file {a.admin_token_file}: {e.strerror}")
+        if not token:
+            p.error(
+                f"--admin-token-file {a.admin_token_file}: the file is empty; put a token in it"
+            )
+    if a.samples < 1:
+        p.error("--samples must be at least 1")
+    return Options(
+        listen=a.listen,
+        preview_listen=a.preview_listen,
+        admin_socket=a.admin_socket,
+        state_file=a.state_file,
+        admin_listen=a.admin_listen,
+        admin_token=token,
+        samples=a.samples,
+        drain_timeout=a.drain_timeout,
+        connect_timeout=a.connect_timeout,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    try:
+        table = load_state(opts.state_file)
+    except StateFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        return runner(serve(opts, table))
+    except OSError as e:
+        log("router.failed", error=str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The router's admin API: a small HTTP/1.1 server on a unix socket (and optionally TCP).
+
+GET  /healthz                  {"ok": true, "generation": g}
+GET  /routes                   the current RouteTable as JSON
+PUT  /routes                   replace the table (validated, persisted, then swapped)
+GET  /stats                    per-release counters and per-backend in-flight/requests
+GET  /samples?release=R&since=T   recent [ts, latency, status] of release R after T
+GET  /metrics                  Prometheus text exposition
+
+On the unix socket, file permissions (0600) are the access control. On TCP, reads are open
+(for Prometheus) and anything that changes state needs `Authorization: Bearer <token>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+from collections import deque
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httptools
+
+from zerodown.routers.proxy.server import Router, log
+from zerodown.routers.proxy.statefile import save_state
+from zerodown.routers.proxy.validate import TableError, parse_table
+
+MAX_BODY = 16 * 1024 * 1024
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    500: "Internal Server Error",
+}
+
+
+class _Request:
+    __slots__ = ("body", "headers", "keep_alive", "method", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.method = ""
+        self.headers: dict[bytes, bytes] = {}
+        self.body: list[bytes] = []
+        self.keep_alive = True
+
+
+class _Collector:
+    """httptools callbacks that collect whole requests (admin bodies are small)."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.ready: deque[_Request] = deque()
+        self.cur = _Request()
+        self.size = 0
+
+    def on_message_begin(self) -> None:
+        self.cur = _Request()
+        self.size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.cur.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.cur.headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        self.cur.method = self.parser.get_method().decode()
+        self.cur.keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > MAX_BODY:
+            raise ValueError("request body too large")
+        self.cur.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.ready.append(self.cur)
+
+
+Reply = tuple[int, str, bytes]
+
+
+def _json(status: int, data: Any) -> Reply:
+    return status, "application/json", json.dumps(data).encode()
+
+
+def _error(status: int, message: str) -> Reply:
+    return _json(status, {"error": message})
+
+
+class Admin:
+    def __init__(self, router: Router, state_file: Path, token: str | None) -> None:
+        self.router = router
+        self.state_file = state_file
+        self.token = token
+        self.lock = asyncio.Lock()
+
+    async def handle_unix(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._serve(reader, writer, tcp=False)
+
+    async def handle_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._serve(reader, writer, tcp=True)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tcp: bool
+    ) -> None:
+        collector = _Collector()
+        try:
+            while True:
+                while not collector.ready:
+                    data = await reader.read(65536)
+                    if not data:
+                        return
+                    try:
+                        collector.parser.feed_data(data)
+                    except (httptools.HttpParserError, ValueError) as e:
+                        status = 413 if isinstance(e, ValueError) else 400
+                        self._write(writer, _error(status, str(e)), close=True)
+                        await writer.drain()
+                        return
+                req = collector.ready.popleft()
+                reply = await self.dispatch(req, tcp=tcp)
+                self._write(writer, reply, close=not req.keep_alive)
+                await writer.drain()
+                if not req.keep_alive:
+                    return
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    @staticmethod
+    def _write(writer: asyncio.StreamWriter, reply: Reply, *, close: bool) -> None:
+        status, ctype, body = reply
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+            f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+            + ("Connection: close\r\n" if close else "")
+            + "\r\n"
+        )
+        writer.write(head.encode() + body)
+
+    def _authorized(self, req: _Request) -> bool:
+        if self.token is None:
+            return False
+        given = req.headers.get(b"authorization", b"")
+        return hmac.compare_digest(given, b"Bearer " + self.token.encode())
+
+    async def dispatch(self, req: _Request, *, tcp: bool) -> Reply:
+        parts = urlsplit(req.url.decode("latin-1"))
+        path = parts.path
+        router = self.router
+        if req.method != "GET":
+            if tcp and not self._authorized(req):
+                return _error(
+                    401, "changing the router over TCP needs 'Authorization: Bearer <token>'"
+                )
+            if path == "/routes" and req.method == "PUT":
+                return await self.put_routes(b"".join(req.body))
+            if path in ("/routes", "/healthz", "/stats", "/samples", "/metrics"):
+                return _error(405, f"{req.method} is not allowed on {path}")
+            return _error(404, f"no such endpoint: {path}")
+        if path == "/healthz":
+            return _json(200, {"ok": True, "generation": router.table.generation})
+        if path == "/routes":
+            return _json(200, router.table.table.to_json())
+        if path == "/stats":
+            return _json(200, router.stats_json())
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4; charset=utf-8", router.metrics_text().encode()
+        if path == "/samples":
+            query = parse_qs(parts.query)
+            release = query.get("release", [""])[0]
+            if not release:
+                return _error(400, "/samples needs ?release=NAME (and optionally &since=UNIX_TS)")
+            try:
+                since = float(query.get("since", ["0"])[0])
+            except ValueError:
+                return _error(400, "since: expected a UNIX timestamp in seconds, e.g. 1700000000.5")
+            counters = router.releases.get(release)
+            return _json(200, counters.samples_since(since) if counters else [])
+        return _error(404, f"no such endpoint: {path}")
+
+    async def put_routes(self, body: bytes) -> Reply:
+        try:
+            table = parse_table(body)
+        except TableError as e:
+            return _error(400, f"invalid route table: {e}")
+        async with self.lock:
+            current = self.router.table.generation
+            if table.generation < current:
+                return _error(
+                    409,
+                    f"generation {table.generation} is older than the router's current "
+                    f"generation {current}; send a table with generation >= {current}",
+                )
+            try:
+                await asyncio.to_thread(save_state, self.state_file, table)
+            except OSError as e:
+                return _error(500, f"cannot write the state file {self.state_file}: {e}")
+            self.router.install(table)
+        log(
+            "router.table_applied",
+            generation=table.generation,
+            pools={p.release: [p.weight, len(p.backends)] for p in table.pools},
+        )
+        return _json(200, {"generation": table.generation})

@@ -1,0 +1,672 @@
+"""The client side of the data plane: parse requests, pick a backend, stream both ways.
+
+One `ClientConn` per client connection (asyncio Protocol, httptools parser) and one `Exchange` per
+request. Bodies are streamed chunk by chunk with backpressure in both directions: when a socket's
+write buffer fills, reading from the other side pauses until it drains.
+
+A request is retried on another connection only when the backend cannot have acted on it: the
+connect failed, or a reused keep-alive connection was closed before any response byte (the
+backend closed it while idle). An idempotent request (GET, HEAD, OPTIONS) is also retried when a
+fresh connection dies before any response byte. The body sent so far is kept (up to
+REPLAY_LIMIT) so it can be sent again; beyond that the client gets a 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from zerodown.routers.proxy.upstream import HOP_BY_HOP, BackendState, UpstreamConn
+
+if TYPE_CHECKING:
+    from zerodown.routers.proxy.routing import CompiledPool
+    from zerodown.routers.proxy.server import Router
+
+REPLAY_LIMIT = 64 * 1024  # request body bytes kept for a retry
+BUFFER_LIMIT = 256 * 1024  # request body bytes held while connecting before reading pauses
+
+# Client reading is paused for any of these reasons; it resumes when none is left.
+PAUSE_UPSTREAM = 1  # the backend socket's write buffer is full
+PAUSE_BUFFER = 2  # waiting for a backend connection with a full buffer
+PAUSE_PIPELINE = 4  # a pipelined request waits for the one before it
+PAUSE_STOP = 8  # nothing more will be read from this client
+
+# Response body framing towards the client.
+NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
+
+_REASONS = {400: b"Bad Request", 502: b"Bad Gateway", 503: b"Service Unavailable"}
+
+
+def error_response(status: int, message: bytes, *, close: bool) -> bytes:
+    body = message + b"\n"
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"Connection: close\r\n" if close else b"",
+            b"\r\n",
+            body,
+        ]
+    )
+
+
+def _connection_tokens(values: list[bytes]) -> frozenset[bytes]:
+    return frozenset(t.strip().lower() for v in values for t in v.split(b",") if t.strip())
+
+
+class ClientConn(asyncio.Protocol):
+    __slots__ = (
+        "active",
+        "broken",
+        "closed",
+        "cur",
+        "idle_since",
+        "out",
+        "parser",
+        "paused",
+        "peer",
+        "preview",
+        "queue",
+        "router",
+        "stopped",
+        "to_start",
+        "transport",
+        "write_paused",
+    )
+
+    def __init__(self, router: Router, preview: bool) -> None:
+        self.router = router
+        self.preview = preview
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = b""
+        self.cur: Exchange | None = None  # the request being parsed
+        self.active: Exchange | None = None  # the request being answered
+        self.queue: deque[Exchange] = deque()  # pipelined requests waiting for `active`
+        self.out: list[bytes] = []
+        self.paused = 0
+        self.write_paused = False
+        self.closed = False
+        self.broken = False
+        self.stopped = False
+        self.to_start = False
+        self.idle_since = 0.0
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]).encode() if peer else b"unknown"
+        self.idle_since = self.router.now()
+        self.router.clients.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.stopped:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # We strip Upgrade, so the request went on as plain HTTP; nothing after it is HTTP.
+            if self.cur is not None:
+                self.cur.keep_alive = False
+            self.stop_reading()
+        except httptools.HttpParserError:
+            self.bad_request()
+        if self.to_start:
+            self.to_start = False
+            ex = self.active
+            if ex is not None:
+                ex.start()
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.router.clients.discard(self)
+        if self.active is not None:
+            self.active.client_gone()
+        for ex in self.queue:
+            ex.client_gone()
+        self.queue.clear()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        ex = self.active
+        if ex is not None and ex.upstream is not None:
+            ex.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        ex = self.active
+        if ex is not None and ex.upstream is not None:
+            ex.upstream.resume_reading()
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self.cur = Exchange(self)
+
+    def on_url(self, url: bytes) -> None:
+        self.cur.url += url  # type: ignore[union-attr]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self.cur
+        assert ex is not None
+        lname = name.lower()
+        if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
+            if lname == b"connection":
+                ex.conn_tokens.append(value)
+            elif lname == b"transfer-encoding":
+                ex.chunked = True
+            return
+        if lname == b"x-forwarded-for":
+            ex.xff = value if not ex.xff else ex.xff + b", " + value
+            return
+        if lname == b"x-forwarded-proto":
+            return  # we are the edge: we say which protocol the client used
+        if lname == b"host":
+            ex.has_host = True
+        if lname in self.router.table.interest:
+            seen = ex.route_headers.get(lname)
+            ex.route_headers[lname] = value if seen is None else seen + b"; " + value
+        ex.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        ex = self.cur
+        assert ex is not None
+        parser = self.parser
+        ex.method = parser.get_method()
+        ex.http11 = parser.get_http_version() == "1.1"
+        ex.keep_alive = parser.should_keep_alive() and not self.router.draining
+        if ex.conn_tokens:
+            named = _connection_tokens(ex.conn_tokens)
+            ex.headers = [(n, v) for n, v in ex.headers if n.lower() not in named]
+        if self.active is None:
+            self.active = ex
+            self.to_start = True  # after this feed, so a small body goes out with the head
+        else:
+            self.queue.append(ex)
+            self.pause(PAUSE_PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        self.cur.request_body(body)  # type: ignore[union-attr]
+
+    def on_message_complete(self) -> None:
+        self.cur.request_end()  # type: ignore[union-attr]
+
+    # ours
+
+    def flush(self) -> None:
+        if self.out:
+            if not self.closed:
+                self.transport.write(b"".join(self.out))  # type: ignore[union-attr]
+            self.out.clear()
+
+    def pause(self, reason: int) -> None:
+        if not self.paused and not self.closed:
+            self.transport.pause_reading()  # type: ignore[union-attr]
+        self.paused |= reason
+
+    def unpause(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and not self.closed:
+                self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def stop_reading(self) -> None:
+        self.stopped = True
+        self.pause(PAUSE_STOP)
+
+    def bad_request(self) -> None:
+        self.stop_reading()
+        cur = self.cur
+        if cur is not None and cur in self.queue:
+            self.queue.remove(cur)
+        ex = self.active
+        if ex is not None and ex.request_complete:
+            self.broken = True  # answer 400 once the requests before it are answered
+            return
+        self.active = None
+        if ex is not None:
+            ex.client_gone()
+        if ex is None or not ex.response_started:
+            self.out.append(error_response(400, b"malformed HTTP request", close=True))
+            self.flush()
+        self.close()
+
+    def exchange_done(self, ex: Exchange) -> None:
+        if ex is not self.active:
+            return
+        self.active = None
+        self.flush()
+        if self.closed:
+            return
+        if not ex.keep_alive:
+            self.close()
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            if not self.queue:
+                self.unpause(PAUSE_PIPELINE)
+            self.active = nxt
+            nxt.start()
+            return
+        if self.broken:
+            self.out.append(error_response(400, b"malformed HTTP request", close=True))
+            self.flush()
+            self.close()
+            return
+        self.idle_since = self.router.now()
+        if self.router.draining:
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.transport.close()  # type: ignore[union-attr]
+
+
+class Exchange:
+    """One request and its response."""
+
+    __slots__ = (
+        "backend",
+        "buffered",
+        "buffered_size",
+        "chunked",
+        "client",
+        "conn_tokens",
+        "done",
+        "got_bytes",
+        "has_host",
+        "headers",
+        "http11",
+        "interim",
+        "keep_alive",
+        "method",
+        "mode",
+        "pool",
+        "release",
+        "replay",
+        "replay_size",
+        "request_complete",
+        "response_complete",
+        "response_started",
+        "route_headers",
+        "router",
+        "sent_any",
+        "set_cookie",
+        "started",
+        "status",
+        "t0",
+        "tried",
+        "until_close",
+        "upstream",
+        "url",
+        "xff",
+    )
+
+    def __init__(self, client: ClientConn) -> None:
+        self.client = client
+        self.router = client.router
+        self.url = b""
+        self.method = b"GET"
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.route_headers: dict[bytes, bytes] = {}
+        self.conn_tokens: list[bytes] = []
+        self.xff = b""
+        self.has_host = False
+        self.chunked = False
+        self.http11 = True
+        self.keep_alive = True
+        self.started = False
+        self.done = False
+        self.t0 = 0.0
+        self.pool: CompiledPool[BackendState] | None = None
+        self.release: str | None = None
+        self.set_cookie = b""
+        self.tried: list[BackendState] = []
+        self.backend: BackendState | None = None
+        self.upstream: UpstreamConn | None = None
+        self.buffered: list[bytes] = []
+        self.buffered_size = 0
+        self.replay: list[bytes] | None = []
+        self.replay_size = 0
+        self.request_complete = False
+        self.sent_any = False
+        self.got_bytes = False
+        self.response_started = False
+        self.response_complete = False
+        self.interim = False
+        self.status = 0
+        self.mode = NO_BODY
+        self.until_close = False
+
+    # request side
+
+    def start(self) -> None:
+        self.started = True
+        router = self.router
+        self.t0 = router.now()
+        table = router.table
+        if self.client.preview:
+            pool = table.preview
+            self.release = table.table.preview
+        else:
+            pool, new_key = table.choose(self.route_headers)
+            if new_key is not None and table.sticky_cookie is not None:
+                self.set_cookie = b"Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Lax\r\n" % (
+                    table.sticky_cookie.encode("latin-1"),
+                    new_key.encode("latin-1"),
+                )
+        if pool is None or not pool.backends:
+            self.fail(503, b"no backend for this request")
+            return
+        self.pool = pool
+        self.release = pool.release
+        self.try_next()
+
+    def try_next(self) -> None:
+        """Connect to the next backend: same release first, then the other pools."""
+        router = self.router
+        table = router.table
+        now = router.now()
+        release = self.release
+        backend = None
+        pool = table.by_release.get(release) if release is not None else None
+        if pool is not None:
+            backend = pool.pick(now, self.tried)
+        if backend is None and not self.client.preview:
+            for other in table.fallbacks(pool):
+                backend = other.pick(now, self.tried)
+                if backend is not None:
+                    break
+        if backend is None:
+            self.fail(502 if self.tried else 503, b"no backend could be reached")
+            return
+        self.tried.append(backend)
+        self.use(backend)
+
+    def use(self, backend: BackendState, *, fresh: bool = False) -> None:
+        self.backend = backend
+        backend.inflight += 1
+        conn = None if fresh else backend.take_idle()
+        if conn is not None:
+            self.attach(conn, reused=True)
+        else:
+            self.router.spawn(self.connect(backend))
+
+    async def connect(self, backend: BackendState) -> None:
+        router = self.router
+        try:
+            _, conn = await asyncio.wait_for(
+                router.loop.create_connection(
+                    lambda: UpstreamConn(backend), backend.host, backend.port
+                ),
+                router.connect_timeout,
+            )
+        except (TimeoutError, OSError):
+            backend.failed_until = router.now() + 1.0
+            self.release_backend()
+            if not self.done:
+                self.try_next()
+            return
+        backend.failed_until = 0.0
+        if self.done:
+            # The client left while we connected (client_gone released the backend): keep the
+            # connection for someone else.
+            if backend.in_table and not router.draining:
+                backend.put_idle(conn, router.now())
+            else:
+                conn.close()
+            return
+        self.attach(conn, reused=False)
+
+    def head(self) -> bytes:
+        parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
+        for name, value in self.headers:
+            parts += (name, b": ", value, b"\r\n")
+        if not self.has_host:
+            parts += (b"Host: ", self.backend.address.encode(), b"\r\n")  # type: ignore[union-attr]
+        peer = self.client.peer
+        parts += (b"X-Forwarded-For: ", self.xff + b", " + peer if self.xff else peer, b"\r\n")
+        parts.append(b"X-Forwarded-Proto: http\r\n")
+        if self.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def attach(self, conn: UpstreamConn, *, reused: bool) -> None:
+        self.upstream = conn
+        conn.ex = self
+        conn.reused = reused
+        self.got_bytes = False
+        self.backend.requests += 1  # type: ignore[union-attr]
+        if self.sent_any:
+            body = self.replay or []
+        else:
+            body = self.buffered
+            self.sent_any = True
+        conn.transport.write(b"".join([self.head(), *body]))  # type: ignore[union-attr]
+        self.buffered = []
+        self.buffered_size = 0
+        self.client.unpause(PAUSE_BUFFER)
+        if self.client.write_paused:
+            conn.pause_reading()
+
+    def request_body(self, data: bytes) -> None:
+        if self.response_complete:
+            return
+        piece = b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data
+        self._send(piece)
+
+    def request_end(self) -> None:
+        self.request_complete = True
+        if self.chunked and not self.response_complete:
+            self._send(b"0\r\n\r\n")
+
+    def _send(self, piece: bytes) -> None:
+        if self.replay is not None:
+            self.replay.append(piece)
+            self.replay_size += len(piece)
+            if self.replay_size > REPLAY_LIMIT:
+                self.replay = None
+        if self.upstream is not None:
+            self.upstream.transport.write(piece)  # type: ignore[union-attr]
+        else:
+            self.buffered.append(piece)
+            self.buffered_size += len(piece)
+            if self.buffered_size > BUFFER_LIMIT:
+                self.client.pause(PAUSE_BUFFER)
+
+    # response side
+
+    def response_head(self, conn: UpstreamConn) -> None:
+        if conn is not self.upstream:
+            return
+        status = conn.parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                self.upstream_broken(conn)  # we never asked for an upgrade
+                return
+            self.interim = True
+            if self.http11:
+                self.client.out.append(b"HTTP/1.1 %d %s\r\n\r\n" % (status, conn.reason))
+            return
+        self.status = status
+        if self.method == b"HEAD" or status == 204 or status == 304:
+            mode = NO_BODY
+        elif conn.content_length is not None and not conn.chunked:
+            mode = LENGTH
+        elif self.http11:
+            mode = CHUNKED
+        else:
+            mode = UNTIL_CLOSE
+            self.keep_alive = False
+        self.mode = mode
+        self.until_close = mode != NO_BODY and conn.content_length is None and not conn.chunked
+        if self.router.draining:
+            self.keep_alive = False
+        headers = conn.headers
+        if conn.conn_tokens:
+            named = _connection_tokens(conn.conn_tokens)
+            headers = [(n, v) for n, v in headers if n.lower() not in named]
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, conn.reason)]
+        for name, value in headers:
+            if mode == CHUNKED and name.lower() == b"content-length":
+                continue
+            parts += (name, b": ", value, b"\r\n")
+        if mode == CHUNKED or (mode == NO_BODY and conn.chunked):
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if self.set_cookie:
+            parts.append(self.set_cookie)
+        if not self.keep_alive:
+            parts.append(b"Connection: close\r\n")
+        elif not self.http11:
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self.client.out.append(b"".join(parts))
+        self.response_started = True
+        if self.method == b"HEAD":
+            # httptools cannot be told the request was HEAD: it would wait for the body that
+            # Content-Length announces. The response is complete; start a fresh parser.
+            conn.reset_parser = True
+            self.response_end(conn)
+
+    def response_body(self, data: bytes) -> None:
+        mode = self.mode
+        if mode in (LENGTH, UNTIL_CLOSE):
+            self.client.out.append(data)
+        elif mode == CHUNKED:
+            self.client.out += (b"%x\r\n" % len(data), data, b"\r\n")
+
+    def response_end(self, conn: UpstreamConn) -> None:
+        if conn is not self.upstream or self.done:
+            return
+        if self.interim:
+            self.interim = False
+            return
+        if not self.response_started:
+            return
+        if self.mode == CHUNKED:
+            self.client.out.append(b"0\r\n\r\n")
+        self.response_complete = True
+        self.upstream = None
+        conn.ex = None
+        backend = self.backend
+        self.release_backend()
+        router = self.router
+        conn.resume_reading()
+        if (
+            conn.keep_alive
+            and self.request_complete
+            and not conn.closed
+            and backend is not None
+            and backend.in_table
+            and not router.draining
+        ):
+            backend.put_idle(conn, router.now())
+        else:
+            conn.close()
+        self.client.unpause(PAUSE_UPSTREAM)
+        if not self.request_complete:
+            self.keep_alive = False  # the client is still sending a body nobody will read
+        self.finish(self.status, transport_error=False)
+
+    def upstream_lost(self, conn: UpstreamConn) -> None:
+        """The backend connection closed while this exchange was using it."""
+        if conn is not self.upstream or self.done:
+            return
+        self.upstream = None
+        self.client.unpause(PAUSE_UPSTREAM)
+        if self.response_started:
+            if self.until_close:
+                self.upstream = conn
+                self.response_end(conn)
+            else:
+                self.release_backend()
+                self.abort_client()
+            return
+        self.release_backend()
+        if not self.got_bytes and (conn.reused or self.method in IDEMPOTENT):
+            if self.replay is None:
+                self.fail(502, b"backend closed the connection; the request body cannot be resent")
+            elif conn.reused and conn.backend.in_table:
+                self.use(conn.backend, fresh=True)  # it closed while idle: try a fresh one
+            else:
+                self.try_next()
+            return
+        self.fail(502, b"backend closed the connection before answering")
+
+    def upstream_broken(self, conn: UpstreamConn) -> None:
+        """The backend sent something that is not an HTTP/1.1 response we can forward."""
+        if conn is not self.upstream:
+            return
+        self.upstream = None
+        conn.close()
+        self.release_backend()
+        if self.response_started:
+            self.abort_client()
+        else:
+            self.fail(502, b"backend sent an invalid response")
+
+    # ending
+
+    def release_backend(self, backend: BackendState | None = None) -> None:
+        backend = backend or self.backend
+        if backend is None:
+            return
+        if backend is self.backend:
+            self.backend = None
+        backend.inflight -= 1
+        if backend.inflight == 0 and not backend.in_table:
+            self.router.forget(backend)
+
+    def fail(self, status: int, message: bytes) -> None:
+        """Answer from the router itself (no backend answered)."""
+        if self.done:
+            return
+        if not self.request_complete:
+            self.keep_alive = False
+        self.client.out.append(error_response(status, message, close=not self.keep_alive))
+        self.response_complete = True
+        self.finish(status, transport_error=True)
+
+    def abort_client(self) -> None:
+        """The response broke after it started: the client must see a truncated response."""
+        self.client.flush()
+        if self.client.transport is not None and not self.client.closed:
+            self.client.transport.abort()
+        self.keep_alive = False
+        self.finish(self.status or 502, transport_error=True)
+
+    def finish(self, status: int, *, transport_error: bool) -> None:
+        self.done = True
+        router = self.router
+        if self.release is not None:
+            router.counters(self.release).record(
+                status, router.now() - self.t0, time.time(), transport_error=transport_error
+            )
+        self.client.exchange_done(self)
+
+    def client_gone(self) -> None:
+        """The client closed its connection: stop work for it."""
+        if self.done:
+            return
+        self.done = True
+        conn = self.upstream
+        if conn is not None:
+            self.upstream = None
+            conn.close()
+        self.release_backend()
+        if self.response_started and self.release is not None:
+            router = self.router
+            router.counters(self.release).record(
+                self.status, router.now() - self.t0, time.time(), transport_error=False
+            )

@@ -1,0 +1,242 @@
+"""The router process: listeners, the live route table, backends, counters, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zerodown.core.routes import RouteTable
+from zerodown.routers.proxy.dataplane import ClientConn
+from zerodown.routers.proxy.routing import CompiledTable
+from zerodown.routers.proxy.stats import DEFAULT_SAMPLES, ReleaseCounters, prometheus_text
+from zerodown.routers.proxy.upstream import BackendState
+from zerodown.routers.proxy.validate import parse_address
+
+UPSTREAM_IDLE = 4.0  # close idle backend connections before a typical 5 s server keep-alive
+CLIENT_IDLE = 75.0  # close client connections idle this long
+SWEEP_EVERY = 1.0
+
+
+def log(event: str, **fields: Any) -> None:
+    """One JSON event per line on stderr: the router's only logging (never per request)."""
+    line = json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str)
+    print(line, file=sys.stderr, flush=True)
+
+
+class Router:
+    """Live state shared by every connection of the router."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        samples: int = DEFAULT_SAMPLES,
+        connect_timeout: float = 3.0,
+    ) -> None:
+        self.loop = loop
+        self.now = time.monotonic  # uvloop's loop.time() only has millisecond resolution
+        self.samples = samples
+        self.connect_timeout = connect_timeout
+        self.backends: dict[str, BackendState] = {}
+        self.releases: dict[str, ReleaseCounters] = {}
+        self.clients: set[ClientConn] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.draining = False
+        self.table: CompiledTable[BackendState] = CompiledTable(RouteTable(0), self._unused)
+
+    @staticmethod
+    def _unused(address: str, release: str) -> BackendState:
+        raise AssertionError("the empty table has no backends")
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def counters(self, release: str) -> ReleaseCounters:
+        c = self.releases.get(release)
+        if c is None:
+            c = self.releases[release] = ReleaseCounters(self.samples)
+        return c
+
+    def install(self, table: RouteTable) -> None:
+        """Swap in a new table (atomic: one assignment); retire backends that left it."""
+        seen: dict[str, BackendState] = {}
+
+        def backend_for(address: str, release: str) -> BackendState:
+            b = self.backends.get(address)
+            if b is None:
+                host, port = parse_address(address)
+                b = self.backends[address] = BackendState(address, host, port, release)
+            elif address not in seen:
+                b.release = release
+            b.in_table = True
+            seen[address] = b
+            return b
+
+        compiled = CompiledTable(table, backend_for)
+        for p in table.pools:
+            self.counters(p.release)
+        self.table = compiled
+        for address, b in list(self.backends.items()):
+            if address not in seen:
+                b.in_table = False
+                b.close_idle()  # at once: nobody may send to an instance that left the table
+                if b.inflight == 0:
+                    del self.backends[address]
+
+    def forget(self, backend: BackendState) -> None:
+        if self.backends.get(backend.address) is backend:
+            del self.backends[backend.address]
+        backend.close_idle()
+
+    def inflight(self) -> int:
+        return sum(1 for c in self.clients if c.active is not None)
+
+    def sweep(self) -> None:
+        now = self.now()
+        for b in self.backends.values():
+            b.close_idle(older_than=now - UPSTREAM_IDLE)
+        cutoff = now - CLIENT_IDLE
+        for c in list(self.clients):
+            if c.active is None and c.idle_since < cutoff:
+                c.close()
+
+    # views for the admin API
+
+    def stats_json(self) -> dict[str, Any]:
+        return {
+            "generation": self.table.generation,
+            "releases": {n: c.snapshot().to_json() for n, c in self.releases.items()},
+            "backends": {
+                a: {"release": b.release, "inflight": b.inflight, "requests": b.requests}
+                for a, b in self.backends.items()
+            },
+        }
+
+    def metrics_text(self) -> str:
+        return prometheus_text(
+            self.releases, [(b.release, a, b.inflight) for a, b in self.backends.items()]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    listen: str
+    admin_socket: Path
+    state_file: Path
+    preview_listen: str | None = None
+    admin_listen: str | None = None
+    admin_token: str | None = None
+    samples: int = DEFAULT_SAMPLES
+    drain_timeout: float = 30.0
+    connect_timeout: float = 3.0
+
+
+def unix_listener(path: Path) -> socket.socket:
+    """A unix socket that only its owner can connect to (mode 0600 from the start)."""
+    if path.exists() or path.is_symlink():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale socket of a router that died
+        else:
+            raise OSError(f"{path}: another router is already listening on this admin socket")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # the file is created by bind(): no window with wider permissions
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(opts: Options, table: RouteTable | None) -> int:
+    from zerodown.routers.proxy.admin import Admin
+
+    loop = asyncio.get_running_loop()
+    router = Router(loop, samples=opts.samples, connect_timeout=opts.connect_timeout)
+    if table is not None:
+        router.install(table)
+    servers: list[asyncio.Server] = []
+    host, port = parse_address(opts.listen)
+    servers.append(
+        await loop.create_server(
+            lambda: ClientConn(router, False), host, port, backlog=2048, reuse_address=True
+        )
+    )
+    if opts.preview_listen:
+        host, port = parse_address(opts.preview_listen)
+        servers.append(
+            await loop.create_server(
+                lambda: ClientConn(router, True), host, port, backlog=2048, reuse_address=True
+            )
+        )
+    admin = Admin(router, opts.state_file, opts.admin_token)
+    admin_servers = [
+        await asyncio.start_unix_server(admin.handle_unix, sock=unix_listener(opts.admin_socket))
+    ]
+    if opts.admin_listen:
+        host, port = parse_address(opts.admin_listen)
+        admin_servers.append(await asyncio.start_server(admin.handle_tcp, host, port))
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def sweeper() -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            router.sweep()
+
+    sweep_task = loop.create_task(sweeper())
+    log(
+        "router.started",
+        listen=opts.listen,
+        preview_listen=opts.preview_listen,
+        admin_socket=str(opts.admin_socket),
+        admin_listen=opts.admin_listen,
+        generation=router.table.generation,
+        pid=os.getpid(),
+    )
+    await stop.wait()
+
+    # Graceful stop: no new connections, finish what is in flight (bounded), then exit 0.
+    router.draining = True
+    for s in servers:
+        s.close()
+    for c in list(router.clients):
+        if c.active is None:
+            c.close()
+    deadline = loop.time() + opts.drain_timeout
+    while router.inflight() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    left = router.inflight()
+    log("router.stopping", unfinished=left)
+    for c in list(router.clients):
+        c.close()
+    for b in router.backends.values():
+        b.close_idle()
+    sweep_task.cancel()
+    for s in admin_servers:
+        s.close()
+    with contextlib.suppress(OSError):
+        opts.admin_socket.unlink()
+    await asyncio.sleep(0)  # let the transports close
+    return 0

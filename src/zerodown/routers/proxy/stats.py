@@ -1,0 +1,120 @@
+"""Per-release counters, latency histogram, recent samples and their Prometheus text form.
+
+Recording a request is a handful of integer additions and one deque append: the hot path never
+logs or allocates much.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from zerodown.core.routes import LATENCY_BUCKETS, ReleaseStats
+
+DEFAULT_SAMPLES = 20_000
+
+
+class ReleaseCounters:
+    __slots__ = (
+        "codes",
+        "counts",
+        "latency_sum",
+        "requests",
+        "responses_4xx",
+        "responses_5xx",
+        "samples",
+        "transport_errors",
+    )
+
+    def __init__(self, samples: int = DEFAULT_SAMPLES) -> None:
+        self.requests = 0
+        self.responses_4xx = 0
+        self.responses_5xx = 0
+        self.transport_errors = 0
+        self.latency_sum = 0.0
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.codes: dict[int, int] = {}
+        self.samples: deque[tuple[float, float, int]] = deque(maxlen=samples)
+
+    def record(self, status: int, latency: float, wall: float, *, transport_error: bool) -> None:
+        self.requests += 1
+        if transport_error:
+            # The router answered itself (502/503): counted once, as a transport error.
+            self.transport_errors += 1
+        elif status >= 500:
+            self.responses_5xx += 1
+        elif status >= 400:
+            self.responses_4xx += 1
+        codes = self.codes
+        codes[status] = codes.get(status, 0) + 1
+        self.latency_sum += latency
+        self.counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        self.samples.append((wall, latency, status))
+
+    def snapshot(self) -> ReleaseStats:
+        return ReleaseStats(
+            requests=self.requests,
+            responses_4xx=self.responses_4xx,
+            responses_5xx=self.responses_5xx,
+            transport_errors=self.transport_errors,
+            latency_sum=self.latency_sum,
+            latency_counts=tuple(self.counts),
+        )
+
+    def samples_since(self, since: float) -> list[list[Any]]:
+        return [[ts, lat, st] for ts, lat, st in self.samples if ts > since]
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: float) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def prometheus_text(
+    releases: dict[str, ReleaseCounters],
+    backends: Iterable[tuple[str, str, int]],  # (release, address, inflight)
+) -> str:
+    """Prometheus text exposition format 0.0.4 of the router's counters."""
+    out: list[str] = [
+        "# HELP zerodown_requests_total Responses sent to clients, by release and status code.",
+        "# TYPE zerodown_requests_total counter",
+    ]
+    for name, c in sorted(releases.items()):
+        for code, n in sorted(c.codes.items()):
+            out.append(f'zerodown_requests_total{{release="{_label(name)}",code="{code}"}} {n}')
+    out += [
+        "# HELP zerodown_request_errors_total Requests that got no response from any backend.",
+        "# TYPE zerodown_request_errors_total counter",
+    ]
+    for name, c in sorted(releases.items()):
+        out.append(
+            f'zerodown_request_errors_total{{release="{_label(name)}"}} {c.transport_errors}'
+        )
+    out += [
+        "# HELP zerodown_request_seconds Time from request headers to the last response byte.",
+        "# TYPE zerodown_request_seconds histogram",
+    ]
+    for name, c in sorted(releases.items()):
+        rel = _label(name)
+        cumulative = 0
+        for bound, n in zip((*LATENCY_BUCKETS, None), c.counts, strict=True):
+            cumulative += n
+            le = "+Inf" if bound is None else _num(bound)
+            out.append(f'zerodown_request_seconds_bucket{{release="{rel}",le="{le}"}} {cumulative}')
+        out.append(f'zerodown_request_seconds_sum{{release="{rel}"}} {_num(c.latency_sum)}')
+        out.append(f'zerodown_request_seconds_count{{release="{rel}"}} {cumulative}')
+    out += [
+        "# HELP zerodown_backend_inflight Requests in flight to each backend.",
+        "# TYPE zerodown_backend_inflight gauge",
+    ]
+    for release, address, inflight in sorted(backends):
+        out.append(
+            f'zerodown_backend_inflight{{release="{_label(release)}",backend="{_label(address)}"}}'
+            f" {inflight}"
+        )
+    return "\n".join(out) + "\n"

@@ -1,0 +1,207 @@
+"""Connections to backends: one pool of idle keep-alive connections per backend address."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+if TYPE_CHECKING:
+    from zerodown.routers.proxy.dataplane import Exchange
+
+# Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+
+class BackendState:
+    """Live state of one backend address: idle connections, in-flight and request counts."""
+
+    __slots__ = (
+        "address",
+        "failed_until",
+        "host",
+        "idle",
+        "in_table",
+        "inflight",
+        "port",
+        "release",
+        "requests",
+    )
+
+    def __init__(self, address: str, host: str, port: int, release: str) -> None:
+        self.address = address
+        self.host = host
+        self.port = port
+        self.release = release
+        self.idle: deque[UpstreamConn] = deque()
+        self.inflight = 0
+        self.requests = 0
+        self.in_table = True
+        self.failed_until = 0.0  # loop time until which a failed connect puts it last
+
+    def take_idle(self) -> UpstreamConn | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()  # most recently used: the least likely to have been closed
+            if not conn.closed:
+                return conn
+        return None
+
+    def put_idle(self, conn: UpstreamConn, now: float) -> None:
+        conn.idle_since = now
+        self.idle.append(conn)
+
+    def close_idle(self, older_than: float | None = None) -> None:
+        idle = self.idle
+        while idle and (older_than is None or idle[0].idle_since < older_than):
+            idle.popleft().close()
+
+
+class UpstreamConn(asyncio.Protocol):
+    """One HTTP/1.1 connection to a backend; carries one exchange at a time."""
+
+    __slots__ = (
+        "backend",
+        "chunked",
+        "closed",
+        "conn_tokens",
+        "content_length",
+        "ex",
+        "headers",
+        "idle_since",
+        "keep_alive",
+        "parser",
+        "read_paused",
+        "reason",
+        "reset_parser",
+        "reused",
+        "transport",
+    )
+
+    def __init__(self, backend: BackendState) -> None:
+        self.backend = backend
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.ex: Exchange | None = None
+        self.closed = False
+        self.reused = False
+        self.idle_since = 0.0
+        self.read_paused = False
+        self.reset_parser = False
+        self._new_message()
+
+    def _new_message(self) -> None:
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.conn_tokens: list[bytes] = []
+        self.content_length: bytes | None = None
+        self.chunked = False
+        self.keep_alive = True
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.ex
+        if ex is None:
+            # An idle connection must stay silent; anything else means it cannot be reused.
+            self.close()
+            return
+        ex.got_bytes = True
+        client = ex.client
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.ex is not None:
+                self.ex.upstream_broken(self)
+        if self.reset_parser:
+            self.reset_parser = False
+            self.parser = httptools.HttpResponseParser(self)
+        client.flush()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost does the rest
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        ex = self.ex
+        if ex is not None:
+            self.ex = None
+            ex.upstream_lost(self)
+        else:
+            with contextlib.suppress(ValueError):
+                self.backend.idle.remove(self)
+
+    def pause_writing(self) -> None:
+        if self.ex is not None:
+            self.ex.client.pause(1)
+
+    def resume_writing(self) -> None:
+        if self.ex is not None:
+            self.ex.client.unpause(1)
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._new_message()
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
+            if lname == b"connection":
+                self.conn_tokens.append(value)
+            elif lname == b"transfer-encoding":
+                self.chunked = True
+            return
+        if lname == b"content-length":
+            self.content_length = value
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
+        if self.ex is not None:
+            self.ex.response_head(self)
+
+    def on_body(self, body: bytes) -> None:
+        if self.ex is not None:
+            self.ex.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.ex is not None:
+            self.ex.response_end(self)
+
+    # ours
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.closed = True
+        self.ex = None
+        if self.transport is not None:
+            self.transport.close()
