@@ -1,0 +1,137 @@
+"""A small logged-in app for the session and key-rotation proofs.
+
+    python authapp.py PORT VERSION
+
+Environment:
+    SESSIONS          redis | sqlite | memory (memory: the baseline that logs users out on deploy)
+    REDIS_URL         for SESSIONS=redis (default redis://127.0.0.1:6379/0)
+    REDIS_PREFIX      key prefix in Redis (default zerodown:demo:session:)
+    SESSION_DB        for SESSIONS=sqlite (default .zerodown/demo-sessions.sqlite3)
+    SESSION_SECRETS   cookie signing secrets, newest first, comma-separated
+    JWKS_URL          where /api/me finds the public keys of bearer tokens
+    JWKS_CACHE_TTL    seconds the JWK set is cached (default 300)
+
+Routes: POST /login?user=NAME, GET /me (session cookie), GET /api/me (Authorization: Bearer),
+POST /logout, GET /healthz, GET /ready. uvicorn handles SIGTERM by closing the listener and
+finishing the requests in flight before it exits.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from zerodown.keys.tokens import JWKSUnavailable, JWKSVerifier, TokenError
+from zerodown.sessions.asgi import SessionMiddleware
+from zerodown.sessions.signing import SecretKeyring
+from zerodown.sessions.store import (
+    MemorySessionStore,
+    RedisSessionStore,
+    SessionStore,
+    SQLiteSessionStore,
+)
+
+_DEMO_SECRET = "zerodown-demo-secret-change-me"
+
+
+def make_store(env: Mapping[str, str]) -> SessionStore:
+    kind = env.get("SESSIONS", "sqlite")
+    if kind == "memory":
+        return MemorySessionStore()
+    if kind == "redis":
+        return RedisSessionStore(
+            env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            prefix=env.get("REDIS_PREFIX", "zerodown:demo:session:"),
+        )
+    if kind == "sqlite":
+        return SQLiteSessionStore(env.get("SESSION_DB", ".zerodown/demo-sessions.sqlite3"))
+    raise SystemExit(f"SESSIONS={kind!r}: use redis, sqlite or memory")
+
+
+def make_app(version: str, env: Mapping[str, str] = os.environ) -> Starlette:
+    store = make_store(env)
+    secrets = [s.strip() for s in env.get("SESSION_SECRETS", _DEMO_SECRET).split(",") if s.strip()]
+    jwks_url = env.get("JWKS_URL")
+    verifier = (
+        JWKSVerifier(jwks_url, cache_ttl=float(env.get("JWKS_CACHE_TTL", "300")))
+        if jwks_url
+        else None
+    )
+
+    async def login(request: Request) -> JSONResponse:
+        user = request.query_params.get("user", "demo")
+        request.session["user"] = user
+        request.session.rotate_id()
+        return JSONResponse({"user": user, "version": version})
+
+    async def me(request: Request) -> JSONResponse:
+        user = request.session.get("user")
+        if user is None:
+            return JSONResponse({"error": "not logged in", "version": version}, status_code=401)
+        return JSONResponse({"user": user, "version": version})
+
+    async def api_me(request: Request) -> JSONResponse:
+        if verifier is None:
+            return JSONResponse({"error": "JWKS_URL is not set"}, status_code=503)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return JSONResponse({"error": "send Authorization: Bearer <token>"}, status_code=401)
+        try:
+            claims = await verifier.averify(token.strip())
+        except JWKSUnavailable as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        except TokenError as exc:
+            return JSONResponse({"error": str(exc), "version": version}, status_code=401)
+        return JSONResponse({"sub": claims.get("sub"), "version": version})
+
+    async def logout(request: Request) -> JSONResponse:
+        request.session.clear()
+        return JSONResponse({"ok": True})
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True, "version": version})
+
+    async def ready(request: Request) -> JSONResponse:
+        return JSONResponse({"ready": True, "version": version})
+
+    app = Starlette(
+        routes=[
+            Route("/login", login, methods=["POST"]),
+            Route("/me", me),
+            Route("/api/me", api_me),
+            Route("/logout", logout, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/ready", ready),
+        ]
+    )
+    app.add_middleware(SessionMiddleware, store=store, secrets=SecretKeyring(secrets))
+    return app
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or not argv[1].isdigit():
+        print("usage: python authapp.py PORT VERSION", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    app: Any = make_app(argv[2])
+    uvicorn.run(
+        app,
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(argv[1]),
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
