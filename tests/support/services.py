@@ -42,7 +42,9 @@ def free_port() -> int:
 
 def binary(name: str, why: str) -> str:
     """Path of an executable, or skip naming the Debian package to install."""
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    path = shutil.which(name) or (
+        f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
+    )
     if path is None:
         require(f"`{name}` is not installed ({why}); `.ci/run` installs it with apt-get")
     assert path is not None
