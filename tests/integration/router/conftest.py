@@ -30,8 +30,8 @@ def backends() -> Iterator[Callable[[str], BackendProc]]:
     """Backends private to one test (they may be killed)."""
     started: list[BackendProc] = []
 
-    def make(name: str) -> BackendProc:
-        b = start_backend(name)
+    def make(name: str, script: str = "backend_app.py") -> BackendProc:
+        b = start_backend(name, script=script)
         started.append(b)
         return b
 

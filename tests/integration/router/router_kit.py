@@ -111,10 +111,12 @@ class RouterProc:
         return self.log_path.read_text() if self.log_path else ""
 
 
-def start_backend(name: str, port: int | None = None) -> BackendProc:
+def start_backend(
+    name: str, port: int | None = None, script: str = "backend_app.py"
+) -> BackendProc:
     port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "backend_app.py"), str(port), name],
+        [sys.executable, str(HERE / script), str(port), name],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

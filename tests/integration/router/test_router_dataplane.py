@@ -246,3 +246,20 @@ def test_http10_client(router: RouterProc, backend_a: BackendProc) -> None:
     assert len(body) == 100000
     answer = raw_http(router.port, b"GET / HTTP/1.0\r\n\r\n")
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["name"] == "a"
+
+
+def test_reused_connection_closed_by_backend_is_retried(
+    router: RouterProc, backends: Callable[..., BackendProc]
+) -> None:
+    flaky = backends("flaky", script="flaky_backend.py")
+    router.apply(table(1, ("f", 100, [flaky])))
+    with client(router.url) as c:
+        for i in range(40):
+            r = c.get("/") if i % 2 else c.post("/", content=b"x" * 1000)
+            assert r.status_code == 200, r.text
+        # A body too large to keep for a replay cannot be sent again: 502, not a lost request.
+        assert c.get("/").status_code == 200
+        r = c.post("/", content=b"x" * 200_000)
+        assert r.status_code == 502
+        assert "cannot be resent" in r.text
+    assert router.stats()["releases"]["f"]["transport_errors"] == 1
