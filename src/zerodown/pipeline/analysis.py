@@ -1,0 +1,107 @@
+"""Run an analysis: take measurements when they are due, and say what they add up to.
+
+Two ways to drive it, over the same state:
+
+- `await runner.run()` measures at each metric's interval until the run completes (or is
+  cancelled: cancel the task and every in-flight measurement stops at once, commands killed),
+  calling `on_update` after every round of measurements so the caller can persist and act;
+- `await runner.step()` takes only the measurements due now and returns the assessment; an
+  engine that reconciles in passes calls it each pass and stores `runner.state.to_json()`.
+  After a controller restart, `AnalysisRunner(..., state=RunState.from_json(saved))` resumes
+  where the stored measurements left off.
+
+All decisions come from `zerodown.core.analysis.assess`; this module only does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
+
+from zerodown.core.analysis.assess import RunResult, assess_run
+from zerodown.core.analysis.context import AnalysisContext
+from zerodown.core.analysis.model import Measurement, RunState
+from zerodown.metrics.base import Registry, default_registry, measure
+from zerodown.spec.analysis import MetricSpec, ResolvedAnalysis
+
+UpdateCallback = Callable[[RunResult, RunState], Awaitable[None] | None]
+
+MAX_SLEEP = 5.0
+"""Longest nap between checks, so a terminate() or a clock jump is noticed soon anyway."""
+
+
+class AnalysisRunner:
+    def __init__(
+        self,
+        metrics: Sequence[MetricSpec] | ResolvedAnalysis,
+        ctx: AnalysisContext,
+        *,
+        dry_run: Iterable[str] = (),
+        state: RunState | None = None,
+        registry: Registry | None = None,
+        clock: Callable[[], float] = time.time,
+        on_update: UpdateCallback | None = None,
+    ) -> None:
+        if isinstance(metrics, ResolvedAnalysis):
+            dry_run = {*dry_run, *metrics.dry_run}
+            metrics = metrics.metrics
+        self.metrics = list(metrics)
+        self.ctx = ctx
+        self.dry_run = frozenset(dry_run)
+        self.clock = clock
+        self.state = state if state is not None else RunState(started_at=clock())
+        self.registry = registry or default_registry()
+        self.on_update = on_update
+        self._wake = asyncio.Event()
+
+    def assess(self, now: float | None = None) -> RunResult:
+        return assess_run(
+            self.metrics, self.state, self.clock() if now is None else now, dry_run=self.dry_run
+        )
+
+    def terminate(self) -> None:
+        """End open-ended metrics (a background analysis whose rollout is done)."""
+        self.state = self.state.terminating()
+        self._wake.set()
+
+    async def step(self, now: float | None = None) -> RunResult:
+        """Take the measurements due now (concurrently); return the assessment after them."""
+        now = self.clock() if now is None else now
+        result = self.assess(now)
+        if result.completed or not result.due:
+            return result
+        by_name = {m.name: m for m in self.metrics}
+        due = [by_name[name] for name in result.due]
+        taken = await asyncio.gather(*(self._measure(metric, now) for metric in due))
+        for metric, measurement in zip(due, taken, strict=True):
+            self.state = self.state.adding(metric.name, measurement)
+        result = self.assess()
+        if self.on_update is not None:
+            outcome = self.on_update(result, self.state)
+            if inspect.isawaitable(outcome):
+                await outcome
+        return result
+
+    async def run(self) -> RunResult:
+        """Measure until the run completes; returns the final result."""
+        while True:
+            result = await self.step()
+            if result.completed:
+                return result
+            now = self.clock()
+            delay = MAX_SLEEP if result.next_at is None else result.next_at - now
+            if delay > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=min(delay, MAX_SLEEP))
+
+    async def _measure(self, metric: MetricSpec, now: float) -> Measurement:
+        start = self.state.started_at
+        if metric.window is not None:
+            start = max(start, now - metric.window)
+        ctx = replace(self.ctx, window_start=start, now=now)
+        return await measure(metric, ctx, registry=self.registry)
