@@ -71,7 +71,7 @@ def _connect(db_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 @contextmanager
-def _session(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+def _session(db_url: str, base: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection holding the advisory lock, with the state schema in place."""
     with _connect(db_url) as conn:
         got = conn.execute("SELECT pg_try_advisory_lock(%s)", (state.ADVISORY_KEY,)).fetchone()
@@ -82,6 +82,8 @@ def _session(db_url: str) -> Iterator[psycopg.Connection[Any]]:
             )
         try:
             conn.execute(state.DDL)
+            # raw SQL and the users' expressions name tables as they would in their base schema
+            conn.execute(f"SET search_path = {ident(base)}")
             yield conn
         except psycopg.Error as e:
             raise MigrationError(f"database error: {str(e).strip()}") from None
@@ -191,7 +193,7 @@ def start(
     o = options or Options()
     m = load_migration(file)
     base = o.base_schema
-    with _session(db_url) as conn:
+    with _session(db_url, base) as conn:
         ex = Executor(conn, o, log)
         done = state.completed(conn, base, m.name or "")
         if done is not None:
@@ -295,7 +297,7 @@ def complete(db_url: str, *, options: Options | None = None, log: Log | None = N
     """Contract: drop what only the old version used; returns the migration's name."""
     o = options or Options()
     base = o.base_schema
-    with _session(db_url) as conn:
+    with _session(db_url, base) as conn:
         ex = Executor(conn, o, log)
         active, p = _active_plan(conn, base, "complete")
         if active["phase"] != "started":
@@ -331,10 +333,9 @@ def rollback(db_url: str, *, options: Options | None = None, log: Log | None = N
     """Undo a started (or half-started) migration; returns its name."""
     o = options or Options()
     base = o.base_schema
-    with _session(db_url) as conn:
+    with _session(db_url, base) as conn:
         ex = Executor(conn, o, log)
         active, p = _active_plan(conn, base, "roll back")
-        ex.run_all(a for a in p.rollback if not a.transactional)
 
         def finish() -> None:
             conn.execute(
@@ -351,6 +352,8 @@ def rollback(db_url: str, *, options: Options | None = None, log: Log | None = N
             [drop_schema_action(p.version_schema), *(a for a in p.rollback if a.transactional)],
             then=finish,
         )
+        # after the transaction: an index that became a constraint's goes with the constraint
+        ex.run_all(a for a in p.rollback if not a.transactional)
         ex.event(f"rolled back {active['name']}")
         _last_stats[db_url] = ex.stats
         return str(active["name"])

@@ -34,7 +34,7 @@ FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_class t ON t.oid = i.indrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
-WHERE n.nspname = %s
+WHERE n.nspname = %s AND i.indisvalid  -- an INVALID leftover is rebuilt, not kept
 ORDER BY 1, 2
 """
 

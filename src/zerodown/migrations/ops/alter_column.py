@@ -105,7 +105,10 @@ class AlterColumn(OpBase):
             nullable=self.nullable
             if "nullable" in fields and self.nullable is not None
             else old.nullable,
-            default=self.default if "default" in fields else old.default,
+            # the old default may not fit a new type: it is kept only when the type stays
+            default=self.default
+            if "default" in fields
+            else (old.default if "type" not in fields or self.type == old.type else None),
             physical=self._shadow(),
         )
 
