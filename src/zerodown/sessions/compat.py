@@ -1,0 +1,185 @@
+"""Deploy-time checks: does the new release accept what the old one issued?
+
+Before the new release gets traffic the engine makes a session through the old release and a
+token with the currently active key, and asks the new release's instance to accept them. A
+refusal fails the rollout before any user is logged out. The checks never raise for a refusal
+or an unreachable instance: they return a `CompatResult` whose `reason` says what happened and
+what to look at.
+
+The `compat:` section of zerodown.yaml:
+
+    compat:
+      session: {request: GET /me, expect: {status: 200}}
+      token:   {request: GET /api/me, expect: {status: 200}}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import Field, field_validator
+
+from zerodown.keys.tokens import TokenSigner
+from zerodown.spec.types import StrictModel
+
+_REQUEST = re.compile(r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/\S*)$")
+
+
+def parse_request(text: str) -> tuple[str, str]:
+    match = _REQUEST.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a request; write it like 'GET /me' or 'POST /login'")
+    return match.group(1), match.group(2)
+
+
+class Expect(StrictModel):
+    status: int = Field(default=200, ge=100, le=599)
+
+
+def _check_request(value: str) -> str:
+    parse_request(value)
+    return value.strip()
+
+
+class SessionCheck(StrictModel):
+    login: str = "POST /login"
+    """The request that makes a session through the old release (its Set-Cookie is kept)."""
+    request: str = "GET /me"
+    expect: Expect = Expect()
+
+    _requests = field_validator("login", "request")(_check_request)
+
+
+class TokenCheck(StrictModel):
+    request: str = "GET /api/me"
+    expect: Expect = Expect()
+    keys: str = ".zerodown/keys"
+    """Keyring directory whose active key signs the check's token."""
+    claims: dict[str, Any] = Field(default_factory=lambda: {"sub": "zerodown-compat"})
+
+    _requests = field_validator("request")(_check_request)
+
+
+class CompatSpec(StrictModel):
+    session: SessionCheck | None = None
+    token: TokenCheck | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompatResult:
+    ok: bool
+    check: str  # "session" | "token"
+    reason: str
+    status: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.check} compat {'ok' if self.ok else 'FAILED'}: {self.reason}"
+
+
+async def _send(
+    base_url: str, request: str, headers: dict[str, str], timeout: float
+) -> httpx.Response:
+    method, path = parse_request(request)
+    # A fresh client per call: no cookie jar carries anything we did not put in `headers`.
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        return await client.request(method, base_url.rstrip("/") + path, headers=headers)
+
+
+def _cookie_header(response: httpx.Response) -> str:
+    return "; ".join(f"{name}={value}" for name, value in response.cookies.items())
+
+
+async def check_session_compat(
+    old_base_url: str,
+    new_base_url: str,
+    request: str = "GET /me",
+    expect_status: int = 200,
+    *,
+    login: str = "POST /login",
+    timeout: float = 5.0,
+) -> CompatResult:
+    """Log in through the old release, then ask the new release to accept that session."""
+
+    def fail(reason: str, status: int | None = None) -> CompatResult:
+        return CompatResult(False, "session", reason, status)
+
+    try:
+        made = await _send(old_base_url, login, {}, timeout)
+    except httpx.HTTPError as exc:
+        return fail(f"could not reach the old release at {old_base_url} for `{login}`: {exc!r}")
+    if made.status_code >= 400:
+        return fail(f"logging in through the old release (`{login}`) answered {made.status_code}")
+    cookie = _cookie_header(made)
+    if not cookie:
+        return fail(f"`{login}` on the old release set no cookie: nothing to check")
+    headers = {"cookie": cookie}
+    try:
+        own = await _send(old_base_url, request, headers, timeout)
+    except httpx.HTTPError as exc:
+        return fail(f"could not reach the old release at {old_base_url}: {exc!r}")
+    if own.status_code != expect_status:
+        return fail(
+            f"the old release itself answered {own.status_code} to `{request}` with its own "
+            f"session (expected {expect_status}); fix compat.session in zerodown.yaml",
+            own.status_code,
+        )
+    try:
+        got = await _send(new_base_url, request, headers, timeout)
+    except httpx.HTTPError as exc:
+        return fail(f"could not reach the new release at {new_base_url}: {exc!r}")
+    if got.status_code != expect_status:
+        return fail(
+            f"the new release answered {got.status_code} to `{request}` with a session made by "
+            f"the old release (expected {expect_status}): it would log users out. Check that it "
+            "uses the same session store and still lists the old cookie secret, and that it "
+            "reads the old session format",
+            got.status_code,
+        )
+    return CompatResult(
+        True,
+        "session",
+        f"the new release accepted a session made by the old release (`{request}` → "
+        f"{got.status_code})",
+        got.status_code,
+    )
+
+
+async def check_token_compat(
+    new_base_url: str,
+    token: str,
+    request: str = "GET /api/me",
+    expect_status: int = 200,
+    *,
+    timeout: float = 5.0,
+) -> CompatResult:
+    """Ask the new release to accept a token signed by the currently active key."""
+    headers = {"authorization": f"Bearer {token}"}
+    try:
+        got = await _send(new_base_url, request, headers, timeout)
+    except httpx.HTTPError as exc:
+        return CompatResult(False, "token", f"could not reach {new_base_url}: {exc!r}")
+    if got.status_code != expect_status:
+        return CompatResult(
+            False,
+            "token",
+            f"the new release answered {got.status_code} to `{request}` with a token signed "
+            f"by the active key (expected {expect_status}): it would reject users' tokens. "
+            "Check its JWKS URL and issuer/audience settings",
+            got.status_code,
+        )
+    return CompatResult(
+        True,
+        "token",
+        f"the new release accepted a token signed by the active key (`{request}` → "
+        f"{got.status_code})",
+        got.status_code,
+    )
+
+
+def compat_token(keys_dir: str | Path, claims: dict[str, Any], lifetime: float = 60) -> str:
+    """A short-lived token signed by the active key of `keys_dir`, for check_token_compat."""
+    return TokenSigner(keys_dir).sign(claims, lifetime=lifetime)
