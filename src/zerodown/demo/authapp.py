@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from zerodown.keys.tokens import JWKSUnavailable, JWKSVerifier, TokenError
 from zerodown.sessions.asgi import SessionMiddleware
+from zerodown.sessions.session import Session
 from zerodown.sessions.signing import SecretKeyring
 from zerodown.sessions.store import (
     MemorySessionStore,
@@ -67,8 +68,9 @@ def make_app(version: str, env: Mapping[str, str] = os.environ) -> Starlette:
 
     async def login(request: Request) -> JSONResponse:
         user = request.query_params.get("user", "demo")
-        request.session["user"] = user
-        request.session.rotate_id()
+        session: Session = request.session  # type: ignore[assignment]  # ours, not a plain dict
+        session["user"] = user
+        session.rotate_id()
         return JSONResponse({"user": user, "version": version})
 
     async def me(request: Request) -> JSONResponse:

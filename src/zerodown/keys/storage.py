@@ -115,10 +115,13 @@ class KeyringDir:
         except FileNotFoundError:
             raise KeyringError(f"private key of {kid} is missing from {self.path}/") from None
         kty = data.get("kty")
-        cls = {"OKP": OKPKey, "EC": ECKey, "RSA": RSAKey}.get(kty)
-        if cls is None:
-            raise KeyringError(f"{path}: unsupported key type {kty!r}")
-        return cls.import_key(data)
+        if kty == "OKP":
+            return OKPKey.import_key(data)
+        if kty == "EC":
+            return ECKey.import_key(data)
+        if kty == "RSA":
+            return RSAKey.import_key(data)
+        raise KeyringError(f"{path}: unsupported key type {kty!r}")
 
     # -- writing -------------------------------------------------------------------------------
 

@@ -157,7 +157,7 @@ class JWKSVerifier:
             for k in doc["keys"]
             if isinstance(k, dict) and k.get("kid") and k.get("alg") in self.algorithms
         ]
-        keyset = KeySet.import_key_set({"keys": usable})  # type: ignore[typeddict-item]
+        keyset = KeySet.import_key_set({"keys": usable})
         self._keys = {str(k.kid): k for k in keyset.keys}
         self._fetched_at = self.clock()
         self.fetches += 1

@@ -37,10 +37,13 @@ class WSGISessionMiddleware:
         session = manager.load(manager.cookie_value(environ.get("HTTP_COOKIE")))
         environ[ENVIRON_KEY] = session
 
-        def start_with_cookie(status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+        def start_with_cookie(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
             set_cookie = manager.commit(session)
             if set_cookie is not None:
                 headers = [*headers, ("Set-Cookie", set_cookie)]
             return start_response(status, headers, exc_info)
 
-        return self.app(environ, start_with_cookie)
+        body: Iterable[bytes] = self.app(environ, start_with_cookie)
+        return body
