@@ -123,7 +123,7 @@ class AddColumn(OpBase):
                 Backfill_(table.phys, tuple((c.phys, c.type) for c in table.physical_pk())),
             )
             if not col.nullable:
-                acts.append(
+                after.append(
                     DBAction(
                         f"ALTER TABLE {qt} ADD CONSTRAINT {ident(notnull)} CHECK "
                         f"({ident(col.name)} IS NOT NULL) NOT VALID",
@@ -133,7 +133,7 @@ class AddColumn(OpBase):
                 )
                 after.append(self._validate(schema, table.phys, notnull))
         if col.check is not None:
-            acts.append(
+            after.append(
                 DBAction(
                     f"ALTER TABLE {qt} ADD CONSTRAINT {ident(check)} CHECK ({col.check}) NOT VALID",
                     locks=f"ACCESS EXCLUSIVE on {table.phys} (brief: NOT VALID, no scan)",
@@ -142,7 +142,7 @@ class AddColumn(OpBase):
             )
             after.append(self._validate(schema, table.phys, check))
         if col.references is not None:
-            acts.append(
+            after.append(
                 DBAction(
                     f"ALTER TABLE {qt} ADD CONSTRAINT {ident(fkey)} FOREIGN KEY "
                     f"({ident(col.name)}) {references_sql(schema, col.references, self)} NOT VALID",

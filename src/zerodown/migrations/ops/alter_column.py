@@ -138,8 +138,10 @@ class AlterColumn(OpBase):
                 )
             )
 
+        # Constraints go in after the backfill (NOT VALID, then VALIDATE): before it, the
+        # shadow column is still empty in rows the triggers have not touched yet.
         def add_constraint(name: str, body: str, locks: str = brief) -> None:
-            acts.append(
+            after.append(
                 DBAction(
                     f"ALTER TABLE {qt} ADD CONSTRAINT {ident(name)} {body} NOT VALID",
                     locks=locks + " — NOT VALID, no scan",
