@@ -57,8 +57,13 @@ def error_response(status: int, message: bytes, *, close: bool) -> bytes:
     )
 
 
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade", b""})
+
+
 def _connection_tokens(values: list[bytes]) -> frozenset[bytes]:
-    return frozenset(t.strip().lower() for v in values for t in v.split(b",") if t.strip())
+    """Header names listed in Connection (besides the usual keep-alive/close): to be dropped."""
+    tokens = frozenset(t.strip().lower() for v in values for t in v.split(b","))
+    return tokens - _PLAIN_CONNECTION
 
 
 class ClientConn(asyncio.Protocol):
@@ -187,7 +192,8 @@ class ClientConn(asyncio.Protocol):
         ex.keep_alive = parser.should_keep_alive() and not self.router.draining
         if ex.conn_tokens:
             named = _connection_tokens(ex.conn_tokens)
-            ex.headers = [(n, v) for n, v in ex.headers if n.lower() not in named]
+            if named:
+                ex.headers = [(n, v) for n, v in ex.headers if n.lower() not in named]
         if self.active is None:
             self.active = ex
             self.to_start = True  # after this feed, so a small body goes out with the head
@@ -516,7 +522,8 @@ class Exchange:
         headers = conn.headers
         if conn.conn_tokens:
             named = _connection_tokens(conn.conn_tokens)
-            headers = [(n, v) for n, v in headers if n.lower() not in named]
+            if named:
+                headers = [(n, v) for n, v in headers if n.lower() not in named]
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, conn.reason)]
         for name, value in headers:
             if mode == CHUNKED and name.lower() == b"content-length":

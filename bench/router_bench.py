@@ -1,0 +1,243 @@
+"""Throughput and latency of zerodown's router beside HAProxy and nginx (not part of pytest).
+
+    python bench/router_bench.py [--duration 10] [--connections 50] [--rounds 2]
+
+Starts, all on 127.0.0.1: one fast backend (nginx, one worker, static 200), then zerodown's router,
+HAProxy and nginx as reverse proxies in front of it with equivalent settings (one worker/thread,
+keep-alive to clients and to the backend), and runs wrk against the backend directly and through
+each proxy. Prints requests/s and p50/p99 latency per case (best round of `--rounds`).
+
+Needs the Debian packages wrk, haproxy and nginx (`apt-get install -y wrk haproxy nginx`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from zerodown.core.routes import Backend, Pool, RouteTable
+from zerodown.routers.proxy.client import router_command
+
+BACKEND_CONF = """
+worker_processes 1;
+error_log {dir}/backend-error.log warn;
+pid {dir}/backend.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{ default_type text/plain; return 200 "hello from the backend\\n"; }}
+  }}
+}}
+"""
+
+NGINX_PROXY_CONF = """
+worker_processes 1;
+error_log {dir}/proxy-error.log warn;
+pid {dir}/proxy.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  upstream backend {{ server 127.0.0.1:{backend}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+}}
+"""
+
+HAPROXY_CONF = """
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  option forwardfor
+frontend fe
+  bind 127.0.0.1:{port}
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:{backend}
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    case: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def need(binary: str) -> str:
+    path = shutil.which(binary) or (
+        f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None
+    )
+    if path is None:
+        raise SystemExit(f"`{binary}` is missing: apt-get install -y wrk haproxy nginx")
+    return path
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not m:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(url: str, *, duration: int, connections: int) -> tuple[float, float, float]:
+    out = subprocess.run(
+        [need("wrk"), "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit(f"{url}: {errors.group(1)} non-2xx responses:\n{out}")
+    return rps, p50, p99
+
+
+@contextlib.contextmanager
+def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(35)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    p.add_argument("--connections", type=int, default=50, help="wrk connections")
+    p.add_argument("--rounds", type=int, default=2, help="runs per case; the best is kept")
+    args = p.parse_args()
+    nginx, haproxy = need("nginx"), need("haproxy")
+    need("wrk")
+
+    with (
+        tempfile.TemporaryDirectory(prefix="zerodown-bench-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        d = Path(tmp)
+        ports = {name: free_port() for name in ("backend", "router", "haproxy", "nginx")}
+        (d / "backend.conf").write_text(BACKEND_CONF.format(dir=d, port=ports["backend"]))
+        (d / "proxy.conf").write_text(
+            NGINX_PROXY_CONF.format(dir=d, port=ports["nginx"], backend=ports["backend"])
+        )
+        (d / "haproxy.cfg").write_text(
+            HAPROXY_CONF.format(port=ports["haproxy"], backend=ports["backend"])
+        )
+        nginx_argv = [nginx, "-p", str(d), "-g", "daemon off;", "-c"]
+        stack.enter_context(process([*nginx_argv, str(d / "backend.conf")], d / "backend.log"))
+        stack.enter_context(process([*nginx_argv, str(d / "proxy.conf")], d / "nginx.log"))
+        stack.enter_context(process([haproxy, "-f", str(d / "haproxy.cfg")], d / "haproxy.log"))
+        admin = d / "router.sock"
+        argv = router_command(
+            listen=f"127.0.0.1:{ports['router']}",
+            preview_listen=None,
+            admin_socket=str(admin),
+            state_file=str(d / "router-state.json"),
+        )
+        stack.enter_context(process(argv, d / "router.log"))
+        for port in ports.values():
+            wait_port(port)
+        table = RouteTable(
+            1, (Pool("bench", 100, (Backend(f"127.0.0.1:{ports['backend']}", "nginx"),)),)
+        )
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(admin)), trust_env=False) as c:
+            c.put("http://router/routes", json=table.to_json()).raise_for_status()
+
+        cases = [
+            ("backend directly", ports["backend"]),
+            ("zerodown router", ports["router"]),
+            ("haproxy", ports["haproxy"]),
+            ("nginx proxy", ports["nginx"]),
+        ]
+        results: list[Result] = []
+        for name, port in cases:
+            url = f"http://127.0.0.1:{port}/"
+            run_wrk(url, duration=1, connections=args.connections)  # warm up pools
+            best: tuple[float, float, float] | None = None
+            for _ in range(args.rounds):
+                r = run_wrk(url, duration=args.duration, connections=args.connections)
+                if best is None or r[0] > best[0]:
+                    best = r
+            assert best is not None
+            results.append(Result(name, *best))
+            print(f"  {name}: {best[0]:,.0f} req/s", file=sys.stderr, flush=True)
+
+    print(
+        f"\nwrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds}, "
+        "one worker/thread per proxy, keep-alive on both sides"
+    )
+    print(f"{'case':<20} {'requests/s':>12} {'p50 ms':>8} {'p99 ms':>8}")
+    for r in results:
+        print(f"{r.case:<20} {r.rps:>12,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}")
+    by = {r.case: r for r in results}
+    ours, ha = by["zerodown router"], by["haproxy"]
+    print(
+        f"\nzerodown/haproxy: {ours.rps / ha.rps:.2f}x requests/s, "
+        f"{ours.p99_ms / ha.p99_ms:.2f}x p99 latency"
+    )
+
+
+if __name__ == "__main__":
+    main()
