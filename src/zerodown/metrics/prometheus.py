@@ -41,8 +41,14 @@ class PrometheusProvider:
                     baseline, _ = await _query(
                         client, url, ctx.as_baseline().substitute(metric.query)
                     )
-            except (QueryError, httpx.HTTPError) as exc:
+            except QueryError as exc:
                 return error(started, time.time(), f"prometheus at {spec.address}: {exc}")
+            except httpx.HTTPError as exc:
+                return error(
+                    started,
+                    time.time(),
+                    f"prometheus at {spec.address}: {type(exc).__name__}: {exc}",
+                )
         observed = Observed(value=value, baseline=baseline, note=note)
         return measurement(metric, observed, started_at=started, finished_at=time.time())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -74,6 +75,12 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def site() -> Iterator[Site]:
+    with serve_site() as s:
+        yield s
+
+
+@contextmanager
+def serve_site() -> Iterator[Site]:
     s = Site()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(s))
     server.daemon_threads = True
