@@ -229,7 +229,7 @@ def make_flags_router(
             version = -1
             last_sent = time.monotonic()
             while not await request.is_disconnected():
-                new = await anyio.to_thread.run_sync(store.wait_for_change, version, 1.0)
+                new = await anyio.to_thread.run_sync(store.wait_for_change, version, 0.5)
                 if new != version:
                     version, flags = await anyio.to_thread.run_sync(store.snapshot)
                     doc = json.dumps(definitions_document(version, flags), separators=(",", ":"))

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import socket
 import tempfile
 import threading
 import time
@@ -180,8 +181,12 @@ class FlagClient:
         self._stop.set()
         response = self._response
         if response is not None:
-            with contextlib.suppress(Exception):
-                response.close()  # unblocks a stream read
+            # A blocked stream read only returns when its socket is shut down under it.
+            stream = response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(10)
         if self._http is not None:

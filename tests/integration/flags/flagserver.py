@@ -48,7 +48,7 @@ def serve(db: Path, **kw: object) -> Iterator[FlagServer]:
         port=port,
         log_level="warning",
         lifespan="off",
-        timeout_graceful_shutdown=0.5,
+        timeout_graceful_shutdown=3,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
