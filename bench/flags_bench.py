@@ -1,0 +1,207 @@
+"""Flag evaluations per second: zerodown's SDK beside Unleash's Python SDK (`UnleashClient`),
+both in-process, both from a bootstrap of the same flags, over the same contexts.
+
+    python bench/flags_bench.py [--seconds 3] [--users 1000]
+
+It also checks that both give the same answer for every (flag, context) pair, variants included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from zerodown.flags.client import FlagClient
+from zerodown.flags.evaluate import EvalContext
+from zerodown.flags.model import (
+    Constraint,
+    DefaultStrategy,
+    Flag,
+    GradualRolloutStrategy,
+    Operator,
+    Payload,
+    UserIdsStrategy,
+    Variant,
+)
+from zerodown.flags.unleash import flags_to_unleash
+
+FLAGS = [
+    Flag(key="simple-on", enabled=True, strategies=(DefaultStrategy(),)),
+    Flag(key="simple-off", enabled=False, strategies=(DefaultStrategy(),)),
+    Flag(
+        key="rollout-50",
+        enabled=True,
+        strategies=(GradualRolloutStrategy(rollout=50, stickiness="userId"),),
+    ),
+    Flag(
+        key="constrained",
+        enabled=True,
+        strategies=(
+            DefaultStrategy(
+                constraints=(
+                    Constraint(context_name="environment", operator=Operator.IN, values=("prod",)),
+                    Constraint(
+                        context_name="email",
+                        operator=Operator.STR_ENDS_WITH,
+                        values=("@example.com",),
+                        case_insensitive=True,
+                    ),
+                )
+            ),
+        ),
+    ),
+    Flag(
+        key="semver",
+        enabled=True,
+        strategies=(
+            DefaultStrategy(
+                constraints=(
+                    Constraint(context_name="version", operator=Operator.SEMVER_GTE, value="2.1.0"),
+                )
+            ),
+        ),
+    ),
+    Flag(
+        key="user-list",
+        enabled=True,
+        strategies=(UserIdsStrategy(user_ids=tuple(str(i) for i in range(0, 1000, 7))),),
+    ),
+    Flag(
+        key="variants",
+        enabled=True,
+        strategies=(DefaultStrategy(),),
+        variants=(
+            Variant(name="a", weight=50, payload=Payload(value="A")),
+            Variant(name="b", weight=30),
+            Variant(name="c", weight=20, stickiness="userId"),
+        ),
+    ),
+]
+
+
+def contexts(n: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        out.append(
+            {
+                "userId": str(i),
+                "sessionId": f"s{i}",
+                "environment": "prod" if i % 3 else "dev",
+                "properties": {
+                    "email": f"user{i}@{'EXAMPLE.com' if i % 2 else 'other.org'}",
+                    "version": f"2.{i % 4}.0",
+                },
+            }
+        )
+    return out
+
+
+def rate(fn: Callable[[], int], seconds: float) -> float:
+    fn()  # warm up caches
+    gc.collect()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        done += fn()
+    return done / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--users", type=int, default=1000)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+
+    raw = contexts(args.users)
+    ours_ctx = [EvalContext.from_mapping(c) for c in raw]
+    keys = [f.key for f in FLAGS]
+    unleash_doc = flags_to_unleash(FLAGS)
+    ours = FlagClient(bootstrap={"version": 1, "flags": [f.to_json() for f in FLAGS]})
+
+    from UnleashClient import UnleashClient
+    from UnleashClient.cache import FileCache
+
+    cache_dir = tempfile.mkdtemp(prefix="zerodown-bench-unleash-")
+    cache = FileCache("bench", directory=cache_dir)
+    cache.bootstrap_from_dict(unleash_doc)
+    unleash = UnleashClient(
+        url="http://127.0.0.1:9/api",  # never contacted: fetch_toggles=False, no metrics
+        app_name="zerodown-bench",
+        disable_metrics=True,
+        disable_registration=True,
+        cache=cache,
+    )
+    unleash.initialize_client(fetch_toggles=False)
+    try:
+        # Same answers? (enabled and variant for every flag and context)
+        mismatches = 0
+        for c, oc in zip(raw, ours_ctx, strict=True):
+            for k in keys:
+                mine = ours.variant(k, oc)
+                theirs = unleash.get_variant(k, c)
+                if mine.enabled != unleash.is_enabled(k, c) or (
+                    mine.variant_enabled and mine.variant != theirs["name"]
+                ):
+                    mismatches += 1
+        pairs = len(raw) * len(keys)
+
+        def ours_prebuilt() -> int:
+            for oc in ours_ctx:
+                for k in keys:
+                    ours.is_enabled(k, oc)
+            return pairs
+
+        def ours_from_dict() -> int:
+            for c in raw:
+                oc = EvalContext.from_mapping(c)
+                for k in keys:
+                    ours.is_enabled(k, oc)
+            return pairs
+
+        def theirs_is_enabled() -> int:
+            for c in raw:
+                for k in keys:
+                    unleash.is_enabled(k, c)
+            return pairs
+
+        def ours_variant() -> int:
+            for oc in ours_ctx:
+                ours.variant("variants", oc)
+            return len(ours_ctx)
+
+        def theirs_variant() -> int:
+            for c in raw:
+                unleash.get_variant("variants", c)
+            return len(raw)
+
+        s = args.seconds
+        results = {
+            "zerodown is_enabled (context built once)": rate(ours_prebuilt, s),
+            "zerodown is_enabled (context from a dict per request)": rate(ours_from_dict, s),
+            "UnleashClient is_enabled": rate(theirs_is_enabled, s),
+            "zerodown variant": rate(ours_variant, s),
+            "UnleashClient get_variant": rate(theirs_variant, s),
+        }
+    finally:
+        unleash.destroy()
+        ours.close()
+
+    import importlib.metadata as md
+
+    print(
+        f"python {platform.python_version()}, UnleashClient {md.version('UnleashClient')}, "
+        f"{len(FLAGS)} flags x {args.users} contexts, {args.seconds:.0f} s each"
+    )
+    print(f"agreement: {pairs - mismatches}/{pairs} (flag, context) pairs give the same result")
+    for name, value in results.items():
+        print(f"  {name:55s} {value:>12,.0f} evaluations/s")
+
+
+if __name__ == "__main__":
+    main()
