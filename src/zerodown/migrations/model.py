@@ -11,6 +11,7 @@ The migration's name is the file name without its extension, unless `name:` says
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
@@ -116,6 +117,27 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
+def _suggest(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """ "; did you mean 'table'?" when a known field of the enclosing model is close."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return " (check the spelling; see the JSON Schema)"
+        current = field.annotation
+        for arg in getattr(current, "__args__", ()) or ():
+            inner = getattr(arg, "__args__", None)
+            for candidate in (arg, *(inner or ())):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    current = candidate
+    fields = getattr(current, "model_fields", {})
+    names = [f.alias or n for n, f in fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(names)})"
+
+
 def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     """Follow a pydantic error location through the composed YAML tree to a 1-based line."""
     node = root
@@ -168,11 +190,13 @@ def parse_migration(text: str, *, file: str, default_name: str | None = None) ->
     try:
         return Migration.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
+        # a misspelt field also makes a required one look missing: report the typo first
+        errors = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")
+        err = errors[0]
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see the JSON Schema)"
+            msg = "unknown field" + _suggest(Migration, loc)
         more = len(e.errors()) - 1
         if more:
             msg += f" (and {more} more error{'s' if more > 1 else ''})"

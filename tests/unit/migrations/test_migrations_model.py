@@ -45,8 +45,8 @@ def test_json_file_parses(tmp_path: Path) -> None:
         (
             "operations:\n  - rename_column: {table: users, frm: email, to: x}\n",
             2,
-            "operations[0].rename_column",
-            "required",
+            "operations[0].rename_column.frm",
+            "did you mean 'from'?",
         ),
         ("operations:\n  - renam: {}\n", 2, "operations[0]", "unknown operation 'renam'"),
         (
