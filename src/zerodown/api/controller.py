@@ -163,9 +163,11 @@ class Controller:
                 raise StateError(f"revision {to} runs {target.version}, which is already serving")
         spec = dict(target.spec)
         strategy = Spec.model_validate(spec).strategy.name
-        # A canary's steps guard a new release; going back to a known one needs no steps.
-        if strategy == "canary":
-            strategy = "rolling"
+        current = self.engine.current_spec(status)
+        if current is not None and current.strategy.name == "blue_green":
+            strategy = "blue_green"  # the previous environment may still be warm: one switch
+        elif strategy == "canary":
+            strategy = "rolling"  # a canary's steps guard a new release, not a known one
         return self.deploy(
             version=target.version, spec=spec, strategy=strategy, who=who, rollback=True
         )

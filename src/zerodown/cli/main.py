@@ -124,7 +124,6 @@ def up(
                     {
                         "version": version,
                         "spec": spec.model_dump(mode="json"),
-                        "strategy": "rolling",
                         "who": "zerodown up",
                     },
                 )

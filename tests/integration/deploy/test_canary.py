@@ -1,0 +1,123 @@
+"""Issue 3's canary proof: weights honoured within 3 points, header routes, sticky users, abort < 1 s."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from support.workspace import Workspace, api_post, base_spec
+from zerodown.loadgen import LoadGenerator
+
+pytestmark = pytest.mark.slow
+
+
+def canary_spec(port: int, steps: list, **canary: object) -> dict:
+    return base_spec(port, strategy={"canary": {"steps": steps, **canary}})
+
+
+def wait_step(workspace: Workspace, step: int) -> None:
+    """Until the rollout pauses at `step` (0-based index of the pause step)."""
+    workspace.wait_for(
+        lambda: (
+            (r := workspace.status()["status"]["rollout"])["phase"] == "paused"
+            and r["step"] == step
+        ),
+        what=f"the pause after step {step}",
+    )
+
+
+def test_canary_weights_are_honoured_under_load(workspace: Workspace) -> None:
+    steps = [
+        {"set_weight": 5},
+        {"pause": {}},
+        {"set_weight": 25},
+        {"pause": {}},
+        {"set_weight": 50},
+        {"pause": {}},
+        {"set_weight": 100},
+    ]
+    workspace.write_spec(canary_spec(workspace.port, steps))
+    workspace.zd("up", "--version", "v1")
+    shares = {}
+    failed = 0
+    workspace.zd("deploy", "v2")
+    for weight, step in ((5, 1), (25, 3), (50, 5)):
+        wait_step(workspace, step)
+        with LoadGenerator(workspace.url, rate=600, connections=16, max_seconds=30) as load:
+            time.sleep(4)
+        counts = load.report.versions()
+        failed += len(load.report.failed)
+        total = sum(counts.values())
+        assert total >= 2000
+        shares[weight] = 100 * counts["v2"] / total
+        workspace.zd("promote")
+    workspace.wait_for(lambda: workspace.status()["status"]["stable"] == "v2", what="completion")
+    print("canary shares:", {w: f"{s:.1f}%" for w, s in shares.items()})
+    assert failed == 0
+    for weight, share in shares.items():
+        assert abs(share - weight) <= 3, shares
+
+
+def test_header_route_and_sticky_users(workspace: Workspace) -> None:
+    steps = [
+        {"set_weight": 20},
+        {"set_header_route": {"header": "X-Canary", "value": "yes"}},
+        {"pause": {}},
+        {"set_weight": 60},
+        {"pause": {}},
+    ]
+    workspace.write_spec(canary_spec(workspace.port, steps, sticky={"cookie": "zd_bucket"}))
+    workspace.zd("up", "--version", "v1")
+    workspace.zd("deploy", "v2")
+    wait_step(workspace, 2)
+    with httpx.Client() as client:
+        routed = {client.get(workspace.url, headers={"X-Canary": "yes"}).text for _ in range(50)}
+        assert routed == {"ok v2\n"}
+    users = [httpx.Client() for _ in range(150)]
+    try:
+        first = [u.get(workspace.url).text for u in users]
+        again = [u.get(workspace.url).text for u in users for _ in range(3)]
+        assert [again[3 * n : 3 * n + 3] for n in range(150)] == [[f] * 3 for f in first]
+        saw_canary = {n for n, text in enumerate(first) if text == "ok v2\n"}
+        assert 10 <= len(saw_canary) <= 50  # about 20% of 150
+        workspace.zd("promote")
+        wait_step(workspace, 4)
+        later = [u.get(workspace.url).text for u in users]
+        still = {n for n, text in enumerate(later) if text == "ok v2\n"}
+        assert saw_canary <= still  # nobody who saw the canary flips back
+        assert len(still) > len(saw_canary)
+    finally:
+        for u in users:
+            u.close()
+
+
+def test_abort_sends_all_traffic_back_within_a_second(workspace: Workspace) -> None:
+    steps = [{"set_weight": 50}, {"pause": {}}, {"set_weight": 100}]
+    workspace.write_spec(canary_spec(workspace.port, steps))
+    workspace.zd("up", "--version", "v1")
+    workspace.zd("deploy", "v2")
+    wait_step(workspace, 1)
+    with workspace.load() as load:
+        time.sleep(1.5)
+        started = time.time()
+        api_post(workspace, "/api/abort", {"who": "cli"})
+        time.sleep(2)
+    report = load.report
+    assert [(s.status, s.error) for s in report.failed] == []
+    last_canary = max(s.at for s in report.samples if s.version == "v2")
+    print(f"abort: last canary response {last_canary - started:.3f}s after `zerodown abort`")
+    assert last_canary - started < 1.0
+    status = workspace.status()["status"]
+    assert status["rollout"]["phase"] == "aborted"
+    assert "aborted by cli" in status["rollout"]["reason"]
+    history = workspace.zd("history", "--json").stdout
+    assert "aborted by cli" in history
+    workspace.wait_for(
+        lambda: {i["release"] for i in workspace.status()["instances"]} == {"v1"},
+        what="the canary instances to stop",
+    )
+    # retry runs the aborted rollout again from its first step
+    workspace.zd("retry")
+    wait_step(workspace, 1)
