@@ -80,6 +80,7 @@ def _summary(flag: dict[str, Any]) -> str:
             "default": "everyone",
             "user_ids": f"users {','.join(s.get('user_ids', []))}",
             "gradual_rollout": f"{s.get('rollout')}% by {s.get('stickiness', 'default')}",
+            "remote_address": f"from {','.join(s.get('addresses', []))}",
             "never": f"never ({s.get('reason', '')})",
         }.get(kind, kind)
         if s.get("constraints"):

@@ -11,6 +11,7 @@ The vectors of `@unleash/client-specification` hold us to it (tests/unit/flags/t
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import re
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from zerodown.flags.model import (
     NeverStrategy,
     Operator,
     Payload,
+    RemoteAddressStrategy,
     UserIdsStrategy,
     Variant,
 )
@@ -155,7 +157,13 @@ def normalized_value(sticky: str, group_id: str, *, modulus: int = 100, seed: in
     return mmh3.hash(f"{group_id}:{sticky}", seed, signed=False) % modulus + 1
 
 
-AnyStrategy = DefaultStrategy | UserIdsStrategy | GradualRolloutStrategy | NeverStrategy
+AnyStrategy = (
+    DefaultStrategy
+    | UserIdsStrategy
+    | GradualRolloutStrategy
+    | RemoteAddressStrategy
+    | NeverStrategy
+)
 
 
 def _strategy_on(
@@ -175,6 +183,8 @@ def _strategy_on(
         return normalized_value(sticky, s.group_id or flag.key) <= s.rollout
     if isinstance(s, UserIdsStrategy):
         return ctx.user_id is not None and ctx.user_id in s.user_ids
+    if isinstance(s, RemoteAddressStrategy):
+        return ctx.remote_address is not None and _in_networks(ctx.remote_address, s.addresses)
     return False  # NeverStrategy
 
 
@@ -295,6 +305,8 @@ def _constraint_result(c: Constraint, ctx: EvalContext, now: datetime | None) ->
         or op is Operator.STR_ENDS_WITH
     ):
         return _string_holds(op, value, c.values, c.case_insensitive)
+    if op is Operator.IN_CIDR:
+        return _in_networks(value, c.values)
     if op is Operator.REGEX:
         pattern = _compile_regex(c.value or "", c.case_insensitive)
         return pattern is not None and pattern.search(value) is not None
@@ -312,6 +324,27 @@ def _string_holds(op: Operator, value: str, values: tuple[str, ...], ci: bool) -
     if op is Operator.STR_STARTS_WITH:
         return value.startswith(values)
     return value.endswith(values)
+
+
+@lru_cache(maxsize=1024)
+def _networks(
+    entries: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for entry in entries:
+        try:
+            out.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            continue  # Unleash skips entries that are not addresses
+    return tuple(out)
+
+
+def _in_networks(address: str, entries: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in _networks(entries))
 
 
 @lru_cache(maxsize=4096)

@@ -61,6 +61,7 @@ class Operator(StrEnum):
     SEMVER_LT = "SEMVER_LT"
     SEMVER_LTE = "SEMVER_LTE"
     REGEX = "REGEX"
+    IN_CIDR = "IN_CIDR"  # the context value is an IP inside one of `values` (IPs or CIDRs)
 
 
 # Operators that compare against one `value`; the others take a list of `values`.
@@ -141,6 +142,16 @@ class UserIdsStrategy(_Frozen):
     variants: tuple[Variant, ...] = ()
 
 
+class RemoteAddressStrategy(_Frozen):
+    """On for requests from the listed IPs or CIDR ranges (entries that are not addresses are
+    ignored, as Unleash's clients do)."""
+
+    kind: Literal["remote_address"] = "remote_address"
+    addresses: tuple[str, ...]
+    constraints: tuple[Constraint, ...] = ()
+    variants: tuple[Variant, ...] = ()
+
+
 class GradualRolloutStrategy(_Frozen):
     """On for `rollout` percent of the population, bucketed by `stickiness`.
 
@@ -168,7 +179,11 @@ class NeverStrategy(_Frozen):
 
 
 Strategy = Annotated[
-    DefaultStrategy | UserIdsStrategy | GradualRolloutStrategy | NeverStrategy,
+    DefaultStrategy
+    | UserIdsStrategy
+    | GradualRolloutStrategy
+    | RemoteAddressStrategy
+    | NeverStrategy,
     Field(discriminator="kind"),
 ]
 

@@ -25,6 +25,7 @@ from zerodown.flags.model import (
     NeverStrategy,
     Operator,
     Payload,
+    RemoteAddressStrategy,
     UserIdsStrategy,
     Variant,
     VariantOverride,
@@ -112,6 +113,9 @@ def _strategy(
         if name == "userWithId":
             ids = tuple(u.strip() for u in str(params.get("userIds", "")).split(",") if u.strip())
             return UserIdsStrategy(user_ids=ids, constraints=constraints, variants=variants)
+        if name == "remoteAddress":
+            ips = tuple(a.strip() for a in str(params.get("IPs", "")).split(",") if a.strip())
+            return RemoteAddressStrategy(addresses=ips, constraints=constraints, variants=variants)
         if name in _STICKINESS_OF or name == "flexibleRollout":
             rollout = params.get("rollout", params.get("percentage", 100))
             stickiness = params.get("stickiness") or _STICKINESS_OF.get(name, "default")
@@ -213,6 +217,8 @@ def _strategy_to_unleash(s: Any) -> dict[str, Any]:
         if s.group_id:
             params["groupId"] = s.group_id
         out.update(name="flexibleRollout", parameters=params)
+    elif isinstance(s, RemoteAddressStrategy):
+        out.update(name="remoteAddress", parameters={"IPs": ",".join(s.addresses)})
     else:
         # Unleash's clients treat an unknown strategy as off, as we do.
         out.update(name="zerodown-never", parameters={"reason": s.reason})

@@ -25,6 +25,7 @@ from zerodown.flags.model import (
     NeverStrategy,
     Operator,
     Payload,
+    RemoteAddressStrategy,
     UserIdsStrategy,
     Variant,
 )
@@ -69,6 +70,12 @@ def test_variant_bucket_uses_its_own_seed() -> None:
         (flag(GradualRolloutStrategy(rollout=100)), EvalContext(), True),  # default → random
         (flag(GradualRolloutStrategy(rollout=0)), EvalContext(user_id="x"), False),
         (flag(NeverStrategy(reason="custom")), EvalContext(), False),
+        (
+            flag(RemoteAddressStrategy(addresses=("192.168.0.0/16", "x"))),
+            EvalContext(remote_address="192.168.4.2"),
+            True,
+        ),
+        (flag(RemoteAddressStrategy(addresses=("192.168.0.0/16",))), EvalContext(), False),
         (flag(NeverStrategy(reason="x"), DefaultStrategy()), EvalContext(), True),  # ordered, any
     ],
 )
@@ -149,6 +156,9 @@ def test_group_id_defaults_to_flag_key() -> None:
         (c("userId", "REGEX", value="^(?i)abc$"), EvalContext(user_id="ABC"), True),
         (c("userId", "REGEX", value="(broken"), EvalContext(user_id="x"), False),
         (c("userId", "REGEX", value=r"^(a)\1$"), EvalContext(user_id="aa"), False),  # as RE2
+        (c("ip", "IN_CIDR", "bad", "10.0.0.0/8"), EvalContext(properties={"ip": "10.1.2.3"}), True),
+        (c("ip", "IN_CIDR", "10.0.0.0/8"), EvalContext(properties={"ip": "::1"}), False),
+        (c("ip", "IN_CIDR", "10.0.0.0/8"), EvalContext(properties={"ip": "nope"}), False),
     ],
 )
 def test_constraints(constraint: Constraint, ctx: EvalContext, holds: bool) -> None:

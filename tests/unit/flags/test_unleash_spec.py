@@ -23,10 +23,8 @@ from zerodown.flags.unleash import flags_from_unleash
 ROOT = Path(__file__).resolve().parents[3]
 
 SKIPPED = {
-    "06-remote-address-strategy.json": "the remoteAddress strategy (IP lists) is not supported",
     "19-delta-api-hydration.json": "Unleash's delta API is a transport we do not speak",
     "20-delta-api-events.json": "Unleash's delta API is a transport we do not speak",
-    "22-cidr-constraint-operators.json": "the IN_CIDR operator is not supported",
 }
 
 
