@@ -4,31 +4,46 @@ unique PostgreSQL table prefix."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from zerodown.flags.stores import FlagStore
 
+StoreFactory = Callable[[], FlagStore]
+
 
 @pytest.fixture(params=["sqlite", "redis", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FlagStore]:
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Opens stores on one isolated place, as several controller processes would."""
     unique = uuid.uuid4().hex[:10]
-    s: FlagStore
-    if request.param == "sqlite":
-        from zerodown.flags.stores.sqlite import SqliteFlagStore
+    opened: list[FlagStore] = []
 
-        s = SqliteFlagStore(tmp_path / "flags.db")
-    elif request.param == "redis":
-        from zerodown.flags.stores.redis import RedisFlagStore
+    def factory() -> FlagStore:
+        s: FlagStore
+        if request.param == "sqlite":
+            from zerodown.flags.stores.sqlite import SqliteFlagStore
 
-        s = RedisFlagStore(request.getfixturevalue("redis_url"), prefix=f"test:{unique}:")
-    else:
-        from zerodown.flags.stores.postgres import PostgresFlagStore
+            s = SqliteFlagStore(tmp_path / "flags.db")
+        elif request.param == "redis":
+            from zerodown.flags.stores.redis import RedisFlagStore
 
-        s = PostgresFlagStore(request.getfixturevalue("postgres_url"), prefix=f"t{unique}_")
+            s = RedisFlagStore(request.getfixturevalue("redis_url"), prefix=f"test:{unique}:")
+        else:
+            from zerodown.flags.stores.postgres import PostgresFlagStore
+
+            s = PostgresFlagStore(request.getfixturevalue("postgres_url"), prefix=f"t{unique}_")
+        opened.append(s)
+        return s
+
     try:
-        yield s
+        yield factory
     finally:
-        s.close()
+        for s in opened:
+            s.close()
+
+
+@pytest.fixture
+def store(open_store: StoreFactory) -> FlagStore:
+    return open_store()

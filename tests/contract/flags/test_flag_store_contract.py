@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -105,3 +107,44 @@ def test_wait_for_change_wakes_on_a_write(store: FlagStore) -> None:
     store.create_flag(Flag(key="f"), actor="ann")
     t.join(15)
     assert woke and woke[0] < 9  # woke on the change, not on the timeout
+
+
+def test_two_instances_share_one_truth(open_store: Callable[[], FlagStore]) -> None:
+    writer, reader = open_store(), open_store()
+    v = reader.version()
+    woke: list[int] = []
+    t = threading.Thread(target=lambda: woke.append(reader.wait_for_change(v, timeout=10)))
+    t.start()
+    time.sleep(0.1)
+    writer.create_flag(Flag(key="shared", enabled=True), actor="ann")
+    t.join(15)
+    assert woke and woke[0] == writer.version()
+    got = reader.get_flag("shared")
+    assert got is not None and got.enabled
+    assert [e.key for e in reader.audit()] == ["shared"]
+
+
+def test_concurrent_writers_lose_no_change(open_store: Callable[[], FlagStore]) -> None:
+    a, b = open_store(), open_store()
+    a.create_flag(Flag(key="f"), actor="ann")
+    errors: list[BaseException] = []
+
+    def write(s: FlagStore, who: str) -> None:
+        try:
+            for i in range(10):
+                s.update_flag(Flag(key="f", description=f"{who}{i}"), actor=who)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(s, w)) for s, w in ((a, "a"), (b, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    entries = a.audit(limit=100)
+    assert len(entries) == 21
+    # Each update's `before` is the previous update's `after`: writes were serialised.
+    updates = list(reversed(entries))[1:]
+    for prev, cur in itertools.pairwise(updates):
+        assert cur.before == prev.after
