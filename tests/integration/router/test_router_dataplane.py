@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import httpx
+import pytest
 from router_kit import (
     BackendProc,
     RouterProc,
@@ -263,3 +264,64 @@ def test_reused_connection_closed_by_backend_is_retried(
         assert r.status_code == 502
         assert "cannot be resent" in r.text
     assert router.stats()["releases"]["f"]["transport_errors"] == 1
+
+
+def test_expect_100_continue_and_pipelined_bodies(
+    router: RouterProc, backend_a: BackendProc
+) -> None:
+    router.apply(table(1, ("a", 100, [backend_a])))
+    with socket.create_connection(("127.0.0.1", router.port), timeout=5) as s:
+        s.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        got = s.recv(65536)
+        assert got.startswith(b"HTTP/1.1 100 Continue\r\n"), got
+        s.sendall(b"hello")
+        while b'"bytes": 5' not in got:
+            chunk = s.recv(65536)
+            assert chunk
+            got += chunk
+        # Two pipelined requests with bodies, in one write.
+        s.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"4\r\nwxyz\r\n0\r\n\r\n"
+        )
+        got = b""
+        while got.count(b'"bytes"') < 2:
+            chunk = s.recv(65536)
+            assert chunk
+            got += chunk
+        assert got.index(b'"bytes": 3') < got.index(b'"bytes": 4')
+
+
+def test_client_leaving_early_frees_the_backend(router: RouterProc, backend_a: BackendProc) -> None:
+    router.apply(table(1, ("a", 100, [backend_a])))
+    with socket.create_connection(("127.0.0.1", router.port), timeout=5) as s:
+        s.sendall(b"GET /slow?s=0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(
+            lambda: router.stats()["backends"][backend_a.address]["inflight"] == 1, "in flight"
+        )
+    wait_for(lambda: router.stats()["backends"][backend_a.address]["inflight"] == 0, "released")
+    with client(router.url) as c:
+        assert c.get("/").status_code == 200
+
+
+def test_backend_dying_mid_response_truncates_only_that_response(
+    router: RouterProc, backends: Callable[..., BackendProc], backend_a: BackendProc
+) -> None:
+    doomed = backends("doomed")
+    router.apply(table(1, ("d", 100, [doomed])))
+    with client(router.url) as c:
+        with c.stream("GET", "/sse", params={"n": 100, "every": 0.05}) as r:
+            lines = r.iter_lines()
+            assert next(lines) == "data: 0"
+            doomed.kill()
+            # Cut short: the client sees a broken response, never a made-up complete one.
+            with pytest.raises(httpx.RemoteProtocolError):
+                list(lines)
+        router.apply(table(2, ("a", 100, [backend_a])))
+        assert c.get("/").status_code == 200
+    stats = router.stats()
+    assert stats["releases"]["d"]["transport_errors"] == 1
+    assert stats["backends"].get(doomed.address) is None

@@ -307,6 +307,7 @@ class Exchange:
         "route_headers",
         "router",
         "sent_any",
+        "served_by",
         "set_cookie",
         "started",
         "status",
@@ -335,7 +336,8 @@ class Exchange:
         self.done = False
         self.t0 = 0.0
         self.pool: CompiledPool[BackendState] | None = None
-        self.release: str | None = None
+        self.release: str | None = None  # the release the routing rules chose
+        self.served_by: str | None = None  # the release of the backend that answered
         self.set_cookie = b""
         self.tried: list[BackendState] = []
         self.backend: BackendState | None = None
@@ -453,7 +455,10 @@ class Exchange:
         conn.ex = self
         conn.reused = reused
         self.got_bytes = False
-        self.backend.requests += 1  # type: ignore[union-attr]
+        backend = self.backend
+        assert backend is not None
+        backend.requests += 1
+        self.served_by = backend.release
         if self.sent_any:
             body = self.replay or []
         else:
@@ -656,8 +661,9 @@ class Exchange:
     def finish(self, status: int, *, transport_error: bool) -> None:
         self.done = True
         router = self.router
-        if self.release is not None:
-            router.counters(self.release).record(
+        release = self.served_by or self.release
+        if release is not None:
+            router.counters(release).record(
                 status, router.now() - self.t0, time.time(), transport_error=transport_error
             )
         self.client.exchange_done(self)
@@ -672,8 +678,8 @@ class Exchange:
             self.upstream = None
             conn.close()
         self.release_backend()
-        if self.response_started and self.release is not None:
+        if self.response_started and self.served_by is not None:
             router = self.router
-            router.counters(self.release).record(
+            router.counters(self.served_by).record(
                 self.status, router.now() - self.t0, time.time(), transport_error=False
             )
