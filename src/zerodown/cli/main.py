@@ -361,6 +361,14 @@ def _alive(pid: int) -> bool:
         return True
 
 
+@app.command()
+def demo(keep: Annotated[bool, typer.Option("--keep", help="keep the workspace")] = False) -> None:
+    """A one-command tour: canary v2 promoted, faulty v3 aborted, under steady traffic."""
+    from zerodown.demo.tour import run_demo
+
+    raise typer.Exit(run_guarded(lambda: run_demo(keep=keep)))
+
+
 def main() -> None:
     app()
 
