@@ -9,8 +9,10 @@ it does not know it refetches at most `max_refreshes` times per token and at mos
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +28,8 @@ from joserfc.jws import JWSRegistry
 from zerodown.keys import model
 from zerodown.keys.model import ALGORITHMS, Keyring, KeyringError
 from zerodown.keys.storage import KeyringDir, SigningKey
+
+log = logging.getLogger("zerodown.keys")
 
 
 class TokenError(ValueError):
@@ -141,17 +145,30 @@ class JWKSVerifier:
         self.clock = clock
         self.fetches = 0
         self._keys: dict[str, Any] = {}
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # last successful fetch
+        self._tried_at: float | None = None  # last attempt, successful or not
+        self._last_error = ""
         self._lock = threading.Lock()
+        self._inflight: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"JWKSVerifier({self.jwks_url!r}, kids={sorted(self._keys)})"
 
     # -- cache ---------------------------------------------------------------------------------
+    # A failed fetch keeps the stale set (better than refusing everyone while the JWKS server is
+    # briefly away), and no fetch, failed or not, is retried within min_refresh_interval.
 
-    def _store(self, doc: Any) -> None:
+    def _fresh(self, now: float) -> bool:
+        return self._fetched_at is not None and now - self._fetched_at < self.cache_ttl
+
+    def _may_fetch(self, now: float) -> bool:
+        return self._tried_at is None or now - self._tried_at >= self.min_refresh_interval
+
+    def _store(self, response: httpx.Response) -> None:
+        response.raise_for_status()
+        doc = response.json()
         if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
-            raise JWKSUnavailable(f"{self.jwks_url} did not return a JWK set ({{'keys': [...]}})")
+            raise ValueError("the answer is not a JWK set ({'keys': [...]})")
         usable = [
             k
             for k in doc["keys"]
@@ -162,61 +179,64 @@ class JWKSVerifier:
         self._fetched_at = self.clock()
         self.fetches += 1
 
-    def _fresh(self, now: float) -> bool:
-        return self._fetched_at is not None and now - self._fetched_at < self.cache_ttl
-
-    def _may_refresh(self, now: float) -> bool:
-        return self._fetched_at is None or now - self._fetched_at >= self.min_refresh_interval
-
-    def _failed(self, exc: Exception) -> None:
-        if self._fetched_at is None:
-            raise JWKSUnavailable(f"cannot fetch {self.jwks_url}: {exc}") from None
-        # A stale set beats refusing everyone while the JWKS server is briefly away.
-
     def _fetch_sync(self) -> None:
+        self._tried_at = self.clock()
         try:
             with httpx.Client(timeout=self.timeout) as client:
-                r = client.get(self.jwks_url)
-                r.raise_for_status()
-                self._store(r.json())
-        except (httpx.HTTPError, ValueError) as exc:
-            if isinstance(exc, JWKSUnavailable):
-                raise
+                self._store(client.get(self.jwks_url))
+        except (httpx.HTTPError, ValueError, JoseError) as exc:
             self._failed(exc)
 
     async def _fetch_async(self) -> None:
+        self._tried_at = self.clock()
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
-                r = await client.get(self.jwks_url)
-                r.raise_for_status()
-                self._store(r.json())
-        except (httpx.HTTPError, ValueError) as exc:
-            if isinstance(exc, JWKSUnavailable):
-                raise
+                self._store(await client.get(self.jwks_url))
+        except (httpx.HTTPError, ValueError, JoseError) as exc:
             self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._last_error = f"cannot fetch {self.jwks_url}: {exc!r}"
+        log.warning("%s%s", self._last_error, " (using the cached set)" if self._keys else "")
+
+    async def _fetch_once(self) -> None:
+        """Concurrent requests that find the cache stale share one fetch."""
+        loop = asyncio.get_running_loop()
+        task = self._inflight
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = self._inflight = loop.create_task(self._fetch_async())
+        await asyncio.shield(task)
 
     # -- verification --------------------------------------------------------------------------
 
     def verify(self, token: str) -> dict[str, Any]:
         kid = self._kid(token)
         with self._lock:
-            if not self._fresh(self.clock()):
+            if not self._fresh(self.clock()) and self._may_fetch(self.clock()):
                 self._fetch_sync()
             for _ in range(self.max_refreshes):
-                if kid in self._keys or not self._may_refresh(self.clock()):
+                if kid in self._keys or not self._may_fetch(self.clock()):
                     break
                 self._fetch_sync()
         return self._decode(token, kid)
 
     async def averify(self, token: str) -> dict[str, Any]:
         kid = self._kid(token)
-        if not self._fresh(self.clock()):
-            await self._fetch_async()
+        if not self._fresh(self.clock()) and self._should_fetch_async():
+            await self._fetch_once()
         for _ in range(self.max_refreshes):
-            if kid in self._keys or not self._may_refresh(self.clock()):
+            if kid in self._keys or not self._should_fetch_async():
                 break
-            await self._fetch_async()
+            await self._fetch_once()
         return self._decode(token, kid)
+
+    def _should_fetch_async(self) -> bool:
+        """A fetch already running is always joined; a new one waits out the interval."""
+        task = self._inflight
+        running = (
+            task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
+        )
+        return running or self._may_fetch(self.clock())
 
     def _kid(self, token: str) -> str:
         kid = unverified_header(token).get("kid")
@@ -225,6 +245,8 @@ class JWKSVerifier:
         return kid
 
     def _decode(self, token: str, kid: str) -> dict[str, Any]:
+        if self._fetched_at is None:
+            raise JWKSUnavailable(self._last_error or f"no JWK set from {self.jwks_url} yet")
         key = self._keys.get(kid)
         if key is None:
             raise TokenError(f"unknown signing key {kid!r}: not in {self.jwks_url}")

@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 from pydantic import Field, field_validator
 
-from zerodown.keys.tokens import TokenSigner
 from zerodown.spec.types import StrictModel
 
 _REQUEST = re.compile(r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/\S*)$")
@@ -182,4 +181,7 @@ async def check_token_compat(
 
 def compat_token(keys_dir: str | Path, claims: dict[str, Any], lifetime: float = 60) -> str:
     """A short-lived token signed by the active key of `keys_dir`, for check_token_compat."""
+    # Imported here so that loading CompatSpec (the spec does) pulls in no JOSE machinery.
+    from zerodown.keys.tokens import TokenSigner
+
     return TokenSigner(keys_dir).sign(claims, lifetime=lifetime)

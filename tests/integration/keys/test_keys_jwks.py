@@ -128,3 +128,41 @@ def test_jwks_down_at_first_use_is_unavailable_not_a_bad_token(clock: Clock) -> 
     verifier = JWKSVerifier(f"http://127.0.0.1:{free_port()}/.well-known/jwks.json", clock=clock)
     with pytest.raises(JWKSUnavailable, match="cannot fetch"):
         verifier.verify("eyJraWQiOiJhIn0.e30.x")
+
+
+def test_jwks_server_going_away_keeps_the_cached_set_and_backs_off(
+    keyring: KeyringDir, clock: Clock, asgi_server: Serve
+) -> None:
+    app = FastAPI()
+    app.include_router(make_jwks_router(keyring.path, clock=clock))
+    signer = TokenSigner(keyring, clock=clock)
+    with asgi_server(app) as base:
+        verifier = JWKSVerifier(f"{base}/.well-known/jwks.json", cache_ttl=60, clock=clock)
+        verifier.verify(signer.sign({}))
+    clock.t += 61  # cache stale, server gone
+    for _ in range(5):
+        assert verifier.verify(signer.sign({"sub": "ann"}))["sub"] == "ann"
+    assert verifier._tried_at == clock.t and verifier.fetches == 1  # one failed attempt, not 5
+
+
+def test_concurrent_async_verifies_share_one_fetch(
+    jwks_url: str, keyring: KeyringDir, clock: Clock
+) -> None:
+    signer = TokenSigner(keyring, clock=clock)
+    verifier = JWKSVerifier(jwks_url, clock=clock)
+    tokens = [signer.sign({"sub": f"u{i}"}) for i in range(20)]
+
+    async def main() -> list[dict[str, Any]]:
+        first = asyncio.create_task(verifier.averify(tokens[0]))
+        for _ in range(1000):  # until the first request's fetch is on the wire
+            if verifier._tried_at is not None:
+                break
+            await asyncio.sleep(0)
+        assert verifier._tried_at is not None and verifier.fetches == 0
+        # Requests arriving while that fetch runs join it instead of failing for want of keys.
+        rest = await asyncio.gather(*(verifier.averify(t) for t in tokens[1:]))
+        return [await first, *rest]
+
+    claims = asyncio.run(main())
+    assert [c["sub"] for c in claims] == [f"u{i}" for i in range(20)]
+    assert verifier.fetches == 1

@@ -178,8 +178,12 @@ def jwks_url(keyring: KeyringDir, asgi_server: Serve) -> Iterator[str]:
         yield f"{base}/.well-known/jwks.json"
 
 
-def rollout(env: dict[str, str], keyring: KeyringDir, tmp_path: Path) -> Tally:
-    """Old alone → old and new side by side (key rotates here) → new alone after SIGTERM."""
+def rollout(env: dict[str, str], keyring: KeyringDir, tmp_path: Path, strategy: str) -> Tally:
+    """Old alone → new started, the key rotates → traffic moves → old gets SIGTERM.
+
+    rolling: old and new serve side by side (round-robin) while the new key becomes active.
+    bluegreen: all traffic switches to the warm new release in one step, mid-rotation.
+    """
     tally = Tally()
     signer = TokenSigner(keyring)
 
@@ -200,9 +204,14 @@ def rollout(env: dict[str, str], keyring: KeyringDir, tmp_path: Path) -> Tally:
             await asyncio.sleep(0.6)
             new = Instance("v2", env, tmp_path / "v2.log")
             await asyncio.to_thread(new.wait_ready)
-            targets.urls = [old.url, new.url]  # both serve, as in a rolling deploy
             await asyncio.to_thread(keyring.rotate, now=time.time())
-            await asyncio.sleep(JWKS_TTL + 0.8)  # past the new key's activation
+            if strategy == "rolling":
+                targets.urls = [old.url, new.url]  # both serve side by side
+                await asyncio.sleep(JWKS_TTL + 0.8)  # past the new key's activation
+            else:
+                await asyncio.sleep(JWKS_TTL / 2)  # the switch comes before the activation
+                targets.urls = [new.url]
+                await asyncio.sleep(JWKS_TTL / 2 + 0.8)
             targets.urls = [new.url]  # traffic leaves the old instance first …
             await asyncio.sleep(0.1)
             # … then SIGTERM: in-flight requests finish. uvicorn re-raises the signal after its
@@ -220,8 +229,9 @@ def rollout(env: dict[str, str], keyring: KeyringDir, tmp_path: Path) -> Tally:
     return tally
 
 
+@pytest.mark.parametrize("strategy", ["rolling", "bluegreen"])
 def test_redis_sessions_and_key_rotation_log_nobody_out(
-    redis_url: str, keyring: KeyringDir, jwks_url: str, tmp_path: Path
+    redis_url: str, keyring: KeyringDir, jwks_url: str, tmp_path: Path, strategy: str
 ) -> None:
     env = {
         "SESSIONS": "redis",
@@ -231,8 +241,11 @@ def test_redis_sessions_and_key_rotation_log_nobody_out(
         "JWKS_URL": jwks_url,
         "JWKS_CACHE_TTL": str(JWKS_TTL),
     }
-    tally = rollout(env, keyring, tmp_path)
-    print(f"\nredis sessions: {tally.ok} ok, {tally.failed} failed, {tally.unauthorized} x 401")
+    tally = rollout(env, keyring, tmp_path, strategy)
+    print(
+        f"\n{strategy}, redis sessions: {tally.ok} ok, {tally.failed} failed, "
+        f"{tally.unauthorized} x 401"
+    )
     assert tally.errors == []
     assert (tally.failed, tally.unauthorized) == (0, 0)
     assert tally.versions == {"v1", "v2"}
@@ -240,8 +253,9 @@ def test_redis_sessions_and_key_rotation_log_nobody_out(
     assert tally.ok > 100
 
 
+@pytest.mark.parametrize("strategy", ["rolling", "bluegreen"])
 def test_memory_sessions_baseline_logs_users_out(
-    keyring: KeyringDir, jwks_url: str, tmp_path: Path
+    keyring: KeyringDir, jwks_url: str, tmp_path: Path, strategy: str
 ) -> None:
     env = {
         "SESSIONS": "memory",
@@ -249,10 +263,10 @@ def test_memory_sessions_baseline_logs_users_out(
         "JWKS_URL": jwks_url,
         "JWKS_CACHE_TTL": str(JWKS_TTL),
     }
-    tally = rollout(env, keyring, tmp_path)
+    tally = rollout(env, keyring, tmp_path, strategy)
     cookie_users_out = sorted(u for u in tally.logged_out if u.startswith("c"))
     print(
-        f"\nmemory sessions (baseline): {tally.ok} ok, {tally.failed} failed, "
+        f"\n{strategy}, memory sessions (baseline): {tally.ok} ok, {tally.failed} failed, "
         f"{tally.unauthorized} x 401, {len(cookie_users_out)}/{USERS} cookie users logged out"
     )
     assert tally.failed == 0
