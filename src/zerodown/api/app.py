@@ -12,6 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 from zerodown.api.controller import Controller, history, state_summary
 from zerodown.core.errors import SpecError, StateError
+from zerodown.flags.api import make_flags_router
+from zerodown.keys.jwks import make_jwks_router
 
 
 class DeployRequest(BaseModel):
@@ -33,6 +35,8 @@ class CommandRequest(BaseModel):
 
 def make_app(controller: Controller, token: str) -> FastAPI:
     app = FastAPI(title="zerodown controller", docs_url=None, redoc_url=None)
+    app.include_router(make_flags_router(controller.flags, admin_token=token))
+    app.include_router(make_jwks_router(controller.paths.state / "keys"))
 
     def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
         expected = f"Bearer {token}"

@@ -16,6 +16,7 @@ from zerodown.core import commands
 from zerodown.core.errors import SpecError, StateError
 from zerodown.core.model import RolloutPhase, ServiceStatus
 from zerodown.engine.reconciler import Engine
+from zerodown.flags.stores.sqlite import SqliteFlagStore
 from zerodown.paths import Paths
 from zerodown.platforms.local import LocalPlatform
 from zerodown.routers.proxy.client import ProxyRouter, router_command
@@ -32,6 +33,7 @@ class Controller:
         self.service = spec.service
         paths.ensure()
         self.store = SqliteStore(paths.store)
+        self.flags = SqliteFlagStore(paths.state / "flags.db")
         self.router = ProxyRouter(str(paths.router_socket))
         self.platform = LocalPlatform(state_dir=paths.state, spec_dir=paths.spec_dir)
         self.engine = Engine(

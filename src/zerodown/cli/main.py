@@ -13,6 +13,9 @@ from rich.console import Console
 from rich.live import Live
 
 from zerodown.cli.client import ApiError, Client, NotRunning, controller_pid, start_controller
+from zerodown.cli.flags import flags_app
+from zerodown.cli.keys import keys_app
+from zerodown.cli.migrate import migrate_app
 from zerodown.cli.render import history_view, status_view
 from zerodown.core.errors import SpecError, ZerodownError
 from zerodown.paths import Paths
@@ -25,6 +28,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(migrate_app, name="migrate")
+app.add_typer(keys_app, name="keys")
+app.add_typer(flags_app, name="flags")
 console = Console()
 err = Console(stderr=True)
 
