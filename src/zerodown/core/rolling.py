@@ -13,6 +13,7 @@ Invariants (DESIGN.md, rules of the rollout):
 
 from __future__ import annotations
 
+from zerodown.core.model import Instance
 from zerodown.core.plan import Plan, pool_of
 from zerodown.core.routes import RouteTable
 from zerodown.spec.model import RollingSpec
@@ -74,7 +75,7 @@ def converge(
     new_serving = [i for i in new if i.serving and i.id not in plan.retired]
     pools = [pool_of(target, len(new_serving), new_serving)] if new_serving else []
     if len(new_serving) < instances:
-        by_release: dict[str, list] = {}
+        by_release: dict[str, list[Instance]] = {}
         for i in old:
             if i.serving and i.id not in plan.retired:
                 by_release.setdefault(i.release, []).append(i)

@@ -99,7 +99,8 @@ def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:
         for key, value in node.value:
             if key.value == str(part):
                 # an unknown field is best shown at its key
-                return value if not isinstance(value, yaml.ScalarNode) else key
+                found: yaml.Node = value if not isinstance(value, yaml.ScalarNode) else key
+                return found
         return None
     if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
         child: yaml.Node = node.value[part]
