@@ -289,7 +289,7 @@ class FlagClient:
 
 def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
     """(event, data) pairs from Server-Sent Events lines."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in lines:
         if line == "":
             if data:

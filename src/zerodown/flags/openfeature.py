@@ -68,6 +68,7 @@ class ZerodownProvider(AbstractProvider):
         result = self.client.evaluate(key, eval_ctx)
         assert result is not None
         has_value, value, variant = flag_value(flag, result)
+        value_out: Any = value
         meta = {"enabled": result.enabled, "flagType": flag.type.value}
         if not has_value:
             return FlagResolutionDetails(
@@ -80,9 +81,9 @@ class ZerodownProvider(AbstractProvider):
         if (isinstance(value, bool) and kind != "boolean") or not isinstance(value, wanted):
             raise TypeMismatchError(f"flag {key!r} is {type(value).__name__}, not {kind}")
         if kind == "float":
-            value = float(value)
+            value_out = float(value_out)
         return FlagResolutionDetails(
-            value=value, reason=Reason(result.reason.value), variant=variant, flag_metadata=meta
+            value=value_out, reason=Reason(result.reason.value), variant=variant, flag_metadata=meta
         )
 
     def resolve_boolean_details(

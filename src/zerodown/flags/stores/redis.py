@@ -93,7 +93,7 @@ class RedisFlagStore:
         for _ in range(50):  # optimistic transaction: retry when another writer got in first
             try:
                 with self._r.pipeline(transaction=True) as pipe:
-                    pipe.watch(self._doc)
+                    pipe.watch(self._doc)  # type: ignore[no-untyped-call]
                     doc = self._load(pipe.get(self._doc))  # type: ignore[arg-type]
                     before = doc["flags"].get(key)
                     new = make(Flag.model_validate(before) if before else None)
@@ -107,7 +107,7 @@ class RedisFlagStore:
                         id=entry_id,
                         at=self._clock(),
                         actor=actor,
-                        action=action,  # type: ignore[arg-type]
+                        action=action,
                         key=key,
                         before=before,
                         after=after,
@@ -179,7 +179,7 @@ class RedisFlagStore:
 
     def wait_for_change(self, since: int, timeout: float) -> int:
         deadline = time.monotonic() + timeout
-        pubsub = self._r.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             self._call(lambda: pubsub.subscribe(self.channel))
             # Subscribed first, then read: a change between the two is not missed.
