@@ -12,12 +12,13 @@ Environment:
     JWKS_CACHE_TTL    seconds the JWK set is cached (default 300)
 
 Routes: POST /login?user=NAME, GET /me (session cookie), GET /api/me (Authorization: Bearer),
-POST /logout, GET /healthz, GET /ready. uvicorn handles SIGTERM by closing the listener and
+POST /logout, GET /work?ms=N (takes N ms), GET /healthz, GET /ready. uvicorn handles SIGTERM by closing the listener and
 finishing the requests in flight before it exits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Mapping
@@ -97,6 +98,11 @@ def make_app(version: str, env: Mapping[str, str] = os.environ) -> Starlette:
         request.session.clear()
         return JSONResponse({"ok": True})
 
+    async def work(request: Request) -> JSONResponse:
+        # A request that takes a while: shows in-flight requests finishing after SIGTERM.
+        await asyncio.sleep(min(float(request.query_params.get("ms", "100")), 30_000) / 1000)
+        return JSONResponse({"done": True, "version": version})
+
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "version": version})
 
@@ -109,6 +115,7 @@ def make_app(version: str, env: Mapping[str, str] = os.environ) -> Starlette:
             Route("/me", me),
             Route("/api/me", api_me),
             Route("/logout", logout, methods=["POST"]),
+            Route("/work", work),
             Route("/healthz", healthz),
             Route("/ready", ready),
         ]

@@ -250,7 +250,7 @@ def test_redis_sessions_and_key_rotation_log_nobody_out(
     assert (tally.failed, tally.unauthorized) == (0, 0)
     assert tally.versions == {"v1", "v2"}
     assert len(tally.kids) == 2, "tokens from both the old and the new key were in flight"
-    assert tally.ok > 100
+    assert tally.ok > 50
 
 
 @pytest.mark.parametrize("strategy", ["rolling", "bluegreen"])

@@ -120,3 +120,19 @@ def test_session_tracks_changes() -> None:
     assert not s.modified
     s.setdefault("b", 2)
     assert s.modified
+
+
+def test_session_from_a_newer_format_is_a_fresh_session_and_left_intact() -> None:
+    import json
+
+    store = MemorySessionStore()
+    m = _manager(store, [NEW])
+    s = m.load(None)
+    s["user"] = "ann"
+    cookie = _value(m.commit(s))
+    sid = m.load(cookie).sid
+    assert sid is not None
+    newer = json.dumps({"format": 9, "min_reader": 9, "created_at": 1.0, "data": {"u": 1}})
+    store._items[sid] = (newer, store._items[sid][1])
+    assert m.load(cookie) == {}  # a fresh session, not a crash, and not a misread one
+    assert store._items[sid][0] == newer
