@@ -1,9 +1,11 @@
 """Flag evaluations per second: zerodown's SDK beside Unleash's Python SDK (`UnleashClient`),
-both in-process, both from a bootstrap of the same flags, over the same contexts.
+both in-process, both from a bootstrap of the same flags, over the same contexts; then how fast a
+kill (flag off through the API) reaches a streaming SDK client.
 
-    python bench/flags_bench.py [--seconds 3] [--users 1000]
+    python bench/flags_bench.py [--seconds 3] [--users 1000] [--kills 20] [--redis URL]
 
 It also checks that both give the same answer for every (flag, context) pair, variants included.
+The kill latency runs the flag API on uvicorn on 127.0.0.1 with a SQLite store (or Redis).
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--kills", type=int, default=20, help="flag changes to time; 0 to skip")
+    parser.add_argument("--redis", default=None, help="run the kill timing on this Redis")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
@@ -201,6 +205,72 @@ def main() -> None:
     print(f"agreement: {pairs - mismatches}/{pairs} (flag, context) pairs give the same result")
     for name, value in results.items():
         print(f"  {name:55s} {value:>12,.0f} evaluations/s")
+    if args.kills:
+        kill_latency(args.kills, args.redis)
+
+
+def kill_latency(kills: int, redis_url: str | None) -> None:
+    import socket
+    import statistics
+    import threading
+
+    import httpx
+    import uvicorn
+    from fastapi import FastAPI
+
+    from zerodown.flags.api import make_flags_router
+    from zerodown.flags.stores import FlagStore
+
+    store: FlagStore
+    if redis_url:
+        import uuid
+
+        from zerodown.flags.stores.redis import RedisFlagStore
+
+        store = RedisFlagStore(redis_url, prefix=f"bench:{uuid.uuid4().hex[:8]}:")
+    else:
+        from zerodown.flags.stores.sqlite import SqliteFlagStore
+
+        store = SqliteFlagStore(tempfile.mkdtemp(prefix="zerodown-bench-flags-") + "/flags.db")
+    app = FastAPI()
+    app.include_router(make_flags_router(store, admin_token="bench"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": "Bearer bench"}
+    latencies = []
+    try:
+        with httpx.Client(base_url=url, headers=headers) as admin:
+            admin.post("/api/flags", json={"key": "k", "enabled": True}).raise_for_status()
+            with FlagClient(url) as sdk:
+                sdk.wait_until_ready(10)
+                for i in range(kills):
+                    want = i % 2 == 1
+                    start = time.perf_counter()
+                    admin.patch("/api/flags/k", json={"enabled": want}).raise_for_status()
+                    while sdk.is_enabled("k") is not want:
+                        if time.perf_counter() - start > 10:
+                            raise SystemExit("a change did not reach the SDK within 10 s")
+                        time.sleep(0.001)
+                    latencies.append(time.perf_counter() - start)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        store.close()
+    ms = sorted(x * 1000 for x in latencies)
+    print(
+        f"flag change → streaming SDK ({'Redis' if redis_url else 'SQLite'} store), {kills} changes:"
+        f" median {statistics.median(ms):.0f} ms, max {ms[-1]:.0f} ms"
+        " (from the PATCH request to the SDK answering the new value)"
+    )
 
 
 if __name__ == "__main__":
