@@ -210,10 +210,12 @@ class ClientConn(asyncio.Protocol):
     # ours
 
     def flush(self) -> None:
-        if self.out:
+        out = self.out
+        if out:
             if not self.closed:
-                self.transport.write(b"".join(self.out))  # type: ignore[union-attr]
-            self.out.clear()
+                # One write per batch: the head and a small body leave in one segment.
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+            out.clear()
 
     def pause(self, reason: int) -> None:
         if not self.paused and not self.closed:
@@ -451,6 +453,12 @@ class Exchange:
         return b"".join(parts)
 
     def attach(self, conn: UpstreamConn, *, reused: bool) -> None:
+        if self.sent_any and self.replay is None:
+            # A retry, but the body grew past what we keep while we reconnected.
+            conn.close()
+            self.release_backend()
+            self.fail(502, b"backend closed the connection; the request body cannot be resent")
+            return
         self.upstream = conn
         conn.ex = self
         conn.reused = reused
@@ -460,7 +468,7 @@ class Exchange:
         backend.requests += 1
         self.served_by = backend.release
         if self.sent_any:
-            body = self.replay or []
+            body = self.replay or []  # everything received so far, for the retry
         else:
             body = self.buffered
             self.sent_any = True
