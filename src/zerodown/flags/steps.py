@@ -75,10 +75,19 @@ class FlagRevert(BaseModel):
     after_strategies: tuple[dict[str, Any], ...]
 
 
-def apply_flag_change(flag: Flag, change: FlagChange) -> Flag:
-    """The flag after `change`. A rollout percentage sets the first gradual rollout strategy (or
-    adds one, dropping unconditional `default` strategies that would keep it at 100%) and turns the
-    flag on; `enabled` turns it on or off and wins over the rollout's implied on."""
+def apply_flag_change(
+    flag: Flag,
+    change: FlagChange | None = None,
+    *,
+    rollout: int | str | None = None,
+    enabled: bool | None = None,
+) -> Flag:
+    """The flag after `change` (a FlagChange or SetFlagStep, or the `rollout=` / `enabled=`
+    keywords). A rollout percentage sets the first gradual rollout strategy (or adds one,
+    dropping unconditional `default` strategies that would keep it at 100%) and turns the flag
+    on; `enabled` turns it on or off and wins over the rollout's implied on."""
+    if change is None:
+        change = FlagChange(rollout=rollout, enabled=enabled)  # type: ignore[arg-type]
     strategies = list(flag.strategies)
     enabled = flag.enabled
     if change.rollout is not None:

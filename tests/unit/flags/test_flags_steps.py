@@ -116,3 +116,13 @@ def test_still_as_changed_detects_a_later_hand_change() -> None:
     after, revert = apply_with_revert(Flag(key="f"), FlagChange(rollout=10))
     by_hand = apply_flag_change(after, FlagChange(rollout=80))
     assert not still_as_changed(by_hand, revert)
+
+
+def test_keyword_form_and_step_as_change() -> None:
+    flag = Flag(key="f")
+    assert apply_flag_change(flag, rollout="10%") == apply_flag_change(flag, FlagChange(rollout=10))
+    assert apply_flag_change(flag, enabled=True).enabled
+    step = SetFlagStep(key="f", rollout=20)  # type: ignore[arg-type]
+    assert apply_flag_change(flag, step).strategies == (GradualRolloutStrategy(rollout=20),)
+    with pytest.raises(ValidationError):
+        apply_flag_change(flag)
