@@ -87,7 +87,7 @@ def apply_flag_change(
     dropping unconditional `default` strategies that would keep it at 100%) and turns the flag
     on; `enabled` turns it on or off and wins over the rollout's implied on."""
     if change is None:
-        change = FlagChange(rollout=rollout, enabled=enabled)  # type: ignore[arg-type]
+        change = FlagChange(rollout=rollout, enabled=enabled)
     strategies = list(flag.strategies)
     enabled = flag.enabled
     if change.rollout is not None:
