@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from pydantic import Field, field_validator
 
+from zerodown.keys.model import KeyringError
 from zerodown.spec.types import StrictModel
 
 _REQUEST = re.compile(r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/\S*)$")
@@ -185,3 +186,43 @@ def compat_token(keys_dir: str | Path, claims: dict[str, Any], lifetime: float =
     from zerodown.keys.tokens import TokenSigner
 
     return TokenSigner(keys_dir).sign(claims, lifetime=lifetime)
+
+
+async def run_compat(
+    spec: CompatSpec,
+    old_base_url: str,
+    new_base_url: str,
+    *,
+    base_dir: str | Path = ".",
+    timeout: float = 5.0,
+) -> list[CompatResult]:
+    """Every check the `compat:` section asks for, in order; the rollout fails if any is not ok.
+
+    `base_dir` is the directory of zerodown.yaml: a relative `token.keys` is resolved from it.
+    """
+    results: list[CompatResult] = []
+    if spec.session is not None:
+        s = spec.session
+        results.append(
+            await check_session_compat(
+                old_base_url,
+                new_base_url,
+                s.request,
+                s.expect.status,
+                login=s.login,
+                timeout=timeout,
+            )
+        )
+    if spec.token is not None:
+        t = spec.token
+        try:
+            token = compat_token(Path(base_dir) / t.keys, dict(t.claims))
+        except (KeyringError, OSError) as exc:
+            results.append(CompatResult(False, "token", f"cannot sign the check's token: {exc}"))
+        else:
+            results.append(
+                await check_token_compat(
+                    new_base_url, token, t.request, t.expect.status, timeout=timeout
+                )
+            )
+    return results

@@ -17,7 +17,13 @@ from zerodown.demo.authapp import make_app
 from zerodown.keys.jwks import make_jwks_router
 from zerodown.keys.model import Policy
 from zerodown.keys.storage import KeyringDir
-from zerodown.sessions.compat import check_session_compat, check_token_compat, compat_token
+from zerodown.sessions.compat import (
+    CompatSpec,
+    check_session_compat,
+    check_token_compat,
+    compat_token,
+    run_compat,
+)
 
 Serve = Callable[[Any], AbstractContextManager[str]]
 OLD = "old-secret-0123456789"
@@ -95,3 +101,22 @@ def test_token_compat(tmp_path: Path, asgi_server: Serve, keys: KeyringDir, jwks
         assert not refused.ok and "answered 401" in refused.reason
     gone = asyncio.run(check_token_compat(f"http://127.0.0.1:{free_port()}", token))
     assert not gone.ok and "could not reach" in gone.reason
+
+
+def test_run_compat_runs_the_yaml_section(
+    tmp_path: Path, asgi_server: Serve, keys: KeyringDir, jwks_url: str
+) -> None:
+    spec = CompatSpec.model_validate(
+        {
+            "session": {"request": "GET /me", "expect": {"status": 200}},
+            "token": {"request": "GET /api/me", "keys": "keys"},
+        }
+    )
+    old_app = make_app("v1", {**env(tmp_path, OLD), "JWKS_URL": jwks_url})
+    new_app = make_app("v2", {**env(tmp_path, f"{NEW},{OLD}"), "JWKS_URL": jwks_url})
+    with asgi_server(old_app) as old, asgi_server(new_app) as new:
+        results = asyncio.run(run_compat(spec, old, new, base_dir=tmp_path))
+        assert [(r.check, r.ok) for r in results] == [("session", True), ("token", True)]
+        no_keys = asyncio.run(run_compat(spec, old, new, base_dir=tmp_path / "elsewhere"))
+    assert no_keys[1].check == "token" and not no_keys[1].ok
+    assert "keys init" in no_keys[1].reason
