@@ -25,7 +25,7 @@ from zerodown.core.errors import SpecError
 
 from . import state
 from .actions import DBAction, MigrationError
-from .catalog import read_schema
+from .catalog import grants_sql, read_schema
 from .executor import Executor, Options, Stats, drop_schema_action
 from .model import Migration, load_migration
 from .planner import MigrationPlan, plan_migration, view_sql, views_action
@@ -248,9 +248,12 @@ def start(
         for b in p.backfills:
             ex.backfill(migration_id, b)
         ex.run_all(p.after_backfill)
-        views = views_action(read_schema(conn, base), p.version_schema) if m.raw_only else p.views
+        final = read_schema(conn, base) if m.raw_only else p.after
+        views = views_action(final, p.version_schema)
 
         def mark_started() -> None:
+            for grant in grants_sql(conn, final, p.version_schema):
+                conn.execute(grant)
             conn.execute(
                 "UPDATE zerodown.migrations SET phase = 'started' WHERE id = %s", (migration_id,)
             )
@@ -312,7 +315,10 @@ def complete(db_url: str, *, options: Options | None = None, log: Log | None = N
 
         def finish() -> None:
             if raw_only:
-                conn.execute(view_sql(read_schema(conn, base), p.version_schema))
+                final = read_schema(conn, base)
+                conn.execute(view_sql(final, p.version_schema))
+                for grant in grants_sql(conn, final, p.version_schema):
+                    conn.execute(grant)
             conn.execute(
                 "UPDATE zerodown.migrations SET phase = 'completed', finished_at = now()"
                 " WHERE id = %s",

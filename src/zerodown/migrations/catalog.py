@@ -73,3 +73,47 @@ def read_schema(conn: Any, base: str = "public") -> Schema:
         for t, cols in sorted(columns.items())
     )
     return Schema(base=base, tables=tables)
+
+
+_TABLE_GRANTS = """
+SELECT c.relname, a.privilege_type,
+       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+LEFT JOIN pg_roles r ON r.oid = a.grantee
+WHERE n.nspname = %s AND c.relkind IN ('r', 'p')
+  AND a.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
+  AND (a.grantee = 0 OR r.rolname <> current_user)
+"""
+
+_SCHEMA_GRANTS = """
+SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END
+FROM pg_namespace n
+CROSS JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+LEFT JOIN pg_roles r ON r.oid = a.grantee
+WHERE n.nspname = %s AND a.privilege_type = 'USAGE'
+  AND (a.grantee = 0 OR r.rolname <> current_user)
+"""
+
+
+def grants_sql(conn: Any, schema: Schema, version_schema: str) -> list[str]:
+    """GRANTs that give the version schema's views the privileges their tables have.
+
+    Views are owned by whoever runs the migration; an app that connects as another role needs
+    the same rights on its views (and USAGE on the schema) as it had on the tables.
+    """
+    from .schema import ident
+
+    vs = ident(version_schema)
+    stmts = [
+        f"GRANT USAGE ON SCHEMA {vs} TO {who}"
+        for (who,) in conn.execute(_SCHEMA_GRANTS, (schema.base,)).fetchall()
+    ]
+    views: dict[str, list[str]] = {}
+    for t in schema.tables:
+        views.setdefault(t.phys, []).append(t.name)
+    for table, privilege, who in conn.execute(_TABLE_GRANTS, (schema.base,)).fetchall():
+        for view in views.get(table, []):
+            stmts.append(f"GRANT {privilege} ON {vs}.{ident(view)} TO {who}")
+    return stmts

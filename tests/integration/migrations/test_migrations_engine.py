@@ -278,3 +278,33 @@ def test_bad_connection_is_a_clear_error() -> None:
         api.status("postgresql://u:secret@127.0.0.1:1/db?connect_timeout=2")
     with pytest.raises(MigrationError, match="no database given"):
         api.status("")
+
+
+def test_an_app_role_gets_on_the_views_what_it_had_on_the_tables(
+    mig_db: str, tmp_path: Path
+) -> None:
+    base = "granted"
+    _setup(mig_db, base, 3)
+    role = f"zd_app_{base}_{abs(hash(mig_db)) % 10_000}"
+    path = _write(
+        tmp_path, "0001_rename", {"rename_column": {"table": "items", "from": "qty", "to": "n"}}
+    )
+    with psycopg.connect(mig_db, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} NOLOGIN")
+        try:
+            c.execute(f"GRANT USAGE ON SCHEMA {base} TO {role}")
+            c.execute(f"GRANT SELECT, INSERT ON {base}.items TO {role}")
+            c.execute(f"GRANT USAGE ON SEQUENCE {base}.items_id_seq TO {role}")
+            vschema = api.start(mig_db, path, options=Options(base_schema=base))
+            c.execute(f"SET ROLE {role}")
+            c.execute(f"SET search_path = {vschema}")
+            c.execute("INSERT INTO items (n) VALUES (42)")
+            assert c.execute("SELECT count(*) FROM items WHERE n = 42").fetchone() == (1,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute("DELETE FROM items")
+            c.execute("RESET ROLE")
+            api.rollback(mig_db, options=Options(base_schema=base))
+        finally:
+            c.execute("RESET ROLE")
+            c.execute(f"DROP OWNED BY {role}")
+            c.execute(f"DROP ROLE {role}")
