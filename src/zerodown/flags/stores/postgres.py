@@ -1,5 +1,7 @@
 """Flag store in PostgreSQL (psycopg 3). Tables carry a prefix so several stores (or tests) can
-share a database; a version row, locked during each change, orders writers."""
+share a database; a version row, locked during each change, orders writers. Each change also
+sends NOTIFY on `{prefix}flag_changes`; readers waiting for a change LISTEN on one connection per
+store (started on first wait), and fall back to polling while that connection is down."""
 
 from __future__ import annotations
 
@@ -45,6 +47,13 @@ class PostgresFlagStore:
         self._clock = clock
         self._poll = poll_interval
         self._lock = threading.Lock()
+        self._url = url
+        self._channel = f"{prefix}flag_changes"
+        self._cond = threading.Condition()
+        self._notifications = 0
+        self._listening = False
+        self._listener: threading.Thread | None = None
+        self._closing = threading.Event()
         p = prefix
         self._t = {
             "flags": f"{p}flags",
@@ -145,6 +154,7 @@ class PostgresFlagStore:
                 (key, Jsonb(after)),
             )
         c.execute(f"UPDATE {t['meta']} SET version = version + 1 WHERE id = 1")
+        c.execute("SELECT pg_notify(%s, '')", (self._channel,))  # delivered at commit
         c.execute(
             f"INSERT INTO {t['audit']} (at, actor, action, key, before, after, note) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -246,13 +256,58 @@ class PostgresFlagStore:
             )
 
     def wait_for_change(self, since: int, timeout: float) -> int:
+        self._start_listener()
         deadline = time.monotonic() + timeout
-        while True:
+        with self._cond:
+            seen = self._notifications
+        current = self.version()
+        while current == since:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with self._cond:
+                if self._listening:
+                    # Woken by NOTIFY (or the timeout); counted before reading the version, so a
+                    # change between the two is not missed.
+                    if self._notifications == seen:
+                        self._cond.wait(left)
+                    seen = self._notifications
+                else:
+                    self._cond.wait(min(self._poll, left))
             current = self.version()
-            if current != since or time.monotonic() >= deadline:
-                return current
-            time.sleep(min(self._poll, max(0.0, deadline - time.monotonic())))
+        return current
+
+    def _start_listener(self) -> None:
+        with self._cond:
+            if self._listener is not None or self._closing.is_set():
+                return
+            self._listener = threading.Thread(
+                target=self._listen, name="zerodown-flags-pg-listen", daemon=True
+            )
+            self._listener.start()
+
+    def _listen(self) -> None:
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {self._channel}")
+                    with self._cond:
+                        self._listening = True
+                    while not self._closing.is_set():
+                        for _ in conn.notifies(timeout=0.5):
+                            with self._cond:
+                                self._notifications += 1
+                                self._cond.notify_all()
+            except psycopg.Error:
+                pass  # polled meanwhile; connect again after a pause
+            with self._cond:
+                self._listening = False
+                self._cond.notify_all()
+            self._closing.wait(1.0)
 
     def close(self) -> None:
+        self._closing.set()
+        if self._listener is not None:
+            self._listener.join(5)
         with self._lock:
             self._conn.close()
