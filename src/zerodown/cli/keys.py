@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from zerodown.keys.model import KeyringError, Policy, timeline
+from zerodown.keys.model import KeyringError, Policy, timeline, utc
 from zerodown.keys.storage import DEFAULT_DIR, KeyringDir, jwks
 from zerodown.spec.types import format_duration, parse_duration
 
@@ -52,9 +52,12 @@ def _duration(option: str, value: str) -> float:
 
 
 def _when(t: float | None) -> str:
-    if t is None:
-        return "-"
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "-" if t is None else utc(t)
+
+
+def _short(t: float | None) -> str:
+    # The table must fit 80 columns: month-day and time; `--json` has the exact instants.
+    return "-" if t is None else utc(t)[5:-4]
 
 
 @keys_app.command()
@@ -131,16 +134,24 @@ def list_keys(
         ]
         typer.echo(json.dumps(doc, indent=2))
         return
-    table = Table("kid", "alg", "state", "published", "signs from", "signs until", "unpublished")
+    table = Table(
+        "kid",
+        "alg",
+        "state",
+        "signs from",
+        "signs until",
+        "unpublished",
+        box=box.SIMPLE,
+        caption="UTC; exact times and full kids: keys list --json",
+    )
     for t in rows:
         table.add_row(
-            t.kid,
+            t.kid[:8] + "…",
             t.alg,
             t.state.value,
-            _when(t.published_at),
-            _when(t.activates_at),
-            _when(t.deactivates_at),
-            _when(t.retires_at),
+            _short(t.activates_at),
+            _short(t.deactivates_at),
+            _short(t.retires_at),
         )
     _out.print(table)
 

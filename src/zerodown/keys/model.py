@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -182,12 +183,17 @@ def rotate(
     for t in timeline(ring, now):
         if t.state is KeyState.NEXT:
             raise KeyringError(
-                f"key {t.kid} is already waiting to sign (from {t.activates_at:.0f}); "
+                f"key {t.kid} is already waiting to sign (from {utc(t.activates_at)}); "
                 "rotate again after it is active"
             )
     activates_at = max(now + ring.policy.jwks_cache_ttl, ring.keys[-1].activates_at)
     new = KeyInfo(kid, alg, published_at=now, activates_at=activates_at, public_jwk=public_jwk)
     return advance(replace(ring, keys=(*ring.keys, new)), now)[0]
+
+
+def utc(t: float) -> str:
+    """A timestamp for people: 2026-11-27 10:05:00Z."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _check_alg(alg: str) -> None:

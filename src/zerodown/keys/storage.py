@@ -1,7 +1,7 @@
 """A keyring in a directory (default `.zerodown/keys/`).
 
     keyring.json        policy and public facts of every key (safe to read, 0644)
-    <kid>.private.jwk   one private key per file, created 0600 in a 0700 directory
+    key-<kid>.private.jwk   one private key per file, created 0600 in a 0700 directory
 
 Private keys are read only to sign, never copied into the `Keyring` data, and deleted when their
 key retires. Writers (init, rotate, refresh) hold an flock so two commands cannot interleave.
@@ -30,7 +30,7 @@ _FORMAT = 1
 
 SigningKey = ECKey | OKPKey | RSAKey
 
-# JWK members that carry private material (RFC 7518 section 6): never written outside <kid>.private.jwk.
+# JWK members that carry private material (RFC 7518 section 6): never written outside key-<kid>.private.jwk.
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
@@ -72,7 +72,7 @@ class KeyringDir:
     def _private_file(self, kid: str) -> Path:
         if not kid or "/" in kid or kid.startswith("."):
             raise KeyringError(f"bad key id {kid!r} in {self.meta_file}")
-        return self.path / f"{kid}.private.jwk"
+        return self.path / f"key-{kid}.private.jwk"  # kids may start with "-"
 
     # -- reading -------------------------------------------------------------------------------
 

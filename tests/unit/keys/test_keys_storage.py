@@ -40,7 +40,7 @@ def test_init_writes_private_keys_0600_and_signs_with_kid(tmp_path: Path, alg: s
     d = KeyringDir(tmp_path / "keys")
     ring = d.init(alg=alg, policy=POLICY, now=T0)
     kid = ring.keys[0].kid
-    assert stat.S_IMODE((d.path / f"{kid}.private.jwk").stat().st_mode) == 0o600
+    assert stat.S_IMODE((d.path / f"key-{kid}.private.jwk").stat().st_mode) == 0o600
     assert stat.S_IMODE(d.path.stat().st_mode) == 0o700
     clock = Clock()
     token = TokenSigner(d, clock=clock).sign({"sub": "ann"}, lifetime=60)
@@ -90,8 +90,8 @@ def test_rotation_on_disk_and_retired_private_keys_are_deleted(tmp_path: Path) -
     assert jwt_kid(signer.sign({})) == b  # same directory, switched at the scheduled instant
     ring, moves = d.refresh(T0 + 310 + 600 + 30)
     assert [(m.kid, m.new.value) for m in moves] == [(a, "retired"), (b, "active")]
-    assert not (d.path / f"{a}.private.jwk").exists()
-    assert (d.path / f"{b}.private.jwk").exists()
+    assert not (d.path / f"key-{a}.private.jwk").exists()
+    assert (d.path / f"key-{b}.private.jwk").exists()
     assert [k["kid"] for k in jwks(ring, T0 + 940)["keys"]] == [b]
 
 
