@@ -172,6 +172,8 @@ class Executor:
             " WHERE migration_id = %s AND table_name = %s",
             (migration_id, b.table),
         ).fetchone()
+        cursor: list[str] | None
+        upper: list[str] | None
         if row is None:
             top = self.conn.execute(
                 f"SELECT ARRAY[{pk_text}] FROM {qt} ORDER BY {pk_desc} LIMIT 1"
@@ -204,7 +206,7 @@ class Executor:
                     f" SELECT (SELECT count(*) FROM u), (SELECT ARRAY[{pk_text}] FROM b"
                     f" ORDER BY {pk_desc} LIMIT 1)"
                 )
-                args = [*upper, *(cursor or [])]
+                args = [*(upper or []), *(cursor or [])]
                 result: list[Any] = []
 
                 def batch(
