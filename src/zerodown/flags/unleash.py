@@ -54,16 +54,33 @@ def flags_from_unleash(state: Mapping[str, Any]) -> list[Flag]:
     if not isinstance(features, list):
         raise UnleashFormatError("Unleash JSON: `features` must be a list")
     segments = {s["id"]: s.get("constraints", []) for s in state.get("segments") or [] if "id" in s}
+    # An export (`/api/admin/features-batch/export`, one environment) spreads a feature over
+    # `featureStrategies`, `featureEnvironments` (enabled, variants) and `dependencies`.
     export_strategies: dict[str, list[dict[str, Any]]] = {}
     for s in state.get("featureStrategies") or []:
         export_strategies.setdefault(s.get("featureName", ""), []).append(s)
+    environments: dict[str, list[Mapping[str, Any]]] = {}
+    for e in state.get("featureEnvironments") or []:
+        environments.setdefault(e.get("featureName", ""), []).append(e)
+    dependencies = {
+        d.get("feature", ""): d.get("dependencies") or [] for d in state.get("dependencies") or []
+    }
     flags = []
     for i, feature in enumerate(features):
         if not isinstance(feature, Mapping) or not isinstance(feature.get("name"), str):
             raise UnleashFormatError(f"Unleash JSON: features[{i}]: needs a string `name`")
-        if "strategies" not in feature and feature["name"] in export_strategies:
-            feature = {**feature, "strategies": export_strategies[feature["name"]]}
-        flags.append(flag_from_unleash(feature, segments))
+        name = feature["name"]
+        extra: dict[str, Any] = {}
+        if "strategies" not in feature:
+            extra["strategies"] = export_strategies.get(name, [])
+        if name in environments:
+            envs = environments[name]
+            extra["enabled"] = feature.get("enabled", any(e.get("enabled") for e in envs))
+            if not feature.get("variants"):
+                extra["variants"] = next((e["variants"] for e in envs if e.get("variants")), [])
+        if "dependencies" not in feature and name in dependencies:
+            extra["dependencies"] = dependencies[name]
+        flags.append(flag_from_unleash({**feature, **extra}, segments))
     return flags
 
 
