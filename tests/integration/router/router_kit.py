@@ -208,3 +208,19 @@ def raw_http(port: int, data: bytes, *, timeout: float = 5.0, until_close: bool 
 
 def name_of(response: httpx.Response) -> str:
     return str(json.loads(response.content)["name"])
+
+
+def established_to(port: int) -> int:
+    """TCP connections on this machine, in state ESTABLISHED, whose remote port is `port`."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            remote, state = fields[2], fields[3]
+            if state == "01" and int(remote.rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count

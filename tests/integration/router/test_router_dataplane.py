@@ -15,6 +15,7 @@ from router_kit import (
     BackendProc,
     RouterProc,
     dead_backend,
+    established_to,
     name_of,
     raw_http,
     table,
@@ -325,3 +326,30 @@ def test_backend_dying_mid_response_truncates_only_that_response(
     stats = router.stats()
     assert stats["releases"]["d"]["transport_errors"] == 1
     assert stats["backends"].get(doomed.address) is None
+
+
+def test_idle_connections_close_when_the_backend_leaves_the_table(
+    router: RouterProc, backends: Callable[..., BackendProc], backend_a: BackendProc
+) -> None:
+    leaving = backends("leaving")
+    router.apply(table(1, ("l", 100, [leaving])))
+    threads = [
+        threading.Thread(target=lambda: httpx.get(router.url, trust_env=False)) for _ in range(5)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert established_to(leaving.port) >= 1  # pooled, idle
+    router.apply(table(2, ("a", 100, [backend_a])))
+    wait_for(lambda: established_to(leaving.port) == 0, "pooled connections closed", timeout=2)
+
+
+def test_oversized_request_head_gets_400(router: RouterProc, backend_a: BackendProc) -> None:
+    router.apply(table(1, ("a", 100, [backend_a])))
+    huge = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"y" * 70_000 + b"\r\n\r\n"
+    assert raw_http(router.port, huge).startswith(b"HTTP/1.1 400 ")
+    long_url = b"GET /" + b"u" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert raw_http(router.port, long_url).startswith(b"HTTP/1.1 400 ")
+    with client(router.url) as c:
+        assert c.get("/").status_code == 200

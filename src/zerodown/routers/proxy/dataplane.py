@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from zerodown.routers.proxy.server import Router
 
 REPLAY_LIMIT = 64 * 1024  # request body bytes kept for a retry
+HEAD_LIMIT = 64 * 1024  # request line + headers; more is refused with 400
+LINGER = 2.0  # seconds a connection answered with 400 keeps draining input before it closes
 BUFFER_LIMIT = 256 * 1024  # request body bytes held while connecting before reading pauses
 
 # Client reading is paused for any of these reasons; it resumes when none is left.
@@ -159,11 +161,18 @@ class ClientConn(asyncio.Protocol):
         self.cur = Exchange(self)
 
     def on_url(self, url: bytes) -> None:
-        self.cur.url += url  # type: ignore[union-attr]
+        ex = self.cur
+        assert ex is not None
+        ex.url += url
+        if len(ex.url) > HEAD_LIMIT:
+            raise ValueError("request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.cur
         assert ex is not None
+        ex.head_size += len(name) + len(value)
+        if ex.head_size > HEAD_LIMIT:
+            raise ValueError("request headers too large")  # the parser turns it into a 400
         lname = name.lower()
         if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
             if lname == b"connection":
@@ -245,9 +254,25 @@ class ClientConn(asyncio.Protocol):
         if ex is not None:
             ex.client_gone()
         if ex is None or not ex.response_started:
-            self.out.append(error_response(400, b"malformed HTTP request", close=True))
-            self.flush()
-        self.close()
+            self.answer_400()
+        else:
+            self.close()
+
+    def answer_400(self) -> None:
+        """400, then a lingering close: closing with unread input would send a reset that can
+        destroy the answer before the client reads it, so read and drop input for a moment."""
+        self.out.append(error_response(400, b"malformed HTTP request", close=True))
+        self.flush()
+        if self.closed:
+            return
+        self.stopped = True  # data_received drops whatever comes now
+        self.paused = 0
+        transport = self.transport
+        assert transport is not None
+        transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.router.loop.call_later(LINGER, self.close)
 
     def exchange_done(self, ex: Exchange) -> None:
         if ex is not self.active:
@@ -267,9 +292,7 @@ class ClientConn(asyncio.Protocol):
             nxt.start()
             return
         if self.broken:
-            self.out.append(error_response(400, b"malformed HTTP request", close=True))
-            self.flush()
-            self.close()
+            self.answer_400()
             return
         self.idle_since = self.router.now()
         if self.router.draining:
@@ -293,6 +316,7 @@ class Exchange:
         "done",
         "got_bytes",
         "has_host",
+        "head_size",
         "headers",
         "http11",
         "interim",
@@ -331,6 +355,7 @@ class Exchange:
         self.conn_tokens: list[bytes] = []
         self.xff = b""
         self.has_host = False
+        self.head_size = 0
         self.chunked = False
         self.http11 = True
         self.keep_alive = True
