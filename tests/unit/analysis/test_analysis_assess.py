@@ -87,6 +87,13 @@ def ms(*phases: Phase, insufficient: bool = False) -> list[Measurement]:
             U,
             "3 requests to the baseline",
         ),
+        # a comparison on too few samples is noise: neither a pass nor a failure
+        (
+            {"query": "latency_p99", "compare": "baseline", "max_increase": "20%"},
+            Observed(0.9, baseline=0.1, samples=5, baseline_samples=1000),
+            U,
+            "5 requests to the canary",
+        ),
         (
             {"query": "latency_p99", "compare": "baseline", "max_increase": "20%"},
             Observed(0.11, baseline=None, samples=100),

@@ -6,7 +6,9 @@ with both, meeting neither is inconclusive; with neither, any value is successfu
 
 Too little traffic never passes: when the window held fewer than `min_samples` requests (on the
 canary or, when comparing, on the baseline), a measurement that did not fail is inconclusive and
-flagged `insufficient`. It may still fail: a canary that errs on few requests is acted on at once.
+flagged `insufficient`. It may still fail an absolute condition: a canary that errs on few
+requests is acted on at once. A comparison with the baseline on too few samples, though, is
+noise (a cold connection, one slow request), so it neither passes nor fails: it is insufficient.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def measurement(
     shortfall = _shortfall(metric, observed)
     if observed.value is None:
         return done(Phase.INCONCLUSIVE, observed.note or "no value", insufficient=True)
+    if shortfall is not None and metric.compare == "baseline":
+        return done(Phase.INCONCLUSIVE, shortfall, insufficient=True)
     env: dict[str, float | None] = {
         "result": observed.value,
         "baseline": observed.baseline,
