@@ -42,6 +42,19 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store
     finally:
         for s in opened:
             s.close()
+        if opened and request.param == "redis":
+            import redis
+
+            with redis.Redis.from_url(request.getfixturevalue("redis_url")) as r:
+                keys = list(r.scan_iter(match=f"test:{unique}:*"))
+                if keys:
+                    r.delete(*keys)
+        elif opened and request.param == "postgres":
+            import psycopg
+
+            with psycopg.connect(request.getfixturevalue("postgres_url"), autocommit=True) as c:
+                for table in ("flags", "flag_usage", "flag_meta", "flag_audit"):
+                    c.execute(f"DROP TABLE IF EXISTS t{unique}_{table}")
 
 
 @pytest.fixture
