@@ -314,6 +314,8 @@ def complete(db_url: str, *, options: Options | None = None, log: Log | None = N
         raw_only = Migration.model_validate(active["definition"]).raw_only
 
         def finish() -> None:
+            if drops:  # releases that used the dropped schema are gone by now
+                conn.execute("DELETE FROM zerodown.versions WHERE schema_name = %s", (previous,))
             if raw_only:
                 final = read_schema(conn, base)
                 conn.execute(view_sql(final, p.version_schema))

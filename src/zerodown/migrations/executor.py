@@ -107,7 +107,16 @@ class Executor:
                 if then is not None:
                     then()
 
-        self.with_retries(what, attempt)
+        try:
+            self.with_retries(what, attempt)
+        except (pgerr.LockNotAvailable, pgerr.DeadlockDetected):
+            raise
+        except psycopg.Error as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise MigrationError(
+                f"{what}: {first}; fix the cause and run the same command again (it resumes "
+                "where it stopped), or roll the migration back"
+            ) from None
 
     def run(self, action: DBAction) -> None:
         if action.transactional:

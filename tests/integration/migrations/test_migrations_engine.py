@@ -308,3 +308,34 @@ def test_an_app_role_gets_on_the_views_what_it_had_on_the_tables(
             c.execute("RESET ROLE")
             c.execute(f"DROP OWNED BY {role}")
             c.execute(f"DROP ROLE {role}")
+
+
+def test_a_failed_validation_says_what_to_do_and_start_resumes(mig_db: str, tmp_path: Path) -> None:
+    base = "fixup"
+    _setup(mig_db, base, 100)
+    with psycopg.connect(mig_db, autocommit=True) as c:
+        c.execute(f"UPDATE {base}.items SET qty = NULL WHERE id <= 3")
+    path = _write(
+        tmp_path,
+        "0001_notnull",
+        {"alter_column": {"table": "items", "column": "qty", "nullable": False}},
+    )
+    options = Options(base_schema=base)
+    with pytest.raises(MigrationError, match=r"_zd_items_qty_notnull.*run the same command again"):
+        api.start(mig_db, path, options=options)
+    with psycopg.connect(mig_db, autocommit=True, options=f"-c search_path={base}") as old:
+        old.execute("UPDATE items SET qty = 0 WHERE qty IS NULL")  # the old version fixes them
+    vschema = api.start(mig_db, path, options=options)
+    with (
+        psycopg.connect(mig_db, autocommit=True, options=f"-c search_path={vschema}") as new,
+        pytest.raises(psycopg.errors.CheckViolation),
+    ):
+        new.execute("INSERT INTO items (qty) VALUES (NULL)")
+    api.complete(mig_db, options=options)
+    with psycopg.connect(mig_db, autocommit=True) as c:
+        row = c.execute(
+            "SELECT is_nullable FROM information_schema.columns WHERE table_schema = %s"
+            " AND table_name = 'items' AND column_name = 'qty'",
+            (base,),
+        ).fetchone()
+        assert row == ("NO",)
