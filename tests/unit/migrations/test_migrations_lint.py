@@ -107,7 +107,10 @@ def test_cli_bad_migration_file_names_line_and_field(tmp_path: Path) -> None:
         migrate_app, ["plan", str(path), "--database", "postgresql://a@127.0.0.1:1/b"]
     )
     assert result.exit_code == 2
-    assert f"{path}:3: operations[0].drop_table.tabel: unknown field; did you mean 'table'?" in result.stderr
+    assert (
+        f"{path}:3: operations[0].drop_table.tabel: unknown field; did you mean 'table'?"
+        in result.stderr
+    )
 
 
 def test_cli_prints_json_schema() -> None:
