@@ -353,3 +353,31 @@ def test_oversized_request_head_gets_400(router: RouterProc, backend_a: BackendP
     assert raw_http(router.port, long_url).startswith(b"HTTP/1.1 400 ")
     with client(router.url) as c:
         assert c.get("/").status_code == 200
+
+
+def test_backend_crashing_in_the_table_loses_no_get(
+    router: RouterProc, backends: Callable[..., BackendProc]
+) -> None:
+    """kill -9 of a backend still in the table: its requests that got no answer are GETs
+    (idempotent) and go to the other backend; new ones skip the refusing address."""
+    crashing, staying = backends("crashing"), backends("staying")
+    router.apply(table(1, ("v1", 100, [crashing, staying])))
+    stop = threading.Event()
+    results: list[int] = []
+    errors: list[str] = []
+    threads = [
+        threading.Thread(target=_load(router.url, stop, results, errors, "/slow?s=0.02"))
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(results) > 100, "load through the router")
+        crashing.kill()
+        seen = len(results)
+        wait_for(lambda: len(results) > seen + 300, "load after the crash")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(35)
+    assert errors == []
