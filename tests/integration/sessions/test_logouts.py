@@ -7,7 +7,8 @@ half a bearer token verified against a JWKS endpoint; the signing key rotates wh
 releases serve. Every user keeps its cookie or token throughout (token users re-issue theirs now
 and then, as clients refresh, so tokens from both keys are in flight).
 
-- Redis sessions: 0 failed requests, 0 logouts (no 401).
+- Redis sessions (and SQLite, the embedded default, shared by both processes): 0 failed
+  requests, 0 logouts (no 401).
 - In-memory sessions (the baseline): the number of users logged out is counted and printed.
 
 The lead moves this onto a real `zerodown deploy` once the engine exists.
@@ -229,21 +230,32 @@ def rollout(env: dict[str, str], keyring: KeyringDir, tmp_path: Path, strategy: 
     return tally
 
 
-@pytest.mark.parametrize("strategy", ["rolling", "bluegreen"])
-def test_redis_sessions_and_key_rotation_log_nobody_out(
-    redis_url: str, keyring: KeyringDir, jwks_url: str, tmp_path: Path, strategy: str
+@pytest.mark.parametrize(
+    ("store", "strategy"),
+    [("redis", "rolling"), ("redis", "bluegreen"), ("sqlite", "rolling")],
+)
+def test_shared_sessions_and_key_rotation_log_nobody_out(
+    request: pytest.FixtureRequest,
+    keyring: KeyringDir,
+    jwks_url: str,
+    tmp_path: Path,
+    store: str,
+    strategy: str,
 ) -> None:
     env = {
-        "SESSIONS": "redis",
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": f"test:{uuid.uuid4().hex}:",
+        "SESSIONS": store,
         "SESSION_SECRETS": "proof-secret-0123456789",
         "JWKS_URL": jwks_url,
         "JWKS_CACHE_TTL": str(JWKS_TTL),
     }
+    if store == "redis":
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
+        env["REDIS_PREFIX"] = f"test:{uuid.uuid4().hex}:"
+    else:  # the embedded default: one file both processes share
+        env["SESSION_DB"] = str(tmp_path / "sessions.sqlite3")
     tally = rollout(env, keyring, tmp_path, strategy)
     print(
-        f"\n{strategy}, redis sessions: {tally.ok} ok, {tally.failed} failed, "
+        f"\n{strategy}, {store} sessions: {tally.ok} ok, {tally.failed} failed, "
         f"{tally.unauthorized} x 401"
     )
     assert tally.errors == []
