@@ -124,6 +124,10 @@ class SQLiteSessionStore(_Expiry):
                 "CREATE TABLE IF NOT EXISTS zerodown_sessions ("
                 " sid TEXT PRIMARY KEY, doc TEXT NOT NULL, expires_at REAL NOT NULL)"
             )
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS zerodown_sessions_expires"
+                " ON zerodown_sessions (expires_at)"
+            )
 
     def get(self, sid: str) -> SessionRecord | None:
         with self._lock:
