@@ -105,3 +105,84 @@ class AnalysisRunner:
             start = max(start, now - metric.window)
         ctx = replace(self.ctx, window_start=start, now=now)
         return await measure(metric, ctx, registry=self.registry)
+
+
+RunUpdate = Callable[[str, RunResult, RunState], Awaitable[None] | None]
+
+
+class Analyses:
+    """The analysis runs of one service, each a background task under a key of the caller's.
+
+    The engine calls `ensure` on every reconcile pass for each analysis the rollout needs now
+    (e.g. key "r12/step-1" for an inline step, "r12/background" for a background one), passing
+    the state it stored, and reads `result(key)`; `on_update` gets every new result and state so
+    the engine can persist them and wake its loop. Calling `ensure` again for a running key does
+    nothing, so a pass need not remember what it started; after a restart the first pass starts
+    each run again from its stored state.
+    """
+
+    def __init__(self, *, on_update: RunUpdate | None = None, registry: Registry | None = None):
+        self.on_update = on_update
+        self.registry = registry or default_registry()
+        self._runners: dict[str, AnalysisRunner] = {}
+        self._tasks: dict[str, asyncio.Task[RunResult]] = {}
+        self._results: dict[str, RunResult] = {}
+
+    def ensure(
+        self,
+        key: str,
+        analysis: ResolvedAnalysis | Sequence[MetricSpec],
+        ctx: AnalysisContext,
+        *,
+        state: RunState | None = None,
+    ) -> None:
+        task = self._tasks.get(key)
+        if task is not None and not task.done():
+            return
+        if key in self._results and self._results[key].completed:
+            return
+
+        async def report(result: RunResult, run_state: RunState) -> None:
+            self._results[key] = result
+            if self.on_update is not None:
+                outcome = self.on_update(key, result, run_state)
+                if inspect.isawaitable(outcome):
+                    await outcome
+
+        runner = AnalysisRunner(
+            analysis, ctx, state=state, registry=self.registry, on_update=report
+        )
+        self._runners[key] = runner
+        self._results[key] = runner.assess()
+        self._tasks[key] = asyncio.get_running_loop().create_task(
+            runner.run(), name=f"analysis {key}"
+        )
+
+    def result(self, key: str) -> RunResult | None:
+        return self._results.get(key)
+
+    def state(self, key: str) -> RunState | None:
+        runner = self._runners.get(key)
+        return None if runner is None else runner.state
+
+    def terminate(self, key: str) -> None:
+        """End a background analysis's open-ended metrics (the rollout is done with it)."""
+        runner = self._runners.get(key)
+        if runner is not None:
+            runner.terminate()
+
+    async def cancel(self, key: str) -> None:
+        """Stop at once (abort, or a newer rollout): in-flight measurements are dropped."""
+        task = self._tasks.pop(key, None)
+        self._runners.pop(key, None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def aclose(self) -> None:
+        for key in list(self._tasks):
+            await self.cancel(key)
+
+    def keys(self) -> list[str]:
+        return [k for k, t in self._tasks.items() if not t.done()]

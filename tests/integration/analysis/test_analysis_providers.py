@@ -15,7 +15,7 @@ from support.services import free_port
 from zerodown.core.analysis.context import AnalysisContext
 from zerodown.core.analysis.model import Phase, RunState
 from zerodown.metrics.base import measure
-from zerodown.pipeline.analysis import AnalysisRunner
+from zerodown.pipeline.analysis import Analyses, AnalysisRunner
 from zerodown.spec.analysis import MetricSpec
 
 pytestmark = pytest.mark.anyio
@@ -253,3 +253,35 @@ async def test_dry_run_metric_is_measured_but_not_decisive(site: Site) -> None:
         "bad": Phase.FAILED,
         "good": Phase.SUCCESSFUL,
     }
+
+
+async def test_analyses_supervises_runs_by_key(site: Site) -> None:
+    site.route("GET", "/v", (200, {"value": 0.01}))
+    bounded = web(site.url + "/v", web={"json_path": "value"}, interval="50ms", count=2)
+    open_ended = web(site.url + "/v", web={"json_path": "value"}, interval="50ms")
+    seen: list[tuple[str, Phase, int]] = []
+    done = asyncio.Event()
+
+    def persist(key: str, result: Any, state: RunState) -> None:
+        seen.append((key, result.phase, len(state.of("w"))))
+        if key == "r1/step-1" and result.completed:
+            done.set()
+
+    analyses = Analyses(on_update=persist)
+    try:
+        analyses.ensure("r1/step-1", [bounded], CTX)
+        analyses.ensure("r1/step-1", [bounded], CTX)  # already running: nothing new
+        analyses.ensure("r1/background", [open_ended], CTX)
+        await asyncio.wait_for(done.wait(), 10)
+        result = analyses.result("r1/step-1")
+        assert result is not None and result.phase is Phase.SUCCESSFUL
+        assert [n for k, _p, n in seen if k == "r1/step-1"] == [1, 2]
+        analyses.ensure("r1/step-1", [bounded], CTX)  # completed: not started again
+        assert analyses.keys() == ["r1/background"]
+        await analyses.cancel("r1/background")
+        assert analyses.keys() == []
+        requests = len(site.requests)
+        await asyncio.sleep(0.2)
+        assert len(site.requests) == requests  # cancelled means no more measurements
+    finally:
+        await analyses.aclose()
