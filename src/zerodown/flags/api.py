@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import secrets
@@ -72,6 +74,62 @@ class _Definitions:
             return self._version, self._flags
 
 
+class _Changes:
+    """One watcher per router follows the store and fans each new definitions document out to
+    every open stream: one thread and one read per change, however many SDKs listen."""
+
+    def __init__(self, store: FlagStore):
+        self._store = store
+        self._version = -1
+        self._doc = ""
+        self._subscribers = 0
+        self._cond: asyncio.Condition | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._limiter = anyio.CapacityLimiter(1)  # the watcher's own thread, not the shared pool
+        self._generation = 0
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[None]:
+        if self._subscribers == 0 or self._cond is None or self._task is None or self._task.done():
+            # A new watcher; a previous one that is winding down no longer writes (generation).
+            self._generation += 1
+            self._cond = asyncio.Condition()
+            self._version, self._doc = -1, ""
+            self._task = asyncio.get_running_loop().create_task(self._watch(self._generation))
+        self._subscribers += 1
+        try:
+            yield
+        finally:
+            self._subscribers -= 1
+
+    async def wait_newer(self, seen: int, timeout: float) -> tuple[int, str]:
+        assert self._cond is not None
+        async with self._cond:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._cond.wait_for(lambda: self._version != seen), timeout)
+            return self._version, self._doc
+
+    async def _watch(self, generation: int) -> None:
+        cond = self._cond
+        assert cond is not None
+        seen = -1
+        while generation == self._generation and (self._subscribers > 0 or seen < 0):
+            new = await anyio.to_thread.run_sync(
+                self._store.wait_for_change, seen, 0.5, limiter=self._limiter
+            )
+            if new == seen:
+                continue
+            version, flags = await anyio.to_thread.run_sync(
+                self._store.snapshot, limiter=self._limiter
+            )
+            doc = json.dumps(definitions_document(version, flags), separators=(",", ":"))
+            seen = version
+            async with cond:
+                if generation == self._generation:
+                    self._version, self._doc = version, doc
+                    cond.notify_all()
+
+
 class _Usage:
     """Which flags were evaluated; written to the store at most every `interval` seconds."""
 
@@ -103,6 +161,7 @@ def make_flags_router(
         raise ValueError("make_flags_router: admin_token must not be empty")
     router = APIRouter()
     defs = _Definitions(store)
+    changes = _Changes(store)
     usage = _Usage(store, clock, usage_interval)
 
     def _bearer(request: Request) -> str:
@@ -226,18 +285,18 @@ def make_flags_router(
     @router.get("/api/flags/stream", dependencies=[Depends(reader)])
     async def stream(request: Request) -> StreamingResponse:
         async def events() -> AsyncIterator[str]:
-            version = -1
-            last_sent = time.monotonic()
-            while not await request.is_disconnected():
-                new = await anyio.to_thread.run_sync(store.wait_for_change, version, 0.5)
-                if new != version:
-                    version, flags = await anyio.to_thread.run_sync(store.snapshot)
-                    doc = json.dumps(definitions_document(version, flags), separators=(",", ":"))
-                    yield f"id: {version}\nevent: definitions\ndata: {doc}\n\n"
-                    last_sent = time.monotonic()
-                elif time.monotonic() - last_sent >= heartbeat:
-                    yield ": keep-alive\n\n"
-                    last_sent = time.monotonic()
+            async with changes.subscribe():
+                version = -1
+                last_sent = time.monotonic()
+                while not await request.is_disconnected():
+                    new, doc = await changes.wait_newer(version, timeout=0.5)
+                    if new != version:
+                        version = new
+                        yield f"id: {version}\nevent: definitions\ndata: {doc}\n\n"
+                        last_sent = time.monotonic()
+                    elif time.monotonic() - last_sent >= heartbeat:
+                        yield ": keep-alive\n\n"
+                        last_sent = time.monotonic()
 
         return StreamingResponse(
             events(),

@@ -155,3 +155,24 @@ def test_local_openfeature_provider(flag_server: FlagServer, client: httpx.Clien
         assert sdk.evaluate("vip", EvalContext(user_id="42")) is not None
     finally:
         api.clear_providers()  # shuts the provider down, which closes the client
+
+
+def test_many_streaming_clients_update_together(
+    flag_server: FlagServer, client: httpx.Client
+) -> None:
+    h = flag_server.headers
+    client.post("/api/flags", json={"key": "k", "enabled": True}, headers=h)
+    sdks = [FlagClient(flag_server.url) for _ in range(5)]
+    try:
+        for sdk in sdks:
+            assert sdk.wait_until_ready(10)
+        client.patch("/api/flags/k", json={"enabled": False}, headers=h)
+        wait_for(lambda: not any(sdk.is_enabled("k") for sdk in sdks))
+        versions = {sdk.version for sdk in sdks}
+        assert len(versions) == 1
+    finally:
+        for sdk in sdks:
+            sdk.close()
+    # A later client (a new watcher generation) still gets the current definitions.
+    with FlagClient(flag_server.url) as late:
+        assert late.wait_until_ready(10) and not late.is_enabled("k")
