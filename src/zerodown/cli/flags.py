@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -34,6 +35,25 @@ Token = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+ConnectionDefaults = Callable[[], tuple[str | None, str | None]]
+_defaults: ConnectionDefaults | None = None
+
+
+def set_connection_defaults(fn: ConnectionDefaults) -> None:
+    """Where the controller is when neither --url/--token nor the environment say: the main CLI
+    sets this to read the running controller's URL and token (called only when needed)."""
+    global _defaults
+    _defaults = fn
+
+
+def _connection(url: str, token: str) -> tuple[str, str]:
+    if (not url or not token) and _defaults is not None:
+        default_url, default_token = _defaults()
+        url = url or default_url or ""
+        token = token or default_token or ""
+    return url, token
+
+
 def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
@@ -47,6 +67,7 @@ def _actor() -> str:
 
 
 def _call(method: str, url: str, token: str, path: str, **kw: Any) -> Any:
+    url, token = _connection(url, token)
     if not url:
         _fail("no controller URL: pass --url or set ZERODOWN_URL (is `zerodown up` running?)")
     headers = {"Authorization": f"Bearer {token}", "X-Zerodown-Actor": _actor()}
@@ -303,6 +324,7 @@ def env(
     ] = None,
 ) -> None:
     """OFREP_ENDPOINT=… and OFREP_HEADERS=… for an OpenFeature OFREP client (eval with `eval`)."""
+    url, token = _connection(url, token)
     if not url:
         _fail("no controller URL: pass --url or set ZERODOWN_URL")
     typer.echo(f"export OFREP_ENDPOINT={url.rstrip('/')}")

@@ -57,3 +57,16 @@ def test_cli_round_trip(flag_server: FlagServer, tmp_path: Path) -> None:
     assert f"OFREP_ENDPOINT={s.url}" in out and "Bearer" in out
     code, out = run(s, "create", "bad key")
     assert code == 2 and "key" in out
+
+
+def test_connection_defaults_hook(flag_server: FlagServer) -> None:
+    from zerodown.cli import flags as flags_cli
+
+    flags_cli.set_connection_defaults(lambda: (flag_server.url, flag_server.token))
+    try:
+        result = CliRunner().invoke(
+            flags_app, ["list"], env={"ZERODOWN_URL": "", "ZERODOWN_TOKEN": ""}
+        )
+        assert result.exit_code == 0 and "no flags yet" in result.output
+    finally:
+        flags_cli._defaults = None
