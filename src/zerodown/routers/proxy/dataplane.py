@@ -20,7 +20,18 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from zerodown.routers.proxy.upstream import HOP_BY_HOP, BackendState, UpstreamConn
+from zerodown.routers.proxy.upstream import (
+    CONNECTION,
+    CONTENT_LENGTH,
+    HEADER_KINDS,
+    HOST,
+    KEEP,
+    TRANSFER_ENCODING,
+    XFF,
+    BackendState,
+    UpstreamConn,
+    header_kind,
+)
 
 if TYPE_CHECKING:
     from zerodown.routers.proxy.routing import CompiledPool
@@ -62,10 +73,19 @@ def error_response(status: int, message: bytes, *, close: bool) -> bytes:
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade", b""})
 
 
+_TOKENS: dict[bytes, frozenset[bytes]] = {}
+
+
 def _connection_tokens(values: list[bytes]) -> frozenset[bytes]:
     """Header names listed in Connection (besides the usual keep-alive/close): to be dropped."""
-    tokens = frozenset(t.strip().lower() for v in values for t in v.split(b","))
-    return tokens - _PLAIN_CONNECTION
+    if len(values) == 1:
+        cached = _TOKENS.get(values[0])
+        if cached is not None:
+            return cached
+    tokens = frozenset(t.strip().lower() for v in values for t in v.split(b",")) - _PLAIN_CONNECTION
+    if len(values) == 1 and len(_TOKENS) < 1024:
+        _TOKENS[values[0]] = tokens
+    return tokens
 
 
 class ClientConn(asyncio.Protocol):
@@ -173,24 +193,27 @@ class ClientConn(asyncio.Protocol):
         ex.head_size += len(name) + len(value)
         if ex.head_size > HEAD_LIMIT:
             raise ValueError("request headers too large")  # the parser turns it into a 400
-        lname = name.lower()
-        if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
-            if lname == b"connection":
-                ex.conn_tokens.append(value)
-            elif lname == b"transfer-encoding":
-                ex.chunked = True
-            return
-        if lname == b"x-forwarded-for":
-            ex.xff = value if not ex.xff else ex.xff + b", " + value
-            return
-        if lname == b"x-forwarded-proto":
-            return  # we are the edge: we say which protocol the client used
-        if lname == b"host":
+        kind = HEADER_KINDS.get(name)
+        if kind is None:
+            kind = header_kind(name)
+        if kind in (KEEP, CONTENT_LENGTH):
+            interest = self.router.table.interest
+            if interest:
+                lname = name.lower()
+                if lname in interest:
+                    seen = ex.route_headers.get(lname)
+                    ex.route_headers[lname] = value if seen is None else seen + b"; " + value
+            ex.headers.append((name, value))
+        elif kind == HOST:
             ex.has_host = True
-        if lname in self.router.table.interest:
-            seen = ex.route_headers.get(lname)
-            ex.route_headers[lname] = value if seen is None else seen + b"; " + value
-        ex.headers.append((name, value))
+            ex.headers.append((name, value))
+        elif kind == XFF:
+            ex.xff = value if not ex.xff else ex.xff + b", " + value
+        elif kind == CONNECTION:
+            ex.conn_tokens.append(value)
+        elif kind == TRANSFER_ENCODING:
+            ex.chunked = True
+        # DROP and XFP (we are the edge: we say which protocol the client used) go no further.
 
     def on_headers_complete(self) -> None:
         ex = self.cur
@@ -294,7 +317,7 @@ class ClientConn(asyncio.Protocol):
         if self.broken:
             self.answer_400()
             return
-        self.idle_since = self.router.now()
+        self.idle_since = ex.t_end
         if self.router.draining:
             self.close()
 
@@ -338,6 +361,7 @@ class Exchange:
         "started",
         "status",
         "t0",
+        "t_end",
         "tried",
         "until_close",
         "upstream",
@@ -362,6 +386,7 @@ class Exchange:
         self.started = False
         self.done = False
         self.t0 = 0.0
+        self.t_end = 0.0
         self.pool: CompiledPool[BackendState] | None = None
         self.release: str | None = None  # the release the routing rules chose
         self.served_by: str | None = None  # the release of the backend that answered
@@ -388,7 +413,7 @@ class Exchange:
     def start(self) -> None:
         self.started = True
         router = self.router
-        self.t0 = router.now()
+        self.t0 = now = router.now()
         table = router.table
         if self.client.preview:
             pool = table.preview
@@ -405,13 +430,13 @@ class Exchange:
             return
         self.pool = pool
         self.release = pool.release
-        self.try_next()
+        self.try_next(now)
 
-    def try_next(self) -> None:
+    def try_next(self, now: float = 0.0) -> None:
         """Connect to the next backend: same release first, then the other pools."""
         router = self.router
         table = router.table
-        now = router.now()
+        now = now or router.now()
         release = self.release
         backend = None
         pool = table.by_release.get(release) if release is not None else None
@@ -607,6 +632,7 @@ class Exchange:
         backend = self.backend
         self.release_backend()
         router = self.router
+        now = router.now()
         conn.resume_reading()
         if (
             conn.keep_alive
@@ -616,13 +642,13 @@ class Exchange:
             and backend.in_table
             and not router.draining
         ):
-            backend.put_idle(conn, router.now())
+            backend.put_idle(conn, now)
         else:
             conn.close()
         self.client.unpause(PAUSE_UPSTREAM)
         if not self.request_complete:
             self.keep_alive = False  # the client is still sending a body nobody will read
-        self.finish(self.status, transport_error=False)
+        self.finish(self.status, transport_error=False, now=now)
 
     def upstream_lost(self, conn: UpstreamConn) -> None:
         """The backend connection closed while this exchange was using it."""
@@ -691,14 +717,14 @@ class Exchange:
         self.keep_alive = False
         self.finish(self.status or 502, transport_error=True)
 
-    def finish(self, status: int, *, transport_error: bool) -> None:
+    def finish(self, status: int, *, transport_error: bool, now: float = 0.0) -> None:
         self.done = True
         router = self.router
+        self.t_end = now = now or router.now()
         release = self.served_by or self.release
         if release is not None:
-            router.counters(release).record(
-                status, router.now() - self.t0, time.time(), transport_error=transport_error
-            )
+            counters = router.releases.get(release) or router.counters(release)
+            counters.record(status, now - self.t0, time.time(), transport_error=transport_error)
         self.client.exchange_done(self)
 
     def client_gone(self) -> None:

@@ -23,6 +23,7 @@ import mmh3
 from zerodown.core.routes import RouteTable
 
 DECK_SIZE = 1000
+_FAILED = 1 << 40  # added to the in-flight count of a backend that just refused a connection
 
 
 class BackendLike(Protocol):
@@ -46,19 +47,22 @@ class CompiledPool(Generic[B]):
         """Least in-flight backend, round-robin among ties; recently failed ones last."""
         backends = self.backends
         n = len(backends)
+        if n == 1:
+            only = backends[0]
+            return None if exclude and only in exclude else only
         if n == 0:
             return None
         start = self.rr
         self.rr = (start + 1) % n
         best: B | None = None
-        best_key = (True, 0)
+        best_score = 0
         for i in range(n):
             b = backends[(start + i) % n]
             if exclude and b in exclude:
                 continue
-            key = (b.failed_until > now, b.inflight)
-            if best is None or key < best_key:
-                best, best_key = b, key
+            score = b.inflight + (_FAILED if b.failed_until > now else 0)
+            if best is None or score < best_score:
+                best, best_score = b, score
         return best
 
 
@@ -148,12 +152,15 @@ class CompiledTable(Generic[B]):
             self.deck.extend([pool] * count)
         self.rng.shuffle(self.deck)
         self.deck_pos = 0
+        self.single = eligible[0] if len(eligible) == 1 else None  # no draw needed
 
     @property
     def generation(self) -> int:
         return self.table.generation
 
     def weighted(self) -> CompiledPool[B] | None:
+        if self.single is not None:
+            return self.single
         deck = self.deck
         if not deck:
             return None

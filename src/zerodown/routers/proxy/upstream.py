@@ -26,6 +26,35 @@ HOP_BY_HOP = frozenset(
 )
 
 
+# What to do with a header, by its name as received. The cache keeps the hot path free of
+# lower-casing and string tests for the few dozen names real traffic uses.
+KEEP, DROP, CONNECTION, TRANSFER_ENCODING, CONTENT_LENGTH, XFF, XFP, HOST = range(8)
+HEADER_KINDS: dict[bytes, int] = {}
+
+
+def header_kind(name: bytes) -> int:
+    lname = name.lower()
+    if lname == b"connection":
+        kind = CONNECTION
+    elif lname == b"transfer-encoding":
+        kind = TRANSFER_ENCODING
+    elif lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
+        kind = DROP
+    elif lname == b"content-length":
+        kind = CONTENT_LENGTH
+    elif lname == b"x-forwarded-for":
+        kind = XFF
+    elif lname == b"x-forwarded-proto":
+        kind = XFP
+    elif lname == b"host":
+        kind = HOST
+    else:
+        kind = KEEP
+    if len(HEADER_KINDS) < 4096:  # bounded: odd clients cannot grow it without limit
+        HEADER_KINDS[name] = kind
+    return kind
+
+
 class BackendState:
     """Live state of one backend address: idle connections, in-flight and request counts."""
 
@@ -164,16 +193,18 @@ class UpstreamConn(asyncio.Protocol):
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
-        if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
-            if lname == b"connection":
-                self.conn_tokens.append(value)
-            elif lname == b"transfer-encoding":
-                self.chunked = True
-            return
-        if lname == b"content-length":
+        kind = HEADER_KINDS.get(name)
+        if kind is None:
+            kind = header_kind(name)
+        if kind == KEEP or kind >= XFF:
+            self.headers.append((name, value))
+        elif kind == CONTENT_LENGTH:
             self.content_length = value
-        self.headers.append((name, value))
+            self.headers.append((name, value))
+        elif kind == CONNECTION:
+            self.conn_tokens.append(value)
+        elif kind == TRANSFER_ENCODING:
+            self.chunked = True
 
     def on_headers_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()
