@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from analysis_kit import Site, serve_site, start_prometheus
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
-from conftest import Site, serve_site
-from support.services import binary, free_port, port_open
+from support.services import free_port
 from zerodown.core.analysis.context import AnalysisContext
 from zerodown.core.analysis.model import Measurement, Phase
 from zerodown.metrics.base import measure
@@ -51,45 +50,8 @@ def _exporter(site: Site) -> Site:
 
 @pytest.fixture(scope="module")
 def prometheus(exporter: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp_path = tmp_path_factory.mktemp("prometheus")
-    exe = binary("prometheus", "the prometheus metric provider's integration test")
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: app\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n"
-    )
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            exe,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not port_open("127.0.0.1", port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    f"prometheus did not start: {(tmp_path / 'prometheus.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+    with start_prometheus([f"127.0.0.1:{exporter.port}"], tmp_path_factory.mktemp("prom")) as url:
+        yield url
 
 
 def prom(address: str, query: str, **fields: object) -> MetricSpec:

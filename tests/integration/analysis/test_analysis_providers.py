@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 import pytest
+from analysis_kit import Site
 
-from conftest import Site
 from support.services import free_port
 from zerodown.core.analysis.context import AnalysisContext
 from zerodown.core.analysis.model import Phase, RunState

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from analysis_kit import start_prometheus
 
 from support.services import free_port, port_open
 from zerodown.core.analysis.context import AnalysisContext
@@ -70,14 +71,18 @@ class Router:
 
 
 @contextlib.asynccontextmanager
-async def router(tmp_path: Path) -> AsyncIterator[Router]:
+async def router(tmp_path: Path, admin_port: int | None = None) -> AsyncIterator[Router]:
     port = free_port()
     socket_path = tmp_path / "admin.sock"
+    token_file = tmp_path / "admin-token"
+    token_file.write_text("only-for-changes\n")  # reading /metrics needs none
     argv = proxy.router_command(
         listen=f"127.0.0.1:{port}",
         preview_listen=None,
         admin_socket=str(socket_path),
         state_file=str(tmp_path / "state.json"),
+        admin_listen=f"127.0.0.1:{admin_port}" if admin_port else None,
+        admin_token_file=str(token_file) if admin_port else None,
     )
     log = (tmp_path / "router.log").open("wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
@@ -129,10 +134,11 @@ async def analyse(
     weight: int = 30,
     pause: float = 0.01,
     stable_delay: int = 0,
+    admin_port: int | None = None,
 ) -> tuple[Any, Load]:
     specs = [MetricSpec.model_validate(m) for m in metrics]
     with release(0, stable_delay) as stable_addr, release(*canary) as canary_addr:
-        async with router(tmp_path) as r:
+        async with router(tmp_path, admin_port) as r:
             await r.client.apply(
                 RouteTable(
                     generation=1,
@@ -221,3 +227,30 @@ async def test_too_little_traffic_is_inconclusive_not_a_pass(tmp_path: Path) -> 
     assert result.phase is Phase.INCONCLUSIVE, result.reason
     assert "too little traffic" in result.reason
     assert load.failed == 0
+
+
+CANARY_ERROR_RATIO = (
+    'sum(rate(zerodown_requests_total{release="{canary}",code=~"5.."}[5s]))'
+    ' / sum(rate(zerodown_requests_total{release="{canary}"}[5s]))'
+)
+
+
+async def test_prometheus_scraping_the_router_decides(tmp_path: Path) -> None:
+    """A real Prometheus scrapes the router's admin /metrics; a prometheus metric aborts."""
+    admin_port = free_port()
+    with start_prometheus([f"127.0.0.1:{admin_port}"], tmp_path) as prometheus:
+        metric = {
+            "name": "error-ratio",
+            "provider": {"prometheus": {"address": prometheus}},
+            "query": CANARY_ERROR_RATIO,
+            "interval": "1s",
+            "count": 20,
+            "inconclusive_limit": 10,  # no data until prometheus has two scrapes of the canary
+            "failure_condition": "result > 0.05",
+        }
+        result, load = await analyse(tmp_path, [metric], canary=(5, 0), admin_port=admin_port)
+    assert result.phase is Phase.FAILED, result.reason
+    assert re.fullmatch(r"error-ratio: 0\.\d+ > 0\.05 \(1 of \d+ failed\)", result.reason)
+    (m,) = result.metrics
+    assert m.last is not None and 0.1 < (m.last.value or 0) < 0.3
+    assert load.failed > 0

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pipeline_kit import Site
 
-from conftest import Site
 from support.services import free_port
 from zerodown.pipeline.gate import run_gate
 from zerodown.pipeline.notify import Notifier
