@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -381,3 +382,32 @@ def test_backend_crashing_in_the_table_loses_no_get(
         for t in threads:
             t.join(35)
     assert errors == []
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_slow_client_applies_backpressure_instead_of_buffering(
+    router: RouterProc, backend_a: BackendProc
+) -> None:
+    router.apply(table(1, ("a", 100, [backend_a])))
+    size = 400 * 1024 * 1024
+    before = _rss_mib(router.proc.pid)
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % size)
+        got = len(s.recv(65536))
+        time.sleep(1.5)  # not reading: the router must stop reading from the backend
+        grown = _rss_mib(router.proc.pid) - before
+        assert grown < 100, f"router buffered {grown:.0f} MiB for a client that does not read"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    assert got > size  # all of it arrived (plus the head and chunk framing)
