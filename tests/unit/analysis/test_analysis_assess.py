@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -303,3 +304,19 @@ def test_run_score_summarises_judged_metrics() -> None:
     result = assess_run([a], RunState(0.0, {"a": (m,)}), now=3)
     assert result.phase is F
     assert result.score is not None and result.score.verdict is Verdict.FAIL
+
+
+def test_results_serialise_for_status() -> None:
+    a = metric(name="a", query="latency_p99", compare="baseline", judge={}, min_samples=5)
+    slow = judge([3.0, 3.1, 3.2] * 10, [1.0, 1.1] * 10, confidence=0.95, allowed_effect=0.6)
+    m = measurement(a, Observed(3.0, 1.0, 30, 20, judged=slow), started_at=1, finished_at=2)
+    data = assess_run([a], RunState(0.0, {"a": (m,)}), now=3).to_json()
+    assert data["phase"] == "failed"
+    assert data["metrics"][0]["last"]["verdict"] == "fail"
+    assert data["score"] == {
+        "verdict": "fail",
+        "score": 0.0,
+        "counts": {"pass": 0, "marginal": 0, "fail": 1},
+    }
+    json.dumps(data)
+    assert assess_run([], RunState(0.0), now=1).reason == "no metrics"

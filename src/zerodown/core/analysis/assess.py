@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from zerodown.core.analysis.evaluate import fmt
 from zerodown.core.analysis.judge import Score, overall
@@ -54,6 +55,22 @@ class MetricResult:
     @property
     def decisive(self) -> bool:
         return not self.dry_run
+
+    def to_json(self) -> dict[str, Any]:
+        """For status, history and the dashboard."""
+        return {
+            "name": self.name,
+            "phase": self.phase.value,
+            "message": self.message,
+            "successful": self.successful,
+            "failed": self.failed,
+            "inconclusive": self.inconclusive,
+            "errors": self.errors,
+            "consecutive_errors": self.consecutive_errors,
+            "count": self.count,
+            "dry_run": self.dry_run,
+            "last": None if self.last is None else self.last.to_json(),
+        }
 
 
 def effective_count(metric: MetricSpec) -> int | None:
@@ -167,6 +184,22 @@ class RunResult:
     def completed(self) -> bool:
         return self.phase.completed
 
+    def to_json(self) -> dict[str, Any]:
+        """For status, history and the dashboard: the phase, why, and every metric."""
+        return {
+            "phase": self.phase.value,
+            "reason": self.reason,
+            "next_at": self.next_at,
+            "metrics": [m.to_json() for m in self.metrics],
+            "score": None
+            if self.score is None
+            else {
+                "verdict": self.score.verdict.value,
+                "score": self.score.score,
+                "counts": {v.value: n for v, n in self.score.counts.items()},
+            },
+        }
+
 
 def assess_run(
     metrics: Sequence[MetricSpec],
@@ -214,8 +247,9 @@ def assess_run(
             due.append(metric.name)
         next_at = at if next_at is None else min(next_at, at)
     if not decisive and all(r.phase.completed for r in results):
-        # only dry-run metrics: the run decides nothing, and ends when they are done
-        return RunResult(Phase.SUCCESSFUL, "dry run only", tuple(results), (), None, score)
+        # only dry-run metrics (or none): the run decides nothing, and ends when they are done
+        why = "dry run only" if results else "no metrics"
+        return RunResult(Phase.SUCCESSFUL, why, tuple(results), (), None, score)
     waiting = [r for r in decisive if not r.phase.completed]
     reason = "measuring: " + "; ".join(f"{r.name}: {r.message}" for r in waiting)
     return RunResult(Phase.RUNNING, reason, tuple(results), tuple(due), next_at, score)
