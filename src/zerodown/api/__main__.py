@@ -36,7 +36,15 @@ async def serve(paths: Paths) -> None:
     port = _free_port()
     app = make_app(controller, paths.token())
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            # open SDK change streams must not hold `zerodown down` for long
+            timeout_graceful_shutdown=3,
+        )
     )
     engine = asyncio.create_task(controller.engine.run(), name="engine")
     api = asyncio.create_task(server.serve(), name="api")
@@ -48,8 +56,7 @@ async def serve(paths: Paths) -> None:
     logging.getLogger("zerodown.controller").info("controller on 127.0.0.1:%s", port)
     done, _ = await asyncio.wait({engine, api}, return_when=asyncio.FIRST_COMPLETED)
     if engine in done:
-        controller.stop_router()
-        await asyncio.sleep(0.3)  # let the CLI's last status request finish
+        await controller.stop_router()
     server.should_exit = True
     await controller.engine.shutdown()
     engine.cancel()

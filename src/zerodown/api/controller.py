@@ -18,7 +18,7 @@ from zerodown.core.model import RolloutPhase, ServiceStatus
 from zerodown.engine.reconciler import Engine
 from zerodown.flags.stores.sqlite import SqliteFlagStore
 from zerodown.paths import Paths
-from zerodown.platforms.local import LocalPlatform
+from zerodown.platforms.local import LocalPlatform, proc_start_ticks
 from zerodown.routers.proxy.client import ProxyRouter, router_command
 from zerodown.spec.model import Spec
 from zerodown.store.sqlite import SqliteStore
@@ -92,12 +92,19 @@ class Controller:
             field="router.listen",
         )
 
-    def stop_router(self) -> None:
+    async def stop_router(self, grace: float = 10.0) -> None:
+        """SIGTERM, time for in-flight requests to finish, then SIGKILL."""
         try:
             pid = int(self.paths.router_pid.read_text())
             os.kill(pid, signal.SIGTERM)
         except (OSError, ValueError):
-            pass
+            return
+        deadline = time.monotonic() + grace
+        while proc_start_ticks(pid) is not None:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0.05)
+        self.paths.router_pid.unlink(missing_ok=True)
 
     # --- commands --------------------------------------------------------------------------
 

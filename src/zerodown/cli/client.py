@@ -112,3 +112,23 @@ def start_controller(paths: Paths, timeout: float = 20.0) -> None:
         time.sleep(0.05)
     tail = (paths.logs / "controller.log").read_text(errors="replace").strip().splitlines()[-5:]
     raise NotRunning("the controller did not start:\n  " + "\n  ".join(tail))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def shut_down(paths: Paths, *, who: str, timeout: float = 120.0) -> None:
+    """`zerodown down`: ask the controller to stop everything, and wait until it has exited."""
+    pid = controller_pid(paths)
+    with Client(paths) as client:
+        client.post("/api/down", {"who": who})
+    deadline = time.monotonic() + timeout
+    while pid is not None and pid_alive(pid):
+        if time.monotonic() > deadline:
+            raise NotRunning(f"the controller (pid {pid}) is still stopping after {timeout:g}s")
+        time.sleep(0.1)

@@ -12,8 +12,16 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from zerodown.cli.client import ApiError, Client, NotRunning, controller_pid, start_controller
-from zerodown.cli.flags import flags_app
+from zerodown.cli.client import (
+    ApiError,
+    Client,
+    NotRunning,
+    controller_pid,
+    controller_url,
+    shut_down,
+    start_controller,
+)
+from zerodown.cli.flags import flags_app, set_connection_defaults
 from zerodown.cli.keys import keys_app
 from zerodown.cli.migrate import migrate_app
 from zerodown.cli.render import history_view, status_view
@@ -33,6 +41,16 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(flags_app, name="flags")
 console = Console()
 err = Console(stderr=True)
+
+
+def _running_controller() -> tuple[str | None, str | None]:
+    """`zerodown flags` talks to the controller of ./zerodown.yaml unless told otherwise."""
+    paths = Paths.for_spec("zerodown.yaml")
+    url = controller_url(paths)
+    return url, paths.token() if paths.token_file.exists() else None
+
+
+set_connection_defaults(_running_controller)
 
 SpecFile = Annotated[
     Path, typer.Option("-f", "--file", help="the spec file; state lives beside it in .zerodown/")
@@ -338,33 +356,11 @@ def down(file: SpecFile = Path("zerodown.yaml"), timeout: Timeout = 120.0) -> No
     """Drain and stop every instance, the router and the controller."""
 
     def go() -> int:
-        paths = Paths.for_spec(file)
-        pid = controller_pid(paths)
-        with Client(paths) as client:
-            client.post("/api/down", {"who": "zerodown down"})
-        deadline = time.monotonic() + timeout
-        while pid is not None and _alive(pid):
-            if time.monotonic() > deadline:
-                fail(f"the controller (pid {pid}) is still stopping after {timeout:g}s")
-            time.sleep(0.1)
+        shut_down(Paths.for_spec(file), who="zerodown down", timeout=timeout)
         console.print("stopped")
         return EXIT_OK
 
     raise typer.Exit(run_guarded(go))
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 @app.command()

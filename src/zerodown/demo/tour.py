@@ -22,7 +22,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from zerodown.cli.client import Client, start_controller
+from zerodown.cli.client import Client, shut_down, start_controller
 from zerodown.loadgen import LoadGenerator
 from zerodown.paths import Paths
 
@@ -180,11 +180,7 @@ class Tour:
 
     def cleanup(self) -> None:
         try:
-            with Client(self.paths) as client:
-                client.post("/api/down", {"who": "demo"})
-            deadline = time.monotonic() + 30
-            while self.paths.controller_file.exists() and time.monotonic() < deadline:
-                time.sleep(0.1)
+            shut_down(self.paths, who="demo", timeout=60)
         except Exception as exc:
             console.print(f"[yellow]cleanup: {exc}[/]")
 
