@@ -183,3 +183,23 @@ def test_bad_notify() -> None:
         NotifySpec.model_validate({"webhook": "http://x", "events": ["exploded"]})
     with pytest.raises(ValidationError, match="pattern"):
         NotifySpec.model_validate({"webhook": "ftp://x"})
+
+
+def test_a_bad_condition_is_a_spec_error_with_file_line_and_column() -> None:
+    from zerodown.core.errors import SpecError
+    from zerodown.spec.load import parse_model
+
+    text = """templates:
+  health:
+    metrics:
+      - name: error-rate
+        query: error_rate
+        interval: 1s
+        failure_condition: "result >> 0.05"
+"""
+    with pytest.raises(SpecError) as caught:
+        parse_model(text, AnalysisSpec, file="zerodown.yaml")
+    assert str(caught.value) == (
+        "zerodown.yaml:7: templates.health.metrics.0.failure_condition: "
+        "bad condition 'result >> 0.05': unexpected '>' (at column 9)"
+    )
