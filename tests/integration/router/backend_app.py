@@ -2,7 +2,7 @@
 
 Plain ASGI under uvicorn (a real HTTP server process on 127.0.0.1):
   GET  /            → {"name": NAME, "headers": {...}, "path": ...}
-  POST /upload      → streams the body, answers {"bytes": n, "sha256": hex}
+  POST /upload?delay=S → waits S s, streams the body, answers {"bytes": n, "sha256": hex}
   POST /echo        → sends each body piece back as soon as it arrives
   GET  /sse?n=N     → N server-sent events, 50 ms apart
   GET  /slow?s=S    → answers after S seconds
@@ -53,6 +53,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         name = k.decode()
         headers[name] = headers[name] + "," + v.decode() if name in headers else v.decode()
     if path == "/upload":
+        await asyncio.sleep(float(query.get("delay", "0")))  # uvicorn stops reading meanwhile
         h = hashlib.sha256()
         n = 0
         while True:

@@ -411,3 +411,24 @@ def test_slow_client_applies_backpressure_instead_of_buffering(
                 break
             got += len(chunk)
     assert got > size  # all of it arrived (plus the head and chunk framing)
+
+
+def test_backend_not_reading_pauses_the_upload(router: RouterProc, backend_a: BackendProc) -> None:
+    router.apply(table(1, ("a", 100, [backend_a])))
+    size = 300 * 1024 * 1024
+    piece = b"u" * (1 << 20)
+    sent = 0
+    peak = 0.0
+    before = _rss_mib(router.proc.pid)
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent, peak
+        while sent < size:
+            sent += len(piece)
+            peak = max(peak, _rss_mib(router.proc.pid) - before)
+            yield piece
+
+    with client(router.url) as c:
+        r = c.post("/upload", params={"delay": 1.5}, content=body(), timeout=60)
+    assert r.json()["bytes"] == size
+    assert peak < 100, f"router buffered {peak:.0f} MiB of an upload the backend did not read"
