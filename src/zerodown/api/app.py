@@ -75,37 +75,37 @@ def make_app(controller: Controller, token: str) -> FastAPI:
         ]
 
     @app.post("/api/deploy", dependencies=[Auth])
-    def deploy(body: DeployRequest) -> dict[str, Any]:
+    async def deploy(body: DeployRequest) -> dict[str, Any]:
         return controller.deploy(
             version=body.version, spec=body.spec, strategy=body.strategy, who=body.who
         )
 
     @app.post("/api/rollback", dependencies=[Auth])
-    def rollback(body: RollbackRequest) -> dict[str, Any]:
+    async def rollback(body: RollbackRequest) -> dict[str, Any]:
         return controller.rollback(to=body.to, who=body.who)
 
     @app.post("/api/promote", dependencies=[Auth])
-    def promote(body: CommandRequest) -> dict[str, Any]:
+    async def promote(body: CommandRequest) -> dict[str, Any]:
         return controller.promote(full=body.full, who=body.who)
 
     @app.post("/api/abort", dependencies=[Auth])
-    def abort(body: CommandRequest) -> dict[str, Any]:
+    async def abort(body: CommandRequest) -> dict[str, Any]:
         return controller.abort(who=body.who)
 
     @app.post("/api/pause", dependencies=[Auth])
-    def pause(body: CommandRequest) -> dict[str, Any]:
+    async def pause(body: CommandRequest) -> dict[str, Any]:
         return controller.pause(who=body.who)
 
     @app.post("/api/resume", dependencies=[Auth])
-    def resume(body: CommandRequest) -> dict[str, Any]:
+    async def resume(body: CommandRequest) -> dict[str, Any]:
         return controller.resume(who=body.who)
 
     @app.post("/api/retry", dependencies=[Auth])
-    def retry(body: CommandRequest) -> dict[str, Any]:
+    async def retry(body: CommandRequest) -> dict[str, Any]:
         return controller.retry(who=body.who)
 
     @app.post("/api/down", dependencies=[Auth])
-    def down(body: CommandRequest) -> dict[str, Any]:
+    async def down(body: CommandRequest) -> dict[str, Any]:
         return controller.down(who=body.who)
 
     return app

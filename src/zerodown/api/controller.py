@@ -43,6 +43,7 @@ class Controller:
             router=self.router,
             spec_dir=paths.spec_dir,
             ensure_router=self.ensure_router,
+            flags=self.flags,
         )
         self._router_checked = 0.0
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from zerodown.core.model import RolloutPhase
+from zerodown.core import checks
+from zerodown.core.model import Instance, Rollout, RolloutPhase
 from zerodown.core.plan import Plan, pool_of
+from zerodown.core.rolling import converge
 from zerodown.core.routes import RouteTable
 from zerodown.spec.model import BlueGreenSpec, Spec
 
 
 def reconcile(plan: Plan, spec: Spec) -> RouteTable:
-    from zerodown.core.decide import complete, note_progress  # decide imports this module
-
     bg = spec.strategy.blue_green
     rollout = plan.status.rollout
     assert bg is not None and rollout is not None
@@ -34,28 +34,56 @@ def reconcile(plan: Plan, spec: Spec) -> RouteTable:
     plan.launch(green, n - len(existing) - plan.launching(green), f"new environment needs {n}")
     ready = [i for i in existing if i.serving]
 
-    if len(ready) < n:
-        note_progress(plan)
+    if rollout.switched_at is not None:
+        return _after_switch(plan, spec, green, ready)
+    if len(ready) < n or not checks.cleared_for_traffic(plan, spec, all_ready=True):
+        plan.note_progress()
         return _with_preview(blue_table, plan, green)
+    pre = bg.pre_promotion_analysis
+    if pre is not None and not rollout.rollback and not checks.analysis(plan, "analysis:pre"):
+        return _with_preview(blue_table, plan, green)
+    rollout = _approved(plan, bg)
+    if rollout.step == 0:
+        return _with_preview(blue_table, plan, green)
+    switched = replace(rollout, switched_at=plan.now, phase=RolloutPhase.PROGRESSING)
+    plan.update(replace(plan.status, rollout=switched))
+    plan.record("switch", f"all traffic from {blue or 'nothing'} to {green} in one route change")
+    return _after_switch(plan, spec, green, ready)
+
+
+def _approved(plan: Plan, bg: BlueGreenSpec) -> Rollout:
+    """Step 1 once the switch is approved; otherwise paused for `zerodown promote`."""
+    rollout = plan.status.rollout
+    assert rollout is not None
     if rollout.step == 0 and _may_switch(plan, bg):
         rollout = replace(rollout, step=1)
         plan.update(replace(plan.status, rollout=rollout))
-    if rollout.step == 0:
-        if rollout.phase is RolloutPhase.PROGRESSING and bg.auto_promote_after is None:
-            where = f" on {bg.preview_listen}" if bg.preview_listen else ""
-            paused = replace(
-                rollout,
-                phase=RolloutPhase.PAUSED,
-                pause_reason=f"{green} is ready{where}; run `zerodown promote` to switch",
-            )
-            plan.update(replace(plan.status, rollout=paused))
-            plan.record("pause", paused.pause_reason)
-        return _with_preview(blue_table, plan, green)
+    elif (
+        rollout.step == 0
+        and rollout.phase is RolloutPhase.PROGRESSING
+        and bg.auto_promote_after is None
+    ):
+        where = f" on {bg.preview_listen}" if bg.preview_listen else ""
+        plan.pause(f"{rollout.version} is ready{where}; run `zerodown promote` to switch")
+    return plan.status.rollout or rollout
 
-    switched = replace(rollout, switched_at=plan.now)
-    plan.update(replace(plan.status, rollout=switched))
-    complete(plan, f"all traffic switched from {blue or 'nothing'} to {green} in one route change")
-    return RouteTable(generation=plan.status.routes.generation, pools=(pool_of(green, n, ready),))
+
+def _after_switch(plan: Plan, spec: Spec, green: str, ready: list[Instance]) -> RouteTable:
+    """Traffic is on green; blue stays warm until post-promotion checks pass."""
+    bg = spec.strategy.blue_green
+    rollout = plan.status.rollout
+    assert bg is not None and rollout is not None
+    post_ok = (
+        bg.post_promotion_analysis is None
+        or rollout.rollback
+        or checks.analysis(plan, "analysis:post")
+    )
+    if post_ok and checks.promoted(plan, spec):
+        blue = rollout.previous or "nothing"
+        plan.complete(f"all traffic switched from {blue} to {green} in one route change")
+    return RouteTable(
+        generation=plan.status.routes.generation, pools=(pool_of(green, spec.instances, ready),)
+    )
 
 
 def _may_switch(plan: Plan, bg: BlueGreenSpec) -> bool:
@@ -69,8 +97,6 @@ def _may_switch(plan: Plan, bg: BlueGreenSpec) -> bool:
 
 
 def steady_blue(plan: Plan, spec: Spec, *, blue: str, green: str) -> RouteTable:
-    from zerodown.core.rolling import converge
-
     return converge(
         plan,
         target=blue,

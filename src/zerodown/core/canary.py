@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from zerodown.core.model import RolloutPhase
+from zerodown.core import checks
+from zerodown.core.bluegreen import steady_blue
+from zerodown.core.model import CheckState, RolloutPhase
 from zerodown.core.plan import Plan, pool_of
 from zerodown.core.routes import Match, RouteTable, Sticky
 from zerodown.spec.model import CanarySpec, CanaryStep, Spec
@@ -38,9 +40,6 @@ def instances_for(canary: CanarySpec, weight: int, total: int) -> int:
 
 
 def reconcile(plan: Plan, spec: Spec) -> RouteTable:
-    from zerodown.core.bluegreen import steady_blue
-    from zerodown.core.decide import complete, note_progress
-
     canary = spec.strategy.canary
     rollout = plan.status.rollout
     assert canary is not None and rollout is not None
@@ -49,7 +48,8 @@ def reconcile(plan: Plan, spec: Spec) -> RouteTable:
     stable_table = (
         steady_blue(plan, spec, blue=stable, green=version) if stable is not None else None
     )
-    _advance(plan, canary, n)
+    _advance(plan, spec, n)
+    checks.background_analysis(plan, spec)
     rollout = plan.status.rollout
     assert rollout is not None
 
@@ -64,12 +64,13 @@ def reconcile(plan: Plan, spec: Spec) -> RouteTable:
         version, wanted - len(live) - plan.launching(version), f"weight {weight}% needs {wanted}"
     )
 
-    if step >= len(canary.steps):
-        if sum(1 for i in live if i.serving) >= n:
-            complete(plan, f"all {len(canary.steps)} steps passed")
-        else:
+    if step >= len(canary.steps) and rollout.active:
+        if sum(1 for i in live if i.serving) < n:
             plan.launch(version, n - len(live) - plan.launching(version), "promoted to full size")
-    note_progress(plan)
+        elif checks.promoted(plan, spec):
+            plan.complete(f"all {len(canary.steps)} steps passed")
+    if plan.status.rollout is not None and plan.status.rollout.active:
+        plan.note_progress()
 
     serving = [i for i in live if i.serving]
     canary_pool = pool_of(version, weight if stable_table else 100, serving)
@@ -91,15 +92,17 @@ def _upcoming_weight(step: CanaryStep | None) -> int:
     return step.set_weight if step is not None and step.set_weight is not None else 0
 
 
-def _advance(plan: Plan, canary: CanarySpec, n: int) -> None:
+def _advance(plan: Plan, spec: Spec, n: int) -> None:
     """Pass every step that is done, in order; stop at the first that is not."""
+    canary = spec.strategy.canary
+    assert canary is not None
     while True:
         rollout = plan.status.rollout
         assert rollout is not None
         if rollout.phase is not RolloutPhase.PROGRESSING or rollout.step >= len(canary.steps):
             return
         step = canary.steps[rollout.step]
-        waiting = _waiting_on(plan, canary, step, n)
+        waiting = _waiting_on(plan, spec, rollout.step, n)
         if waiting is None:
             moved = replace(rollout, step=rollout.step + 1, step_started_at=plan.now)
             plan.update(replace(plan.status, rollout=moved))
@@ -108,29 +111,36 @@ def _advance(plan: Plan, canary: CanarySpec, n: int) -> None:
             )
             continue
         if waiting:
-            paused = replace(rollout, phase=RolloutPhase.PAUSED, pause_reason=waiting)
-            plan.update(replace(plan.status, rollout=paused))
-            plan.record("pause", f"step {rollout.step + 1}/{len(canary.steps)}: {waiting}")
+            plan.pause(f"step {rollout.step + 1}/{len(canary.steps)}: {waiting}")
         return
 
 
-def _waiting_on(plan: Plan, canary: CanarySpec, step: CanaryStep, n: int) -> str | None:
+def _waiting_on(plan: Plan, spec: Spec, index: int, n: int) -> str | None:
     """None when the step is done; "" to keep waiting; a reason to pause for a person."""
+    canary = spec.strategy.canary
     rollout = plan.status.rollout
-    assert rollout is not None
+    assert rollout is not None and canary is not None
+    step = canary.steps[index]
     if step.set_weight is not None:
         wanted = instances_for(canary, step.set_weight, n)
         ready = sum(1 for i in plan.live(rollout.version) if i.serving)
-        return None if ready >= wanted else ""
+        if ready < wanted or not checks.cleared_for_traffic(plan, spec):
+            return ""
+        return None
     if step.pause is not None:
         if step.pause.duration is None:
             return "paused until `zerodown promote`"
         return None if plan.now - rollout.step_started_at >= step.pause.duration else ""
     if step.analysis is not None:
-        return (
-            f"analysis {', '.join(step.analysis.templates)}: automated analysis is not configured;"
-            " `zerodown promote` to continue or `zerodown abort`"
-        )
+        return None if checks.analysis(plan, f"analysis:step-{index + 1}") else ""
+    if step.set_flag is not None:
+        check = plan.need(f"flag:step-{index + 1}", "set-flag")
+        if check is None or check.state is CheckState.RUNNING:
+            return ""
+        if check.state is not CheckState.PASSED:
+            plan.fail(f"set_flag {step.set_flag.key}: {check.reason}")
+            return ""
+        return None
     return None  # set_header_route takes effect by being passed
 
 
@@ -143,7 +153,12 @@ def _describe(step: CanaryStep) -> str:
         r = step.set_header_route
         key = f"header {r.header}" if r.header else f"cookie {r.cookie}"
         return f"route {key}={r.value} to the canary"
-    return "analysis"
+    if step.set_flag is not None:
+        f = step.set_flag
+        what = f"rollout {f.rollout}" if f.rollout is not None else f"enabled {f.enabled}"
+        return f"flag {f.key}: {what}"
+    templates = ", ".join(step.analysis.templates) if step.analysis else ""
+    return f"analysis {templates}"
 
 
 def describe(step: CanaryStep) -> str:

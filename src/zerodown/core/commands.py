@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from zerodown.core.errors import StateError
-from zerodown.core.model import Rollout, RolloutPhase, ServiceStatus
+from zerodown.core.model import CheckState, Rollout, RolloutPhase, ServiceStatus
 
 
 def start_rollout(
@@ -41,10 +41,23 @@ def _active(status: ServiceStatus, command: str) -> Rollout:
 
 
 def promote(status: ServiceStatus, *, full: bool, steps: int, now: float) -> ServiceStatus:
+    """The next step (or past all of them); an inconclusive analysis counts as passed, since a
+    person has now decided."""
     rollout = _active(status, "promote")
     step = steps if full else rollout.step + 1
     if rollout.strategy == "blue_green":
         step = 1
+    overridden = {
+        key: replace(
+            check,
+            state=CheckState.PASSED,
+            reason=f"promoted by a person despite: {check.reason}",
+            finished_at=now,
+        )
+        for key, check in rollout.checks.items()
+        if check.state is CheckState.INCONCLUSIVE
+    }
+    rollout = replace(rollout, checks={**rollout.checks, **overridden})
     moved = replace(
         rollout,
         phase=RolloutPhase.PROGRESSING,

@@ -8,9 +8,8 @@ killed at any point and restarted decides again from the same facts and reaches 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
-from zerodown.core import bluegreen, canary, rolling
+from zerodown.core import bluegreen, canary, checks, rolling
 from zerodown.core.model import Decision, Instance, RolloutPhase, ServiceStatus
 from zerodown.core.plan import Plan
 from zerodown.core.routes import RouteTable
@@ -29,7 +28,7 @@ def decide(
     _retire_failed(plan)
     _check_progress_deadline(plan, spec)
     rollout = plan.status.rollout
-    if rollout is not None and rollout.active:
+    if rollout is not None and rollout.active and checks.prepared(plan, spec):
         if rollout.strategy == "canary" and spec.strategy.canary is not None:
             table = canary.reconcile(plan, spec)
         elif rollout.strategy == "blue_green" and spec.strategy.blue_green is not None:
@@ -44,84 +43,69 @@ def decide(
 
 def steady(plan: Plan, spec: Spec) -> RouteTable:
     """No rollout is moving: keep `instances` of the stable release serving, and nothing else."""
+    rollout = plan.status.rollout
+    if rollout is not None and not rollout.active:
+        checks.clean_up(plan)
     stable = plan.status.stable
     if stable is None:
         plan.retire(plan.live(), "no release has ever completed a rollout")
         return RouteTable(generation=plan.status.routes.generation)
     keep = bluegreen.kept_warm(plan, spec)
+    if rollout is not None and rollout.active:
+        keep |= {rollout.version}  # still preparing (gate, migration): nothing of it to touch
     return rolling.converge(
         plan, target=stable, instances=spec.instances, rolling=spec.rolling, keep=keep
     )
 
 
-def fail(plan: Plan, reason: str, *, phase: RolloutPhase = RolloutPhase.FAILED) -> None:
-    rollout = plan.status.rollout
-    if rollout is None or not rollout.active:
-        return
-    ended = replace(rollout, phase=phase, reason=reason, finished_at=plan.now)
-    plan.update(replace(plan.status, rollout=ended))
-    back = f"; traffic stays on {plan.status.stable}" if plan.status.stable else ""
-    plan.record(phase.value, f"rollout of {rollout.version} {phase.value}: {reason}{back}")
-
-
-def complete(plan: Plan, message: str) -> None:
-    rollout = plan.status.rollout
-    assert rollout is not None
-    done = replace(
-        rollout, phase=RolloutPhase.COMPLETED, finished_at=plan.now, reason=message, pause_reason=""
-    )
-    plan.update(replace(plan.status, rollout=done, stable=rollout.version))
-    plan.record("complete", f"rollout of {rollout.version} complete: {message}")
-
-
 def _rolling(plan: Plan, spec: Spec) -> RouteTable:
     rollout = plan.status.rollout
     assert rollout is not None
+    cleared = checks.cleared_for_traffic(plan, spec)
     table = rolling.converge(
-        plan, target=rollout.version, instances=spec.instances, rolling=spec.rolling
+        plan,
+        target=rollout.version,
+        instances=spec.instances,
+        rolling=spec.rolling,
+        hold_target=not cleared,
     )
-    if rolling.is_complete(
-        plan, target=rollout.version, instances=spec.instances, rolling=spec.rolling
+    if (
+        cleared
+        and rolling.is_complete(
+            plan, target=rollout.version, instances=spec.instances, rolling=spec.rolling
+        )
+        and checks.promoted(plan, spec)
     ):
-        complete(plan, f"{spec.instances} of {spec.instances} instances available")
-    else:
-        note_progress(plan)
+        plan.complete(f"{spec.instances} of {spec.instances} instances available")
+    elif plan.status.rollout is not None and plan.status.rollout.active:
+        plan.note_progress()
     return table
 
 
-def note_progress(plan: Plan) -> None:
-    """Progress is a launch, a retirement, or a new instance of the release becoming ready."""
-    rollout = plan.status.rollout
-    assert rollout is not None
-    ready_times = [i.ready_since for i in plan.live(rollout.version) if i.ready_since is not None]
-    latest = max([rollout.progress_at, *ready_times])
-    if plan.launches or plan.retired:
-        latest = plan.now
-    if latest != rollout.progress_at:
-        plan.update(replace(plan.status, rollout=replace(rollout, progress_at=latest)))
-
-
 def _retire_failed(plan: Plan) -> None:
-    """Instances that can never serve leave; if one belongs to the new release, the rollout fails."""
-    rollout = plan.status.rollout
+    """Instances that can never serve leave; if one is of the new release, the rollout fails."""
     for instance in plan.instances:
         if not instance.live or instance.failure is None:
             continue
         plan.retire([instance], instance.failure)
+        rollout = plan.status.rollout
         if (
             rollout is not None
             and rollout.active
             and instance.release == rollout.version
             and instance.release != plan.status.stable
         ):
-            fail(plan, f"instance {instance.id} of {instance.release}: {instance.failure}")
-            rollout = plan.status.rollout
+            plan.fail(f"instance {instance.id} of {instance.release}: {instance.failure}")
 
 
 def _check_progress_deadline(plan: Plan, spec: Spec) -> None:
     rollout = plan.status.rollout
     if rollout is None or rollout.phase is not RolloutPhase.PROGRESSING:
         return
+    if any(
+        c.kind in ("gate", "migrate", "analysis") and not c.done for c in rollout.checks.values()
+    ):
+        return  # these have their own time limits
     deadline = {
         "canary": spec.strategy.canary.progress_deadline if spec.strategy.canary else None,
         "blue_green": (
@@ -133,4 +117,4 @@ def _check_progress_deadline(plan: Plan, spec: Spec) -> None:
         detail = (
             f" ({len(not_ready)} instances of {rollout.version} not ready)" if not_ready else ""
         )
-        fail(plan, f"no progress for {format_duration(deadline)} (progress_deadline){detail}")
+        plan.fail(f"no progress for {format_duration(deadline)} (progress_deadline){detail}")

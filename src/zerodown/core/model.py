@@ -74,6 +74,51 @@ class Instance:
         )
 
 
+class CheckState(StrEnum):
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"  # analysis could not decide: a person must
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A step of the pipeline the engine runs for a rollout (gate, migration, smoke tests,
+    compatibility, analysis, flag changes), and what came of it."""
+
+    kind: str
+    state: CheckState = CheckState.RUNNING
+    reason: str = ""
+    started_at: float = 0.0
+    finished_at: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)  # measurements, smoke results, reverts
+
+    @property
+    def done(self) -> bool:
+        return self.state is not CheckState.RUNNING
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "state": self.state.value,
+            "reason": self.reason,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Check:
+        return cls(
+            kind=data["kind"],
+            state=CheckState(data.get("state", "running")),
+            reason=data.get("reason", ""),
+            started_at=float(data.get("started_at", 0.0)),
+            finished_at=data.get("finished_at"),
+            detail=dict(data.get("detail") or {}),
+        )
+
+
 class RolloutPhase(StrEnum):
     PROGRESSING = "progressing"
     PAUSED = "paused"
@@ -103,10 +148,14 @@ class Rollout:
     pause_reason: str = ""
     switched_at: float | None = None  # blue-green: when traffic moved to the new release
     rollback: bool = False  # this rollout is a rollback to an earlier revision
+    checks: dict[str, Check] = field(default_factory=dict)  # by key, e.g. "gate", "analysis:step-2"
 
     @property
     def active(self) -> bool:
         return self.phase.active
+
+    def with_check(self, key: str, check: Check) -> Rollout:
+        return replace(self, checks={**self.checks, key: check})
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,12 +173,14 @@ class Rollout:
             "pause_reason": self.pause_reason,
             "switched_at": self.switched_at,
             "rollback": self.rollback,
+            "checks": {key: c.to_json() for key, c in self.checks.items()},
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Rollout:
         fields = {k: v for k, v in data.items() if k in cls.__slots__}
         fields["phase"] = RolloutPhase(fields.get("phase", "progressing"))
+        fields["checks"] = {k: Check.from_json(c) for k, c in (data.get("checks") or {}).items()}
         return cls(**fields)
 
 
@@ -211,4 +262,22 @@ class Retire:
     reason: str
 
 
-Action = Record | ApplyRoutes | Launch | Retire
+@dataclass(frozen=True, slots=True)
+class RunCheck:
+    """Start the check `key` (the engine records it as running, then as its outcome)."""
+
+    key: str
+    kind: str
+    ref: str = ""  # which analysis ("step-3", "background", "pre", "post") or flag step
+
+
+@dataclass(frozen=True, slots=True)
+class StopCheck:
+    """Stop a running check: `finish` lets a background analysis end as it stands; otherwise
+    it is cancelled at once (abort)."""
+
+    key: str
+    finish: bool = False
+
+
+Action = Record | ApplyRoutes | Launch | Retire | RunCheck | StopCheck

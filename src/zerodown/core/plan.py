@@ -9,11 +9,14 @@ from dataclasses import dataclass, field, replace
 from zerodown.core.model import (
     Action,
     ApplyRoutes,
+    Check,
+    CheckState,
     Decision,
     Instance,
     Launch,
     Record,
     Retire,
+    RolloutPhase,
     ServiceStatus,
 )
 from zerodown.core.routes import Backend, Pool, RouteTable
@@ -66,6 +69,76 @@ class Plan:
 
     def update(self, status: ServiceStatus) -> None:
         self.status = status
+
+    # --- the rollout's life ---------------------------------------------------------------
+
+    def fail(self, reason: str, *, phase: RolloutPhase = RolloutPhase.FAILED) -> None:
+        """End the active rollout; traffic goes back to the stable release in this same pass."""
+        rollout = self.status.rollout
+        if rollout is None or not rollout.active:
+            return
+        ended = replace(rollout, phase=phase, reason=reason, finished_at=self.now, pause_reason="")
+        self.update(replace(self.status, rollout=ended))
+        back = f"; traffic stays on {self.status.stable}" if self.status.stable else ""
+        self.record(phase.value, f"rollout of {rollout.version} {phase.value}: {reason}{back}")
+
+    def complete(self, message: str) -> None:
+        rollout = self.status.rollout
+        assert rollout is not None
+        checks = {
+            key: replace(
+                c, state=CheckState.PASSED, reason="ended with the rollout", finished_at=self.now
+            )
+            if c.state is CheckState.RUNNING
+            else c
+            for key, c in rollout.checks.items()
+        }
+        done = replace(
+            rollout,
+            phase=RolloutPhase.COMPLETED,
+            finished_at=self.now,
+            reason=message,
+            pause_reason="",
+            checks=checks,
+        )
+        self.update(replace(self.status, rollout=done, stable=rollout.version))
+        self.record("complete", f"rollout of {rollout.version} complete: {message}")
+
+    def pause(self, reason: str) -> None:
+        rollout = self.status.rollout
+        assert rollout is not None
+        if rollout.phase is RolloutPhase.PAUSED and rollout.pause_reason == reason:
+            return
+        paused = replace(rollout, phase=RolloutPhase.PAUSED, pause_reason=reason)
+        self.update(replace(self.status, rollout=paused))
+        self.record("pause", reason)
+
+    def note_progress(self) -> None:
+        """Progress is a launch, a retirement, or an instance of the release becoming ready."""
+        rollout = self.status.rollout
+        assert rollout is not None
+        ready_times = [i.ready_since for i in self.live(rollout.version) if i.ready_since]
+        latest = max([rollout.progress_at, *ready_times])
+        if self.launches or self.retired:
+            latest = self.now
+        if latest != rollout.progress_at:
+            self.update(replace(self.status, rollout=replace(rollout, progress_at=latest)))
+
+    # --- checks: the engine runs every check the status holds as running ------------------
+
+    def check(self, key: str) -> Check | None:
+        rollout = self.status.rollout
+        return None if rollout is None else rollout.checks.get(key)
+
+    def need(self, key: str, kind: str) -> Check | None:
+        """The check's outcome so far, starting it (recording it as running) the first time."""
+        current = self.check(key)
+        rollout = self.status.rollout
+        if current is None and rollout is not None:
+            started = Check(kind=kind, started_at=self.now)
+            self.update(replace(self.status, rollout=rollout.with_check(key, started)))
+            self.record("check", f"{key}: started")
+        return current
 
     # --- the result -----------------------------------------------------------------------
 

@@ -35,8 +35,12 @@ def converge(
     instances: int,
     rolling: RollingSpec,
     keep: frozenset[str] = frozenset(),
+    hold_target: bool = False,
 ) -> RouteTable:
-    """Launch and retire toward `instances` of `target`; `keep` releases are left alone."""
+    """Launch and retire toward `instances` of `target`; `keep` releases are left alone.
+
+    With `hold_target`, the target's instances start but neither get traffic nor replace old
+    ones: checks that must pass before the release serves are still running."""
     now = plan.now
     surge, unavailable = surge_and_unavailable(rolling, instances)
     floor = max(1, instances - unavailable)
@@ -60,7 +64,7 @@ def converge(
     )
 
     plan.retire([i for i in old if not i.serving], f"not ready, and {target} replaces it")
-    new_available = [i for i in new if i.available(now, rolling.min_ready)]
+    new_available = [] if hold_target else [i for i in new if i.available(now, rolling.min_ready)]
     old_serving = sorted((i for i in old if i.serving), key=lambda i: i.launched_at)
     can_go = len(new_available) + len(old_serving) - floor
     if not new_available and surge > 0:
@@ -72,9 +76,9 @@ def converge(
             f" (max_unavailable {unavailable})",
         )
 
-    new_serving = [i for i in new if i.serving and i.id not in plan.retired]
+    new_serving = [i for i in new if i.serving and i.id not in plan.retired and not hold_target]
     pools = [pool_of(target, len(new_serving), new_serving)] if new_serving else []
-    if len(new_serving) < instances:
+    if len(new_serving) < instances:  # old ones serve until the target alone is at full size
         by_release: dict[str, list[Instance]] = {}
         for i in old:
             if i.serving and i.id not in plan.retired:

@@ -18,9 +18,10 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from zerodown.core.decide import decide
 from zerodown.core.errors import DriverError, PermanentDriverError
@@ -36,6 +37,8 @@ from zerodown.core.model import (
 )
 from zerodown.core.routes import RouteTable
 from zerodown.engine.health import Monitor
+from zerodown.engine.pipeline import Pipeline, database_url
+from zerodown.pipeline.notify import Notifier
 from zerodown.platforms.local import LocalPlatform, Process, free_port
 from zerodown.routers.proxy.client import ProxyRouter
 from zerodown.spec.model import Spec
@@ -44,6 +47,20 @@ from zerodown.store.sqlite import SqliteStore
 log = logging.getLogger("zerodown.engine")
 
 PASS_INTERVAL = 0.25  # seconds between passes when nothing wakes the loop
+
+# Decision records that are worth a webhook, by the event name `notify.events` uses.
+NOTIFY_EVENTS = {
+    "deploy": "started",
+    "step": "step",
+    "pause": "paused",
+    "resume": "resumed",
+    "promote": "promoted",
+    "switch": "promoted",
+    "aborted": "aborted",
+    "abort": "aborted",
+    "complete": "completed",
+    "failed": "failed",
+}
 
 
 class Engine:
@@ -55,7 +72,8 @@ class Engine:
         platform: LocalPlatform,
         router: ProxyRouter,
         spec_dir: Path,
-        ensure_router: Callable[[], asyncio.Future[None]] | None = None,
+        ensure_router: Callable[[], Awaitable[None]] | None = None,
+        flags: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
@@ -71,6 +89,16 @@ class Engine:
         self.applied: RouteTable | None = None
         self._specs: dict[int, Spec] = {}
         self.stopped = asyncio.Event()
+        self.pipeline = Pipeline(
+            service=service,
+            store=store,
+            spec_dir=spec_dir,
+            stats_source=router,
+            flags=flags,
+            spec_of_revision=self.spec_of,
+            poke=self.poke,
+        )
+        self.notifiers: dict[int, Notifier] = {}
 
     # --- specs of revisions ----------------------------------------------------------------
 
@@ -132,14 +160,16 @@ class Engine:
 
     async def reconcile(self) -> bool:
         """One pass. True when `zerodown down` has finished."""
+        if self.ensure_router is not None:
+            await self.ensure_router()
+        # From reading the store to saving the decision, nothing awaits: the API's commands
+        # run on this same event loop, so none can slip in between and be overwritten.
         now = self.clock()
         status = self.store.status(self.service)
         instances = self._observe(self.store.instances(self.service))
         spec = self.current_spec(status)
         if spec is None:
             return False
-        if self.ensure_router is not None:
-            await self.ensure_router()
         self._watch(status, instances)
         decision = decide(spec, status, instances, now)
         records = [a for a in decision.actions if isinstance(a, Record)]
@@ -149,14 +179,16 @@ class Engine:
             )
             for r in records:
                 log.info("%s: %s", r.kind, r.message)
+            self._notify(spec, decision.status, records)
         for action in decision.actions:
             if isinstance(action, ApplyRoutes):
                 await self._apply(action.table)
             elif isinstance(action, Retire):
                 self._retire(action.instance)
             elif isinstance(action, Launch):
-                self._launch(decision.status, action)
+                await self._launch(decision.status, action)
         self._resume_retirements()
+        await self.pipeline.sync(decision.status, instances)
         if self.applied is None or self.applied.generation != decision.status.routes.generation:
             await self._apply(decision.status.routes)
         return decision.status.stopping and not any(
@@ -230,8 +262,11 @@ class Engine:
         await self.router.apply(table)
         self.applied = table
 
-    def _launch(self, status: ServiceStatus, launch: Launch) -> None:
+    async def _launch(self, status: ServiceStatus, launch: Launch) -> None:
         spec = self.spec_of(self.revision_of(status, launch.release))
+        env = {"ZERODOWN_SERVICE": self.service}
+        if spec.migrations is not None:
+            env |= await asyncio.to_thread(self._database_env, spec, launch.release)
         taken = {int(i.address.rsplit(":", 1)[1]) for i in self.store.instances(self.service)}
         for _ in range(launch.count):
             iid = f"{self.service}-{launch.release}-{uuid.uuid4().hex[:6]}"
@@ -250,7 +285,7 @@ class Engine:
                     version=launch.release,
                     port=port,
                     run=spec.run,
-                    extra_env={"ZERODOWN_SERVICE": self.service},
+                    extra_env=env,
                 )
             except PermanentDriverError as exc:
                 self.store.put_instance(self.service, replace(instance, failure=str(exc)))
@@ -319,8 +354,42 @@ class Engine:
                 return
             await asyncio.sleep(0.05)
 
+    def _database_env(self, spec: Spec, release: str) -> dict[str, str]:
+        """The release's own schema (expand-contract) and its connection tag."""
+        from zerodown.migrations import api
+
+        url = database_url(spec)
+        schema = api.schema_for(url, release, service=self.service)
+        return {"DATABASE_URL": url, **api.app_env(self.service, release, schema)}
+
+    def _notify(self, spec: Spec, status: ServiceStatus, records: list[Record]) -> None:
+        """One webhook event per phase; delivery is retried in the background, never waited on."""
+        rollout = status.rollout
+        if not spec.notify or rollout is None:
+            return
+        notifier = self.notifiers.get(rollout.revision)
+        if notifier is None:
+            notifier = self.notifiers[rollout.revision] = Notifier(
+                spec.notify, service=self.service
+            )
+        for record in records:
+            event = NOTIFY_EVENTS.get(record.kind)
+            if event is None and record.kind == "check" and record.message.startswith("analysis"):
+                event = "analysis"
+            if event is not None:
+                notifier.notify(
+                    event,
+                    release=rollout.version,
+                    message=record.message,
+                    revision=rollout.revision,
+                )
+
     async def shutdown(self) -> None:
         """Stop watching (the processes and the router keep running)."""
+        await self.pipeline.aclose()
+        for notifier in self.notifiers.values():
+            await notifier.drain(timeout=5)
+            await notifier.aclose()
         for monitor in self.monitors.values():
             monitor.cancel()
         for task in list(self.retiring.values()):

@@ -11,6 +11,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from zerodown.flags.steps import SetFlagStep
+from zerodown.spec.analysis import AnalysisRef, AnalysisSpec, is_bounded, resolve
+from zerodown.spec.compat import CompatSpec
+from zerodown.spec.pipeline import GateSpec, NotifySpec, SmokeSpec
 from zerodown.spec.types import CountOrPercent, Duration, Percent, StrictModel
 
 Address = Annotated[str, Field(pattern=r"^[^\s:]+:\d{1,5}$", examples=["127.0.0.1:8080"])]
@@ -90,6 +94,8 @@ class BlueGreenSpec(StrictModel):
     auto_promote_after: Duration | None = None
     scale_down_delay: Duration = 30.0
     progress_deadline: Duration = 600.0
+    pre_promotion_analysis: AnalysisRef | None = None
+    post_promotion_analysis: AnalysisRef | None = None
 
 
 class Pause(StrictModel):
@@ -108,22 +114,20 @@ class HeaderRoute(StrictModel):
         return self
 
 
-class StepAnalysis(StrictModel):
-    templates: list[str] = Field(min_length=1)
-
-
 class CanaryStep(StrictModel):
     set_weight: Annotated[int, Field(ge=0, le=100)] | None = None
     pause: Pause | None = None
     set_header_route: HeaderRoute | None = None
-    analysis: StepAnalysis | None = None
+    analysis: AnalysisRef | None = None
+    set_flag: SetFlagStep | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> CanaryStep:
         given = [k for k in type(self).model_fields if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "each step has exactly one of set_weight, pause, set_header_route, analysis"
+                "each step has exactly one of set_weight, pause, set_header_route, analysis,"
+                " set_flag"
             )
         return self
 
@@ -148,6 +152,7 @@ class CanarySpec(StrictModel):
     canary_scale: Literal["match_weight"] | Annotated[int, Field(ge=1)] = "match_weight"
     sticky: StickySpec | None = None
     progress_deadline: Duration = 600.0
+    analysis: AnalysisRef | None = Field(None, description="background analysis across steps")
 
 
 class StrategySpec(StrictModel):
@@ -174,6 +179,16 @@ class StrategySpec(StrictModel):
 SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
+class MigrationsSpec(StrictModel):
+    database: str = Field(description="PostgreSQL URL; ${VAR} is read from the environment")
+    dir: str = Field("migrations/", description="relative to zerodown.yaml")
+    quiet_period: Duration | None = Field(
+        None,
+        description="contract once no old-version connection was seen this long after a rollout;"
+        " unset: at the next deploy or `zerodown migrate complete`",
+    )
+
+
 class Spec(StrictModel):
     service: str = Field(pattern=SERVICE_NAME.pattern, description="lower-case name, e.g. shop")
     instances: int = Field(2, ge=1, le=256)
@@ -181,10 +196,41 @@ class Spec(StrictModel):
     probes: ProbesSpec = Field(default_factory=ProbesSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    gate: GateSpec | None = None
+    smoke: SmokeSpec | None = None
+    notify: list[NotifySpec] = Field(default_factory=list)
+    migrations: MigrationsSpec | None = None
+    compat: CompatSpec | None = None
 
     @property
     def rolling(self) -> RollingSpec:
         return self.strategy.rolling or RollingSpec()
+
+    @model_validator(mode="after")
+    def _templates_exist(self) -> Spec:
+        """Every analysis a strategy names must resolve now, not when the rollout reaches it."""
+        for ref in self.analysis_refs():
+            resolve(self.analysis, ref)
+        canary = self.strategy.canary
+        for step in canary.steps if canary is not None else ():
+            if step.analysis is not None and not all(
+                is_bounded(m) for m in resolve(self.analysis, step.analysis).metrics
+            ):
+                raise ValueError(
+                    "an analysis step must end by itself: give each of its metrics a count"
+                )
+        return self
+
+    def analysis_refs(self) -> list[AnalysisRef]:
+        refs: list[AnalysisRef] = []
+        canary, bg = self.strategy.canary, self.strategy.blue_green
+        if canary is not None:
+            refs += [s.analysis for s in canary.steps if s.analysis is not None]
+            refs += [canary.analysis] if canary.analysis is not None else []
+        if bg is not None:
+            refs += [r for r in (bg.pre_promotion_analysis, bg.post_promotion_analysis) if r]
+        return refs
 
 
 __all__ = ["Percent", "Spec"]
