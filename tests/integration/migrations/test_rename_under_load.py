@@ -184,3 +184,33 @@ def test_abort_mid_rollout_rolls_the_migration_back(slow_service: Workspace, db:
     assert rows(db, f"SELECT 1 FROM pg_namespace WHERE nspname = '{NEW_SCHEMA}'") == []
     # rows written by v1 and by v2 (through its view) are all in the table v1 uses
     assert missing_rows(db, "public.users", "email", load.created) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="engine/pipeline.py _migrate: the deploy after a rollback completes the migration the "
+    "rolled-back release started, dropping the schema the stable release still uses",
+)
+def test_rollback_after_the_rollout_then_deploy_again(service: Workspace, db: str) -> None:
+    """v2 started 0002 and completed its rollout; `zerodown rollback` brings v1 back (its schema
+    is still there, 0002 was not contracted); deploying v2 again must not contract 0002 under
+    v1's feet."""
+    service.zd("up", "--version", "v1")
+    add_migration(service.root / "migrations", "0002_rename_email.yaml")
+    service.zd("deploy", "v2", "--wait")
+    with UserLoad(service.port) as load:
+        time.sleep(1)
+        service.zd("rollback", "--wait")
+        back = time.time()
+        time.sleep(1)
+        again = time.time()
+        service.zd("deploy", "v2", "--wait")
+        done = time.time()
+        time.sleep(1)
+    print("v2 -> v1 (rollback) -> v2:", load.summary())
+    assert [(o.kind, o.status, o.version, o.error) for o in load.failed] == []
+    assert set(load.versions(since=back, until=again)) == {"v1"}
+    assert set(load.versions(since=done)) == {"v2"}
+    assert migration_phases(db)["0002_rename_email"] == "started"
+    assert missing_rows(db, "public.users", "email", load.created) == []
