@@ -141,6 +141,8 @@ def test_malformed_request_gets_400_and_router_keeps_serving(
     ):
         answer = raw_http(router.port, garbage)
         assert answer.startswith(b"HTTP/1.1 400 "), answer
+    answer = raw_http(router.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 405 "), answer
     with client(router.url) as c:
         assert c.get("/").status_code == 200
 

@@ -53,7 +53,12 @@ NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
-_REASONS = {400: b"Bad Request", 502: b"Bad Gateway", 503: b"Service Unavailable"}
+_REASONS = {
+    400: b"Bad Request",
+    405: b"Method Not Allowed",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+}
 
 
 def error_response(status: int, message: bytes, *, close: bool) -> bytes:
@@ -414,6 +419,10 @@ class Exchange:
         self.started = True
         router = self.router
         self.t0 = now = router.now()
+        if self.method == b"CONNECT":  # a reverse proxy opens no tunnels
+            self.keep_alive = False
+            self.fail(405, b"CONNECT is not supported")
+            return
         table = router.table
         if self.client.preview:
             pool = table.preview
