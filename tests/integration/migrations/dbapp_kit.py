@@ -50,19 +50,22 @@ def add_migration(migrations_dir: Path, name: str) -> None:
     shutil.copy(MIGRATIONS / name, migrations_dir / name)
 
 
-def dbapp_workspace(root: Path, db_url: str, **strategy: Any) -> Workspace:
-    """A service `shop` of two dbapp instances behind the router, migrations in root/migrations."""
+def dbapp_workspace(root: Path, database: str, **strategy: Any) -> Workspace:
+    """A service `shop` of two dbapp instances behind the router, migrations in root/migrations.
+
+    `database` goes to `migrations.database` as it is (a URL or `${VAR}`); the instances get
+    DATABASE_URL, ZERODOWN_DB_SCHEMA and PGAPPNAME from zerodown, nothing from the spec."""
     port = free_port()
     ws = Workspace(root=root, port=port)
     spec = base_spec(port)
     spec["run"] = {
         "command": [sys.executable, str(DBAPP), "{port}", "{version}"],
-        "env": {"DATABASE_URL": db_url, "ZD_DBAPP_NEW_COLUMN_VERSIONS": NEW_COLUMN_VERSIONS},
+        "env": {"ZD_DBAPP_NEW_COLUMN_VERSIONS": NEW_COLUMN_VERSIONS},
         "drain": "3s",
         "stop_timeout": "5s",
     }
     spec["strategy"] = {"rolling": {"max_surge": 1, "max_unavailable": 0, **strategy}}
-    spec["migrations"] = {"database": db_url, "dir": "migrations/"}
+    spec["migrations"] = {"database": database, "dir": "migrations/"}
     ws.write_spec(spec)
     add_migration(root / "migrations", "0001_create_users.yaml")
     return ws

@@ -40,10 +40,12 @@ def db(postgres_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def service(tmp_path: Path, db: str) -> Iterator[Workspace]:
+def service(tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    # The spec names the database by ${VAR}; the controller reads it from its environment.
+    monkeypatch.setenv("ZD_DBAPP_TEST_DATABASE", db)
     # min_ready holds each new instance a while before the next old one goes: both versions
     # serve side by side long enough to see (and, in the abort test, to abort).
-    ws = dbapp_workspace(tmp_path, db, min_ready="1s")
+    ws = dbapp_workspace(tmp_path, "${ZD_DBAPP_TEST_DATABASE}", min_ready="1s")
     yield ws
     ws.teardown()
 
