@@ -216,3 +216,29 @@ def test_rollback_after_the_rollout_then_deploy_again(service: Workspace, db: st
     assert set(load.versions(since=done)) == {"v2"}
     assert migration_phases(db)["0002_rename_email"] == "started"
     assert missing_rows(db, "public.users", "email", load.created) == []
+
+
+def test_release_not_ready_for_the_new_schema_fails_and_rolls_back(tmp_path: Path, db: str) -> None:
+    """A release that still calls the column `email` never gets ready on the new schema (its
+    /ready runs the app's own query): the rollout fails, v1 keeps serving, 0002 is rolled back."""
+    service = dbapp_workspace(tmp_path, db, min_ready="1s", progress_deadline="5s")
+    try:
+        service.zd("up", "--version", "v1")
+        add_migration(service.root / "migrations", "0002_rename_email.yaml")
+        with UserLoad(service.port) as load:
+            time.sleep(1)
+            result = service.zd("deploy", "v2-stale", "--wait", check=False, timeout=90)
+            service.wait_for(
+                lambda: migration_phases(db).get("0002_rename_email") == "rolled_back",
+                timeout=30,
+                what="the migration to be rolled back",
+            )
+            time.sleep(1)
+        print("v1 -> v2-stale:", load.summary())
+    finally:
+        service.teardown()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "not ready" in result.stderr
+    assert [(o.kind, o.status, o.version, o.error) for o in load.failed] == []
+    assert set(load.versions()) == {"v1"}
+    assert missing_rows(db, "public.users", "email", load.created) == []
