@@ -24,6 +24,10 @@ FAULTS = {
     "v-slow-start": {"startup_delay_ms": 1500},
     "v-failing": {"fail_rate": 0.2},
     "v-slow": {"latency_ms": 60},
+    # for baseline comparisons: a service that takes 20 ms, a peer as fast, one 3x slower
+    "v-base": {"latency_ms": 20},
+    "v-good": {"latency_ms": 20},
+    "v-3x": {"latency_ms": 60},
 }
 
 

@@ -99,6 +99,8 @@ class Engine:
             poke=self.poke,
         )
         self.notifiers: dict[int, Notifier] = {}
+        last = store.events(service, limit=1)
+        self._notified = last[-1].id if last else 0  # no replay of what happened before a restart
 
     # --- specs of revisions ----------------------------------------------------------------
 
@@ -179,7 +181,6 @@ class Engine:
             )
             for r in records:
                 log.info("%s: %s", r.kind, r.message)
-            self._notify(spec, decision.status, records)
         for action in decision.actions:
             if isinstance(action, ApplyRoutes):
                 await self._apply(action.table)
@@ -189,6 +190,7 @@ class Engine:
                 await self._launch(decision.status, action)
         self._resume_retirements()
         await self.pipeline.sync(decision.status, instances)
+        self._notify(decision.status)
         if self.applied is None or self.applied.generation != decision.status.routes.generation:
             await self._apply(decision.status.routes)
         return decision.status.stopping and not any(
@@ -362,27 +364,33 @@ class Engine:
         schema = api.schema_for(url, release, service=self.service)
         return {"DATABASE_URL": url, **api.app_env(self.service, release, schema)}
 
-    def _notify(self, spec: Spec, status: ServiceStatus, records: list[Record]) -> None:
-        """One webhook event per phase; delivery is retried in the background, never waited on."""
-        rollout = status.rollout
-        if not spec.notify or rollout is None:
+    def _notify(self, status: ServiceStatus) -> None:
+        """One webhook event per phase, from the decision log (so commands count too);
+        delivery is retried in the background, never waited on."""
+        events = self.store.events(self.service, after=self._notified)
+        if not events:
             return
-        notifier = self.notifiers.get(rollout.revision)
-        if notifier is None:
-            notifier = self.notifiers[rollout.revision] = Notifier(
-                spec.notify, service=self.service
+        self._notified = events[-1].id
+        for event in events:
+            if event.revision is None:
+                continue
+            name = NOTIFY_EVENTS.get(event.kind)
+            if name is None and event.kind == "check" and event.message.startswith("analysis"):
+                name = "analysis"
+            spec = self.spec_of(event.revision)
+            if name is None or not spec.notify:
+                continue
+            notifier = self.notifiers.get(event.revision)
+            if notifier is None:
+                notifier = Notifier(spec.notify, service=self.service)
+                self.notifiers[event.revision] = notifier
+            version = self.store.revision(self.service, event.revision)
+            notifier.notify(
+                name,
+                release=version.version if version else None,
+                message=event.message,
+                revision=event.revision,
             )
-        for record in records:
-            event = NOTIFY_EVENTS.get(record.kind)
-            if event is None and record.kind == "check" and record.message.startswith("analysis"):
-                event = "analysis"
-            if event is not None:
-                notifier.notify(
-                    event,
-                    release=rollout.version,
-                    message=record.message,
-                    revision=rollout.revision,
-                )
 
     async def shutdown(self) -> None:
         """Stop watching (the processes and the router keep running)."""
