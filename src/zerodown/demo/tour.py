@@ -53,8 +53,25 @@ def demo_spec(port: int) -> dict[str, Any]:
             "liveness": {"http": "/healthz", "period": "5s"},
         },
         "router": {"listen": f"127.0.0.1:{port}"},
+        "analysis": {
+            "templates": {
+                "health": {
+                    "metrics": [
+                        {
+                            "name": "error-rate",
+                            "provider": "router",
+                            "query": "error_rate",
+                            "interval": "1s",
+                            "failure_condition": "result > 0.05",
+                            "min_samples": 5,
+                        }
+                    ]
+                }
+            }
+        },
         "strategy": {
             "canary": {
+                "analysis": {"templates": ["health"]},
                 "steps": [
                     {"set_weight": 5},
                     {"pause": {"duration": "3s"}},
@@ -63,7 +80,7 @@ def demo_spec(port: int) -> dict[str, Any]:
                     {"set_weight": 50},
                     {"pause": {"duration": "3s"}},
                     {"set_weight": 100},
-                ]
+                ],
             }
         },
     }
@@ -75,6 +92,10 @@ class Phase:
     started: float
     ended: float = 0.0
     outcome: str = ""
+
+
+def _active(status: dict[str, Any]) -> bool:
+    return status["rollout"]["phase"] in ("progressing", "paused")
 
 
 class Tour:
@@ -131,16 +152,15 @@ class Tour:
                 self.say(f"v2: {state['status']['rollout']['reason']}")
                 time.sleep(1)
                 p = self.phase("canary v3 (faulty)")
-                self.say("deploy v3, which fails 20% of its requests, as a canary")
+                self.say(
+                    "deploy v3, which fails 20% of its requests; analysis watches its error rate"
+                )
                 client.post("/api/deploy", {"version": "v3", "spec": self.spec, "who": "demo"})
-                self.wait(client, lambda s: s["rollout"]["step"] >= 2)
-                time.sleep(2)
-                stats = load.report.samples
-                v3_failed = sum(1 for s in stats if s.failed and s.version == "v3")
-                self.say(f"v3 at 5% failed {v3_failed} requests so far: abort")
-                client.post("/api/abort", {"who": f"demo (v3 failed {v3_failed} requests at 5%)"})
-                state = self.wait(client, lambda s: s["rollout"]["phase"] == "aborted")
+                state = self.wait(
+                    client, lambda s: not _active(s) and s["rollout"]["version"] == "v3"
+                )
                 p.outcome = state["status"]["rollout"]["reason"]
+                self.say(f"v3 {state['status']['rollout']['phase']}: {p.outcome}")
                 time.sleep(1.5)
                 self.phase("back on v2").outcome = "serving"
                 time.sleep(1)
@@ -168,9 +188,10 @@ class Tour:
                 p.outcome,
             )
         console.print(table)
+        from_v3 = sum(1 for s in report.failed if s.version == "v3")
         console.print(
-            f"{report.total} requests in all, {len(report.failed)} failed — every failure came "
-            "from v3's own injected errors while it took 5% of traffic."
+            f"{report.total} requests in all, {len(report.failed)} failed, {from_v3} of them "
+            "v3's own injected errors while analysis had it at 5% of traffic."
         )
         console.print(
             "Try it by hand: [bold]zerodown init[/] writes zerodown.yaml and app.py; then "
