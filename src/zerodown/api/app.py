@@ -26,6 +26,7 @@ class DeployRequest(BaseModel):
 class RollbackRequest(BaseModel):
     to: int | None = None
     who: str = "cli"
+    force: bool = False
 
 
 class CommandRequest(BaseModel):
@@ -82,7 +83,7 @@ def make_app(controller: Controller, token: str) -> FastAPI:
 
     @app.post("/api/rollback", dependencies=[Auth])
     async def rollback(body: RollbackRequest) -> dict[str, Any]:
-        return controller.rollback(to=body.to, who=body.who)
+        return controller.rollback(to=body.to, who=body.who, force=body.force)
 
     @app.post("/api/promote", dependencies=[Auth])
     async def promote(body: CommandRequest) -> dict[str, Any]:

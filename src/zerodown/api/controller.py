@@ -21,7 +21,7 @@ from zerodown.paths import Paths
 from zerodown.platforms.local import LocalPlatform, proc_start_ticks
 from zerodown.routers.proxy.client import ProxyRouter, router_command
 from zerodown.spec.model import Spec
-from zerodown.store.sqlite import SqliteStore
+from zerodown.store.sqlite import Revision, SqliteStore
 
 log = logging.getLogger("zerodown.controller")
 
@@ -150,7 +150,7 @@ class Controller:
         self.engine.poke()
         return {"revision": revision, "attached": False}
 
-    def rollback(self, *, to: int | None, who: str) -> dict[str, Any]:
+    def rollback(self, *, to: int | None, who: str, force: bool = False) -> dict[str, Any]:
         status = self.status()
         if status.rollout is not None and status.rollout.active:
             self.abort(who=f"{who} (rollback)")
@@ -172,6 +172,8 @@ class Controller:
             if target.version == status.stable:
                 raise StateError(f"revision {to} runs {target.version}, which is already serving")
         spec = dict(target.spec)
+        if not force:
+            self._refuse_past_contract(Spec.model_validate(spec), target)
         strategy = Spec.model_validate(spec).strategy.name
         current = self.engine.current_spec(status)
         if current is not None and current.strategy.name == "blue_green":
@@ -181,6 +183,28 @@ class Controller:
         return self.deploy(
             version=target.version, spec=spec, strategy=strategy, who=who, rollback=True
         )
+
+    def _refuse_past_contract(self, spec: Spec, target: Revision) -> None:
+        """Rule 5: a release whose database schema a completed migration dropped cannot come
+        back without --force."""
+        if spec.migrations is None or target.db_schema is None:
+            return
+        from zerodown.engine.pipeline import database_url
+        from zerodown.migrations import api
+
+        state = api.status(database_url(spec))
+        active = state.get("active") or {}
+        alive = {
+            state.get("current_schema"),
+            active.get("version_schema"),
+            active.get("previous_schema"),
+        }
+        if target.db_schema not in alive:
+            raise StateError(
+                f"revision {target.number} ({target.version}) used database schema "
+                f"{target.db_schema}, which a completed migration (contract) has dropped; "
+                "rolling back would break it. Pass --force to roll back anyway."
+            )
 
     def _command(self, change: Any, kind: str, message: str) -> dict[str, Any]:
         status = self.status()

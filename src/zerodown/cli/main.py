@@ -290,13 +290,16 @@ def rollback(
     ] = None,
     wait: Wait = False,
     timeout: Timeout = 1800.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="even past a completed (contracted) migration")
+    ] = False,
 ) -> None:
     """Go back to an earlier revision (during a rollout: abort it)."""
 
     def go() -> int:
         with Client(Paths.for_spec(file)) as client:
             seen = max((e["id"] for e in client.get("/api/events", limit=1)), default=0)
-            result = client.post("/api/rollback", {"to": to})
+            result = client.post("/api/rollback", {"to": to, "force": force})
             if result.get("aborted"):
                 console.print(
                     f"aborted the rollout of revision {result['revision']}; traffic is on the stable release"

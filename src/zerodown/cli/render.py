@@ -69,6 +69,16 @@ def status_view(state: dict[str, Any]) -> Group:
             )
             steps.add_row(mark, f"{step['n']}.", step["step"])
         parts.append(steps)
+    if rollout and rollout.get("checks"):
+        checks = Table(title="checks", title_justify="left")
+        for column in ("check", "state", "why"):
+            checks.add_column(column)
+        colors = {"passed": "green", "failed": "red", "inconclusive": "yellow"}
+        for key, check in rollout["checks"].items():
+            state = check["state"]
+            shown = f"[{colors[state]}]{state}[/]" if state in colors else state
+            checks.add_row(key, shown, check["reason"])
+        parts.append(checks)
     table = Table(title="instances", title_justify="left")
     for column in ("instance", "release", "address", "phase", "ready", "note"):
         table.add_column(column)

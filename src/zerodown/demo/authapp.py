@@ -8,8 +8,15 @@ Environment:
     REDIS_PREFIX      key prefix in Redis (default zerodown:demo:session:)
     SESSION_DB        for SESSIONS=sqlite (default .zerodown/demo-sessions.sqlite3)
     SESSION_SECRETS   cookie signing secrets, newest first, comma-separated
-    JWKS_URL          where /api/me finds the public keys of bearer tokens
+    JWKS_URL          where /api/me finds the public keys of bearer tokens. `{controller}` in it
+                      stands for the URL of the running zerodown controller (read from
+                      $ZERODOWN_STATE_DIR/controller.json at start), whose port an app's spec
+                      cannot know in advance: JWKS_URL={controller}/.well-known/jwks.json
     JWKS_CACHE_TTL    seconds the JWK set is cached (default 300)
+    AUTHAPP_REJECT_OLD_SESSIONS_VERSIONS
+                      versions (comma-separated) that sign and verify session cookies with a
+                      secret of their own instead of SESSION_SECRETS: a release that logs every
+                      user out, for the deploy-time compat check to catch
 
 Routes: POST /login?user=NAME, GET /me (session cookie), GET /api/me (Authorization: Bearer),
 POST /logout, GET /work?ms=N (takes N ms), GET /healthz, GET /ready. uvicorn handles SIGTERM by closing the listener and
@@ -19,10 +26,13 @@ finishing the requests in flight before it exits.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -57,10 +67,49 @@ def make_store(env: Mapping[str, str]) -> SessionStore:
     raise SystemExit(f"SESSIONS={kind!r}: use redis, sqlite or memory")
 
 
+def controller_url(env: Mapping[str, str]) -> str:
+    """The running controller's base URL, from the state directory zerodown gives instances."""
+    state = env.get("ZERODOWN_STATE_DIR")
+    if not state:
+        raise SystemExit(
+            "JWKS_URL uses {controller} but ZERODOWN_STATE_DIR is not set: run the app under "
+            "zerodown, or give JWKS_URL in full"
+        )
+    path = Path(state) / "controller.json"
+    try:
+        url = json.loads(path.read_text())["url"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"JWKS_URL uses {{controller}} but {path} is unreadable: {exc}") from None
+    parts = urlsplit(str(url))
+    # The JWK set decides which tokens are accepted: take it only from a loopback controller.
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+        raise SystemExit(f"{path}: controller URL {url!r} is not a loopback http:// URL")
+    return str(url).rstrip("/")
+
+
+def jwks_url_from(env: Mapping[str, str]) -> str | None:
+    url = env.get("JWKS_URL")
+    if url and "{controller}" in url:
+        url = url.replace("{controller}", controller_url(env))
+    return url or None
+
+
+def session_secrets(version: str, env: Mapping[str, str]) -> list[str]:
+    secrets = [s.strip() for s in env.get("SESSION_SECRETS", _DEMO_SECRET).split(",") if s.strip()]
+    rejecting = {
+        v.strip() for v in env.get("AUTHAPP_REJECT_OLD_SESSIONS_VERSIONS", "").split(",")
+    }
+    if version in rejecting:
+        # The mistake this stands for: a release that swaps the cookie secret without keeping
+        # the old one as a fallback. Every cookie the old release signed stops verifying.
+        return [f"{secrets[0]}-without-fallback-{version}"]
+    return secrets
+
+
 def make_app(version: str, env: Mapping[str, str] = os.environ) -> Starlette:
     store = make_store(env)
-    secrets = [s.strip() for s in env.get("SESSION_SECRETS", _DEMO_SECRET).split(",") if s.strip()]
-    jwks_url = env.get("JWKS_URL")
+    secrets = session_secrets(version, env)
+    jwks_url = jwks_url_from(env)
     verifier = (
         JWKSVerifier(jwks_url, cache_ttl=float(env.get("JWKS_CACHE_TTL", "300")))
         if jwks_url

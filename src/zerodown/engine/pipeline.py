@@ -249,7 +249,10 @@ class Pipeline:
                 },
             )
 
-        return await asyncio.to_thread(expand)
+        outcome = await asyncio.to_thread(expand)
+        if "schema" in outcome[2]:
+            self.store.set_revision_schema(self.service, rollout.revision, outcome[2]["schema"])
+        return outcome
 
     async def _migrate_rollback(self, spec: Spec) -> Outcome:
         from zerodown.migrations import api

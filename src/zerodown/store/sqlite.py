@@ -40,6 +40,7 @@ class Revision:
     finished_at: float | None
     outcome: str
     reason: str
+    db_schema: str | None = None  # the database schema its release used (expand-contract)
 
     def to_json(self, *, with_spec: bool = False) -> dict[str, Any]:
         doc = {
@@ -50,6 +51,7 @@ class Revision:
             "finished_at": self.finished_at,
             "outcome": self.outcome,
             "reason": self.reason,
+            "db_schema": self.db_schema,
         }
         if with_spec:
             doc["spec"] = self.spec
@@ -82,6 +84,9 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(revisions)")}
+        if "db_schema" not in columns:  # stores made before migrations were tied to rollouts
+            self._db.execute("ALTER TABLE revisions ADD COLUMN db_schema TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -173,16 +178,27 @@ class SqliteStore:
 
     def revisions(self, service: str) -> list[Revision]:
         rows = self._rows(
-            "SELECT number, version, strategy, spec, created_at, finished_at, outcome, reason"
-            " FROM revisions WHERE service = ? ORDER BY number",
+            "SELECT number, version, strategy, spec, created_at, finished_at, outcome, reason,"
+            " db_schema FROM revisions WHERE service = ? ORDER BY number",
             service,
         )
         return [
-            Revision(n, v, s, json.loads(spec), c, f, o, r) for n, v, s, spec, c, f, o, r in rows
+            Revision(n, v, s, json.loads(spec), c, f, o, r, d)
+            for n, v, s, spec, c, f, o, r, d in rows
         ]
 
     def revision(self, service: str, number: int) -> Revision | None:
         return next((r for r in self.revisions(service) if r.number == number), None)
+
+    def set_revision_schema(self, service: str, number: int, schema: str) -> None:
+        self._write(
+            [
+                (
+                    "UPDATE revisions SET db_schema = ? WHERE service = ? AND number = ?",
+                    (schema, service, number),
+                )
+            ]
+        )
 
     def end_revision(self, service: str, rollout: Rollout) -> None:
         self._write([_revision_update(service, rollout)])
