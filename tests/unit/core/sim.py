@@ -9,6 +9,7 @@ from zerodown.core.commands import start_rollout
 from zerodown.core.decide import decide
 from zerodown.core.model import (
     ApplyRoutes,
+    CheckState,
     Instance,
     InstancePhase,
     Launch,
@@ -31,6 +32,8 @@ class World:
     tables: list = field(default_factory=list)
     counter: int = 0
     revision: int = 0
+    outcomes: dict[str, tuple[CheckState, str]] = field(default_factory=dict)
+    started_checks: list[str] = field(default_factory=list)
 
     def deploy(self, version: str, strategy: str | None = None, rollback: bool = False) -> None:
         self.revision += 1
@@ -38,7 +41,9 @@ class World:
             self.status,
             revision=self.revision,
             version=version,
-            strategy=strategy or self.spec.strategy.name,
+            # as the controller does: the first release simply starts at full size
+            strategy=strategy
+            or ("rolling" if self.status.stable is None else self.spec.strategy.name),
             now=self.now,
             rollback=rollback,
         )
@@ -53,6 +58,7 @@ class World:
                     self.instances[i.id] = replace(
                         i, phase=InstancePhase.RUNNING, ready=True, ready_since=self.now
                     )
+        self.run_checks()
         decision = decide(self.spec, self.status, list(self.instances.values()), self.now)
         self.status = decision.status
         for action in decision.actions:
@@ -73,6 +79,24 @@ class World:
                         launched_at=self.now,
                     )
         self.check()
+
+    def run_checks(self) -> None:
+        """The engine's part: a running check with a scripted outcome ends with it."""
+        rollout = self.status.rollout
+        if rollout is None:
+            return
+        for key, check in rollout.checks.items():
+            if key not in self.started_checks:
+                self.started_checks.append(key)
+            if check.state is CheckState.RUNNING and key in self.outcomes:
+                state, reason = self.outcomes[key]
+                detail = {"started": True} if key == "migrate" else {}
+                done = replace(check, state=state, reason=reason, detail=detail)
+                rollout = rollout.with_check(key, done)
+        self.status = replace(self.status, rollout=rollout)
+
+    def weights(self) -> dict[str, int]:
+        return {p.release: p.weight for p in self.status.routes.pools if p.backends}
 
     def check(self) -> None:
         routed = self.status.routes.addresses()

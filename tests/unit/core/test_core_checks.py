@@ -1,0 +1,169 @@
+"""The pipeline gates of the pure core, driven through the simulated world with scripted
+check outcomes: what starts when, and what a failure does in the same pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sim import World
+
+from zerodown.core.commands import abort, promote
+from zerodown.core.model import CheckState, RolloutPhase
+from zerodown.spec.model import Spec
+
+PASSED, FAILED, INCONCLUSIVE = CheckState.PASSED, CheckState.FAILED, CheckState.INCONCLUSIVE
+TEMPLATE = {
+    "health": {"metrics": [{"name": "errors", "query": "error_rate", "count": 3, "interval": "1s"}]}
+}
+
+
+def spec(**extra: Any) -> Spec:
+    return Spec.model_validate(
+        {"service": "shop", "instances": 2, "run": {"command": ["app"]}, **extra}
+    )
+
+
+def canary(*steps: dict[str, Any], **extra: Any) -> Spec:
+    strategy = {"canary": {"steps": list(steps), **extra}}
+    return spec(analysis={"templates": TEMPLATE}, strategy=strategy)
+
+
+def started(s: Spec, **outcomes: tuple[CheckState, str]) -> World:
+    world = World(spec=s, outcomes=dict(outcomes))
+    world.deploy("v1")
+    world.run(10)
+    assert world.status.stable == "v1"
+    return world
+
+
+def test_a_failing_gate_starts_nothing():
+    world = started(spec(gate={"command": ["pytest"]}), gate=(PASSED, "ok"))
+    world.outcomes["gate"] = (FAILED, "3 tests failed")
+    world.started_checks.clear()
+    world.deploy("v2")
+    world.run(5)
+    assert world.status.rollout.phase is RolloutPhase.FAILED
+    assert (
+        "gate failed" in world.status.rollout.reason
+        and "3 tests failed" in world.status.rollout.reason
+    )
+    assert {i.release for i in world.instances.values()} == {"v1"}
+
+
+def test_gate_then_migration_then_launch():
+    s = spec(gate={"command": ["pytest"]}, migrations={"database": "postgresql://x/db"})
+    world = started(s, gate=(PASSED, "ok"), migrate=(PASSED, "no pending migration"))
+    world.started_checks.clear()
+    world.deploy("v2")
+    world.run(10)
+    assert world.started_checks[:2] == ["gate", "migrate"]
+    assert world.status.stable == "v2"
+
+
+def test_smoke_before_traffic_holds_the_new_release_out_of_routing():
+    smoke = {"checks": [{"name": "home", "request": "GET /"}]}
+    world = started(
+        spec(smoke=smoke), **{"smoke:pre": (PASSED, "ok"), "smoke:post": (PASSED, "ok")}
+    )
+    world.outcomes["smoke:pre"] = (FAILED, "home: 500")
+    world.started_checks.clear()
+    world.deploy("v2")
+    for _ in range(20):
+        world.tick()
+        assert "v2" not in world.weights()
+    assert world.status.rollout.phase is RolloutPhase.FAILED
+    assert "smoke:pre failed" in world.status.rollout.reason
+    world.run(5)
+    assert {i.release for i in world.instances.values()} == {"v1"}
+
+
+def test_failed_analysis_aborts_with_the_canary_at_weight_zero_in_the_same_pass():
+    s = canary({"set_weight": 20}, {"analysis": {"templates": ["health"]}}, {"set_weight": 100})
+    world = started(s)
+    world.deploy("v2")
+    world.run(3)
+    assert world.weights() == {"v2": 20, "v1": 80}
+    world.outcomes["analysis:step-2"] = (FAILED, "errors: 0.2 > 0.05")
+    world.tick()
+    assert world.status.rollout.phase is RolloutPhase.ABORTED
+    assert "errors: 0.2 > 0.05" in world.status.rollout.reason
+    assert world.weights() == {"v1": 2}
+    assert world.serving("v1") == 2
+
+
+def test_inconclusive_analysis_pauses_and_a_person_can_promote():
+    s = canary({"set_weight": 20}, {"analysis": {"templates": ["health"]}}, {"set_weight": 100})
+    world = started(s, **{"analysis:step-2": (INCONCLUSIVE, "too few requests")})
+    world.deploy("v2")
+    world.run(3)
+    rollout = world.status.rollout
+    assert rollout.phase is RolloutPhase.PAUSED and "too few requests" in rollout.pause_reason
+    world.status = promote(world.status, full=False, steps=3, now=world.now)
+    world.run(5)
+    assert world.status.stable == "v2"
+    assert "promoted by a person" in world.status.rollout.checks["analysis:step-2"].reason
+
+
+def test_background_analysis_failure_aborts_mid_steps():
+    s = canary(
+        {"set_weight": 10},
+        {"pause": {}},
+        {"set_weight": 100},
+        analysis={"templates": ["health"]},
+    )
+    world = started(s)
+    world.deploy("v2")
+    world.run(3)
+    assert world.status.rollout.phase is RolloutPhase.PAUSED
+    assert "analysis:background" in world.status.rollout.checks
+    world.outcomes["analysis:background"] = (FAILED, "p99 doubled")
+    world.tick()
+    assert world.status.rollout.phase is RolloutPhase.ABORTED
+    assert world.weights() == {"v1": 2}
+
+
+def test_smoke_after_promotion_failing_aborts_back_to_stable():
+    smoke = {"checks": [{"name": "home", "request": "GET /"}]}
+    s = canary({"set_weight": 50}, {"set_weight": 100})
+    s = s.model_copy(update={"smoke": spec(smoke=smoke).smoke})
+    world = started(s, **{"smoke:pre": (PASSED, "ok"), "smoke:post": (PASSED, "ok")})
+    world.outcomes["smoke:post"] = (FAILED, "home: 503")
+    world.deploy("v2")
+    world.run(6)
+    assert world.status.rollout.phase is RolloutPhase.ABORTED
+    assert world.status.stable == "v1" and world.weights() == {"v1": 2}
+
+
+def test_blue_green_post_promotion_analysis_failure_switches_back():
+    bg = {"blue_green": {"post_promotion_analysis": {"templates": ["health"]}}}
+    s = spec(analysis={"templates": TEMPLATE}, strategy=bg)
+    world = started(s)
+    world.deploy("v2")
+    world.run(3)
+    assert world.weights() == {"v2": 2}  # switched, analysing
+    world.outcomes["analysis:post"] = (FAILED, "errors")
+    world.tick()
+    assert world.status.rollout.phase is RolloutPhase.ABORTED
+    assert world.weights() == {"v1": 2}
+
+
+def test_abort_reverts_flags_and_rolls_the_migration_back_once_the_release_is_gone():
+    s = canary(
+        {"set_flag": {"key": "new-checkout", "rollout": "10%"}},
+        {"set_weight": 20},
+        {"pause": {}},
+    )
+    s = s.model_copy(
+        update={"migrations": spec(migrations={"database": "postgresql://x"}).migrations}
+    )
+    world = started(s, migrate=(PASSED, "started"), **{"flag:step-1": (PASSED, "changed")})
+    world.deploy("v2")
+    world.run(3)
+    assert world.status.rollout.checks["flag:step-1"].state is PASSED
+    world.status = abort(world.status, who="test", now=world.now)
+    world.tick()
+    checks = world.status.rollout.checks
+    assert "flags:revert" in checks
+    assert "migrate:rollback" not in checks  # v2 instances still draining in this pass
+    world.run(2)
+    assert "migrate:rollback" in world.status.rollout.checks
