@@ -1,0 +1,258 @@
+"""Bench: how fast does background analysis abort a bad canary, and what does it cost?
+
+A canary at 5% weight fails a fifth of its requests (the sample app's `fail_rate` fault). The
+background analysis on the router provider measures its error rate every second and fails it when
+`result > 0.05`. At 300 requests/s through the router, each round measures:
+
+- from the first bad (5xx) response of the canary to the abort, taken from the decision log
+  (`GET /api/events`, the "aborted" record's `at`: recorded before the route change is applied);
+- the same, up to the last canary response the load generator saw (when weight 0 took effect);
+- how many requests failed in between, and in the whole round.
+
+    python bench/analysis_abort.py [--rate 300] [--rounds 5] [--fail-rate 0.2]
+
+Only loopback traffic; a throwaway workspace; every process it started is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zerodown.cli.client import ApiError, Client, shut_down, start_controller
+from zerodown.loadgen import LoadGenerator, Report
+from zerodown.paths import Paths
+
+APP = Path(__file__).resolve().parents[1] / "src" / "zerodown" / "demo" / "app.py"
+GOOD = "good"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bad_version(n: int) -> str:
+    return f"bad{n}"
+
+
+def bench_spec(port: int, *, rounds: int, fail_rate: float) -> dict[str, Any]:
+    faults = {bad_version(n): {"fail_rate": fail_rate} for n in range(1, rounds + 1)}
+    return {
+        "service": "shop",
+        "instances": 2,
+        "run": {
+            "command": [sys.executable, "app.py", "{port}", "{version}"],
+            "env": {"ZD_APP_FAULTS": json.dumps(faults)},
+            "drain": "2s",
+            "stop_timeout": "5s",
+        },
+        "probes": {
+            "startup": {"http": "/healthz", "period": "200ms", "failure_threshold": 25},
+            "readiness": {"http": "/ready", "period": "1s"},
+            "liveness": {"http": "/healthz", "period": "5s"},
+        },
+        "router": {"listen": f"127.0.0.1:{port}"},
+        "analysis": {
+            "templates": {
+                "health": {
+                    "metrics": [
+                        {
+                            # defaults otherwise: min_samples 50, failure_limit 0,
+                            # initial_delay one interval, window since the start (<= 60 s)
+                            "name": "error-rate",
+                            "provider": "router",
+                            "query": "error_rate",
+                            "interval": "1s",
+                            "failure_condition": "result > 0.05",
+                        }
+                    ]
+                }
+            }
+        },
+        "strategy": {
+            "canary": {
+                "analysis": {"templates": ["health"]},
+                # the canary sits at 5% until analysis decides; a bad one never leaves this step
+                "steps": [{"set_weight": 5}, {"pause": {"duration": "2m"}}, {"set_weight": 100}],
+            }
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Round:
+    version: str
+    requests: int
+    canary_requests: int
+    first_canary: float  # wall clock: first request the canary answered
+    first_bad: float  # wall clock: first 5xx response of the canary (received)
+    aborted_at: float  # wall clock: the "aborted" decision record
+    last_canary: float  # wall clock: last response of the canary (received)
+    failed_between: int  # failed requests from the first bad response to the last canary one
+    failed_total: int  # failed requests in the whole round
+    reason: str
+
+    @property
+    def to_decision(self) -> float:
+        return self.aborted_at - self.first_bad
+
+    @property
+    def to_weight_zero(self) -> float:
+        return self.last_canary - self.first_bad
+
+    @property
+    def canary_to_decision(self) -> float:
+        return self.aborted_at - self.first_canary
+
+
+def wait_status(client: Client, predicate: Any, *, timeout: float, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state: dict[str, Any] = client.get("/api/status")
+        if predicate(state["status"]):
+            return state
+        time.sleep(0.1)
+    raise TimeoutError(f"waited {timeout:g}s for {what}; see the workspace's .zerodown/logs/")
+
+
+def deploy(client: Client, version: str, spec: dict[str, Any]) -> None:
+    # The previous round's canary may still be cleaning up; the controller then says 409.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.post("/api/deploy", {"version": version, "spec": spec, "who": "bench"})
+            return
+        except ApiError as exc:
+            if exc.status != 409 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def one_round(client: Client, spec: dict[str, Any], version: str, port: int, rate: float) -> Round:
+    before = client.get("/api/events", limit=1)
+    after_id = before[-1]["id"] if before else 0
+    with LoadGenerator(f"http://127.0.0.1:{port}/", rate=rate, max_seconds=90) as load:
+        time.sleep(1)
+        deploy(client, version, spec)
+        state = wait_status(
+            client,
+            lambda s: s["rollout"]["version"] == version and s["rollout"]["phase"] == "aborted",
+            timeout=60,
+            what=f"analysis to abort {version}",
+        )
+        time.sleep(1.5)  # traffic after the abort shows that weight 0 held
+    events = client.get("/api/events", after=after_id, limit=500)
+    aborted = [e for e in events if e["kind"] == "aborted"]
+    if not aborted:
+        raise RuntimeError(f"no 'aborted' record after deploying {version}: {events[-5:]}")
+    return measure(version, load.report, aborted[0]["at"], state["status"]["rollout"]["reason"])
+
+
+def measure(version: str, report: Report, aborted_at: float, reason: str) -> Round:
+    canary = [s for s in report.samples if s.version == version]
+    bad = [s for s in canary if s.failed]
+    if not bad:
+        raise RuntimeError(f"{version} was aborted before it answered a single 5xx: {reason}")
+    first_bad = min(s.at + s.latency for s in bad)
+    last_canary = max(s.at + s.latency for s in canary)
+    between = [s for s in report.failed if first_bad <= s.at + s.latency <= last_canary]
+    return Round(
+        version=version,
+        requests=report.total,
+        canary_requests=len(canary),
+        first_canary=min(s.at + s.latency for s in canary),
+        first_bad=first_bad,
+        aborted_at=aborted_at,
+        last_canary=last_canary,
+        failed_between=len(between),
+        failed_total=len(report.failed),
+        reason=reason,
+    )
+
+
+def table(rounds: list[Round]) -> str:
+    lines = [
+        "| round | first 5xx → abort decision (s) | first 5xx → last canary response (s) "
+        "| canary's first response → abort decision (s) | failed meanwhile | failed / total "
+        "in round | canary requests |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n, r in enumerate(rounds, 1):
+        lines.append(
+            f"| {n} | {r.to_decision:.2f} | {r.to_weight_zero:.2f} | {r.canary_to_decision:.2f}"
+            f" | {r.failed_between} | {r.failed_total} / {r.requests} | {r.canary_requests} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--fail-rate", type=float, default=0.2)
+    parser.add_argument("--keep", action="store_true", help="keep the workspace afterwards")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="zerodown-bench-abort-"))
+    shutil.copy(APP, root / "app.py")
+    port = free_port()
+    spec = bench_spec(port, rounds=args.rounds, fail_rate=args.fail_rate)
+    (root / "zerodown.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    paths = Paths.for_spec(root / "zerodown.yaml")
+    print(
+        f"canary at 5% failing {args.fail_rate:.0%} of its requests; {args.rate:g} req/s through "
+        f"the router; error-rate every 1s, failure_condition result > 0.05; workspace {root}\n",
+        flush=True,
+    )
+    rounds: list[Round] = []
+    started = False
+    try:
+        start_controller(paths)
+        started = True
+        with Client(paths) as client:
+            client.post("/api/deploy", {"version": GOOD, "spec": spec, "who": "bench"})
+            wait_status(client, lambda s: s["stable"] == GOOD, timeout=60, what="the stable one")
+            for n in range(1, args.rounds + 1):
+                r = one_round(client, spec, bad_version(n), port, args.rate)
+                rounds.append(r)
+                print(
+                    f"round {n}: decision {r.to_decision:.2f}s, last canary response "
+                    f"{r.to_weight_zero:.2f}s after the first 5xx; {r.failed_between} failed "
+                    f"meanwhile; {r.reason}",
+                    flush=True,
+                )
+                time.sleep(2)  # let the aborted canary's instances stop before the next one
+    finally:
+        if started:
+            shut_down(paths, who="bench", timeout=60)
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print()
+    print(table(rounds))
+    if rounds:
+        print()
+        print(
+            "median: first 5xx → abort decision "
+            f"{statistics.median(r.to_decision for r in rounds):.2f} s; "
+            f"first 5xx → last canary response {statistics.median(r.to_weight_zero for r in rounds):.2f} s; "
+            f"failed meanwhile {statistics.median(r.failed_between for r in rounds):g}; "
+            f"failed in round {statistics.median(r.failed_total for r in rounds):g}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
