@@ -84,7 +84,9 @@ def migrate_status(db_url: str) -> dict[str, Any]:
 
 
 def migration_phases(db_url: str) -> dict[str, str]:
-    return {h["name"]: h["phase"] for h in migrate_status(db_url)["history"]}
+    """Each migration's latest phase (a migration rolled back and started again: `started`)."""
+    history = migrate_status(db_url)["history"]  # newest first
+    return {h["name"]: h["phase"] for h in reversed(history)}
 
 
 def rows(db_url: str, query: str) -> list[tuple[Any, ...]]:

@@ -52,7 +52,7 @@ def service(tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 @pytest.fixture
 def slow_service(tmp_path: Path, db: str) -> Iterator[Workspace]:
-    ws = dbapp_workspace(tmp_path, db, min_ready="5s")
+    ws = dbapp_workspace(tmp_path, db, min_ready="3s")
     yield ws
     ws.teardown()
 
@@ -186,6 +186,14 @@ def test_abort_mid_rollout_rolls_the_migration_back(slow_service: Workspace, db:
     assert rows(db, f"SELECT 1 FROM pg_namespace WHERE nspname = '{NEW_SCHEMA}'") == []
     # rows written by v1 and by v2 (through its view) are all in the table v1 uses
     assert missing_rows(db, "public.users", "email", load.created) == []
+    # a rolled-back migration starts afresh with the next deploy
+    service.zd("deploy", "v2", "--wait")
+    assert migration_phases(db)["0002_rename_email"] == "started"
+    with httpx.Client(base_url=service.url, timeout=5) as client:
+        some_id, (name, email) = next(iter(load.created.items()))
+        answer = client.get(f"/users/{some_id}")
+        assert answer.headers["x-version"] == "v2"
+        assert answer.json() == {"id": some_id, "name": name, "email": email}
 
 
 @pytest.mark.xfail(
