@@ -103,6 +103,7 @@ class Round:
     last_canary: float  # wall clock: last response of the canary (received)
     failed_between: int  # failed requests from the first bad response to the last canary one
     failed_total: int  # failed requests in the whole round
+    failed_canary: int  # of those, 5xx answered by the canary itself (its injected faults)
     reason: str
 
     @property
@@ -179,6 +180,7 @@ def measure(version: str, report: Report, aborted_at: float, reason: str) -> Rou
         last_canary=last_canary,
         failed_between=len(between),
         failed_total=len(report.failed),
+        failed_canary=len(bad),
         reason=reason,
     )
 
@@ -187,13 +189,14 @@ def table(rounds: list[Round]) -> str:
     lines = [
         "| round | first 5xx → abort decision (s) | first 5xx → last canary response (s) "
         "| canary's first response → abort decision (s) | failed meanwhile | failed / total "
-        "in round | canary requests |",
-        "|---|---|---|---|---|---|---|",
+        "in round | of them the canary's own 5xx | canary requests |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n, r in enumerate(rounds, 1):
         lines.append(
             f"| {n} | {r.to_decision:.2f} | {r.to_weight_zero:.2f} | {r.canary_to_decision:.2f}"
-            f" | {r.failed_between} | {r.failed_total} / {r.requests} | {r.canary_requests} |"
+            f" | {r.failed_between} | {r.failed_total} / {r.requests} | {r.failed_canary}"
+            f" | {r.canary_requests} |"
         )
     return "\n".join(lines)
 
