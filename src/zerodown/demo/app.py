@@ -5,6 +5,7 @@ runs it anywhere. Started as `python3 app.py PORT VERSION`.
   GET /healthz   200 while alive          GET /ready  200 while ready
   GET /slow?ms=N answers after N ms       POST /upload  answers the byte count it read
   GET /sse       five server-sent events
+  POST /admin/ready?on=0|1, /admin/live?on=0|1   flip this instance's readiness or liveness
 
 Faults for demos and tests come from $ZD_APP_FAULTS, JSON keyed by version, for example
 {"v3": {"fail_rate": 0.2}, "v4": {"latency_ms": 300}, "v9": {"never_healthy": true}}.
@@ -30,6 +31,8 @@ STARTUP_DELAY = float(FAULTS.get("startup_delay_ms", 0)) / 1000
 
 inflight = 0
 closing = False
+ready_switch = True  # flipped by POST /admin/ready, to show probes taking an instance out
+live_switch = True
 connections: set[asyncio.StreamWriter] = set()
 
 
@@ -45,19 +48,28 @@ def response(status: int, body: bytes, ctype: str = "text/plain") -> bytes:
 
 
 async def handle(method: str, target: str, body: bytes, writer: asyncio.StreamWriter) -> None:
+    global ready_switch, live_switch
     path, _, query = target.partition("?")
+    params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+    if path in ("/admin/ready", "/admin/live") and method == "POST":
+        on = params.get("on", "1") == "1"
+        if path == "/admin/ready":
+            ready_switch = on
+        else:
+            live_switch = on
+        writer.write(response(200, f"{path[7:]} {'on' if on else 'off'}\n".encode()))
+        return
     if path == "/healthz":
-        status = 500 if NEVER_HEALTHY else 200
-        writer.write(response(status, b"unhealthy\n" if NEVER_HEALTHY else b"alive\n"))
+        ok = not NEVER_HEALTHY and live_switch
+        writer.write(response(200 if ok else 500, b"alive\n" if ok else b"unhealthy\n"))
         return
     if path == "/ready":
-        ok = not NEVER_HEALTHY and not closing
+        ok = not NEVER_HEALTHY and not closing and ready_switch
         writer.write(response(200 if ok else 503, b"ready\n" if ok else b"not ready\n"))
         return
     if LATENCY:
         await asyncio.sleep(LATENCY)
     if path == "/slow":
-        params = dict(p.partition("=")[::2] for p in query.split("&") if p)
         await asyncio.sleep(int(params.get("ms", "100")) / 1000)
     if path == "/sse":
         writer.write(

@@ -113,3 +113,31 @@ def test_bad_spec_names_file_line_and_field(workspace: Workspace) -> None:
     assert "zerodown.yaml:2: instances:" in result.stderr
     assert "bogus: unknown field" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_readiness_takes_an_instance_out_and_liveness_replaces_it(workspace: Workspace) -> None:
+    import httpx
+
+    workspace.zd("up", "--version", "v1")
+    first, second = workspace.status()["instances"]
+
+    def routed() -> set[str]:
+        pools = workspace.status()["status"]["routes"]["pools"]
+        return {b["instance"] for p in pools for b in p["backends"]}
+
+    with workspace.load() as load:
+        httpx.post(f"http://{first['address']}/admin/ready?on=0")
+        workspace.wait_for(lambda: routed() == {second["id"]}, what="the unready instance to leave")
+        httpx.post(f"http://{first['address']}/admin/ready?on=1")
+        workspace.wait_for(lambda: routed() == {first["id"], second["id"]}, what="its return")
+        httpx.post(f"http://{second['address']}/admin/live?on=0")
+        workspace.wait_for(
+            lambda: (
+                second["id"] not in {i["id"] for i in workspace.status()["instances"]}
+                and len(routed()) == 2
+            ),
+            timeout=40,
+            what="the unhealthy instance to be replaced",
+        )
+    assert [(s.status, s.error) for s in load.report.failed] == []
+    assert any("liveness probe failed" in e["message"] for e in workspace.status()["events"])
