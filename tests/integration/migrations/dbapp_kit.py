@@ -140,6 +140,7 @@ class Op:
     version: str  # X-Version of the answer
     user_id: int = 0
     error: str = ""
+    latency: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -195,9 +196,14 @@ class UserLoad:
         span = (self.ops[-1].at - self.ops[0].at) if len(self.ops) > 1 else 0.0
         rate = len(self.ops) / span if span else 0.0
         kinds = Counter(o.kind for o in self.ops)
+        latencies = sorted(o.latency for o in self.ops if o.ok) or [0.0]
+        p50, p99 = (
+            latencies[min(len(latencies) - 1, int(q * len(latencies)))] for q in (0.5, 0.99)
+        )
         return (
             f"{len(self.ops)} requests ({kinds['create']} writes, {kinds['read']} reads) at "
-            f"{rate:.0f}/s, {len(self.failed)} failed, by version {dict(self.versions())}"
+            f"{rate:.0f}/s, {len(self.failed)} failed, p50 {p50 * 1000:.1f} ms, "
+            f"p99 {p99 * 1000:.1f} ms, by version {dict(self.versions())}"
         )
 
     # the loop
@@ -224,6 +230,7 @@ class UserLoad:
             if not self._running(started):
                 break
             op = self._choose(rng, worker)
+            t0 = time.monotonic()
             try:
                 if conn is None:
                     conn = await asyncio.wait_for(
@@ -238,6 +245,7 @@ class UserLoad:
                 if conn is not None:
                     conn[1].close()
                 conn = None
+            op.latency = time.monotonic() - t0
             self.ops.append(op)
         if conn is not None:
             conn[1].close()
