@@ -10,6 +10,7 @@ background analysis on the router provider measures its error rate every second 
 - how many requests failed in between, and in the whole round.
 
     python bench/analysis_abort.py [--rate 300] [--rounds 5] [--fail-rate 0.2]
+                                   [--interval 1s] [--failure-limit 0]
 
 Only loopback traffic; a throwaway workspace; every process it started is stopped at the end.
 """
@@ -48,7 +49,9 @@ def bad_version(n: int) -> str:
     return f"bad{n}"
 
 
-def bench_spec(port: int, *, rounds: int, fail_rate: float) -> dict[str, Any]:
+def bench_spec(
+    port: int, *, rounds: int, fail_rate: float, interval: str = "1s", failure_limit: int = 0
+) -> dict[str, Any]:
     faults = {bad_version(n): {"fail_rate": fail_rate} for n in range(1, rounds + 1)}
     return {
         "service": "shop",
@@ -70,13 +73,14 @@ def bench_spec(port: int, *, rounds: int, fail_rate: float) -> dict[str, Any]:
                 "health": {
                     "metrics": [
                         {
-                            # defaults otherwise: min_samples 50, failure_limit 0,
-                            # initial_delay one interval, window since the start (<= 60 s)
+                            # defaults otherwise: min_samples 50, initial_delay one
+                            # interval, window since the start (at most 60 s)
                             "name": "error-rate",
                             "provider": "router",
                             "query": "error_rate",
-                            "interval": "1s",
+                            "interval": interval,
                             "failure_condition": "result > 0.05",
+                            "failure_limit": failure_limit,
                         }
                     ]
                 }
@@ -206,18 +210,27 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fail-rate", type=float, default=0.2)
+    parser.add_argument("--interval", default="1s", help="the metric's interval")
+    parser.add_argument("--failure-limit", type=int, default=0, help="the metric's failure_limit")
     parser.add_argument("--keep", action="store_true", help="keep the workspace afterwards")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="zerodown-bench-abort-"))
     shutil.copy(APP, root / "app.py")
     port = free_port()
-    spec = bench_spec(port, rounds=args.rounds, fail_rate=args.fail_rate)
+    spec = bench_spec(
+        port,
+        rounds=args.rounds,
+        fail_rate=args.fail_rate,
+        interval=args.interval,
+        failure_limit=args.failure_limit,
+    )
     (root / "zerodown.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     paths = Paths.for_spec(root / "zerodown.yaml")
     print(
         f"canary at 5% failing {args.fail_rate:.0%} of its requests; {args.rate:g} req/s through "
-        f"the router; error-rate every 1s, failure_condition result > 0.05; workspace {root}\n",
+        f"the router; error-rate every {args.interval}, failure_condition result > 0.05, "
+        f"failure_limit {args.failure_limit}; workspace {root}\n",
         flush=True,
     )
     rounds: list[Round] = []
