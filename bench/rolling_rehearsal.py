@@ -9,6 +9,7 @@ Only loopback traffic, bounded in time.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import socket
 import subprocess
@@ -108,6 +109,7 @@ def main() -> None:
             )
     finally:
         zd(spec, "down")
+        shutil.rmtree(root, ignore_errors=True)
     for n in range(args.rounds):
         print(
             line(

@@ -144,6 +144,12 @@ async def main() -> None:
         await asyncio.sleep(0.01)
     for writer in list(connections):
         writer.close()
+    # Let the idle keep-alive handlers see their connection close and end, so nothing is
+    # left for asyncio.run to cancel on the way out.
+    for _ in range(50):
+        if not connections:
+            break
+        await asyncio.sleep(0.01)
 
 
 if __name__ == "__main__":
