@@ -96,9 +96,7 @@ def jwks_url_from(env: Mapping[str, str]) -> str | None:
 
 def session_secrets(version: str, env: Mapping[str, str]) -> list[str]:
     secrets = [s.strip() for s in env.get("SESSION_SECRETS", _DEMO_SECRET).split(",") if s.strip()]
-    rejecting = {
-        v.strip() for v in env.get("AUTHAPP_REJECT_OLD_SESSIONS_VERSIONS", "").split(",")
-    }
+    rejecting = {v.strip() for v in env.get("AUTHAPP_REJECT_OLD_SESSIONS_VERSIONS", "").split(",")}
     if version in rejecting:
         # The mistake this stands for: a release that swaps the cookie secret without keeping
         # the old one as a fallback. Every cookie the old release signed stops verifying.

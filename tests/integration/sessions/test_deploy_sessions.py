@@ -1,0 +1,187 @@
+"""Issue 7's proof through the real CLI: logged-in users lose nothing across `zerodown deploy`.
+
+The auth demo app (zerodown/demo/authapp.py) runs under `zerodown up`; simulated users, half
+with a session cookie and half with a bearer token signed from the workspace's keyring, send
+requests through the router while `zerodown deploy --wait` rolls or switches to v2, and the
+signing key rotates (`zerodown keys rotate`) in the middle of the rollout. The instances verify
+tokens against the controller's /.well-known/jwks.json.
+
+- Redis sessions: 0 failed requests and 0 logouts (no 401), rolling and blue-green, with the
+  `compat:` check passing before v2 gets traffic.
+- Memory sessions, the baseline (no compat check, or it would refuse the deploy): the logouts
+  are counted and printed. It runs one instance: with two, the router spreads a user's requests
+  over both and memory sessions log users out even without a deploy.
+- A release that refuses old sessions fails at the "compat" check before any user sees it.
+
+Run with `pytest -s tests/integration/sessions/test_deploy_sessions.py` to see the figures.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deploy_kit import Background, LoggedInUsers, Tally, auth_spec, init_keys, key_times
+
+from support.services import free_port
+from support.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    ws = Workspace.create(tmp_path)
+    yield ws
+    ws.teardown()
+
+
+def strategy_for(name: str) -> dict[str, Any]:
+    if name == "rolling":
+        return {"rolling": {"max_surge": 1, "max_unavailable": 0}}
+    return {
+        "blue_green": {
+            "preview_listen": f"127.0.0.1:{free_port()}",
+            # The switch waits 2 s after the new environment is ready: the key rotated with the
+            # deploy starts signing before it, while v1 still serves everyone.
+            "auto_promote_after": "2s",
+            "scale_down_delay": "1s",
+        }
+    }
+
+
+def deploy_with_rotation(ws: Workspace, keys_dir: Path) -> tuple[Tally, dict[str, float]]:
+    """v1 serves logged-in users; `deploy v2 --wait` and `keys rotate` start together.
+
+    The new key is published as the rollout starts and signs 2 s later (the keyring's
+    jwks_cache_ttl), while v2's instances are starting or v1 and v2 serve side by side.
+    """
+    ws.zd("up", "--version", "v1")
+    times: dict[str, float] = {}
+    with LoggedInUsers(ws.url, keys_dir, max_seconds=60) as load:
+        time.sleep(1)
+        times["deploy"] = time.time()
+        deploy = Background(ws, "deploy", "v2", "--wait")
+        rotate = Background(ws, "keys", "rotate", with_spec=False)
+        rotated = rotate.wait()
+        code, output = deploy.wait()
+        times["done"] = time.time()
+        assert rotated[0] == 0, rotated[1]
+        assert code == 0, output
+        time.sleep(2)  # the old release's instances finish draining and stop under load
+    times["end"] = time.time()
+    new_key = key_times(ws)[-1]
+    times["published"] = float(new_key["published_at"])
+    times["activated"] = float(new_key["activates_at"])
+    return load.tally, times
+
+
+def figures(label: str, tally: Tally, times: dict[str, float]) -> None:
+    t0 = times["deploy"]
+    print(
+        f"\n{label}: {tally.summary()}; new key published at +{times['published'] - t0:.1f}s, "
+        f"new key signs from +{times['activated'] - t0:.1f}s, deploy done at "
+        f"+{times['done'] - t0:.1f}s"
+    )
+
+
+@pytest.mark.parametrize("strategy", ["rolling", "blue_green"])
+def test_redis_sessions_and_key_rotation_log_nobody_out(
+    workspace: Workspace, redis_url: str, strategy: str
+) -> None:
+    spec = auth_spec(
+        workspace.port,
+        sessions="redis",
+        redis_url=redis_url,
+        prefix=f"test:{uuid.uuid4().hex}:",
+        strategy=strategy_for(strategy),
+    )
+    workspace.write_spec(spec)
+    keys_dir = init_keys(workspace)
+    tally, times = deploy_with_rotation(workspace, keys_dir)
+    figures(f"{strategy}, Redis sessions, 2 instances", tally, times)
+
+    assert [(h.status, h.error) for h in tally.failed] == []
+    assert [(h.kind, h.user, h.error) for h in tally.logouts] == []
+    assert tally.other() == []
+    assert set(tally.versions()) == {"v1", "v2"}
+    assert set(tally.versions(since=times["done"] + 0.5)) == {"v2"}
+    # Tokens of both keys were accepted, and the new key started signing mid-rollout.
+    assert len(tally.kids()) == 2
+    assert times["deploy"] < times["published"] < times["activated"] < times["done"]
+    status = workspace.status()
+    assert status["status"]["stable"] == "v2"
+    assert status["status"]["rollout"]["checks"]["compat"]["state"] == "passed"
+
+
+@pytest.mark.parametrize("strategy", ["rolling", "blue_green"])
+def test_memory_sessions_baseline_logs_users_out(workspace: Workspace, strategy: str) -> None:
+    spec = auth_spec(
+        workspace.port,
+        sessions="memory",
+        instances=1,
+        strategy=strategy_for(strategy),
+        compat=False,  # the check would refuse this deploy (see the next test's docstring)
+    )
+    workspace.write_spec(spec)
+    keys_dir = init_keys(workspace)
+    tally, times = deploy_with_rotation(workspace, keys_dir)
+    figures(f"{strategy}, memory sessions (baseline), 1 instance", tally, times)
+
+    assert [(h.status, h.error) for h in tally.failed] == []
+    before = [h for h in tally.logouts if h.at < times["deploy"]]
+    assert before == []  # one instance: nobody is logged out until the deploy
+    assert tally.logouts, "the baseline should log session users out"
+    assert tally.users_logged_out("token") == set()  # tokens carry no server-side state
+    assert len(tally.kids()) == 2
+
+
+def test_release_refusing_old_sessions_fails_at_compat_before_traffic(
+    workspace: Workspace, redis_url: str
+) -> None:
+    """v2-strict signs cookies with a new secret and no fallback: every user would be logged out.
+
+    (A deploy of memory sessions is refused the same way: a session made through an old
+    instance is unknown to the new one.)
+    """
+    spec = auth_spec(
+        workspace.port,
+        sessions="redis",
+        redis_url=redis_url,
+        prefix=f"test:{uuid.uuid4().hex}:",
+        extra_env={"AUTHAPP_REJECT_OLD_SESSIONS_VERSIONS": "v2-strict"},
+    )
+    workspace.write_spec(spec)
+    keys_dir = init_keys(workspace)
+    workspace.zd("up", "--version", "v1")
+    with LoggedInUsers(workspace.url, keys_dir, max_seconds=60) as load:
+        time.sleep(1)
+        result = workspace.zd("deploy", "v2-strict", "--wait", check=False)
+        time.sleep(1)
+    tally = load.tally
+    print(f"\ncompat refusal, Redis sessions: {tally.summary()}")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "session compat FAILED" in result.stderr + result.stdout
+    assert [(h.status, h.error) for h in tally.failed] == []
+    assert tally.logouts == []
+    assert set(tally.versions()) == {"v1"}  # no user ever reached v2-strict
+
+    rollout = workspace.status()["status"]["rollout"]
+    assert rollout["phase"] == "failed"
+    assert "compat failed before the release got traffic" in rollout["reason"]
+    assert "session compat FAILED" in rollout["reason"]
+    compat = rollout["checks"]["compat"]
+    assert compat["state"] == "failed"
+    assert {r["check"]: r["ok"] for r in compat["detail"]["results"]} == {
+        "session": False,
+        "token": True,
+    }
+    workspace.wait_for(
+        lambda: {i["release"] for i in workspace.status()["instances"]} == {"v1"},
+        what="the v2-strict instances to leave",
+    )
+    assert workspace.status()["status"]["stable"] == "v1"
