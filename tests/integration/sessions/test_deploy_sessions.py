@@ -27,10 +27,9 @@ from typing import Any
 import pytest
 from deploy_kit import Background, LoggedInUsers, Tally, auth_spec, init_keys, key_times
 
+import zerodown.demo.authapp as authapp
 from support.services import free_port
 from support.workspace import Workspace
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -89,6 +88,7 @@ def figures(label: str, tally: Tally, times: dict[str, float]) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["rolling", "blue_green"])
 def test_redis_sessions_and_key_rotation_log_nobody_out(
     workspace: Workspace, redis_url: str, strategy: str
@@ -118,6 +118,7 @@ def test_redis_sessions_and_key_rotation_log_nobody_out(
     assert status["status"]["rollout"]["checks"]["compat"]["state"] == "passed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["rolling", "blue_green"])
 def test_memory_sessions_baseline_logs_users_out(workspace: Workspace, strategy: str) -> None:
     spec = auth_spec(
@@ -140,6 +141,7 @@ def test_memory_sessions_baseline_logs_users_out(workspace: Workspace, strategy:
     assert len(tally.kids()) == 2
 
 
+@pytest.mark.slow
 def test_release_refusing_old_sessions_fails_at_compat_before_traffic(
     workspace: Workspace, redis_url: str
 ) -> None:
@@ -185,3 +187,48 @@ def test_release_refusing_old_sessions_fails_at_compat_before_traffic(
         what="the v2-strict instances to leave",
     )
     assert workspace.status()["status"]["stable"] == "v1"
+
+
+# --- the demo app's switches, without processes ----------------------------------------------
+
+
+def test_jwks_url_names_the_running_controller(tmp_path: Path) -> None:
+    (tmp_path / "controller.json").write_text('{"url": "http://127.0.0.1:8765", "pid": 1}')
+    env = {"ZERODOWN_STATE_DIR": str(tmp_path), "JWKS_URL": "{controller}/.well-known/jwks.json"}
+    assert authapp.jwks_url_from(env) == "http://127.0.0.1:8765/.well-known/jwks.json"
+    assert authapp.jwks_url_from({"JWKS_URL": "http://127.0.0.1:1/j"}) == "http://127.0.0.1:1/j"
+    assert authapp.jwks_url_from({}) is None
+
+
+@pytest.mark.parametrize(
+    ("state", "controller", "message"),
+    [
+        (False, "", "ZERODOWN_STATE_DIR is not set"),
+        (True, None, "controller.json is unreadable"),
+        (True, '{"pid": 1}', "controller.json is unreadable"),
+        (True, '{"url": "http://10.0.0.5:8765"}', "not a loopback http:// URL"),
+        (True, '{"url": "https://127.0.0.1:8765"}', "not a loopback http:// URL"),
+    ],
+)
+def test_jwks_url_refuses_a_missing_or_foreign_controller(
+    tmp_path: Path, state: bool, controller: str | None, message: str
+) -> None:
+    env = {"JWKS_URL": "{controller}/.well-known/jwks.json"}
+    if state:
+        env["ZERODOWN_STATE_DIR"] = str(tmp_path)
+    if controller is not None and state:
+        (tmp_path / "controller.json").write_text(controller)
+    with pytest.raises(SystemExit, match=message):
+        authapp.jwks_url_from(env)
+
+
+def test_listed_versions_sign_sessions_with_a_secret_of_their_own() -> None:
+    env = {
+        "SESSION_SECRETS": "secret-new-0123456789, secret-old-0123456789",
+        "AUTHAPP_REJECT_OLD_SESSIONS_VERSIONS": "v2-strict, v3",
+    }
+    assert authapp.session_secrets("v2", env) == ["secret-new-0123456789", "secret-old-0123456789"]
+    strict = authapp.session_secrets("v2-strict", env)
+    assert len(strict) == 1 and "secret-old-0123456789" not in strict
+    assert strict[0] != "secret-new-0123456789"
+    assert authapp.session_secrets("v3", env) != strict  # each listed version has its own
