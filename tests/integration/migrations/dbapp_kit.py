@@ -24,6 +24,7 @@ from psycopg.conninfo import make_conninfo
 
 from support.services import free_port
 from support.workspace import Workspace, base_spec
+from zerodown.migrations import api
 
 DEMO = Path(__file__).resolve().parents[3] / "src" / "zerodown" / "demo"
 DBAPP = DEMO / "dbapp.py"
@@ -84,8 +85,10 @@ def migrate_status(db_url: str) -> dict[str, Any]:
 
 
 def migration_phases(db_url: str) -> dict[str, str]:
-    """Each migration's latest phase (a migration rolled back and started again: `started`)."""
-    history = migrate_status(db_url)["history"]  # newest first
+    """Each migration's latest phase (a migration rolled back and started again: `started`).
+
+    In-process (cheap enough to poll); `migrate_status` is the CLI's view of the same."""
+    history = api.status(db_url)["history"]  # newest first
     return {h["name"]: h["phase"] for h in reversed(history)}
 
 
