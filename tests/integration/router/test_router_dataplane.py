@@ -302,11 +302,12 @@ def test_expect_100_continue_and_pipelined_bodies(
 def test_client_leaving_early_frees_the_backend(router: RouterProc, backend_a: BackendProc) -> None:
     router.apply(table(1, ("a", 100, [backend_a])))
     with socket.create_connection(("127.0.0.1", router.port), timeout=5) as s:
-        s.sendall(b"GET /slow?s=0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /slow?s=5 HTTP/1.1\r\nHost: x\r\n\r\n")
         wait_for(
             lambda: router.stats()["backends"][backend_a.address]["inflight"] == 1, "in flight"
         )
-    wait_for(lambda: router.stats()["backends"][backend_a.address]["inflight"] == 0, "released")
+    # Released long before the backend would have answered (5 s).
+    wait_for(lambda: router.stats()["backends"][backend_a.address]["inflight"] == 0, "released", 3)
     with client(router.url) as c:
         assert c.get("/").status_code == 200
 
@@ -358,11 +359,12 @@ def test_oversized_request_head_gets_400(router: RouterProc, backend_a: BackendP
         assert c.get("/").status_code == 200
 
 
-def test_backend_crashing_in_the_table_loses_no_get(
+def test_backend_crashing_in_the_table_loses_no_unanswered_get(
     router: RouterProc, backends: Callable[..., BackendProc]
 ) -> None:
-    """kill -9 of a backend still in the table: its requests that got no answer are GETs
-    (idempotent) and go to the other backend; new ones skip the refusing address."""
+    """kill -9 of a backend still in the table: its GETs that got no answer byte yet are
+    retried on the other backend, new ones skip the refusing address. Only a response the
+    backend had already started can break (the router cannot take back bytes it forwarded)."""
     crashing, staying = backends("crashing"), backends("staying")
     router.apply(table(1, ("v1", 100, [crashing, staying])))
     stop = threading.Event()
@@ -383,7 +385,8 @@ def test_backend_crashing_in_the_table_loses_no_get(
         stop.set()
         for t in threads:
             t.join(35)
-    assert errors == []
+    assert not [e for e in errors if not e.startswith("RemoteProtocolError")], errors
+    assert len(errors) <= len(threads), errors  # at most the responses under way at the kill
 
 
 def _rss_mib(pid: int) -> float:

@@ -11,7 +11,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from zerodown.routers.proxy.server import Options, log, serve
+from zerodown.routers.proxy.events import log
+from zerodown.routers.proxy.server import Options, serve
 from zerodown.routers.proxy.statefile import StateFileError, load_state
 from zerodown.routers.proxy.validate import parse_address
 

@@ -24,7 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httptools
 
-from zerodown.routers.proxy.server import Router, log
+from zerodown.routers.proxy.events import log
+from zerodown.routers.proxy.server import Router
 from zerodown.routers.proxy.statefile import save_state
 from zerodown.routers.proxy.validate import TableError, parse_table
 

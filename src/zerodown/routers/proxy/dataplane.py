@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from zerodown.routers.proxy.events import log
 from zerodown.routers.proxy.upstream import (
     CONNECTION,
     CONTENT_LENGTH,
@@ -474,6 +475,7 @@ class Exchange:
     async def connect(self, backend: BackendState) -> None:
         router = self.router
         try:
+            conn: UpstreamConn | None
             _, conn = await asyncio.wait_for(
                 router.loop.create_connection(
                     lambda: UpstreamConn(backend), backend.host, backend.port
@@ -481,6 +483,10 @@ class Exchange:
                 router.connect_timeout,
             )
         except (TimeoutError, OSError):
+            conn = None
+        if conn is None or conn.closed or conn.transport.is_closing():  # type: ignore[union-attr]
+            # Refused, timed out, or reset before we could use it (an instance dying with our
+            # connection in its accept queue): nothing was sent, so try the next backend.
             backend.failed_until = router.now() + 1.0
             self.release_backend()
             if not self.done:
@@ -495,7 +501,14 @@ class Exchange:
             else:
                 conn.close()
             return
-        self.attach(conn, reused=False)
+        try:
+            self.attach(conn, reused=False)
+        except Exception as e:  # a bug: answer the client rather than leave it hanging
+            log("router.bug", where="attach", error=repr(e))
+            conn.close()
+            self.upstream = None
+            self.release_backend()
+            self.fail(502, b"internal router error")
 
     def head(self) -> bytes:
         parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from typing import Any
 
 from zerodown.core.routes import RouteTable
 from zerodown.routers.proxy.dataplane import ClientConn
+from zerodown.routers.proxy.events import log
 from zerodown.routers.proxy.routing import CompiledTable
 from zerodown.routers.proxy.stats import DEFAULT_SAMPLES, ReleaseCounters, prometheus_text
 from zerodown.routers.proxy.upstream import BackendState
@@ -25,12 +24,6 @@ from zerodown.routers.proxy.validate import parse_address
 UPSTREAM_IDLE = 4.0  # close idle backend connections before a typical 5 s server keep-alive
 CLIENT_IDLE = 75.0  # close client connections idle this long
 SWEEP_EVERY = 1.0
-
-
-def log(event: str, **fields: Any) -> None:
-    """One JSON event per line on stderr: the router's only logging (never per request)."""
-    line = json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str)
-    print(line, file=sys.stderr, flush=True)
 
 
 class Router:
@@ -61,7 +54,13 @@ class Router:
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A bug, not a network event: make it visible (the request it served gets no answer).
+            log("router.bug", error=repr(task.exception()))
 
     def counters(self, release: str) -> ReleaseCounters:
         c = self.releases.get(release)

@@ -85,7 +85,7 @@ class BackendState:
         idle = self.idle
         while idle:
             conn = idle.pop()  # most recently used: the least likely to have been closed
-            if not conn.closed:
+            if not conn.closed and not conn.transport.is_closing():  # type: ignore[union-attr]
                 return conn
         return None
 
