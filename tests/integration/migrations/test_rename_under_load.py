@@ -7,6 +7,7 @@ through the router, where any answer but the exact expected one counts as failed
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,6 +150,16 @@ def test_deploy_renames_a_column_under_load(service: Workspace, db: str) -> None
     assert rows(db, f"SELECT 1 FROM pg_namespace WHERE nspname = '{OLD_SCHEMA}'") == []
     created = {**load.created, **again.created}
     assert missing_rows(db, "public.users", "email_address", created) == []
+    # history shows each release's schema; going back past the contract is refused
+    history = json.loads(service.zd("history", "--json").stdout)
+    assert {h["version"]: h["db_schema"] for h in history} == {
+        "v1": OLD_SCHEMA,
+        "v2": NEW_SCHEMA,
+        "v3": NEW_SCHEMA,
+    }
+    refused = service.zd("rollback", "--to", "1", check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "--force" in refused.stderr and "Traceback" not in refused.stderr
     # and v3 reads every row ever written, by either version
     with httpx.Client(base_url=service.url, timeout=5) as client:
         count = client.get("/users/count")
