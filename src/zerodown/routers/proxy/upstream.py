@@ -221,13 +221,15 @@ class UpstreamConn(asyncio.Protocol):
 
     # ours
 
+    # uvloop raises on a transport whose connection is lost: check `closed` first.
+
     def pause_reading(self) -> None:
-        if not self.read_paused and self.transport is not None:
+        if not self.read_paused and not self.closed and self.transport is not None:
             self.read_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.read_paused and self.transport is not None:
+        if self.read_paused and not self.closed and self.transport is not None:
             self.read_paused = False
             self.transport.resume_reading()
 
