@@ -224,8 +224,17 @@ class Pipeline:
                         "`zerodown migrate complete` or `zerodown migrate rollback`",
                         {},
                     )
-                api.complete(url)  # "a separate, subsequent deployment" contracts the last one
-                notes.append(f"completed {active.get('name')}")
+                stable_schema = (
+                    api.schema_for(url, status.stable, service=self.service)
+                    if status.stable
+                    else None
+                )
+                if stable_schema == active.get("version_schema"):
+                    # "a separate, subsequent deployment" contracts the last one
+                    api.complete(url)
+                    notes.append(f"completed {active.get('name')}")
+                # Otherwise a rollback went back before this migration: the stable release still
+                # uses the old schema, so it stays started and the new release uses it again.
             path = api.pending(url, directory)
             if path is None:
                 schema = api.schema_for(url, rollout.version, service=self.service)
