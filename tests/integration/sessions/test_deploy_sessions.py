@@ -65,9 +65,10 @@ def deploy_with_rotation(ws: Workspace, keys_dir: Path) -> tuple[Tally, dict[str
         time.sleep(1)
         times["deploy"] = time.time()
         deploy = Background(ws, "deploy", "v2", "--wait")
-        rotate = Background(ws, "keys", "rotate", with_spec=False)
-        rotated = rotate.wait()
-        code, output = deploy.wait()
+        try:
+            rotated = Background(ws, "keys", "rotate", with_spec=False).wait()
+        finally:
+            code, output = deploy.wait()
         times["done"] = time.time()
         assert rotated[0] == 0, rotated[1]
         assert code == 0, output
