@@ -55,5 +55,7 @@ def test_flag_step_is_reverted_when_the_rollout_aborts(workspace: Workspace) -> 
         audit = api.get("/api/flags/audit").json()
     assert (after["enabled"], after["strategies"]) == (before["enabled"], before["strategies"])
     events = [e["message"] for e in workspace.status()["events"]]
-    assert any("flags:revert: passed" in m and "new-checkout: reverted" in m for m in events), events
+    assert any("flags:revert: passed" in m and "new-checkout: reverted" in m for m in events), (
+        events
+    )
     assert "revert flag:step-1" in json.dumps(audit)  # the audit log says who and why
