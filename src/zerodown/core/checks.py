@@ -7,6 +7,8 @@
                       pauses for a person
   promoted            smoke tests through the router after the last promotion
   clean_up            after an abort or failure: flag changes reverted, the migration rolled back
+  contract_when_quiet after a completed rollout, with `migrations.quiet_period`: contract once
+                      no connection of the old version was seen for that long
 
 Each gate asks for checks through `plan.need`; the engine runs every check the status holds as
 running and writes back its outcome. A rollback goes to a release that already served, so it
@@ -94,6 +96,23 @@ def promoted(plan: Plan, spec: Spec) -> bool:
         plan.fail(f"smoke tests after promotion failed: {check.reason}", phase=RolloutPhase.ABORTED)
         return False
     return True
+
+
+def contract_when_quiet(plan: Plan, spec: Spec) -> None:
+    """With `migrations.quiet_period`, a completed rollout contracts its migration by itself once
+    the old version's connections have stayed away that long (the engine watches them)."""
+    rollout = plan.status.rollout
+    migrate = rollout.checks.get("migrate") if rollout is not None else None
+    if (
+        rollout is not None
+        and rollout.phase is RolloutPhase.COMPLETED
+        and spec.migrations is not None
+        and spec.migrations.quiet_period is not None
+        and migrate is not None
+        and migrate.detail.get("started")
+        and all(i.release == rollout.version for i in plan.live())
+    ):
+        plan.need("migrate:contract", "migrate-contract")
 
 
 def clean_up(plan: Plan) -> None:

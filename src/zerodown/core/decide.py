@@ -46,6 +46,7 @@ def steady(plan: Plan, spec: Spec) -> RouteTable:
     rollout = plan.status.rollout
     if rollout is not None and not rollout.active:
         checks.clean_up(plan)
+        checks.contract_when_quiet(plan, spec)
     stable = plan.status.stable
     if stable is None:
         plan.retire(plan.live(), "no release has ever completed a rollout")

@@ -149,6 +149,7 @@ class Pipeline:
             "gate": lambda: self._gate(spec),
             "migrate": lambda: self._migrate(spec, status, rollout, instances),
             "migrate-rollback": lambda: self._migrate_rollback(spec),
+            "migrate-contract": lambda: self._contract_when_quiet(spec, rollout),
             "compat": lambda: self._compat(spec, status, rollout, instances),
             "smoke-pre": lambda: self._smoke(spec, self._new_url(spec, rollout, instances)),
             "smoke-post": lambda: self._smoke(spec, f"http://{spec.router.listen}"),
@@ -268,6 +269,21 @@ class Pipeline:
 
         message = await asyncio.to_thread(api.rollback, database_url(spec))
         return CheckState.PASSED, str(message) or "rolled back", {}
+
+    async def _contract_when_quiet(self, spec: Spec, rollout: Rollout) -> Outcome:
+        from zerodown.migrations import api
+
+        assert spec.migrations is not None and spec.migrations.quiet_period is not None
+        url, quiet = database_url(spec), spec.migrations.quiet_period
+        old = rollout.previous
+        quiet_since = time.monotonic()
+        while old is not None and time.monotonic() - quiet_since < quiet:
+            seen = await asyncio.to_thread(api.old_version_connections, url, self.service, old)
+            if seen:
+                quiet_since = time.monotonic()
+            await asyncio.sleep(min(1.0, quiet))
+        message = await asyncio.to_thread(api.complete, url)
+        return CheckState.PASSED, f"no {old} connection for {quiet:g}s; {message}", {}
 
     async def _set_flag(self, spec: Spec, rollout: Rollout, key: str) -> Outcome:
         canary = spec.strategy.canary

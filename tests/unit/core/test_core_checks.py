@@ -167,3 +167,25 @@ def test_abort_reverts_flags_and_rolls_the_migration_back_once_the_release_is_go
     assert "migrate:rollback" not in checks  # v2 instances still draining in this pass
     world.run(2)
     assert "migrate:rollback" in world.status.rollout.checks
+
+
+def test_quiet_period_asks_for_the_contract_once_only_the_new_release_runs():
+    s = spec(migrations={"database": "postgresql://x", "quiet_period": "5m"})
+    world = started(s, migrate=(PASSED, "started"))
+    world.deploy("v2")
+    for _ in range(40):
+        world.tick()
+        if world.status.stable == "v2":
+            break
+    old_left = any(i.release == "v1" for i in world.instances.values())
+    assert ("migrate:contract" in world.status.rollout.checks) is not old_left
+    world.run(3)
+    assert "migrate:contract" in world.status.rollout.checks
+
+
+def test_without_quiet_period_the_contract_waits_for_the_next_deploy():
+    world = started(spec(migrations={"database": "postgresql://x"}), migrate=(PASSED, "started"))
+    world.deploy("v2")
+    world.run(10)
+    assert world.status.stable == "v2"
+    assert "migrate:contract" not in world.status.rollout.checks
