@@ -28,6 +28,7 @@ from zerodown.keys.tokens import TokenSigner, unverified_header
 APP = Path(authapp.__file__)
 JWKS_TTL = "2s"  # the keyring's jwks_cache_ttl: a rotated key signs 2 s after it is published
 SECRET = "deploy-proof-secret-0123456789"
+USERS = 6  # of each kind: cookie users and token users
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class LoggedInUsers:
         base_url: str,
         keys_dir: Path,
         *,
-        users: int = 6,
+        users: int = USERS,
         think: float = 0.03,
         max_seconds: float = 60,
         max_requests: int = 40_000,
