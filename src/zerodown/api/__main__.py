@@ -33,6 +33,7 @@ def _free_port() -> int:
 async def serve(paths: Paths) -> None:
     spec = load_spec(paths.spec)
     controller = Controller(paths, spec)
+    controller.resume_after_down()
     port = _free_port()
     app = make_app(controller, paths.token())
     server = uvicorn.Server(

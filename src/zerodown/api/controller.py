@@ -5,6 +5,7 @@ whose next pass (at once) acts on them."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -108,6 +109,16 @@ class Controller:
         self.paths.router_pid.unlink(missing_ok=True)
 
     # --- commands --------------------------------------------------------------------------
+
+    def resume_after_down(self) -> None:
+        """A controller started after `zerodown down` brings the stable release back."""
+        status = self.status()
+        if status.stopping:
+            back = f": starting {status.stable} again" if status.stable else ""
+            self.store.save(
+                dataclasses.replace(status, stopping=False),
+                [(time.time(), None, "up", f"zerodown up after down{back}")],
+            )
 
     def status(self) -> ServiceStatus:
         return self.store.status(self.service)
@@ -248,10 +259,8 @@ class Controller:
         )
 
     def down(self, *, who: str) -> dict[str, Any]:
-        from dataclasses import replace
-
         return self._command(
-            lambda s: replace(s, stopping=True), "down", f"stopping everything ({who})"
+            lambda s: dataclasses.replace(s, stopping=True), "down", f"stopping everything ({who})"
         )
 
 

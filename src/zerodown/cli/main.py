@@ -160,10 +160,27 @@ def up(
                 )
             code = follow(client, timeout=timeout, until_serving=True)
         if code == EXIT_OK:
-            console.print(f"[green]serving[/] on http://{spec.router.listen}")
+            served = _first_answer(f"http://{spec.router.listen}/", timeout=10)
+            console.print(f"[green]serving[/] on http://{spec.router.listen} ({served})")
         return code
 
     raise typer.Exit(run_guarded(go))
+
+
+def _first_answer(url: str, *, timeout: float) -> str:
+    """`up` returns once a request through the router gets an answer from the service."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = httpx.get(url, timeout=2)
+            if response.status_code < 500 or time.monotonic() > deadline:
+                return f"GET / → {response.status_code}"
+        except httpx.TransportError as exc:
+            if time.monotonic() > deadline:
+                fail(f"the router does not answer on {url}: {exc}")
+        time.sleep(0.1)
 
 
 def _answers(paths: Paths) -> bool:

@@ -141,3 +141,14 @@ def test_readiness_takes_an_instance_out_and_liveness_replaces_it(workspace: Wor
         )
     assert [(s.status, s.error) for s in load.report.failed] == []
     assert any("liveness probe failed" in e["message"] for e in workspace.status()["events"])
+
+
+def test_up_after_down_brings_the_stable_release_back(workspace: Workspace) -> None:
+    import httpx
+
+    workspace.zd("up", "--version", "v1")
+    workspace.zd("deploy", "v2", "--wait")
+    workspace.zd("down")
+    result = workspace.zd("up")
+    assert "serving" in result.stdout
+    assert httpx.get(workspace.url).text == "ok v2\n"
