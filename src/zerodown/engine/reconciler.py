@@ -190,7 +190,7 @@ class Engine:
                 await self._launch(decision.status, action)
         self._resume_retirements()
         await self.pipeline.sync(decision.status, instances)
-        self._notify(decision.status)
+        self._notify()
         if self.applied is None or self.applied.generation != decision.status.routes.generation:
             await self._apply(decision.status.routes)
         return decision.status.stopping and not any(
@@ -364,7 +364,7 @@ class Engine:
         schema = api.schema_for(url, release, service=self.service)
         return {"DATABASE_URL": url, **api.app_env(self.service, release, schema)}
 
-    def _notify(self, status: ServiceStatus) -> None:
+    def _notify(self) -> None:
         """One webhook event per phase, from the decision log (so commands count too);
         delivery is retried in the background, never waited on."""
         events = self.store.events(self.service, after=self._notified)
