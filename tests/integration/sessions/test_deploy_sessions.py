@@ -152,21 +152,26 @@ def test_memory_sessions_baseline_logs_users_out(workspace: Workspace, strategy:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("case", ["secret-without-fallback", "memory-sessions"])
 def test_release_refusing_old_sessions_fails_at_compat_before_traffic(
-    workspace: Workspace, redis_url: str
+    request: pytest.FixtureRequest, workspace: Workspace, case: str
 ) -> None:
-    """v2-strict signs cookies with a new secret and no fallback: every user would be logged out.
+    """A new release that would log every user out is stopped at the "compat" check.
 
-    (A deploy of memory sessions is refused the same way: a session made through an old
-    instance is unknown to the new one.)
+    secret-without-fallback: v2-strict signs cookies with a new secret and does not keep the old
+    one; the store is shared (Redis). memory-sessions: one instance per release keeps sessions in
+    its own memory, so a session made through v1 is unknown to v2-strict.
     """
-    spec = auth_spec(
-        workspace.port,
-        sessions="redis",
-        redis_url=redis_url,
-        prefix=f"test:{uuid.uuid4().hex}:",
-        extra_env={"AUTHAPP_REJECT_OLD_SESSIONS_VERSIONS": "v2-strict"},
-    )
+    if case == "memory-sessions":
+        spec = auth_spec(workspace.port, sessions="memory", instances=1)
+    else:
+        spec = auth_spec(
+            workspace.port,
+            sessions="redis",
+            redis_url=request.getfixturevalue("redis_url"),
+            prefix=f"test:{uuid.uuid4().hex}:",
+            extra_env={"AUTHAPP_REJECT_OLD_SESSIONS_VERSIONS": "v2-strict"},
+        )
     workspace.write_spec(spec)
     keys_dir = init_keys(workspace)
     workspace.zd("up", "--version", "v1")
@@ -175,7 +180,7 @@ def test_release_refusing_old_sessions_fails_at_compat_before_traffic(
         result = workspace.zd("deploy", "v2-strict", "--wait", check=False)
         time.sleep(1)
     tally = load.tally
-    print(f"\ncompat refusal, Redis sessions: {tally.summary()}")
+    print(f"\ncompat refusal, {case}: {tally.summary()}")
     assert result.returncode == 3, result.stdout + result.stderr
     assert "session compat FAILED" in result.stderr + result.stdout
     assert [(h.status, h.error) for h in tally.failed] == []
