@@ -47,6 +47,21 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
     ws.teardown()
 
 
+@pytest.fixture
+def redis_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A key prefix of this test's own; its sessions are deleted afterwards."""
+    import redis
+
+    prefix = f"test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    try:
+        for key in client.scan_iter(match=prefix + "*", count=500):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 def strategy_for(name: str) -> dict[str, Any]:
     if name == "rolling":
         return {"rolling": {"max_surge": 1, "max_unavailable": 0}}
@@ -100,13 +115,13 @@ def figures(label: str, tally: Tally, times: dict[str, float]) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["rolling", "blue_green"])
 def test_redis_sessions_and_key_rotation_log_nobody_out(
-    workspace: Workspace, redis_url: str, strategy: str
+    workspace: Workspace, redis_url: str, redis_prefix: str, strategy: str
 ) -> None:
     spec = auth_spec(
         workspace.port,
         sessions="redis",
         redis_url=redis_url,
-        prefix=f"test:{uuid.uuid4().hex}:",
+        prefix=redis_prefix,
         strategy=strategy_for(strategy),
     )
     workspace.write_spec(spec)
@@ -169,7 +184,7 @@ def test_release_refusing_old_sessions_fails_at_compat_before_traffic(
             workspace.port,
             sessions="redis",
             redis_url=request.getfixturevalue("redis_url"),
-            prefix=f"test:{uuid.uuid4().hex}:",
+            prefix=request.getfixturevalue("redis_prefix"),
             extra_env={"AUTHAPP_REJECT_OLD_SESSIONS_VERSIONS": "v2-strict"},
         )
     workspace.write_spec(spec)
