@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from zerodown.flags.steps import SetFlagStep
 from zerodown.spec.analysis import AnalysisRef, AnalysisSpec, is_bounded, resolve
 from zerodown.spec.compat import CompatSpec
+from zerodown.spec.guards import FlagGuardSpec
 from zerodown.spec.pipeline import GateSpec, NotifySpec, SmokeSpec
 from zerodown.spec.types import CountOrPercent, Duration, Percent, StrictModel
 
@@ -202,6 +203,7 @@ class Spec(StrictModel):
     notify: list[NotifySpec] = Field(default_factory=list)
     migrations: MigrationsSpec | None = None
     compat: CompatSpec | None = None
+    flag_guards: list[FlagGuardSpec] = Field(default_factory=list)
 
     @property
     def rolling(self) -> RollingSpec:
@@ -230,6 +232,7 @@ class Spec(StrictModel):
             refs += [canary.analysis] if canary.analysis is not None else []
         if bg is not None:
             refs += [r for r in (bg.pre_promotion_analysis, bg.post_promotion_analysis) if r]
+        refs += [guard.analysis for guard in self.flag_guards]
         return refs
 
 

@@ -34,7 +34,9 @@ LATENCY = {
     "interval": "1s",
     "count": 4,
     "compare": "baseline",
-    "max_increase": "20%",
+    # p99 of a 20 ms service wanders by a third on a busy 2-core machine; 3x slower is far past this
+    "max_increase": "50%",
+    "failure_limit": 1,
     "min_samples": 20,
 }
 
