@@ -93,6 +93,16 @@ class Workspace:
         return result
 
     def status(self) -> dict[str, Any]:
+        """What `zerodown status --json` prints, read from the API without starting a CLI
+        process (the tests poll it often; `status_cli` goes through the real command)."""
+        import httpx
+
+        url = json.loads((self.root / ".zerodown" / "controller.json").read_text())["url"]
+        response = httpx.get(url + "/api/status", timeout=30)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def status_cli(self) -> dict[str, Any]:
         return json.loads(self.zd("status", "--json").stdout)
 
     def load(self, rate: float = 300, **kw: Any) -> LoadGenerator:

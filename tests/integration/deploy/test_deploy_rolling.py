@@ -60,7 +60,7 @@ def test_controller_kill_9_mid_rollout_resumes_without_duplicates(workspace: Wor
     assert [(s.status, s.error) for s in load.report.failed] == []
     assert set(load.report.versions(since=done)) == {"v-slow-start"}
     assert len(workspace.launched("v-slow-start")) == 3  # nothing launched twice
-    assert workspace.status()["status"]["stable"] == "v-slow-start"
+    assert workspace.status_cli()["status"]["stable"] == "v-slow-start"
 
 
 def test_release_that_never_gets_ready_fails_and_v1_keeps_serving(workspace: Workspace) -> None:
