@@ -52,6 +52,8 @@ def reconcile(plan: Plan, spec: Spec) -> RouteTable:
     checks.background_analysis(plan, spec)
     rollout = plan.status.rollout
     assert rollout is not None
+    if not rollout.active:  # aborted by an analysis or a check: decide turns to the steady state
+        return RouteTable(generation=plan.status.routes.generation)
 
     step = rollout.step
     weight = weight_before(canary.steps, step)
