@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import select
 import subprocess
 import threading
 import time
@@ -288,11 +289,161 @@ def test_dashboard_shows_a_paused_canary(
     print(f"screenshot: {shot}")
 
 
-def test_actions_are_refused_without_the_token(paused_canary: Workspace) -> None:
-    """The page sends what a person types; the API, not the page, guards the commands."""
-    with httpx.Client(base_url=controller_url(paused_canary), timeout=10) as client:
-        refused = client.post("/api/promote", json={"who": "dashboard"})
-        assert refused.status_code == 401
-        assert ".zerodown/token" in refused.json()["detail"]
-    status: dict[str, Any] = paused_canary.status()["status"]
-    assert status["rollout"]["phase"] == "paused"
+class DevTools:
+    """Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON
+    messages ending in NUL on fds 3 and 4), so no websocket library is needed."""
+
+    FLAGS = ("--remote-debugging-pipe", "--window-size=1280,900")
+
+    def __init__(self, profile: Path, log: Path) -> None:
+        if not os.path.exists(CHROMIUM):
+            require(f"{CHROMIUM} is missing (Debian packages chromium and chromium-driver)")
+        to_chrome, self._out = os.pipe()
+        self._in, from_chrome = os.pipe()
+        self._log = log.open("wb")
+        # bash puts our pipe ends on fds 3 and 4 without a preexec_fn (unsafe with threads)
+        redirect = f'exec "$0" "$@" 3<&{to_chrome} 4>&{from_chrome} {to_chrome}<&- {from_chrome}>&-'
+        self.proc = subprocess.Popen(
+            [
+                "bash",
+                "-c",
+                redirect,
+                CHROMIUM,
+                *CHROMIUM_FLAGS,
+                *self.FLAGS,
+                f"--user-data-dir={profile}",
+            ],
+            pass_fds=(to_chrome, from_chrome),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+        )
+        os.close(to_chrome)
+        os.close(from_chrome)
+        self._buffer = b""
+        self._next = 0
+        self.session = ""
+
+    def call(self, method: str, timeout: float = 15, **params: Any) -> dict[str, Any]:
+        self._next += 1
+        message: dict[str, Any] = {"id": self._next, "method": method, "params": params}
+        if self.session and not method.startswith(("Target.", "Browser.")):
+            message["sessionId"] = self.session
+        os.write(self._out, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\0", 1)
+                answer = json.loads(raw)
+                if answer.get("id") == self._next:
+                    assert "error" not in answer, (method, answer["error"])
+                    return dict(answer.get("result", {}))
+            left = deadline - time.monotonic()
+            assert left > 0, f"Chromium did not answer {method} within {timeout}s"
+            ready, _, _ = select.select([self._in], [], [], left)
+            if ready:
+                chunk = os.read(self._in, 1 << 16)
+                assert chunk, "Chromium closed the DevTools pipe"
+                self._buffer += chunk
+
+    def open(self, url: str) -> None:
+        target = self.call("Target.createTarget", url=url)["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)[
+            "sessionId"
+        ]
+
+    def js(self, expression: str) -> Any:
+        result = self.call(
+            "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True
+        )
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def wait_js(self, expression: str, timeout: float = 20, what: str = "") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.js(expression)
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what or expression}")
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.call("Browser.close", timeout=5)
+            self.proc.wait(timeout=10)
+        except (AssertionError, OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        finally:
+            os.close(self._in)
+            os.close(self._out)
+            self._log.close()
+
+
+def press(browser: DevTools, action: str, *, token: str | None = None) -> str:
+    """Click a button, answer the token dialog if it opens, return the message shown."""
+    browser.js("document.getElementById('action-result').textContent = ''")
+    browser.wait_js(
+        f"!document.querySelector('[data-action={action}]').disabled", what=f"{action} enabled"
+    )
+    browser.js(f"document.querySelector('[data-action={action}]').click()")
+    if token is not None:
+        browser.wait_js("document.getElementById('token-dialog').open", what="the token dialog")
+        browser.js(f"document.getElementById('token-input').value = {json.dumps(token)}")
+        browser.js("document.querySelector('#token-form button[value=ok]').click()")
+    return answer(browser, action)
+
+
+def answer(browser: DevTools, action: str) -> str:
+    """The message under the buttons once the command has its answer."""
+    shown = "document.getElementById('action-result').textContent"
+    return str(browser.wait_js(f"!{shown}.endsWith('…') && {shown}", what=f"{action}'s answer"))
+
+
+def test_buttons_send_commands_with_the_token(
+    paused_canary: Workspace, dashboard_url: str, tmp_path: Path
+) -> None:
+    token = (paused_canary.root / ".zerodown" / "token").read_text().strip()
+    browser = DevTools(tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        browser.open(dashboard_url)
+        browser.wait_js("document.body?.dataset.state === 'live'", what="the first refresh")
+
+        # a wrong token: the API's refusal is shown, and the token is forgotten
+        shown = press(browser, "promote", token="not-the-token")
+        assert shown.startswith("promote failed:") and ".zerodown/token" in shown, shown
+        assert browser.js("sessionStorage.getItem('zerodown.token')") is None
+        assert paused_canary.status()["status"]["rollout"]["step"] == 2
+
+        # the right one: the command goes through and the page follows the rollout
+        assert press(browser, "promote", token=token) == "promote: done"
+        assert browser.js("sessionStorage.getItem('zerodown.token')") == token
+        assert token not in browser.js("location.href")
+        paused_canary.wait_for(
+            lambda: paused_canary.status()["status"]["rollout"]["step"] > 2,
+            what="the promote to move the canary on",
+        )
+        browser.wait_js(
+            "!document.getElementById('steps').textContent.includes('paused here')",
+            what="the page to leave the pause",
+        )
+
+        # the token is kept for the tab: the next command asks for nothing, its error is shown
+        browser.js("document.getElementById('action-result').textContent = ''")
+        browser.js("document.querySelector('[data-action=rollback]').click()")
+        browser.wait_js("document.getElementById('rollback-dialog').open", what="rollback dialog")
+        browser.js("document.getElementById('rollback-input').value = '99'")
+        browser.js("document.querySelector('#rollback-form button[value=ok]').click()")
+        shown = answer(browser, "rollback")
+        assert shown == "rollback failed: revision 99 does not exist; see `zerodown history`"
+        assert not browser.js("document.getElementById('token-dialog').open")
+        events = browser.wait_js(
+            "document.getElementById('events').textContent.includes('dashboard') &&"
+            " document.getElementById('events').textContent",
+            what="the decision log to name the dashboard",
+        )
+        assert "promote" in events.lower(), events
+    finally:
+        browser.close()

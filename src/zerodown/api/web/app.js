@@ -543,6 +543,7 @@ async function act(action) {
   const token = await askToken();
   if (!token) return;
   busy = true;
+  showResult(`${action}…`, true);
   if (lastState) renderOverview(lastState);
   try {
     const response = await fetch(path, {
