@@ -238,6 +238,7 @@ class Page(HTMLParser):
         return [e for e in self.elements if name in (e.get("class") or "").split()]
 
 
+@pytest.mark.slow
 def test_dashboard_shows_a_paused_canary(
     paused_canary: Workspace, dashboard_url: str, tmp_path: Path
 ) -> None:
@@ -402,6 +403,7 @@ def answer(browser: DevTools, action: str) -> str:
     return str(browser.wait_js(f"!{shown}.endsWith('…') && {shown}", what=f"{action}'s answer"))
 
 
+@pytest.mark.slow
 def test_buttons_send_commands_with_the_token(
     paused_canary: Workspace, dashboard_url: str, tmp_path: Path
 ) -> None:
