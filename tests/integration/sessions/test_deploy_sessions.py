@@ -68,9 +68,10 @@ def strategy_for(name: str) -> dict[str, Any]:
     return {
         "blue_green": {
             "preview_listen": f"127.0.0.1:{free_port()}",
-            # The switch waits 2 s after the new environment is ready: the key rotated with the
-            # deploy starts signing before it, while v1 still serves everyone.
-            "auto_promote_after": "2s",
+            # The switch waits 3 s after the new environment is ready: the key rotated with the
+            # deploy (it signs 2 s after it is published) starts signing before it, while v1
+            # still serves everyone.
+            "auto_promote_after": "3s",
             "scale_down_delay": "1s",
         }
     }
