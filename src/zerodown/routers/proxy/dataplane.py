@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from zerodown.routers.proxy.events import log
+from zerodown.routers.proxy.stats import FLAGS_HEADER, MAX_RELEASES, parse_flags_header
 from zerodown.routers.proxy.upstream import (
     CONNECTION,
     CONTENT_LENGTH,
@@ -343,6 +344,7 @@ class Exchange:
         "client",
         "conn_tokens",
         "done",
+        "flags",
         "got_bytes",
         "has_host",
         "head_size",
@@ -413,6 +415,7 @@ class Exchange:
         self.status = 0
         self.mode = NO_BODY
         self.until_close = False
+        self.flags = b""  # the response's X-Zerodown-Flags value(s), if any
 
     # request side
 
@@ -611,7 +614,10 @@ class Exchange:
                 headers = [(n, v) for n, v in headers if n.lower() not in named]
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, conn.reason)]
         for name, value in headers:
-            if mode == CHUNKED and name.lower() == b"content-length":
+            if len(name) == 16 and name.lower() == FLAGS_HEADER:
+                # Counted per flag variant when the exchange ends; forwarded as it is.
+                self.flags = value if not self.flags else self.flags + b"," + value
+            elif mode == CHUNKED and name.lower() == b"content-length":
                 continue
             parts += (name, b": ", value, b"\r\n")
         if mode == CHUNKED or (mode == NO_BODY and conn.chunked):
@@ -746,8 +752,23 @@ class Exchange:
         release = self.served_by or self.release
         if release is not None:
             counters = router.releases.get(release) or router.counters(release)
-            counters.record(status, now - self.t0, time.time(), transport_error=transport_error)
+            wall = time.time()
+            counters.record(status, now - self.t0, wall, transport_error=transport_error)
+            if self.flags:
+                self.record_flags(status, now - self.t0, wall, transport_error)
         self.client.exchange_done(self)
+
+    def record_flags(self, status: int, latency: float, wall: float, transport_error: bool) -> None:
+        """Count the response once more per flag variant it names (`flag:<key>=<variant>`)."""
+        router = self.router
+        releases = router.releases
+        for name in parse_flags_header(self.flags):
+            counters = releases.get(name)
+            if counters is None:
+                if len(releases) >= MAX_RELEASES:
+                    continue
+                counters = router.counters(name)
+            counters.record(status, latency, wall, transport_error=transport_error)
 
     def client_gone(self) -> None:
         """The client closed its connection: stop work for it."""
@@ -761,6 +782,9 @@ class Exchange:
         self.release_backend()
         if self.response_started and self.served_by is not None:
             router = self.router
+            latency, wall = router.now() - self.t0, time.time()
             router.counters(self.served_by).record(
-                self.status, router.now() - self.t0, time.time(), transport_error=False
+                self.status, latency, wall, transport_error=False
             )
+            if self.flags:
+                self.record_flags(self.status, latency, wall, False)

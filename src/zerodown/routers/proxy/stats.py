@@ -2,6 +2,11 @@
 
 Recording a request is a handful of integer additions and one deque append: the hot path never
 logs or allocates much.
+
+Flag variants are counted like releases: a response carrying `X-Zerodown-Flags: key=variant,...`
+(added by the flag middleware) is recorded once more per listed flag under the pseudo-release
+`flag:<key>=<variant>`, so `/stats`, `/samples`, `/metrics` and the analysis `router` provider
+see per-variant requests, errors and latencies without anything new.
 """
 
 from __future__ import annotations
@@ -10,10 +15,52 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote
 
 from zerodown.core.routes import LATENCY_BUCKETS, ReleaseStats
 
 DEFAULT_SAMPLES = 20_000
+
+FLAGS_HEADER = b"x-zerodown-flags"  # lower case; compared after a length check
+FLAG_PREFIX = "flag:"
+MAX_FLAGS_PER_RESPONSE = 32  # more names in one header are ignored
+MAX_NAME = 200  # a longer key or variant is ignored
+MAX_RELEASES = 128
+"""No new flag pseudo-release once the router counts this many releases in all: each keeps up
+to `--samples` samples (about 2.5 MB at the default), and the header comes from the backend."""
+
+_FLAG_NAMES: dict[bytes, tuple[str, ...]] = {}  # header value -> pseudo-release names
+
+
+def parse_flags_header(value: bytes) -> tuple[str, ...]:
+    """`key=variant,key=variant` (percent-encoded, as the middleware writes it) → the
+    pseudo-release names `flag:key=variant`, in order, one per key; malformed items are
+    skipped. Cached: a service sends few distinct combinations."""
+    cached = _FLAG_NAMES.get(value)
+    if cached is not None:
+        return cached
+    names: list[str] = []
+    seen: set[str] = set()
+    for item in value.decode("latin-1").split(","):
+        key, eq, variant = item.strip().partition("=")
+        key, variant = unquote(key.strip()), unquote(variant.strip())
+        if not eq or not key or not variant or key in seen:
+            continue
+        if len(key) > MAX_NAME or len(variant) > MAX_NAME:
+            continue
+        seen.add(key)
+        names.append(f"{FLAG_PREFIX}{key}={variant}")
+        if len(names) >= MAX_FLAGS_PER_RESPONSE:
+            break
+    result = tuple(names)
+    if len(_FLAG_NAMES) < 4096:  # bounded: a backend cannot grow it without limit
+        _FLAG_NAMES[value] = result
+    return result
+
+
+def flag_release(key: str, variant: str) -> str:
+    """The pseudo-release name the router counts a flag variant under."""
+    return f"{FLAG_PREFIX}{key}={variant}"
 
 
 class ReleaseCounters:
