@@ -42,7 +42,7 @@ def base_spec(port: int, **overrides: Any) -> dict[str, Any]:
             "stop_timeout": "5s",
         },
         "probes": {
-            "startup": {"http": "/healthz", "period": "200ms", "failure_threshold": 15},
+            "startup": {"http": "/healthz", "period": "200ms", "failure_threshold": 50},
             "liveness": {"http": "/healthz", "period": "1s", "failure_threshold": 3},
             "readiness": {"http": "/ready", "period": "500ms", "failure_threshold": 2},
         },

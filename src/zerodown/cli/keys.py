@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from zerodown.keys.model import KeyringError, Policy, timeline, utc
-from zerodown.keys.storage import DEFAULT_DIR, KeyringDir, jwks
+from zerodown.keys.storage import KeyringDir, jwks
+from zerodown.paths import Paths
 from zerodown.spec.types import format_duration, parse_duration
 
 keys_app = typer.Typer(
@@ -35,7 +36,18 @@ class Alg(StrEnum):
     RS256 = "RS256"
 
 
-DirOption = Annotated[Path, typer.Option("--dir", help="Keyring directory.", show_default=True)]
+DirOption = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Keyring directory [default: .zerodown/keys beside -f FILE]."),
+]
+SpecOption = Annotated[
+    Path, typer.Option("-f", "--file", help="zerodown.yaml; its keyring is the one served")
+]
+
+
+def _keyring(directory: Path | None, spec: Path) -> KeyringDir:
+    """The keyring the controller of -f FILE serves, unless --dir names another."""
+    return KeyringDir(directory or Paths.for_spec(spec).state / "keys")
 
 
 def _fail(message: str) -> NoReturn:
@@ -70,7 +82,8 @@ def init(
         str, typer.Option(help="Longest lifetime of a token signed from this keyring.")
     ] = "1h",
     clock_skew: Annotated[str, typer.Option(help="Verifiers' clock leeway.")] = "1m",
-    dir: DirOption = DEFAULT_DIR,
+    dir: DirOption = None,
+    file: SpecOption = Path("zerodown.yaml"),
 ) -> None:
     """Create the keyring with its first, active key."""
     try:
@@ -79,11 +92,12 @@ def init(
             max_token_lifetime=_duration("--max-token-lifetime", max_token_lifetime),
             clock_skew=_duration("--clock-skew", clock_skew),
         )
-        ring = KeyringDir(dir).init(alg=alg.value, policy=policy, now=time.time())
+        keyring = _keyring(dir, file)
+        ring = keyring.init(alg=alg.value, policy=policy, now=time.time())
     except (KeyringError, OSError) as exc:
         _fail(str(exc))
     key = ring.keys[0]
-    typer.echo(f"created keyring in {dir}/ with active {key.alg} key {key.kid}")
+    typer.echo(f"created keyring in {keyring.path}/ with active {key.alg} key {key.kid}")
 
 
 @keys_app.command()
@@ -92,12 +106,13 @@ def rotate(
         Alg | None,
         typer.Option("--alg", help="Algorithm of the new key (default: the active one's)."),
     ] = None,
-    dir: DirOption = DEFAULT_DIR,
+    dir: DirOption = None,
+    file: SpecOption = Path("zerodown.yaml"),
 ) -> None:
     """Add the next key: published now, signing once verifiers' JWKS caches have expired."""
     now = time.time()
     try:
-        ring = KeyringDir(dir).rotate(now=now, alg=alg.value if alg else None)
+        ring = _keyring(dir, file).rotate(now=now, alg=alg.value if alg else None)
     except (KeyringError, OSError) as exc:
         _fail(str(exc))
     new = ring.keys[-1]
@@ -110,12 +125,13 @@ def rotate(
 @keys_app.command("list")
 def list_keys(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    dir: DirOption = DEFAULT_DIR,
+    dir: DirOption = None,
+    file: SpecOption = Path("zerodown.yaml"),
 ) -> None:
     """Every key: kid, state (next, active, retiring, retired) and when it changes."""
     now = time.time()
     try:
-        ring, _ = KeyringDir(dir).refresh(now)
+        ring, _ = _keyring(dir, file).refresh(now)
     except (KeyringError, OSError) as exc:
         _fail(str(exc))
     rows = timeline(ring, now)
@@ -157,10 +173,10 @@ def list_keys(
 
 
 @keys_app.command("jwks")
-def jwks_cmd(dir: DirOption = DEFAULT_DIR) -> None:
+def jwks_cmd(dir: DirOption = None, file: SpecOption = Path("zerodown.yaml")) -> None:
     """Print the public JWK set (what /.well-known/jwks.json serves)."""
     try:
-        ring = KeyringDir(dir).load()
+        ring = _keyring(dir, file).load()
     except (KeyringError, OSError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps(jwks(ring, time.time()), indent=2))
