@@ -50,6 +50,9 @@ ERROR_RATE = {
     "failure_condition": "result > 0.05",
     "min_samples": 1000,
 }
+# A gate that passes; its reason quotes the command, so markup reaches the page as data.
+HOSTILE = "<img id=pwned src=x onerror=document.title='pwned'>"
+GATE = {"command": ["true", HOSTILE]}
 STEPS = [
     {"set_weight": 25},
     {"set_header_route": {"header": "X-Canary", "value": "yes"}},
@@ -112,7 +115,7 @@ def paused_canary(tmp_path: Path) -> Iterator[Workspace]:
     ws = Workspace(root=root, port=port)
     canary = {"steps": STEPS, "analysis": {"templates": ["health"]}}
     analysis = {"templates": {"health": {"metrics": [ERROR_RATE]}}}
-    ws.write_spec(base_spec(port, analysis=analysis, strategy={"canary": canary}))
+    ws.write_spec(base_spec(port, analysis=analysis, strategy={"canary": canary}, gate=GATE))
     try:
         ws.zd("up", "--version", "v1")
         ws.zd("deploy", "v2")
@@ -274,6 +277,8 @@ def test_dashboard_shows_a_paused_canary(
     checks = page.text("checks")
     assert "analysis:background" in checks and "running" in checks, checks
     assert "error-rate" in checks and "too little traffic" in checks, checks
+    assert HOSTILE in checks, checks  # shown as text ...
+    assert not [e for e in page.elements if e.get("id") == "pwned"]  # ... never as markup
     assert page.text("events"), "the decision log is empty"
     history = page.text("history")
     assert "v1" in history and "v2" in history, history
@@ -412,6 +417,10 @@ def test_buttons_send_commands_with_the_token(
     try:
         browser.open(dashboard_url)
         browser.wait_js("document.body?.dataset.state === 'live'", what="the first refresh")
+        # the gate's reason carries an <img onerror=…>: it must stay text, and never run
+        assert HOSTILE in browser.js("document.getElementById('checks').textContent")
+        assert browser.js("document.getElementById('pwned') === null")
+        assert browser.js("document.title") == "shop · zerodown"
 
         # a wrong token: the API's refusal is shown, and the token is forgotten
         shown = press(browser, "promote", token="not-the-token")
@@ -432,6 +441,18 @@ def test_buttons_send_commands_with_the_token(
             what="the page to leave the pause",
         )
 
+        # (a rollback during a rollout aborts it: wait for this one to finish first)
+        paused_canary.wait_for(
+            lambda: (
+                paused_canary.status()["status"]["rollout"]["phase"]
+                not in ("progressing", "paused")
+            ),
+            what="the rollout to finish",
+        )
+        browser.wait_js(
+            "!/progressing|paused/.test(document.getElementById('rollout').textContent)",
+            what="the page to see the rollout finish",
+        )
         # the token is kept for the tab: the next command asks for nothing, its error is shown
         browser.js("document.getElementById('action-result').textContent = ''")
         browser.js("document.querySelector('[data-action=rollback]').click()")

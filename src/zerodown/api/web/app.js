@@ -512,6 +512,11 @@ function askRevision() {
   });
 }
 
+function rolloutActive() {
+  const rollout = lastState && lastState.status.rollout;
+  return Boolean(rollout && ACTIVE.has(rollout.phase));
+}
+
 function errorText(body, status) {
   if (body && typeof body.detail === "string") return body.detail;
   if (body && Array.isArray(body.detail)) {
@@ -534,6 +539,12 @@ async function act(action) {
     body.full = true;
   } else if (action === "abort") {
     if (!window.confirm("Abort the rollout? Traffic goes back to the stable release.")) return;
+  } else if (action === "rollback" && rolloutActive()) {
+    // the controller answers a rollback during a rollout by aborting it; say so first
+    const r = lastState.status.rollout;
+    const back = lastState.status.stable || "the stable release";
+    if (!window.confirm(`Roll back: abort revision ${r.revision} (${r.version}) and send all traffic to ${back}?`)) return;
+    body = { who: "dashboard", to: null };
   } else if (action === "rollback") {
     const to = await askRevision();
     if (to === undefined) return;
