@@ -123,6 +123,22 @@ class FlagGuards:
         """The flags being guarded now."""
         return sorted(k for k, g in self._guards.items() if g.task and not g.task.done())
 
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per guarded flag: runs so far, the current run's phase and reason (status, dashboard)."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, guard in sorted(self._guards.items()):
+            current = self.result(key)
+            out[key] = {
+                "canary": flag_release(key, guard.spec.on),
+                "baseline": flag_release(key, guard.spec.off),
+                "runs": guard.runs,
+                "result": None if current is None else current.to_json(),
+                "last_completed": None
+                if guard.last_result is None
+                else {"phase": guard.last_result.phase.value, "reason": guard.last_result.reason},
+            }
+        return out
+
     def result(self, flag: str) -> RunResult | None:
         """The latest result of the flag's current run (for status and the dashboard)."""
         guard = self._guards.get(flag)

@@ -29,6 +29,7 @@ from support.services import free_port, port_open
 from zerodown.core.routes import Backend, Pool, RouteTable
 from zerodown.engine.guards import ACTOR, FlagGuards
 from zerodown.flags.model import Flag, GradualRolloutStrategy
+from zerodown.flags.steps import apply_flag_change
 from zerodown.routers.proxy.client import ProxyRouter, router_command
 from zerodown.spec.model import Spec
 
@@ -73,8 +74,10 @@ def start_flagapp(flags_url: str, version: str, fail_rate: float) -> tuple[int, 
 
 
 @contextlib.contextmanager
-def stack(tmp: Path, flag_server: FlagServer, *, fail_rate: float) -> Iterator[Stack]:
-    """A router with two flagapp instances behind it (release v1)."""
+def stack(
+    tmp: Path, flag_server: FlagServer, *, fail_rate: float, apps: int = 2
+) -> Iterator[Stack]:
+    """A router with `apps` flagapp instances behind it (release v1)."""
     router_port = free_port()
     admin_socket = tmp / "router.sock"
     argv = router_command(
@@ -87,7 +90,7 @@ def stack(tmp: Path, flag_server: FlagServer, *, fail_rate: float) -> Iterator[S
     try:
         s.procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         ports = []
-        for _ in range(2):
+        for _ in range(apps):
             port, proc = start_flagapp(flag_server.url, "v1", fail_rate)
             s.procs.append(proc)
             ports.append(port)
@@ -224,15 +227,15 @@ def test_router_counts_requests_per_flag_variant(tmp_path: Path, flag_server: Fl
 
 
 def run_guarded(
-    tmp_path: Path, flag_server: FlagServer, *, fail_rate: float, seconds: float
-) -> tuple[Load, list[tuple[float, str, str]], list[str]]:
+    tmp_path: Path, flag_server: FlagServer, *, fail_rate: float, seconds: float, **metric: Any
+) -> tuple[Load, list[tuple[float, str, str]], dict[str, Any]]:
     """Load through the router while FlagGuards watches; stops early once the flag is killed."""
     create_flag(flag_server, 30)
-    spec = guard_spec()
+    spec = guard_spec(**metric)
     records: list[tuple[float, str, str]] = []
     with stack(tmp_path, flag_server, fail_rate=fail_rate) as s:
 
-        async def scenario() -> tuple[Load, list[str]]:
+        async def scenario() -> tuple[Load, dict[str, Any]]:
             out, stop = Load(), asyncio.Event()
             async with ProxyRouter(str(s.admin_socket)) as router:
 
@@ -250,12 +253,12 @@ def run_guarded(
                     await asyncio.wait_for(stop.wait(), seconds)
                 stop.set()
                 await asyncio.gather(passes, traffic)
-                watching = guards.watching()
+                status = guards.status()
                 await guards.aclose()
-            return out, watching
+            return out, status
 
-        out, watching = asyncio.run(scenario())
-    return out, records, watching
+        out, status = asyncio.run(scenario())
+    return out, records, status
 
 
 def test_guard_kills_a_failing_flag_within_seconds(tmp_path: Path, flag_server: FlagServer) -> None:
@@ -290,12 +293,67 @@ def test_guard_kills_a_failing_flag_within_seconds(tmp_path: Path, flag_server: 
 
 
 def test_guard_keeps_a_healthy_flag_on(tmp_path: Path, flag_server: FlagServer) -> None:
-    out, records, watching = run_guarded(tmp_path, flag_server, fail_rate=0.0, seconds=4)
+    # count: 2 → each run ends after two measurements and the next starts (continuous guarding)
+    out, records, status = run_guarded(tmp_path, flag_server, fail_rate=0.0, seconds=5, count=2)
     assert not [m for _, k, m in records if "killed" in m], records
     flag = flag_server.store.get_flag(KEY)
     assert flag is not None and flag.enabled
-    assert watching == [KEY]
+    assert list(status) == [KEY]
+    assert status[KEY]["runs"] >= 2
+    assert status[KEY]["last_completed"]["phase"] == "successful"
     assert records[0][2].startswith(f"{KEY}: guarding {ON} against {OFF}")
     assert out.first(500) is None
     on = sum(1 for _, _, f in out.results if f == f"{KEY}=on")
     print(f"\nhealthy: {len(out.results)} requests, {on} on; records: {[m for _, _, m in records]}")
+
+
+def test_guard_follows_the_flag_and_the_spec(tmp_path: Path, flag_server: FlagServer) -> None:
+    """Watched only while partly rolled out; stopped when turned off or dropped from the spec;
+    too little traffic is recorded once as inconclusive and the guard keeps watching."""
+    store = flag_server.store
+    create_flag(flag_server, 100)
+    spec = guard_spec(count=1, min_samples=10)
+    no_guards = spec.model_copy(update={"flag_guards": []})
+    records: list[str] = []
+    with stack(tmp_path, flag_server, fail_rate=0.0, apps=0) as s:
+
+        def set_flag(**change: Any) -> None:
+            flag = store.get_flag(KEY)
+            assert flag is not None
+            store.update_flag(apply_flag_change(flag, **change), actor="tester")
+
+        async def scenario() -> None:
+            async with ProxyRouter(str(s.admin_socket)) as router:
+                guards = FlagGuards(
+                    service="shop",
+                    flags=store,
+                    stats_source=router,
+                    record=lambda k, m: records.append(m),
+                )
+                await guards.sync(spec)
+                assert guards.watching() == []  # fully on: nothing left to compare against
+                set_flag(rollout=30)
+                await guards.sync(spec)
+                assert guards.watching() == [KEY]
+                await asyncio.sleep(3.5)  # no traffic: each 1-measurement run is inconclusive
+                status = guards.status()[KEY]
+                assert status["runs"] >= 2
+                assert status["last_completed"]["phase"] == "inconclusive"
+                set_flag(enabled=False)
+                await guards.sync(spec)
+                assert guards.watching() == []
+                set_flag(enabled=True)
+                await guards.sync(spec)
+                assert guards.watching() == [KEY]
+                await guards.sync(no_guards)
+                assert guards.watching() == []
+                await guards.aclose()
+
+        asyncio.run(scenario())
+    inconclusive = [m for m in records if "inconclusive" in m]
+    assert len(inconclusive) == 1, records  # once per streak, not once per run
+    assert "too little traffic" in inconclusive[0]
+    assert records[-1] == f"{KEY}: stopped guarding (guard removed)"
+    assert f"{KEY}: stopped guarding (flag off or fully on)" in records
+    flag = store.get_flag(KEY)
+    assert flag is not None and flag.enabled  # never killed
