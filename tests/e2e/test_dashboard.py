@@ -292,7 +292,9 @@ def test_dashboard_shows_a_paused_canary(
         dashboard_url,
     )
     assert shot.stat().st_size > 10_000
-    print(f"screenshot: {shot}")
+    print(
+        f"page: {dashboard_url} (controller: {controller_url(paused_canary)}); screenshot: {shot}"
+    )
 
 
 class DevTools:
