@@ -369,8 +369,21 @@ function renderChecks(state) {
   );
 }
 
-function renderEvents(state) {
-  const events = [...(state.events || [])].sort((a, b) => b.id - a.id);
+// The decision log keeps every event seen since the page opened (status carries the last 20;
+// the first load fetches up to EVENTS_KEPT), so a busy rollout does not push reasons off the page.
+const EVENTS_KEPT = 500;
+const eventLog = new Map();
+
+function remember(events) {
+  for (const e of events) eventLog.set(e.id, e);
+  if (eventLog.size > EVENTS_KEPT) {
+    const ids = [...eventLog.keys()].sort((a, b) => a - b);
+    for (const id of ids.slice(0, ids.length - EVENTS_KEPT)) eventLog.delete(id);
+  }
+}
+
+function renderEvents() {
+  const events = [...eventLog.values()].sort((a, b) => b.id - a.id);
   if (!events.length) {
     $("events").replaceChildren(h("li", { class: "empty" }, "nothing yet"));
     return;
@@ -441,11 +454,13 @@ function render(state) {
   renderSteps(state);
   renderInstances(state);
   renderChecks(state);
-  renderEvents(state);
+  remember(state.events || []);
+  renderEvents();
 }
 
 async function refresh() {
   try {
+    if (!eventLog.size) remember(await getJSON(`/api/events?after=0&limit=${EVENTS_KEPT}`));
     const state = await getJSON("/api/status");
     render(state);
     const newest = (state.events || []).reduce((m, e) => Math.max(m, e.id), 0);
