@@ -7,6 +7,7 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import threading
 import time
@@ -162,13 +163,16 @@ def dashboard_url(paused_canary: Workspace) -> Iterator[str]:
             for k, v in request.headers.items()
             if k.lower() in ("authorization", "content-type")
         }
-        answer = await request.app.state.proxy.request(
-            request.method,
-            f"/api/{path}",
-            params=request.query_params,
-            content=await request.body(),
-            headers=headers,
-        )
+        try:
+            answer = await request.app.state.proxy.request(
+                request.method,
+                f"/api/{path}",
+                params=request.query_params,
+                content=await request.body(),
+                headers=headers,
+            )
+        except httpx.TransportError as exc:
+            return Response(f"controller unreachable: {exc}", status_code=502)
         return Response(
             answer.content,
             status_code=answer.status_code,
@@ -471,5 +475,11 @@ def test_buttons_send_commands_with_the_token(
             what="the decision log to name the dashboard",
         )
         assert "promote" in events.lower(), events
+
+        # the controller dies: the page says so and keeps what it last saw
+        os.kill(paused_canary.controller_pid(), signal.SIGKILL)
+        browser.wait_js("document.body.dataset.state === 'error'", what="the page to notice")
+        assert "unreachable" in browser.js("document.getElementById('conn').textContent")
+        assert browser.js("document.getElementById('service').textContent") == "shop"
     finally:
         browser.close()
