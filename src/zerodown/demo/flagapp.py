@@ -6,6 +6,8 @@ Environment:
     FLAGAPP_FLAG       the flag the checkout path asks (default new-checkout)
     FLAGAPP_FAIL_RATE  share (0 to 1) of requests that the flag's `on` path answers with a 500
                        (default 0): the regression a guard must catch
+    FLAGAPP_FAIL_FILE  if set, the `on` path fails only while this file exists (a regression
+                       that starts, and ends, while the app runs)
     FLAGS_URL          the flag service: `{controller}` (default) is the running zerodown
                        controller (read from $ZERODOWN_STATE_DIR/controller.json at start);
                        or a full http:// URL; empty: no service, only FLAGS_BOOTSTRAP
@@ -70,11 +72,13 @@ def make_client(env: Mapping[str, str]) -> FlagClient:
 def make_app(version: str, flags: FlagClient, env: Mapping[str, str] = os.environ) -> Any:
     key = env.get("FLAGAPP_FLAG", "new-checkout")
     rate = fail_rate(env)
+    fail_file = env.get("FLAGAPP_FAIL_FILE") or None
     has_source = bool(env.get("FLAGS_BOOTSTRAP")) or flags_url(env) is None
 
     async def checkout(request: Request) -> JSONResponse:
         on = flags.is_enabled(key)  # the middleware's context: X-User-Id
-        if on and rate and random.random() < rate:
+        failing = on and rate and (fail_file is None or os.path.exists(fail_file))
+        if failing and random.random() < rate:
             return JSONResponse({"error": "new checkout broke", "version": version}, 500)
         return JSONResponse({"checkout": "new" if on else "old", "version": version})
 

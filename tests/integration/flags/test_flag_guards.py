@@ -56,13 +56,16 @@ class Stack:
         return f"http://127.0.0.1:{self.router_port}"
 
 
-def start_flagapp(flags_url: str, version: str, fail_rate: float) -> tuple[int, Any]:
+def start_flagapp(
+    flags_url: str, version: str, fail_rate: float, fail_file: Path | None
+) -> tuple[int, Any]:
     port = free_port()
     env = {
         **os.environ,
         "FLAGS_URL": flags_url,
         "FLAGAPP_FLAG": KEY,
         "FLAGAPP_FAIL_RATE": str(fail_rate),
+        "FLAGAPP_FAIL_FILE": str(fail_file or ""),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "zerodown.demo.flagapp", str(port), version],
@@ -75,7 +78,12 @@ def start_flagapp(flags_url: str, version: str, fail_rate: float) -> tuple[int, 
 
 @contextlib.contextmanager
 def stack(
-    tmp: Path, flag_server: FlagServer, *, fail_rate: float, apps: int = 2
+    tmp: Path,
+    flag_server: FlagServer,
+    *,
+    fail_rate: float,
+    apps: int = 2,
+    fail_file: Path | None = None,
 ) -> Iterator[Stack]:
     """A router with `apps` flagapp instances behind it (release v1)."""
     router_port = free_port()
@@ -91,7 +99,7 @@ def stack(
         s.procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         ports = []
         for _ in range(apps):
-            port, proc = start_flagapp(flag_server.url, "v1", fail_rate)
+            port, proc = start_flagapp(flag_server.url, "v1", fail_rate, fail_file)
             s.procs.append(proc)
             ports.append(port)
         wait_for(lambda: admin_socket.exists() and port_open("127.0.0.1", router_port), "router")
@@ -227,13 +235,20 @@ def test_router_counts_requests_per_flag_variant(tmp_path: Path, flag_server: Fl
 
 
 def run_guarded(
-    tmp_path: Path, flag_server: FlagServer, *, fail_rate: float, seconds: float, **metric: Any
+    tmp_path: Path,
+    flag_server: FlagServer,
+    *,
+    fail_rate: float,
+    seconds: float,
+    fail_after: float | None = None,
+    **metric: Any,
 ) -> tuple[Load, list[tuple[float, str, str]], dict[str, Any]]:
     """Load through the router while FlagGuards watches; stops early once the flag is killed."""
     create_flag(flag_server, 30)
     spec = guard_spec(**metric)
     records: list[tuple[float, str, str]] = []
-    with stack(tmp_path, flag_server, fail_rate=fail_rate) as s:
+    fail_file = tmp_path / "fail" if fail_after is not None else None
+    with stack(tmp_path, flag_server, fail_rate=fail_rate, fail_file=fail_file) as s:
 
         async def scenario() -> tuple[Load, dict[str, Any]]:
             out, stop = Load(), asyncio.Event()
@@ -249,6 +264,9 @@ def run_guarded(
                 )
                 passes = asyncio.create_task(engine_passes(guards, spec, stop))
                 traffic = asyncio.create_task(load(s.url, out, stop))
+                if fail_file is not None and fail_after is not None:
+                    await asyncio.sleep(fail_after)  # healthy until now: the regression starts
+                    fail_file.touch()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), seconds)
                 stop.set()
@@ -263,6 +281,24 @@ def run_guarded(
 
 def test_guard_kills_a_failing_flag_within_seconds(tmp_path: Path, flag_server: FlagServer) -> None:
     out, records, _ = run_guarded(tmp_path, flag_server, fail_rate=0.2, seconds=30)
+    check_killed(flag_server, out, records, "from the start")
+
+
+def test_guard_kills_a_regression_that_starts_late(tmp_path: Path, flag_server: FlagServer) -> None:
+    """Watched healthy for a while (an open-ended run); then the `on` path starts failing. A short
+    `window` keeps the healthy history from diluting the error rate."""
+    out, records, _ = run_guarded(
+        tmp_path, flag_server, fail_rate=0.2, seconds=30, fail_after=4.0, window="3s"
+    )
+    first_fail = out.first(500)
+    assert first_fail is not None
+    assert sum(1 for t, _, f in out.results if f == f"{KEY}=on" and t < first_fail) > 100
+    check_killed(flag_server, out, records, "after 4 s healthy")
+
+
+def check_killed(
+    flag_server: FlagServer, out: Load, records: list[tuple[float, str, str]], case: str
+) -> None:
     kills = [(t, m) for t, k, m in records if k == "guard" and "killed" in m]
     assert kills, f"the flag was not killed: {records}"
     killed_at, message = kills[0]
@@ -283,7 +319,7 @@ def test_guard_kills_a_failing_flag_within_seconds(tmp_path: Path, flag_server: 
     failed_total = out.count(500, first_fail, float("inf"))
     on_until_kill = sum(1 for t, _, f in out.results if f == f"{KEY}=on" and t <= killed_at)
     print(
-        f"\nguard kill: {killed_at - first_fail:.2f} s from the first failed `on` response to the "
+        f"\nguard kill ({case}): {killed_at - first_fail:.2f} s from the first failed `on` response to the "
         f"kill; {failed_until_kill} failed requests meanwhile ({failed_total} in all, "
         f"{failed_total - failed_until_kill} while the kill reached the SDKs; {on_until_kill} `on` "
         f"requests, {len(out.results)} requests in all); last `on` response "
