@@ -49,6 +49,7 @@ from zerodown.spec.model import Spec
 log = logging.getLogger(__name__)
 
 ACTOR = "zerodown guard"
+KILL_ATTEMPTS = 5  # 0.1 + 0.2 + 0.4 + 0.8 s between them: a store blip does not save a bad flag
 
 
 def guarded(flag: Flag | None) -> bool:
@@ -101,13 +102,17 @@ class FlagGuards:
                 wanted[guard.flag] = (guard, resolve(spec.analysis, guard.analysis))
             except ValueError as exc:  # the spec loader checks this; a stored spec might not
                 log.warning("flag guard %s: %s", guard.flag, exc)
-        flags = await self._read_flags(list(wanted)) if wanted else {}
+        try:
+            flags = await self._read_flags(list(wanted)) if wanted else {}
+        except Exception as exc:  # the store is down: keep the guards as they are, try again
+            log.warning("flag guards: cannot read the flags: %s", exc)
+            return
         for key, current in list(self._guards.items()):
             entry = wanted.get(key)
             if entry is None or not guarded(flags.get(key)):
                 await self._stop(key, "flag off or fully on" if entry else "guard removed")
-            elif entry[0] != current.spec:
-                await self._stop(key, "guard changed")
+            elif entry != (current.spec, current.analysis):
+                await self._stop(key, "guard or its templates changed")
         for key, (guard, analysis) in wanted.items():
             flag = flags.get(key)
             if flag is None:
@@ -158,8 +163,7 @@ class FlagGuards:
         guard.task = asyncio.get_running_loop().create_task(
             self._watch(guard), name=f"flag guard {spec.flag}"
         )
-        self.record(
-            "guard",
+        self._say(
             f"{spec.flag}: guarding {flag_release(spec.flag, spec.on)} against "
             f"{flag_release(spec.flag, spec.off)} ({', '.join(spec.analysis.templates)})",
         )
@@ -177,7 +181,7 @@ class FlagGuards:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             if why is not None:
-                self.record("guard", f"{key}: stopped guarding ({why})")
+                self._say(f"{key}: stopped guarding ({why})")
 
     async def _watch(self, guard: _Guard) -> None:
         spec = guard.spec
@@ -198,9 +202,7 @@ class FlagGuards:
                 if result.phase in (Phase.INCONCLUSIVE, Phase.ERROR):
                     last = guard.last_result
                     if last is None or last.phase is not result.phase:
-                        self.record(
-                            "guard", f"{key}: {result.phase.value}, still watching: {result.reason}"
-                        )
+                        self._say(f"{key}: {result.phase.value}, still watching: {result.reason}")
                 guard.last_result = result
                 if result.phase is not Phase.SUCCESSFUL:
                     # Not a tight loop when nothing can be measured (an error right away).
@@ -209,7 +211,7 @@ class FlagGuards:
             raise
         except Exception as exc:  # a bug: say so in the decision log rather than die silently
             log.exception("flag guard %s crashed", key)
-            self.record("guard", f"{key}: guard stopped by an error: {type(exc).__name__}: {exc}")
+            self._say(f"{key}: guard stopped by an error: {type(exc).__name__}: {exc}")
         finally:
             if self._guards.get(key) is guard:
                 del self._guards[key]
@@ -232,6 +234,7 @@ class FlagGuards:
             await analyses.aclose()
 
     async def _kill(self, key: str, reason: str) -> None:
+        """Turn the flag off through the store (retried a few times if the store fails)."""
         note = f"guard: {reason}"
 
         def kill() -> bool:
@@ -244,12 +247,31 @@ class FlagGuards:
             return True
 
         started = time.monotonic()
-        killed = await asyncio.to_thread(kill)
+        for attempt in range(KILL_ATTEMPTS):
+            try:
+                killed = await asyncio.to_thread(kill)
+                break
+            except Exception as exc:
+                log.warning("flag %s: kill attempt %d failed: %s", key, attempt + 1, exc)
+                if attempt + 1 == KILL_ATTEMPTS:
+                    self._say(
+                        f"{key}: analysis failed but the flag could not be turned off "
+                        f"({type(exc).__name__}: {exc}); turn it off by hand: {reason}"
+                    )
+                    return
+                await asyncio.sleep(0.1 * 2**attempt)
         if killed:
             log.warning("flag %s killed in %.3f s: %s", key, time.monotonic() - started, reason)
-            self.record("guard", f"{key} killed: {reason}")
+            self._say(f"{key} killed: {reason}")
         else:
-            self.record("guard", f"{key}: analysis failed but the flag was already off: {reason}")
+            self._say(f"{key}: analysis failed but the flag was already off: {reason}")
+
+    def _say(self, message: str) -> None:
+        """A decision-log entry; a failing log must not stop a guard."""
+        try:
+            self.record("guard", message)
+        except Exception:
+            log.exception("flag guards: cannot record %r", message)
 
     async def _read_flags(self, keys: list[str]) -> dict[str, Flag]:
         def read() -> dict[str, Flag]:

@@ -30,6 +30,7 @@ from zerodown.core.routes import Backend, Pool, RouteTable
 from zerodown.engine.guards import ACTOR, FlagGuards
 from zerodown.flags.model import Flag, GradualRolloutStrategy
 from zerodown.flags.steps import apply_flag_change
+from zerodown.flags.stores.sqlite import SqliteFlagStore
 from zerodown.routers.proxy.client import ProxyRouter, router_command
 from zerodown.spec.model import Spec
 
@@ -393,3 +394,20 @@ def test_guard_follows_the_flag_and_the_spec(tmp_path: Path, flag_server: FlagSe
     assert f"{KEY}: stopped guarding (flag off or fully on)" in records
     flag = store.get_flag(KEY)
     assert flag is not None and flag.enabled  # never killed
+
+
+def test_an_unreadable_flag_store_does_not_break_the_engine_pass(tmp_path: Path) -> None:
+    store = SqliteFlagStore(tmp_path / "flags.db")
+    store.close()  # every read now fails
+    records: list[str] = []
+
+    async def scenario() -> None:
+        guards = FlagGuards(
+            service="shop", flags=store, stats_source=None, record=lambda k, m: records.append(m)
+        )
+        await guards.sync(guard_spec())  # logs and returns: the next pass tries again
+        assert guards.watching() == []
+        await guards.aclose()
+
+    asyncio.run(scenario())
+    assert records == []
