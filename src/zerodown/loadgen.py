@@ -2,7 +2,8 @@
 connections, counting every failure. Used by the tests, the benchmarks and `zerodown demo`.
 
 A request fails when no response arrives (connection refused or reset, timeout) or the status is
-5xx. Responses are attributed to a version by their X-Version header (the sample app sets it).
+5xx; any other status (200, 201, 404…) is an answer. GET by default; `method` and `body` send
+something else (e.g. a POST of the same JSON body every time), built once before the loop. Responses are attributed to a version by their X-Version header (the sample app sets it).
 It only talks to loopback addresses and stops by itself after `max_seconds`.
 """
 
@@ -82,6 +83,8 @@ class LoadGenerator:
         max_seconds: float = 120.0,
         timeout: float = 5.0,
         headers: dict[str, str] | None = None,
+        method: str = "GET",
+        body: bytes = b"",
     ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -93,6 +96,10 @@ class LoadGenerator:
         self.max_seconds = max_seconds
         self.timeout = timeout
         self.headers = headers or {}
+        self.method = method.upper()
+        if not self.method.isalpha():
+            raise ValueError(f"not an HTTP method: {method!r}")
+        self.body = body
         self.report = Report()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loadgen", daemon=True)
@@ -119,9 +126,12 @@ class LoadGenerator:
         started = time.monotonic()
         self._next = started
         extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        if self.body or self.method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            extra += f"Content-Length: {len(self.body)}\r\n"
+        # The whole request is built once: the hot loop only writes these bytes.
         self._request = (
-            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{extra}\r\n"
-        ).encode()
+            f"{self.method} {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{extra}\r\n"
+        ).encode() + self.body
         workers = [asyncio.create_task(self._worker(started)) for _ in range(self.connections)]
         await asyncio.gather(*workers)
 
@@ -170,7 +180,9 @@ class LoadGenerator:
         for line in head[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        if headers.get("transfer-encoding", "").lower() == "chunked":
+        if self.method == "HEAD" or status in (204, 304):
+            pass  # no body follows, whatever Content-Length says
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
             while True:
                 size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
                 await reader.readexactly(size + 2)
