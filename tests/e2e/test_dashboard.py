@@ -288,6 +288,9 @@ def test_dashboard_shows_a_paused_canary(
     history = page.text("history")
     assert "v1" in history and "v2" in history, history
 
+    for section in ("stable", "rollout", "reason", "decision", "traffic", "steps", "instances"):
+        assert not re.search(r"null|undefined|NaN", page.text(section)), page.text(section)
+
     shot = tmp_path / "dashboard.png"
     chromium(
         tmp_path / "profile",
@@ -460,6 +463,8 @@ def test_buttons_send_commands_with_the_token(
             "!/progressing|paused/.test(document.getElementById('rollout').textContent)",
             what="the page to see the rollout finish",
         )
+        finished = browser.js("document.getElementById('rollout').textContent")
+        assert not re.search(r"null|undefined|NaN", finished), finished
         # the token is kept for the tab: the next command asks for nothing, its error is shown
         browser.js("document.getElementById('action-result').textContent = ''")
         browser.js("document.querySelector('[data-action=rollback]').click()")

@@ -110,7 +110,7 @@ function renderOverview(state) {
             { class: "progress" },
             ` step ${Math.min(rollout.step + 1, state.steps.length)} of ${state.steps.length}`,
           )
-        : null,
+        : "", // replaceChildren would print null
     );
     const why = [];
     if (rollout.reason) why.push(h("div", {}, rollout.reason));
@@ -220,10 +220,23 @@ function renderTraffic(state) {
 function renderSteps(state) {
   const rollout = state.status.rollout;
   const steps = state.steps || [];
-  if (!steps.length || !rollout) {
-    $("steps").replaceChildren(
-      h("li", { class: "empty" }, rollout ? `${rollout.strategy}: no canary steps` : "no rollout"),
-    );
+  if (!rollout) {
+    $("steps").replaceChildren(h("li", { class: "empty" }, "no rollout"));
+    return;
+  }
+  if (!steps.length) {
+    // rolling and blue-green have no steps: how far is told by the new release's ready instances
+    const mine = state.instances.filter((i) => i.release === rollout.version);
+    const ready = mine.filter((i) => i.ready).length;
+    const wanted = state.instances_wanted || mine.length;
+    const lines = [
+      h("li", { class: "step" }, h("span", { class: "what" }, `${rollout.strategy} rollout of ${rollout.version}`)),
+      h("li", { class: "step" }, h("span", { class: "what" }, `${ready} of ${wanted} instance(s) of ${rollout.version} ready`)),
+    ];
+    if (rollout.switched_at) {
+      lines.push(h("li", { class: "step" }, h("span", { class: "what" }, `traffic switched ${ago(rollout.switched_at, state.now)}`)));
+    }
+    $("steps").replaceChildren(...lines);
     return;
   }
   const active = ACTIVE.has(rollout.phase);
