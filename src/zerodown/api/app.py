@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from zerodown.api.controller import Controller, history, state_summary
+from zerodown.api.dashboard import mount_dashboard
 from zerodown.core.errors import SpecError, StateError
 from zerodown.flags.api import make_flags_router
 from zerodown.keys.jwks import make_jwks_router
@@ -109,4 +110,5 @@ def make_app(controller: Controller, token: str) -> FastAPI:
     async def down(body: CommandRequest) -> dict[str, Any]:
         return controller.down(who=body.who)
 
+    mount_dashboard(app)
     return app

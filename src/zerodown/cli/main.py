@@ -274,6 +274,7 @@ def status(
                         live.update(status_view(client.get("/api/status")), refresh=True)
                         time.sleep(0.5)
             state = client.get("/api/status")
+            state["dashboard"] = str(client.http.base_url).rstrip("/") + "/"
         if as_json:
             print(json.dumps(state, indent=2))
         else:

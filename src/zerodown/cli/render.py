@@ -38,6 +38,8 @@ def status_view(state: dict[str, Any]) -> Group:
     rollout = status["rollout"]
     head = Table.grid(padding=(0, 2))
     head.add_row("service", f"[bold]{state['service']}[/] on http://{state['router']}")
+    if state.get("dashboard"):
+        head.add_row("dashboard", state["dashboard"])
     head.add_row("stable", status["stable"] or "-")
     head.add_row("traffic", weights(status))
     if rollout:
