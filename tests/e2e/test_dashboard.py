@@ -474,6 +474,24 @@ def test_buttons_send_commands_with_the_token(
         shown = answer(browser, "rollback")
         assert shown == "rollback failed: revision 99 does not exist; see `zerodown history`"
         assert not browser.js("document.getElementById('token-dialog').open")
+
+        # Escape on the next rollback dialog is a no, even after an earlier "Roll back"
+        revisions = len(paused_canary.zd("history", "--json").stdout.split('"revision"'))
+        browser.js("document.getElementById('action-result').textContent = ''")
+        browser.js("document.querySelector('[data-action=rollback]').click()")
+        browser.wait_js("document.getElementById('rollback-dialog').open", what="rollback dialog")
+        for kind in ("rawKeyDown", "keyUp"):
+            browser.call(
+                "Input.dispatchKeyEvent",
+                type=kind,
+                key="Escape",
+                code="Escape",
+                windowsVirtualKeyCode=27,
+            )
+        browser.wait_js("!document.getElementById('rollback-dialog').open", what="Escape")
+        time.sleep(0.5)
+        assert browser.js("document.getElementById('action-result').textContent") == ""
+        assert len(paused_canary.zd("history", "--json").stdout.split('"revision"')) == revisions
         events = browser.wait_js(
             "document.getElementById('events').textContent.includes('dashboard') &&"
             " document.getElementById('events').textContent",

@@ -518,6 +518,8 @@ function askToken() {
       },
       { once: true },
     );
+    // returnValue outlives the dialog: a stale "ok" must not make Escape count as yes
+    dialog.returnValue = "";
     dialog.showModal();
   });
 }
@@ -536,6 +538,8 @@ function askRevision() {
       },
       { once: true },
     );
+    // returnValue outlives the dialog: a stale "ok" must not make Escape count as yes
+    dialog.returnValue = "";
     dialog.showModal();
   });
 }
