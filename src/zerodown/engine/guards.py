@@ -109,8 +109,13 @@ class FlagGuards:
             return
         for key, current in list(self._guards.items()):
             entry = wanted.get(key)
-            if entry is None or not guarded(flags.get(key)):
-                await self._stop(key, "flag off or fully on" if entry else "guard removed")
+            flag = flags.get(key)
+            if entry is None:
+                await self._stop(key, "guard removed from the spec")
+            elif flag is None:
+                await self._stop(key, "flag deleted")
+            elif not guarded(flag):
+                await self._stop(key, "flag off" if not flag.enabled else "flag fully on")
             elif entry != (current.spec, current.analysis):
                 await self._stop(key, "guard or its templates changed")
         for key, (guard, analysis) in wanted.items():

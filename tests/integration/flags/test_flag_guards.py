@@ -390,8 +390,8 @@ def test_guard_follows_the_flag_and_the_spec(tmp_path: Path, flag_server: FlagSe
     inconclusive = [m for m in records if "inconclusive" in m]
     assert len(inconclusive) == 1, records  # once per streak, not once per run
     assert "too little traffic" in inconclusive[0]
-    assert records[-1] == f"{KEY}: stopped guarding (guard removed)"
-    assert f"{KEY}: stopped guarding (flag off or fully on)" in records
+    assert records[-1] == f"{KEY}: stopped guarding (guard removed from the spec)"
+    assert f"{KEY}: stopped guarding (flag off)" in records
     flag = store.get_flag(KEY)
     assert flag is not None and flag.enabled  # never killed
 
