@@ -108,6 +108,13 @@ def test_page_needs_nothing_from_outside_and_never_writes_markup() -> None:
 
 
 @pytest.fixture
+def chromium_installed() -> None:
+    """Checked before a service is started for nothing."""
+    if not os.path.exists(CHROMIUM):
+        require(f"{CHROMIUM} is missing (Debian packages chromium and chromium-driver)")
+
+
+@pytest.fixture
 def paused_canary(tmp_path: Path) -> Iterator[Workspace]:
     """A real service, v1 stable, canary v2 paused at 25% with a header route."""
     root = tmp_path / "svc"
@@ -247,7 +254,7 @@ class Page(HTMLParser):
 
 @pytest.mark.slow
 def test_dashboard_shows_a_paused_canary(
-    paused_canary: Workspace, dashboard_url: str, tmp_path: Path
+    chromium_installed: None, paused_canary: Workspace, dashboard_url: str, tmp_path: Path
 ) -> None:
     # Virtual time lets the page's fetches and first refreshes finish before the DOM is dumped.
     dom = chromium(
@@ -420,7 +427,7 @@ def answer(browser: DevTools, action: str) -> str:
 
 @pytest.mark.slow
 def test_buttons_send_commands_with_the_token(
-    paused_canary: Workspace, dashboard_url: str, tmp_path: Path
+    chromium_installed: None, paused_canary: Workspace, dashboard_url: str, tmp_path: Path
 ) -> None:
     token = (paused_canary.root / ".zerodown" / "token").read_text().strip()
     browser = DevTools(tmp_path / "profile", tmp_path / "chromium.log")
