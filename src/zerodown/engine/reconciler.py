@@ -36,6 +36,7 @@ from zerodown.core.model import (
     ServiceStatus,
 )
 from zerodown.core.routes import RouteTable
+from zerodown.engine.guards import FlagGuards
 from zerodown.engine.health import Monitor
 from zerodown.engine.pipeline import Pipeline, database_url
 from zerodown.pipeline.notify import Notifier
@@ -97,6 +98,11 @@ class Engine:
             flags=flags,
             spec_of_revision=self.spec_of,
             poke=self.poke,
+        )
+        self.guards = (
+            FlagGuards(service=service, flags=flags, stats_source=router, record=self._record)
+            if flags is not None
+            else None
         )
         self.notifiers: dict[int, Notifier] = {}
         last = store.events(service, limit=1)
@@ -190,6 +196,8 @@ class Engine:
                 await self._launch(decision.status, action)
         self._resume_retirements()
         await self.pipeline.sync(decision.status, instances)
+        if self.guards is not None:
+            await self.guards.sync(spec)
         self._notify()
         if self.applied is None or self.applied.generation != decision.status.routes.generation:
             await self._apply(decision.status.routes)
@@ -392,8 +400,15 @@ class Engine:
                 revision=event.revision,
             )
 
+    def _record(self, kind: str, message: str) -> None:
+        """A decision-log entry from outside a pass (a flag guard's kill)."""
+        self.store.save(self.store.status(self.service), [(self.clock(), None, kind, message)])
+        log.info("%s: %s", kind, message)
+
     async def shutdown(self) -> None:
         """Stop watching (the processes and the router keep running)."""
+        if self.guards is not None:
+            await self.guards.aclose()
         await self.pipeline.aclose()
         for notifier in self.notifiers.values():
             await notifier.drain(timeout=5)

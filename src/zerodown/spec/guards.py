@@ -8,7 +8,9 @@ header that the flag middleware adds, as if each variant were a release named
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, model_validator
 
 from zerodown.spec.analysis import AnalysisRef
 from zerodown.spec.types import StrictModel
@@ -19,3 +21,15 @@ class FlagGuardSpec(StrictModel):
     analysis: AnalysisRef
     on: str = Field("on", description="the variant under watch (the canary)")
     off: str = Field("off", description="the variant it is compared against (the baseline)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_booleans(cls, data: Any) -> Any:
+        """YAML 1.1 reads a bare `on:` / `off:` as true / false; take them as meant."""
+        if not isinstance(data, dict):
+            return data
+        names = {True: "on", False: "off"}
+        return {
+            names.get(k, k) if isinstance(k, bool) else k: names[v] if isinstance(v, bool) else v
+            for k, v in data.items()
+        }
