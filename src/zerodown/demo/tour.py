@@ -136,6 +136,7 @@ class DemoDatabase:
     def __init__(self, datadir: Path) -> None:
         self.datadir = datadir
         self._url = ""
+        self.source = ""  # where the database is, for the demo to say
         self._problems: list[str] = []
         self._dropdb: tuple[str, str] | None = None  # (server URL, database name)
         self._server: Any = None
@@ -169,6 +170,7 @@ class DemoDatabase:
         if external:
             try:
                 self._url = self._fresh_database(external)
+                self.source = "a throwaway database in $DATABASE_URL's server"
                 return
             except Exception as exc:  # any failure means: try the embedded server instead
                 self._problems.append(f"$DATABASE_URL: {_one_line(exc)}")
@@ -183,6 +185,7 @@ class DemoDatabase:
                     self._stop_server()
                     return
             self._url = server.get_uri()
+            self.source = f"embedded PostgreSQL (pgserver) in {self.datadir}"
         except Exception as exc:
             self._problems.append(f"embedded PostgreSQL: {_one_line(exc)}")
 
@@ -341,8 +344,8 @@ class Tour:
         os.environ[DB_ENV] = db_url  # the controller inherits it; no URL is written to disk
         url = f"http://127.0.0.1:{port}"
         self.say(
-            f"second service {root.name}: the database sample app (dbapp.py) on PostgreSQL, "
-            "migrations: {database: ${" + DB_ENV + "}, dir: migrations/}"
+            f"second service {root.name}: the database sample app (dbapp.py) on "
+            f"{self.db.source}; migrations: {{database: ${{{DB_ENV}}}, dir: migrations/}}"
         )
         start_controller(paths)
         with Client(paths) as client:
