@@ -157,7 +157,7 @@ class DemoDatabase:
             pass
         self._thread.start()
 
-    def url(self, timeout: float = 45.0) -> str:
+    def url(self, timeout: float = 30.0) -> str:
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise Skip(f"PostgreSQL did not start within {timeout:g}s")
