@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -527,7 +528,12 @@ def _get_json(url: str) -> dict[str, Any]:
         return dict(answer.json())
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the same clean-up as Ctrl-C: nothing the demo started stays
+
+
 def run_demo(keep: bool = False) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     root = Path(tempfile.mkdtemp(prefix="zerodown-demo-"))
     tour = Tour(root)
     try:
