@@ -9,18 +9,15 @@ import re
 import select
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from support.services import free_port, require
 from support.workspace import Workspace, base_spec
@@ -144,63 +141,13 @@ def controller_url(ws: Workspace) -> str:
 
 
 @pytest.fixture
-def dashboard_url(paused_canary: Workspace) -> Iterator[str]:
-    """The controller's own page once it mounts the dashboard; until then, a small server that
-    serves the same files through `mount_dashboard` and passes `/api/*` to the real controller."""
-    upstream = controller_url(paused_canary)
+def dashboard_url(paused_canary: Workspace) -> str:
+    """The controller's own address: it serves the page at `/` (make_app mounts the dashboard)."""
+    url = controller_url(paused_canary) + "/"
     with httpx.Client(timeout=5) as client:
-        if "/static/app.js" in client.get(upstream + "/").text:
-            yield upstream + "/"
-            return
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # the client lives and dies on the server's own event loop
-        async with httpx.AsyncClient(base_url=upstream, timeout=10) as client:
-            app.state.proxy = client
-            yield
-
-    app = FastAPI(lifespan=lifespan)
-    mount_dashboard(app)
-
-    @app.api_route("/api/{path:path}", methods=["GET", "POST"])
-    async def forward(path: str, request: Request) -> Response:
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() in ("authorization", "content-type")
-        }
-        try:
-            answer = await request.app.state.proxy.request(
-                request.method,
-                f"/api/{path}",
-                params=request.query_params,
-                content=await request.body(),
-                headers=headers,
-            )
-        except httpx.TransportError as exc:
-            return Response(f"controller unreachable: {exc}", status_code=502)
-        return Response(
-            answer.content,
-            status_code=answer.status_code,
-            media_type=answer.headers.get("content-type"),
-        )
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not server.started:
-            assert time.monotonic() < deadline, "the dashboard server did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        page = client.get(url)
+    assert page.status_code == 200 and "/static/app.js" in page.text, page.text[:300]
+    return url
 
 
 def chromium(profile: Path, *args: str, timeout: float = 60) -> str:
