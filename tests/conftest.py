@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support.servers import serve_asgi, serve_wsgi
 from support.services import postgres_server, redis_server
 
 
@@ -21,3 +24,16 @@ def postgres_url() -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     with redis_server() as url:
         yield url
+
+
+Serve = Callable[[Any], AbstractContextManager[str]]
+
+
+@pytest.fixture
+def asgi_server() -> Serve:
+    return serve_asgi
+
+
+@pytest.fixture
+def wsgi_server() -> Serve:
+    return serve_wsgi

@@ -1,15 +1,14 @@
-"""Serve real apps on 127.0.0.1 for the session tests: uvicorn for ASGI, wsgiref for WSGI."""
+"""Real ASGI (uvicorn) and WSGI (wsgiref) servers on 127.0.0.1 for tests of app middleware."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import pytest
 import uvicorn
 
 from support.services import free_port
@@ -50,16 +49,3 @@ def serve_wsgi(app: Any) -> Iterator[str]:
         server.shutdown()
         thread.join(10)
         server.server_close()
-
-
-Serve = Callable[[Any], AbstractContextManager[str]]
-
-
-@pytest.fixture
-def asgi_server() -> Serve:
-    return serve_asgi
-
-
-@pytest.fixture
-def wsgi_server() -> Serve:
-    return serve_wsgi
