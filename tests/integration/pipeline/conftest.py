@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from pipeline_kit import Site, serve_site
+
+from support.site import Site, serve_site
 
 
 @pytest.fixture

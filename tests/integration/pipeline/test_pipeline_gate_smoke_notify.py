@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_kit import Site
 
 from support.services import free_port
+from support.site import Site
 from zerodown.pipeline.gate import run_gate
 from zerodown.pipeline.notify import Notifier
 from zerodown.pipeline.smoke import run_smoke

@@ -1,4 +1,4 @@
-"""Helpers of the pipeline tests: a real HTTP server on 127.0.0.1 whose answers a test sets."""
+"""A real HTTP server on 127.0.0.1 whose answers a test sets (web, smoke and webhook tests)."""
 
 from __future__ import annotations
 
