@@ -64,7 +64,9 @@ def redis_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def strategy_for(name: str) -> dict[str, Any]:
     if name == "rolling":
-        return {"rolling": {"max_surge": 1, "max_unavailable": 0}}
+        # min_ready holds each step 2 s, so the rollout outlasts the 2 s between the rotated
+        # key's publication and its first signature even on a quiet machine.
+        return {"rolling": {"max_surge": 1, "max_unavailable": 0, "min_ready": "2s"}}
     return {
         "blue_green": {
             "preview_listen": f"127.0.0.1:{free_port()}",
