@@ -109,7 +109,7 @@ def _advance(plan: Plan, spec: Spec, n: int) -> None:
             moved = replace(rollout, step=rollout.step + 1, step_started_at=plan.now)
             plan.update(replace(plan.status, rollout=moved))
             plan.record(
-                "step", f"step {rollout.step + 1}/{len(canary.steps)} done: {_describe(step)}"
+                "step", f"step {rollout.step + 1}/{len(canary.steps)} done: {describe(step)}"
             )
             continue
         if waiting:
@@ -146,7 +146,7 @@ def _waiting_on(plan: Plan, spec: Spec, index: int, n: int) -> str | None:
     return None  # set_header_route takes effect by being passed
 
 
-def _describe(step: CanaryStep) -> str:
+def describe(step: CanaryStep) -> str:
     if step.set_weight is not None:
         return f"weight {step.set_weight}%"
     if step.pause is not None:
@@ -163,5 +163,3 @@ def _describe(step: CanaryStep) -> str:
     return f"analysis {templates}"
 
 
-def describe(step: CanaryStep) -> str:
-    return _describe(step)

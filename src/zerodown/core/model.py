@@ -249,9 +249,10 @@ class ApplyRoutes:
 
 @dataclass(frozen=True, slots=True)
 class Launch:
+    """Start `count` instances of `release` (the engine runs them with that release's spec)."""
+
     release: str
     count: int
-    revision: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,22 +263,4 @@ class Retire:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class RunCheck:
-    """Start the check `key` (the engine records it as running, then as its outcome)."""
-
-    key: str
-    kind: str
-    ref: str = ""  # which analysis ("step-3", "background", "pre", "post") or flag step
-
-
-@dataclass(frozen=True, slots=True)
-class StopCheck:
-    """Stop a running check: `finish` lets a background analysis end as it stands; otherwise
-    it is cancelled at once (abort)."""
-
-    key: str
-    finish: bool = False
-
-
-Action = Record | ApplyRoutes | Launch | Retire | RunCheck | StopCheck
+Action = Record | ApplyRoutes | Launch | Retire

@@ -56,8 +56,7 @@ class Plan:
     def launch(self, release: str, count: int, why: str) -> None:
         if count <= 0:
             return
-        revision = self.status.rollout.revision if self.status.rollout else 0
-        self.launches.append(Launch(release=release, count=count, revision=revision))
+        self.launches.append(Launch(release=release, count=count))
         plural = "instance" if count == 1 else "instances"
         self.record("launch", f"launch {count} {plural} of {release}: {why}")
 
