@@ -20,20 +20,16 @@ from zerodown.flags.model import Flag
 from zerodown.flags.stores import (
     AuditEntry,
     Clock,
-    FlagExists,
-    FlagNotFound,
     FlagStoreError,
-    definition_json,
-    stamped_for_create,
-    stamped_for_update,
     utc_now,
     with_usage,
 )
+from zerodown.flags.stores.sql import SqlFlagStore
 
 _PREFIX_RE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
 
-class PostgresFlagStore:
+class PostgresFlagStore(SqlFlagStore[psycopg.Connection[Any]]):
     def __init__(
         self,
         url: str,
@@ -169,53 +165,11 @@ class PostgresFlagStore:
             ),
         )
 
-    def _locked_old(self, c: psycopg.Connection[Any], key: str) -> dict[str, Any] | None:
+    def _old(self, c: psycopg.Connection[Any], key: str) -> dict[str, Any] | None:
         # Lock the version row first: writers queue here, so read-modify-write is safe.
         c.execute(f"SELECT version FROM {self._t['meta']} WHERE id = 1 FOR UPDATE")
         row = c.execute(f"SELECT doc FROM {self._t['flags']} WHERE key = %s", (key,)).fetchone()
         return row[0] if row else None
-
-    def create_flag(self, flag: Flag, *, actor: str, note: str = "") -> Flag:
-        stored = stamped_for_create(flag, self._clock())
-        with self._tx() as c:
-            if self._locked_old(c, flag.key) is not None:
-                raise FlagExists(flag.key)
-            self._change(
-                c,
-                actor=actor,
-                action="create",
-                key=flag.key,
-                before=None,
-                after=definition_json(stored),
-                note=note,
-            )
-        return stored
-
-    def update_flag(self, flag: Flag, *, actor: str, note: str = "") -> Flag:
-        with self._tx() as c:
-            old = self._locked_old(c, flag.key)
-            if old is None:
-                raise FlagNotFound(flag.key)
-            stored = stamped_for_update(Flag.model_validate(old), flag, self._clock())
-            self._change(
-                c,
-                actor=actor,
-                action="update",
-                key=flag.key,
-                before=old,
-                after=definition_json(stored),
-                note=note,
-            )
-        return stored
-
-    def delete_flag(self, key: str, *, actor: str, note: str = "") -> None:
-        with self._tx() as c:
-            old = self._locked_old(c, key)
-            if old is None:
-                raise FlagNotFound(key)
-            self._change(
-                c, actor=actor, action="delete", key=key, before=old, after=None, note=note
-            )
 
     def audit(self, *, key: str | None = None, limit: int = 100) -> list[AuditEntry]:
         sql = f"SELECT id, at, actor, action, key, before, after, note FROM {self._t['audit']}"

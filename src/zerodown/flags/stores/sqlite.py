@@ -16,15 +16,11 @@ from zerodown.flags.model import Flag
 from zerodown.flags.stores import (
     AuditEntry,
     Clock,
-    FlagExists,
-    FlagNotFound,
     FlagStoreError,
-    definition_json,
-    stamped_for_create,
-    stamped_for_update,
     utc_now,
     with_usage,
 )
+from zerodown.flags.stores.sql import SqlFlagStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS zerodown_flags (key TEXT PRIMARY KEY, doc TEXT NOT NULL);
@@ -38,7 +34,7 @@ INSERT OR IGNORE INTO zerodown_flag_meta (name, value) VALUES ('version', 0);
 """
 
 
-class SqliteFlagStore:
+class SqliteFlagStore(SqlFlagStore[sqlite3.Connection]):
     def __init__(self, path: str | Path, *, clock: Clock = utc_now, poll_interval: float = 0.05):
         self._clock = clock
         self._poll = poll_interval
@@ -139,43 +135,6 @@ class SqliteFlagStore:
                 note,
             ),
         )
-
-    def create_flag(self, flag: Flag, *, actor: str, note: str = "") -> Flag:
-        stored = stamped_for_create(flag, self._clock())
-        with self._tx() as db:
-            if self._old(db, flag.key) is not None:
-                raise FlagExists(flag.key)
-            doc = definition_json(stored)
-            self._change(
-                db, actor=actor, action="create", key=flag.key, before=None, after=doc, note=note
-            )
-        return stored
-
-    def update_flag(self, flag: Flag, *, actor: str, note: str = "") -> Flag:
-        with self._tx() as db:
-            old = self._old(db, flag.key)
-            if old is None:
-                raise FlagNotFound(flag.key)
-            stored = stamped_for_update(Flag.model_validate(old), flag, self._clock())
-            self._change(
-                db,
-                actor=actor,
-                action="update",
-                key=flag.key,
-                before=old,
-                after=definition_json(stored),
-                note=note,
-            )
-        return stored
-
-    def delete_flag(self, key: str, *, actor: str, note: str = "") -> None:
-        with self._tx() as db:
-            old = self._old(db, key)
-            if old is None:
-                raise FlagNotFound(key)
-            self._change(
-                db, actor=actor, action="delete", key=key, before=old, after=None, note=note
-            )
 
     def audit(self, *, key: str | None = None, limit: int = 100) -> list[AuditEntry]:
         sql = "SELECT id, at, actor, action, key, before, after, note FROM zerodown_flag_audit"
