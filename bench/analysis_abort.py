@@ -18,11 +18,8 @@ Only loopback traffic; a throwaway workspace; every process it started is stoppe
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import socket
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,17 +29,13 @@ from typing import Any
 import yaml
 
 from zerodown.cli.client import ApiError, Client, shut_down, start_controller
+from zerodown.demo.tour import sample_app_spec
 from zerodown.loadgen import LoadGenerator, Report
 from zerodown.paths import Paths
+from zerodown.platforms.local import free_port
 
 APP = Path(__file__).resolve().parents[1] / "src" / "zerodown" / "demo" / "app.py"
 GOOD = "good"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bad_version(n: int) -> str:
@@ -54,20 +47,7 @@ def bench_spec(
 ) -> dict[str, Any]:
     faults = {bad_version(n): {"fail_rate": fail_rate} for n in range(1, rounds + 1)}
     return {
-        "service": "shop",
-        "instances": 2,
-        "run": {
-            "command": [sys.executable, "app.py", "{port}", "{version}"],
-            "env": {"ZD_APP_FAULTS": json.dumps(faults)},
-            "drain": "2s",
-            "stop_timeout": "5s",
-        },
-        "probes": {
-            "startup": {"http": "/healthz", "period": "200ms", "failure_threshold": 25},
-            "readiness": {"http": "/ready", "period": "1s"},
-            "liveness": {"http": "/healthz", "period": "5s"},
-        },
-        "router": {"listen": f"127.0.0.1:{port}"},
+        **sample_app_spec(port, faults),
         "analysis": {
             "templates": {
                 "health": {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,14 +20,9 @@ from pathlib import Path
 import yaml
 
 from zerodown.loadgen import LoadGenerator, Report
+from zerodown.platforms.local import free_port
 
 APP = Path(__file__).resolve().parents[1] / "src" / "zerodown" / "demo" / "app.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def zd(spec: Path, *args: str) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from zerodown.core.routes import Backend, Pool, RouteTable
+from zerodown.platforms.local import free_port
 from zerodown.routers.proxy.client import router_command
 
 BACKEND_CONF = """
@@ -95,12 +96,6 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:

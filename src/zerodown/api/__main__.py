@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import sys
 
 import uvicorn
@@ -21,20 +20,15 @@ from zerodown.api.app import make_app
 from zerodown.api.controller import Controller
 from zerodown.core.errors import ZerodownError
 from zerodown.paths import Paths
+from zerodown.platforms.local import free_port
 from zerodown.spec.load import load_spec
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def serve(paths: Paths) -> None:
     spec = load_spec(paths.spec)
     controller = Controller(paths, spec)
     controller.resume_after_down()
-    port = _free_port()
+    port = free_port()
     app = make_app(controller, paths.token())
     server = uvicorn.Server(
         uvicorn.Config(

@@ -33,25 +33,20 @@ from rich.table import Table
 from zerodown.cli.client import Client, shut_down, start_controller
 from zerodown.loadgen import LoadGenerator, Report
 from zerodown.paths import Paths
+from zerodown.platforms.local import free_port
 
 console = Console()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def demo_spec(port: int) -> dict[str, Any]:
+def sample_app_spec(port: int, faults: dict[str, Any]) -> dict[str, Any]:
+    """Two instances of the shipped sample app (app.py beside the spec) behind a router on
+    `port`; `faults` by version, as $ZD_APP_FAULTS takes them."""
     return {
         "service": "shop",
         "instances": 2,
         "run": {
             "command": [sys.executable, "app.py", "{port}", "{version}"],
-            "env": {"ZD_APP_FAULTS": json.dumps({"v3": {"fail_rate": 0.2}})},
+            "env": {"ZD_APP_FAULTS": json.dumps(faults)},
             "drain": "2s",
             "stop_timeout": "5s",
         },
@@ -61,6 +56,12 @@ def demo_spec(port: int) -> dict[str, Any]:
             "liveness": {"http": "/healthz", "period": "5s"},
         },
         "router": {"listen": f"127.0.0.1:{port}"},
+    }
+
+
+def demo_spec(port: int) -> dict[str, Any]:
+    return {
+        **sample_app_spec(port, {"v3": {"fail_rate": 0.2}}),
         "analysis": {
             "templates": {
                 "health": {

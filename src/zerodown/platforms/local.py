@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
-def free_port(taken: set[int]) -> int:
+def free_port(taken: Collection[int] = ()) -> int:
+    """A port free on 127.0.0.1 now (and not in `taken`)."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
