@@ -78,12 +78,14 @@ def main() -> None:
     )
     try:
         import uvloop
-
-        run = uvloop.run
     except ImportError:
-        run = asyncio.run
+        uvloop = None  # type: ignore[assignment]
     try:
-        run(serve(Paths.for_spec(args.file)))
+        coro = serve(Paths.for_spec(args.file))
+        if uvloop is not None:
+            uvloop.run(coro)
+        else:
+            asyncio.run(coro)
     except ZerodownError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

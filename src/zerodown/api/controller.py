@@ -177,9 +177,10 @@ class Controller:
                 raise StateError("there is no earlier completed revision to roll back to")
             target = good[-1]
         else:
-            target = next((r for r in revisions if r.number == to), None)
-            if target is None:
+            found = next((r for r in revisions if r.number == to), None)
+            if found is None:
                 raise StateError(f"revision {to} does not exist; see `zerodown history`")
+            target = found
             if target.version == status.stable:
                 raise StateError(f"revision {to} runs {target.version}, which is already serving")
         spec = dict(target.spec)

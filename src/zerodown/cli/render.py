@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -77,9 +78,9 @@ def status_view(state: dict[str, Any]) -> Group:
             checks.add_column(column)
         colors = {"passed": "green", "failed": "red", "inconclusive": "yellow"}
         for key, check in rollout["checks"].items():
-            state = check["state"]
-            shown = f"[{colors[state]}]{state}[/]" if state in colors else state
-            checks.add_row(key, shown, check["reason"])
+            outcome = check["state"]
+            shown = f"[{colors[outcome]}]{outcome}[/]" if outcome in colors else outcome
+            checks.add_row(key, shown, escape(check["reason"]))
         parts.append(checks)
     table = Table(title="instances", title_justify="left")
     for column in ("instance", "release", "address", "phase", "ready", "note"):

@@ -321,7 +321,7 @@ class Engine:
             return
         task = asyncio.create_task(self._drain_and_stop(instance), name=f"retire {instance.id}")
         self.retiring[instance.id] = task
-        task.add_done_callback(lambda _t, iid=instance.id: self.retiring.pop(iid, None))
+        task.add_done_callback(lambda _t: self.retiring.pop(instance.id, None))
 
     async def _drain_and_stop(self, instance: Instance) -> None:
         monitor = self.monitors.pop(instance.id, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ class SqliteStore:
         return ServiceStatus.from_json(json.loads(rows[0][0])) if rows else ServiceStatus(service)
 
     def save(
-        self, status: ServiceStatus, events: list[tuple[float, int | None, str, str]] = ()
+        self, status: ServiceStatus, events: Sequence[tuple[float, int | None, str, str]] = ()
     ) -> None:
         """The status, its rollout's revision row and the decision records, in one transaction."""
         statements: list[tuple[str, tuple[Any, ...]]] = [
