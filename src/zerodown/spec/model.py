@@ -82,6 +82,14 @@ class RouterSpec(StrictModel):
     admin_listen: Address | None = Field(None, description="TCP admin API, e.g. for Prometheus")
 
 
+class ApiSpec(StrictModel):
+    read_token: str | None = Field(
+        None,
+        description="when set, status, events, flag definitions and the dashboard need it too"
+        " (Authorization: Bearer …); ${VAR} is read from the environment",
+    )
+
+
 class RollingSpec(StrictModel):
     max_surge: CountOrPercent = "25%"
     max_unavailable: CountOrPercent = 0
@@ -196,6 +204,7 @@ class Spec(StrictModel):
     run: RunSpec
     probes: ProbesSpec = Field(default_factory=ProbesSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
+    api: ApiSpec = Field(default_factory=ApiSpec)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     gate: GateSpec | None = None

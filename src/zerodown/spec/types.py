@@ -68,6 +68,24 @@ def resolve_count(value: int | str, total: int, *, round_up: bool) -> int:
     return math.ceil(share) if round_up else math.floor(share)
 
 
+# A release's version names instance ids, log files, database schemas and labels, so it is kept to
+# characters that are safe in all of them (the OCI image tag's alphabet, minus the leading '.'/'-').
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")
+VERSION_RULE = "1-63 characters: letters, digits and . _ + -, starting with a letter or digit"
+
+
+def check_version(value: str) -> str:
+    """A version as given to `deploy` / `up --version`, or ValueError saying what to fix."""
+    if not isinstance(value, str) or not VERSION_PATTERN.match(value):
+        shown = value if len(str(value)) <= 40 else f"{str(value)[:40]}…"
+        raise ValueError(f"version {shown!r} is not valid: {VERSION_RULE}")
+    return value
+
+
+Version = Annotated[str, BeforeValidator(check_version)]
+"""A release's version, e.g. v2 or 1.4.0-rc.1 (see VERSION_PATTERN)."""
+
+
 class StrictModel(BaseModel):
     """Every spec model: unknown fields are errors, values are not coerced loosely."""
 
