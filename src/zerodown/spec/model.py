@@ -80,6 +80,9 @@ class RouterSpec(StrictModel):
     kind: Literal["builtin"] = "builtin"
     listen: Address = "127.0.0.1:8080"
     admin_listen: Address | None = Field(None, description="TCP admin API, e.g. for Prometheus")
+    header_timeout: Duration = Field(
+        10.0, description="a client still sending its request headers after this is cut off"
+    )
 
 
 class ApiSpec(StrictModel):
