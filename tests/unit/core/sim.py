@@ -16,13 +16,16 @@ After every pass the world checks the rules of the rollout (DESIGN.md) that one 
 4. a canary or blue-green rollout that ended aborted or failed has no traffic share, header route
    or preview, from the very pass that ended it;
 5. blue-green: the previous environment is not retired within `scale_down_delay` of the switch;
-6. a pass that changes the rollout's phase records why.
+6. a pass that changes the rollout's phase records why;
+7. a canary's weight rises only when it has the ready instances that weight needs (its
+   `canary_scale`), so the new release never takes more traffic than it has capacity for.
 
 A broken rule raises AssertionError from `tick`, naming the rule.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -47,7 +50,7 @@ from zerodown.spec.model import Spec
 ENDED_BADLY = (RolloutPhase.ABORTED, RolloutPhase.FAILED)
 
 
-@dataclass
+@dataclass(repr=False)
 class World:
     spec: Spec
     now: float = 1000.0
@@ -64,6 +67,17 @@ class World:
     started_checks: list[str] = field(default_factory=list)
     completed: dict[int, str] = field(default_factory=dict)  # revision -> version, in order
     superseded: list[int] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        rollout = self.status.rollout
+        where = (
+            ""
+            if rollout is None
+            else f", {rollout.version} {rollout.phase.value} step {rollout.step}"
+        )
+        return (
+            f"World(t={self.now:g}, stable={self.status.stable}{where}, {sorted(self.instances)})"
+        )
 
     # --- the operator, through core.commands as the controller calls it ---------------------
 
@@ -251,6 +265,7 @@ class World:
         _ended_rollout_gets_nothing(after, table)
         self._kept_warm(after, retired, seen)
         _phase_changes_recorded(before, after, decision.actions)
+        self._canary_weight_backed(before, after)
 
     def _kept_warm(
         self, after: ServiceStatus, retired: list[str], seen: dict[str, Instance]
@@ -273,6 +288,32 @@ class World:
             f"rule 5: {gone} of {rollout.previous} retired "
             f"{self.now - rollout.switched_at:g}s after the switch"
         )
+
+    def _canary_weight_backed(self, before: ServiceStatus, after: ServiceStatus) -> None:
+        rollout, canary = after.rollout, self.spec.strategy.canary
+        if canary is None or rollout is None or rollout.strategy != "canary":
+            return
+        old, new = (
+            _weight_of(before.routes, rollout.version),
+            _weight_of(after.routes, rollout.version),
+        )
+        if new <= old:
+            return
+        n = self.spec.instances
+        if canary.canary_scale == "match_weight":
+            needed = max(1, math.ceil(n * new / 100))
+        else:
+            needed = n if new >= 100 else min(n, canary.canary_scale)
+        backends = next(p.backends for p in after.routes.pools if p.release == rollout.version)
+        assert len(backends) >= needed, (
+            f"rule 7: {rollout.version} raised from {old}% to {new}% with {len(backends)} ready "
+            f"instances of the {needed} that weight needs"
+        )
+
+
+def _weight_of(table: RouteTable, release: str) -> int:
+    """The weight of the release's pool, when it has a backend to take it."""
+    return next((p.weight for p in table.pools if p.release == release and p.backends), 0)
 
 
 def traffic_shares(table: RouteTable) -> dict[str, float]:
