@@ -48,6 +48,11 @@ from zerodown.core.routes import Match, RouteTable
 from zerodown.spec.model import Spec
 
 ENDED_BADLY = (RolloutPhase.ABORTED, RolloutPhase.FAILED)
+PASSED, FAILED, INCONCLUSIVE = CheckState.PASSED, CheckState.FAILED, CheckState.INCONCLUSIVE
+HEALTH_TEMPLATE = {
+    "health": {"metrics": [{"name": "errors", "query": "error_rate", "count": 3, "interval": "1s"}]}
+}
+"""An analysis template for specs under test: its outcome is whatever `outcomes` scripts."""
 
 
 @dataclass(repr=False)

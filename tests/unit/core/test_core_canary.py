@@ -11,19 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sim import World
+from sim import FAILED, HEALTH_TEMPLATE, INCONCLUSIVE, PASSED, World
 
 from zerodown.core.errors import StateError
 from zerodown.core.model import CheckState, RolloutPhase
 from zerodown.core.routes import Match, Sticky
 from zerodown.spec.model import Spec
 
-PASSED, FAILED, INCONCLUSIVE = CheckState.PASSED, CheckState.FAILED, CheckState.INCONCLUSIVE
 PROGRESSING, PAUSED = RolloutPhase.PROGRESSING, RolloutPhase.PAUSED
 COMPLETED, ABORTED, FAILED_PHASE = RolloutPhase.COMPLETED, RolloutPhase.ABORTED, RolloutPhase.FAILED
-TEMPLATE = {
-    "health": {"metrics": [{"name": "errors", "query": "error_rate", "count": 3, "interval": "1s"}]}
-}
 ANALYSIS = {"analysis": {"templates": ["health"]}}
 HEADER = {"set_header_route": {"header": "X-Canary", "value": "yes"}}
 COOKIE = {"set_header_route": {"cookie": "beta", "value": "1"}}
@@ -43,7 +39,7 @@ def spec(*steps: dict[str, Any], instances: int = 4, **canary: Any) -> Spec:
             "service": "shop",
             "instances": instances,
             "run": {"command": ["app"]},
-            "analysis": {"templates": TEMPLATE},
+            "analysis": {"templates": HEALTH_TEMPLATE},
             "strategy": {"canary": {"steps": list(steps), **canary}},
         }
     )
@@ -229,7 +225,8 @@ def test_a_person_decides_an_inconclusive_analysis(decision):
     world.run(10)
     if decision == "promote":
         assert world.phase is COMPLETED
-        assert world.status.rollout.checks["analysis:step-2"].state is PASSED
+        check = world.status.rollout.checks["analysis:step-2"]
+        assert check.state is PASSED and check.reason.startswith("promoted by a person")
     else:
         assert world.phase is ABORTED and world.status.stable == "v1"
         assert world.of("v2") == []
