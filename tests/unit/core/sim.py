@@ -8,19 +8,20 @@ controller sends them (`promote`, `abort`, `pause`, `resume`, `retry`, `rollback
 
 After every pass the world checks the rules of the rollout (DESIGN.md) that one pass can break:
 
-1. the router holds the table the status holds; it routes only to serving instances and never to
-   one this pass retires, and it gets the table before any instance leaves (traffic leaves first);
+1. the router holds the table the status holds; it routes only to serving instances, never to one
+   this pass retires, and gets that table before any instance leaves (DESIGN rules 1 and 2);
 2. a service with a serving instance never goes dark, and the last ready instance of the stable
-   release leaves only in a pass that hands all traffic to the rollout's release;
+   release leaves only in a pass that hands all traffic to the rollout's release (rule 1);
 3. while a canary or blue-green rollout is active, the stable release stays at full size;
 4. a canary or blue-green rollout that ended aborted or failed has no traffic share, header route
-   or preview, from the very pass that ended it;
-5. blue-green: the previous environment is not retired within `scale_down_delay` of the switch;
-6. a pass that changes the rollout's phase records why;
+   or preview, from the very pass that ended it (rule 3);
+5. blue-green: the previous environment is not retired within `scale_down_delay` of the switch
+   (rule 4);
+6. a pass that changes the rollout's phase records why (rule 6);
 7. a canary's weight rises only when it has the ready instances that weight needs (its
-   `canary_scale`), so the new release never takes more traffic than it has capacity for.
+   `canary_scale`): the new release never takes more traffic than it has capacity for (rule 1).
 
-A broken rule raises AssertionError from `tick`, naming the rule.
+A broken rule raises AssertionError from `tick`, naming the rule by its number here.
 """
 
 from __future__ import annotations
@@ -252,13 +253,6 @@ class World:
 
     # --- the rules ----------------------------------------------------------------------------
 
-    def check(self) -> None:
-        """Rule 1 against the world as it is now (kept for tests that poke the world)."""
-        routed = self.status.routes.addresses()
-        for i in self.instances.values():
-            if i.address in routed:
-                assert i.serving, f"rule 1: {i.id} is routed but not serving"
-
     def check_rules(
         self, before: ServiceStatus, seen: dict[str, Instance], decision: Decision
     ) -> None:
@@ -341,11 +335,11 @@ def _traffic_leaves_first(
     for i in seen.values():
         if i.address in routed:
             assert i.serving, f"rule 1: {i.id} is routed but not serving"
-            assert i.id not in retired, f"rule 2: {i.id} retired while still routed"
+            assert i.id not in retired, f"rule 1: {i.id} retired while still routed"
     if retired:
         first_retire = next(n for n, a in enumerate(actions) if isinstance(a, Retire))
         assert any(isinstance(a, ApplyRoutes) for a in actions[:first_retire]), (
-            "rule 2: an instance retired before the table without it was applied"
+            "rule 1: an instance retired before the table without it was applied"
         )
 
 
@@ -359,7 +353,7 @@ def _never_dark(
     if after.stopping or after.stable is None:
         return
     if any(i.serving for i in seen.values()):
-        assert table.addresses(), "rule 1: every ready instance left the route table"
+        assert table.addresses(), "rule 2: every ready instance left the route table"
     stable = before.stable
     stable_ready = [i.id for i in seen.values() if i.serving and i.release == stable]
     if not stable_ready or not set(stable_ready) <= set(retired):
@@ -369,10 +363,10 @@ def _never_dark(
         RolloutPhase.PROGRESSING,
         RolloutPhase.PAUSED,
         RolloutPhase.COMPLETED,
-    ), f"rule 1: the last ready instance of {stable} retired, and the rollout {after.rollout}"
+    ), f"rule 2: the last ready instance of {stable} retired, and the rollout ended"
     releases = {p.release for p in table.pools if p.backends}
     assert releases == {rollout.version}, (
-        f"rule 1: the last ready instance of {stable} retired while {releases} serve"
+        f"rule 2: the last ready instance of {stable} retired while {releases} serve"
     )
 
 
@@ -407,11 +401,11 @@ def _ended_rollout_gets_nothing(after: ServiceStatus, table: RouteTable) -> None
         return
     version = rollout.version
     share = traffic_shares(table).get(version, 0)
-    assert share == 0, f"rule 3: {version} still gets {share:g}% after {rollout.phase.value}"
+    assert share == 0, f"rule 4: {version} still gets {share:g}% after {rollout.phase.value}"
     assert all(m.release != version for m in table.matches), (
-        f"rule 3: a header route still sends to {version} after {rollout.phase.value}"
+        f"rule 4: a header route still sends to {version} after {rollout.phase.value}"
     )
-    assert table.preview != version, f"rule 3: {version} still on the preview listener"
+    assert table.preview != version, f"rule 4: {version} still on the preview listener"
 
 
 def _phase_changes_recorded(

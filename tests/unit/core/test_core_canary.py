@@ -249,7 +249,7 @@ def test_background_analysis_starts_at_its_starting_step():
     strict=True,
     raises=AssertionError,
     reason="core bug: an analysis step that fails while a person paused the rollout is not acted "
-    "on; the bad canary keeps its weight until someone resumes (rule 3: abort is immediate)",
+    "on; the bad canary keeps its weight until someone resumes (DESIGN rule 3: abort is immediate)",
 )
 def test_a_failed_analysis_aborts_even_while_paused_by_a_person():
     world = started(spec(weight(20), ANALYSIS, weight(100)))
@@ -315,7 +315,7 @@ def test_promote_passes_one_step_only():
     strict=True,
     raises=AssertionError,
     reason="core bug: promote --full sets weight_before(all steps) = 100% at once, on the one "
-    "canary instance that runs, while the other three start (rule 1: capacity)",
+    "canary instance that runs, while the other three start (DESIGN rule 1: capacity; sim rule 7)",
 )
 def test_full_promote_skips_the_pauses_without_outrunning_the_canary_capacity():
     world = started(spec(weight(20), pause(), weight(50), pause(), weight(100)))
@@ -409,14 +409,14 @@ def test_a_failing_stable_instance_is_replaced_while_the_canary_waits():
     strict=True,
     raises=AssertionError,
     reason="core bug: after an abort, rolling.converge keeps the aborted canary in the table "
-    "while the stable release is below full size (rule 3: canary weight 0 in the same pass)",
+    "while the stable release is below full size (DESIGN rule 3: weight 0 in the same pass; sim rule 4)",
 )
 def test_abort_while_stable_is_short_of_an_instance_still_gives_the_canary_nothing():
     world = started(spec(weight(50), pause(), weight(100)))
     at_step(world, 1)
     world.fail_instance(world.of("v1")[0])
     world.abort()
-    world.tick()  # the sim raises: rule 3, v2 still gets a share
+    world.tick()  # the sim raises: rule 4, v2 still gets a share
 
 
 def test_a_release_that_never_starts_fails_and_leaves_stable_alone():
