@@ -3,7 +3,7 @@ a delay, or by a person), pre- and post-promotion analysis, the warm previous en
 rollback inside and after `scale_down_delay`, and releases that never deserve the switch.
 
 sim.World checks the rules of the rollout after every pass (among them: the previous environment
-is not retired within scale_down_delay of the switch). Tests marked xfail(strict) pin a bug in core.
+is not retired within scale_down_delay of the switch).
 """
 
 from __future__ import annotations
@@ -114,12 +114,6 @@ def test_auto_promote_after_switches_without_a_person_but_not_before_ready():
     assert not any(r.kind == "pause" for r in world.records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: auto_promote_after counts from rollout.progress_at (the launch, here), not "
-    "from when green was all ready, so a slow start eats the preview window",
-)
 @pytest.mark.parametrize("ready_after", [1, 20])
 def test_auto_promote_after_counts_from_when_green_is_ready(ready_after):
     world = started(spec(auto_promote_after="10s"))
@@ -128,24 +122,12 @@ def test_auto_promote_after_counts_from_when_green_is_ready(ready_after):
     assert world.status.rollout.switched_at - ready_at(world, "v2") == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: an auto_promote_after longer than progress_deadline fails the rollout "
-    "('no progress for 10m') while it waits as told",
-)
 def test_auto_promote_after_longer_than_the_progress_deadline():
     world = started(spec(auto_promote_after="15m"))
     world.run(1000, dt=5)
     assert world.phase is COMPLETED, world.status.rollout.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: bluegreen._approved switches a rollout a person paused (auto_promote), "
-    "and the switch resets its phase to progressing",
-)
 def test_a_paused_rollout_does_not_switch_until_resumed():
     world = started(spec())
     world.pause()
@@ -335,12 +317,6 @@ def test_a_new_deploy_while_blue_is_warm_retires_it_and_keeps_serving_green():
     assert world.status.stable == "v3" and world.serving("v2") == 3  # now v2 is the warm one
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: commands.retry keeps the checks (the FAILED analysis:post aborts the retry "
-    "at once) and switched_at (so a retry would skip the preview and switch to nothing)",
-)
 def test_retry_after_a_failed_post_promotion_analysis_prepares_and_switches_again():
     world = started(spec(post_promotion_analysis=HEALTH), **{"analysis:post": (FAILED, "errors")})
     world.run_until(lambda: world.phase is ABORTED)

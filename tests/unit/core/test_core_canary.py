@@ -3,7 +3,7 @@ analysis outcomes, header routes, the operator's commands, failures, supersede a
 
 sim.World checks the rules of the rollout after every pass (routing only to ready instances, the
 stable release at full size, weight 0 in the pass that ends a rollout, ...), so each test here
-also proves those rules for the path it drives. Tests marked xfail(strict) pin a bug in core.
+also proves those rules for the path it drives.
 """
 
 from __future__ import annotations
@@ -163,12 +163,6 @@ def test_a_pause_with_duration_ends_exactly_when_it_has_lasted():
     assert not any(r.kind == "pause" for r in world.records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: a timed pause longer than progress_deadline fails the rollout "
-    "('no progress for 10m') although waiting is the step's whole point",
-)
 def test_a_pause_longer_than_the_progress_deadline_is_not_a_lack_of_progress():
     world = started(spec(weight(20), pause("15m"), weight(100)))
     world.run(1000, dt=5)
@@ -245,12 +239,6 @@ def test_background_analysis_starts_at_its_starting_step():
     assert world.phase is ABORTED and "p99 doubled" in world.status.rollout.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: an analysis step that fails while a person paused the rollout is not acted "
-    "on; the bad canary keeps its weight until someone resumes (DESIGN rule 3: abort is immediate)",
-)
 def test_a_failed_analysis_aborts_even_while_paused_by_a_person():
     world = started(spec(weight(20), ANALYSIS, weight(100)))
     at_step(world, 1, PROGRESSING)
@@ -286,12 +274,6 @@ def test_a_header_route_holds_from_its_step_until_the_rollout_ends(route, match,
     assert world.status.stable == ("v2" if end == "promote" else "v1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: a header route before any set_weight starts no canary instance "
-    "(instances_for(weight 0) is 0), so the route leads nowhere and the router falls back to v1",
-)
 def test_a_header_route_at_weight_zero_has_a_canary_to_go_to():
     world = started(spec(HEADER, pause(), weight(100)))
     at_step(world, 1)
@@ -311,12 +293,6 @@ def test_promote_passes_one_step_only():
     assert world.shares() == {"v2": 50, "v1": 50}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: promote --full sets weight_before(all steps) = 100% at once, on the one "
-    "canary instance that runs, while the other three start (DESIGN rule 1: capacity; sim rule 7)",
-)
 def test_full_promote_skips_the_pauses_without_outrunning_the_canary_capacity():
     world = started(spec(weight(20), pause(), weight(50), pause(), weight(100)))
     at_step(world, 1)
@@ -359,12 +335,6 @@ def test_retry_runs_an_aborted_rollout_again_from_its_first_step():
     world.run_until(lambda: world.phase is COMPLETED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: commands.retry keeps the rollout's checks, so the FAILED analysis of the "
-    "first attempt aborts the retry at once instead of being run again",
-)
 def test_retry_after_a_failed_analysis_runs_the_analysis_again():
     world = started(spec(weight(20), ANALYSIS, weight(100)), **{"analysis:step-2": (FAILED, "bad")})
     world.run_until(lambda: world.phase is ABORTED)
@@ -405,12 +375,6 @@ def test_a_failing_stable_instance_is_replaced_while_the_canary_waits():
     assert world.phase is PAUSED and world.shares() == {"v2": 20, "v1": 80}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: after an abort, rolling.converge keeps the aborted canary in the table "
-    "while the stable release is below full size (DESIGN rule 3: weight 0 in the same pass; sim rule 4)",
-)
 def test_abort_while_stable_is_short_of_an_instance_still_gives_the_canary_nothing():
     world = started(spec(weight(50), pause(), weight(100)))
     at_step(world, 1)
