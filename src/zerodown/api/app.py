@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import string
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -89,21 +90,22 @@ def read_token_of(controller: Controller) -> str | None:
     raw = controller.spec.api.read_token
     if raw is None:
         return None
-    where = {"file": str(controller.paths.spec), "field": "api.read_token"}
+
+    def problem(message: str) -> SpecError:
+        return SpecError(message, file=str(controller.paths.spec), field="api.read_token")
+
     try:
         token = string.Template(raw).substitute(os.environ).strip()
     except KeyError as exc:
-        raise SpecError(f"${{{exc.args[0]}}} is not set in the environment", **where) from None
+        raise problem(f"${{{exc.args[0]}}} is not set in the environment") from None
     except ValueError as exc:
-        raise SpecError(
-            f"{exc}; write ${{VAR}} to read VAR from the environment", **where
-        ) from None
+        raise problem(f"{exc}; write ${{VAR}} to read VAR from the environment") from None
     if not token:
-        raise SpecError("is empty; set a token, or remove it to leave reads open", **where)
+        raise problem("is empty; set a token, or remove it to leave reads open")
     return token
 
 
-def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(status: int, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
