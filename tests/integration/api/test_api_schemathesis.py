@@ -3,8 +3,10 @@ controller (controller_api.py), without and with the token: no answer is a 5xx, 
 token nothing changes.
 
 Bounded so it runs in CI: a few examples per operation plus schemathesis's coverage phase (the
-boundary values of every bound), about 1,500 cases in all. The flag bodies skip the coverage
-phase, which alone makes about 1,200 cases from the flag model's many variants; they are fuzzed.
+boundary values of every bound), about 900 cases per run, 15 s for both on the 2-core development
+machine. The flag bodies skip the coverage phase, which alone makes about 1,200 cases from the
+flag model's many variants; they are fuzzed. A longer run (EXAMPLES = 150, coverage for all:
+about 3 minutes) found no 5xx either.
 `/api/flags/stream` never ends by design (Server-Sent Events) and is tested in test_api_bounds.py.
 """
 
