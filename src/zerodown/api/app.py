@@ -109,17 +109,14 @@ def _error(status: int, detail: str, headers: Mapping[str, str] | None = None) -
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def _too_large() -> HTTPException:
-    # the rest of the body is not read: close the connection rather than skip it
-    return HTTPException(
-        413,
-        f"the request body is larger than {MAX_BODY} bytes (1 MiB)",
-        headers={"Connection": "close"},
-    )
+TOO_LARGE = f"the request body is larger than {MAX_BODY} bytes (1 MiB)"
+CLOSE = {"Connection": "close"}  # the rest of a refused body is not read: skip it by closing
 
 
 class _Guard:
-    """Outermost middleware: the body limit, and the last word on unexpected exceptions."""
+    """The body limit, and the last word on unexpected exceptions. It sits just inside
+    Starlette's own error middleware, which answers 500 but then raises on to the server, and
+    uvicorn closes a connection whose request raised (the reset seen by the next request)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -130,8 +127,7 @@ class _Guard:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > MAX_BODY:
-            refusal = _too_large()
-            await _error(413, refusal.detail, refusal.headers)(scope, receive, send)
+            await _error(413, TOO_LARGE, CLOSE)(scope, receive, send)
             return
         received = 0
         started = False
@@ -141,7 +137,7 @@ class _Guard:
             message = await receive()
             received += len(message.get("body", b""))
             if received > MAX_BODY:  # a chunked body, whose size is known only as it comes
-                raise _too_large()
+                raise HTTPException(413, TOO_LARGE, headers=CLOSE)
             return message
 
         async def watched(message: Message) -> None:
