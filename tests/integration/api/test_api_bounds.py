@@ -88,6 +88,11 @@ def test_a_parameter_out_of_bounds_is_a_422_naming_it(
     assert messages(r).startswith(f"{field}: "), messages(r)
 
 
+def test_reads_are_open_without_a_read_token(api: ControllerApi) -> None:
+    for path in ("/api/status", "/api/history", "/api/events", "/api/flags/definitions"):
+        assert get(api, path).status_code == 200, path
+
+
 def test_bounds_leave_ordinary_values_alone(api: ControllerApi) -> None:
     assert get(api, "/api/events?after=9223372036854775807&limit=1000").json() == []
     stale = get(api, "/api/flags/stale?unused_days=36500&settled_days=36500", headers=api.admin)

@@ -73,12 +73,6 @@ def test_ofrep_jwks_and_the_page_stay_public(api: ControllerApi) -> None:
         assert missing.status_code == 404 and missing.json()["errorCode"] == "FLAG_NOT_FOUND"
 
 
-def test_without_a_read_token_reads_are_open(tmp_path: Path) -> None:
-    with serve_controller(tmp_path) as api, httpx.Client(base_url=api.url, timeout=10) as http:
-        for path in READS:
-            assert http.get(path).status_code == 200, path
-
-
 @pytest.mark.parametrize(
     ("value", "says"),
     [
