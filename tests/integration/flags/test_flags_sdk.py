@@ -112,7 +112,8 @@ def test_usage_reports_reach_the_stale_report(
     flag_server: FlagServer, client: httpx.Client
 ) -> None:
     client.post("/api/flags", json={"key": "u", "enabled": True}, headers=flag_server.headers)
-    with FlagClient(flag_server.url, usage_interval=0.0) as sdk:
+    # usage reports need the admin token (they change the stale report)
+    with FlagClient(flag_server.url, token=flag_server.token, usage_interval=0.0) as sdk:
         assert sdk.wait_until_ready(10)
         sdk.is_enabled("u")
     flag = client.get("/api/flags/u", headers=flag_server.headers).json()
