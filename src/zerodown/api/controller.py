@@ -29,7 +29,7 @@ from zerodown.paths import Paths
 from zerodown.platforms.local import LocalPlatform, proc_start_ticks
 from zerodown.routers.proxy.client import ProxyRouter, router_command
 from zerodown.spec.model import Spec
-from zerodown.spec.types import check_version
+from zerodown.spec.types import VERSION_PATTERN, VERSION_RULE, check_version
 from zerodown.store.sqlite import Revision, SqliteStore
 
 log = logging.getLogger("zerodown.controller")
@@ -63,13 +63,14 @@ class Controller:
         now = time.monotonic()
         if now - self._router_checked < 1.0:
             return
-        if await self.router.healthy():
+        # The socket file too: our pooled connection may outlive it, a new client could not.
+        if self.paths.router_socket.is_socket() and await self.router.healthy():
             self._router_checked = now
             return
         running = self._router_pid()
         if running is not None:
             raise TransientDriverError(
-                f"the router (pid {running}) runs but does not answer on its admin socket "
+                f"the router (pid {running}) runs but cannot be reached on its admin socket "
                 f"{self.paths.router_socket}; traffic still flows through it. If this lasts, "
                 "stop that process: the next pass starts a new router"
             )
@@ -169,6 +170,8 @@ class Controller:
     ) -> dict[str, Any]:
         try:
             check_version(version)  # the API and the CLI check too; this is the last line
+            if VERSION_PATTERN.fullmatch(version) is None:  # its `$` lets a final newline by
+                raise ValueError(f"version {version!r} is not valid: {VERSION_RULE}")
         except ValueError as exc:
             raise SpecError(str(exc), field="version") from None
         now = time.time()

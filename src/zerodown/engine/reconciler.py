@@ -35,7 +35,12 @@ from typing import Any
 
 from zerodown import logs
 from zerodown.core.decide import decide
-from zerodown.core.errors import DriverError, PermanentDriverError, TransientDriverError
+from zerodown.core.errors import (
+    DriverError,
+    PermanentDriverError,
+    StoreUnavailable,
+    TransientDriverError,
+)
 from zerodown.core.model import (
     ApplyRoutes,
     Instance,
@@ -55,7 +60,7 @@ from zerodown.pipeline.notify import Notifier
 from zerodown.platforms.local import LocalPlatform, Process, free_port
 from zerodown.routers.proxy.client import ProxyRouter
 from zerodown.spec.model import Spec
-from zerodown.spec.types import check_version
+from zerodown.spec.types import VERSION_PATTERN, check_version
 from zerodown.store.sqlite import EventRow, SqliteStore
 
 log = logging.getLogger("zerodown.engine")
@@ -86,6 +91,8 @@ def instance_id(service: str, version: str) -> str:
     versions were checked) is reduced to safe characters and told apart by a hash of it."""
     try:
         safe = check_version(version)
+        if VERSION_PATTERN.fullmatch(safe) is None:  # check_version's `$` lets "v1\n" by
+            raise ValueError(version)
     except ValueError:
         digest = hashlib.sha256(version.encode(errors="surrogatepass")).hexdigest()[:8]
         cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "_", version)[:32].strip("._+-")
@@ -187,12 +194,17 @@ class Engine:
                 done = await self._pass()
             except Exception as exc:  # per pass: recorded, then retried (CancelledError is not)
                 done, backoff = False, self._failed(exc)
+                if not isinstance(exc, StoreUnavailable):  # else the next pass that works writes
+                    self._flush()
             else:
                 backoff = 0.0
                 recovered = self.health.passed(self.clock())
                 if recovered:
-                    self._post("recovered", f"passes complete again after {recovered} failed")
-            self._flush()
+                    self.outbox.append(
+                        (self.clock(), None, "recovered", f"after {recovered} failed passes")
+                    )
+                    log.info("reconcile passes complete again after %d failed", recovered)
+                self._flush()
             await self._keep_logs()
             if done:
                 self.stopped.set()
