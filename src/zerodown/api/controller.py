@@ -87,6 +87,7 @@ class Controller:
             # TODO: header_timeout=self.spec.router.header_timeout, once router_command takes it
         )
         with open(self.paths.logs / "router.log", "ab") as out:
+            written_before = out.tell()  # what this start writes is what explains a failure
             child = subprocess.Popen(
                 argv,
                 stdout=out,
@@ -103,9 +104,9 @@ class Controller:
             if child.poll() is not None:
                 break
             await asyncio.sleep(0.05)
-        tail = (
-            (self.paths.logs / "router.log").read_text(errors="replace").strip().splitlines()[-3:]
-        )
+        with open(self.paths.logs / "router.log", "rb") as written:
+            written.seek(written_before)
+            tail = written.read(4096).decode(errors="replace").strip().splitlines()[-3:]
         raise SpecError(
             f"the router did not start on {self.spec.router.listen}: {' | '.join(tail)}",
             field="router.listen",

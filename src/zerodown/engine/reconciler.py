@@ -297,8 +297,9 @@ class Engine:
 
     async def reconcile(self) -> bool:
         """One pass. True when `zerodown down` has finished."""
-        if self.ensure_router is not None:
-            await self.ensure_router()
+        self.stopping = self.store.status(self.service).stopping
+        if self.ensure_router is not None and not self.stopping:
+            await self.ensure_router()  # not to stop it: `down` goes on without a router
         # From reading the store to saving the decision, nothing awaits: the API's commands
         # run on this same event loop, so none can slip in between and be overwritten.
         now = self.clock()
@@ -418,7 +419,12 @@ class Engine:
     # --- acting ----------------------------------------------------------------------------
 
     async def _apply(self, table: RouteTable) -> None:
-        await self.router.apply(table)
+        try:
+            await self.router.apply(table)
+        except DriverError as exc:
+            if not self.stopping:
+                raise
+            log.warning("zerodown down: going on without the router: %s", exc)
         self.applied = table
 
     async def _launch(self, status: ServiceStatus, launch: Launch) -> None:

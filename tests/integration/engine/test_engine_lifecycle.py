@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,7 @@ def test_router_killed_while_the_controller_is_down_is_back_at_the_next_up(
     router_pid = int((workspace.root / ".zerodown" / "router.pid").read_text())
     os.kill(workspace.controller_pid(), signal.SIGKILL)
     os.kill(router_pid, signal.SIGKILL)
-    workspace.wait_for(lambda: proc_start_ticks(router_pid) is None, what="the router to die")
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(workspace.url, timeout=5)
+    workspace.wait_for(lambda: _refused(workspace.url), what="the router's port to close")
     workspace.zd("up")
     assert httpx.get(workspace.url, timeout=5).text == "ok v1\n"
     with workspace.load(rate=100) as load:
@@ -80,20 +79,42 @@ def test_down_after_up_without_a_version_finishes(workspace: Workspace) -> None:
 
 
 @pytest.mark.slow
+def test_down_finishes_when_the_router_is_dead_and_cannot_come_back(workspace: Workspace) -> None:
+    workspace.zd("up", "--version", "v1")
+    instances = [i["pid"] for i in workspace.status()["instances"]]
+    controller = workspace.controller_pid()
+    router = int((workspace.root / ".zerodown" / "router.pid").read_text())
+    os.kill(controller, signal.SIGSTOP)  # so that it cannot restart the router before we look
+    try:
+        os.kill(router, signal.SIGKILL)
+        # Its port, taken: once all its threads are gone (the leader is a zombie a bit before).
+        squatter = workspace.wait_for(lambda: _bound(workspace.port), what="the router's port")
+    finally:
+        os.kill(controller, signal.SIGCONT)
+    with squatter:
+        workspace.wait_for(
+            lambda: workspace.status()["controller"]["last_error"], what="the failed restart"
+        )
+        workspace.zd("down", timeout=60)
+    assert proc_start_ticks(controller) is None
+    assert all(proc_start_ticks(pid) is None for pid in instances)
+
+
+@pytest.mark.slow
 def test_a_failing_pass_is_recorded_and_retried_while_traffic_flows(
     workspace: Workspace, decision_log: Any
 ) -> None:
     workspace.zd("up", "--version", "v1")
-    socket = Paths.for_spec(workspace.spec_file).router_socket
-    hidden = socket.with_name(socket.name + ".hidden")
+    admin = Paths.for_spec(workspace.spec_file).router_socket
+    hidden = admin.with_name(admin.name + ".hidden")
     with workspace.load(rate=100) as load:
-        socket.rename(hidden)  # the router runs, but its admin socket cannot be reached
+        admin.rename(hidden)  # the router runs, but its admin socket cannot be reached
         error = workspace.wait_for(
             lambda: workspace.status()["controller"]["last_error"], what="the failed pass"
         )
         assert "cannot be reached on its admin socket" in error["message"]
         time.sleep(1)  # a few more failed passes: still one entry in the decision log
-        hidden.rename(socket)
+        hidden.rename(admin)
         workspace.wait_for(
             lambda: (workspace.status()["controller"]["last_pass"] or 0) > error["at"],
             what="passes to complete again",
@@ -103,13 +124,30 @@ def test_a_failing_pass_is_recorded_and_retried_while_traffic_flows(
     kinds = [e["kind"] for e in decision_log()]
     assert kinds.count("error") == 1 and "recovered" in kinds
     routers = [
-        p for p in Path("/proc").iterdir() if p.name.isdigit() and _runs_router(p, str(socket))
+        p for p in Path("/proc").iterdir() if p.name.isdigit() and _runs_router(p, str(admin))
     ]
     assert len(routers) == 1  # the unreachable router was reported, never doubled
 
 
-def _runs_router(proc: Path, socket: str) -> bool:
+def _refused(url: str) -> bool:
     try:
-        return socket.encode() in (proc / "cmdline").read_bytes().split(b"\0")
+        httpx.get(url, timeout=5)
+    except httpx.ConnectError:
+        return True
+    except httpx.HTTPError:
+        pass
+    return False
+
+
+def _bound(port: int) -> socket.socket | None:
+    try:
+        return socket.create_server(("127.0.0.1", port))
+    except OSError:
+        return None
+
+
+def _runs_router(proc: Path, admin: str) -> bool:
+    try:
+        return admin.encode() in (proc / "cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
