@@ -4,8 +4,8 @@ whose next pass (at once) acts on them.
 
 The router is started by the engine's first pass (before anything else) and by any pass that
 finds it gone; it is stopped only by `zerodown down`, once the engine has stopped every instance.
-A router process that runs but does not answer on its admin socket is reported, never doubled.
-Reads of the store raise StoreUnavailable (the API answers 503) instead of hanging."""
+A router process that runs but cannot be reached on its admin socket is reported, never doubled.
+Reads of the store raise StoreUnavailable (for the API to answer 503) instead of hanging."""
 
 from __future__ import annotations
 
@@ -23,13 +23,12 @@ from typing import Any
 from zerodown.core import commands
 from zerodown.core.errors import SpecError, StateError, TransientDriverError
 from zerodown.core.model import RolloutPhase, ServiceStatus
-from zerodown.engine.reconciler import Engine
+from zerodown.engine.reconciler import Engine, checked_version
 from zerodown.flags.stores.sqlite import SqliteFlagStore
 from zerodown.paths import Paths
 from zerodown.platforms.local import LocalPlatform, proc_start_ticks
 from zerodown.routers.proxy.client import ProxyRouter, router_command
 from zerodown.spec.model import Spec
-from zerodown.spec.types import VERSION_PATTERN, VERSION_RULE, check_version
 from zerodown.store.sqlite import Revision, SqliteStore
 
 log = logging.getLogger("zerodown.controller")
@@ -170,9 +169,7 @@ class Controller:
         rollback: bool = False,
     ) -> dict[str, Any]:
         try:
-            check_version(version)  # the API and the CLI check too; this is the last line
-            if VERSION_PATTERN.fullmatch(version) is None:  # its `$` lets a final newline by
-                raise ValueError(f"version {version!r} is not valid: {VERSION_RULE}")
+            checked_version(version)  # the API and the CLI check too; this is the last line
         except ValueError as exc:
             raise SpecError(str(exc), field="version") from None
         now = time.time()

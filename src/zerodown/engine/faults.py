@@ -53,8 +53,8 @@ class PassHealth:
         self.last_pass = now
         return ended
 
-    def failed(self, exc: BaseException, now: float) -> bool:
-        """Note a failed pass; True when its error should be reported (not a repeat)."""
+    def failed(self, exc: BaseException, now: float) -> str | None:
+        """Note a failed pass; its error in words when it should be reported (not a repeat)."""
         self.failures += 1
         message = f"reconcile pass failed: {describe(exc)}"
         self.last_error = PassError(at=now, message=message)
@@ -62,9 +62,9 @@ class PassHealth:
             if now - at >= REPEAT_AFTER:
                 del self._reported[old]
         if message in self._reported:
-            return False
+            return None
         self._reported[message] = now
-        return True
+        return message
 
     def backoff(self) -> float:
         if self.failures == 0:

@@ -60,7 +60,7 @@ from zerodown.pipeline.notify import Notifier
 from zerodown.platforms.local import LocalPlatform, Process, free_port
 from zerodown.routers.proxy.client import ProxyRouter
 from zerodown.spec.model import Spec
-from zerodown.spec.types import VERSION_PATTERN, check_version
+from zerodown.spec.types import VERSION_PATTERN, VERSION_RULE, check_version
 from zerodown.store.sqlite import EventRow, SqliteStore
 
 log = logging.getLogger("zerodown.engine")
@@ -86,13 +86,19 @@ NOTIFY_EVENTS = {
 }
 
 
+def checked_version(version: str) -> str:
+    """`check_version`, whole string: its pattern's `$` also lets a final newline by."""
+    check_version(version)
+    if VERSION_PATTERN.fullmatch(version) is None:
+        raise ValueError(f"version {version!r} is not valid: {VERSION_RULE}")
+    return version
+
+
 def instance_id(service: str, version: str) -> str:
     """`<service>-<version>-<random>`; a version that is not a safe name (a store written before
     versions were checked) is reduced to safe characters and told apart by a hash of it."""
     try:
-        safe = check_version(version)
-        if VERSION_PATTERN.fullmatch(safe) is None:  # check_version's `$` lets "v1\n" by
-            raise ValueError(version)
+        safe = checked_version(version)
     except ValueError:
         digest = hashlib.sha256(version.encode(errors="surrogatepass")).hexdigest()[:8]
         cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "_", version)[:32].strip("._+-")
@@ -236,8 +242,8 @@ class Engine:
     def _failed(self, exc: Exception) -> float:
         """Log and record a failed pass; the seconds to wait before the next one."""
         now = self.clock()
-        if self.health.failed(exc, now):
-            message = self.health.last_error.message if self.health.last_error else str(exc)
+        message = self.health.failed(exc, now)
+        if message is not None:
             log.error("%s", message, exc_info=exc)
             self.outbox.append((now, None, "error", message))
         return self.health.backoff()

@@ -30,11 +30,11 @@ def test_backoff_doubles_from_a_quarter_second_to_a_cap_and_resets() -> None:
 def test_the_same_error_is_reported_once_until_it_is_old() -> None:
     health = PassHealth(started_at=0.0)
     locked = StoreUnavailable("the state store state.db is unavailable: database is locked")
-    assert health.failed(locked, 1.0)
-    assert not health.failed(locked, 2.0)
+    assert health.failed(locked, 1.0) == f"reconcile pass failed: {locked}"
+    assert health.failed(locked, 2.0) is None
     health.passed(3.0)
-    assert not health.failed(locked, 4.0)  # flapping is not a new error either
-    assert health.failed(KeyError("x"), 5.0)  # another error is
+    assert health.failed(locked, 4.0) is None  # flapping is not a new error either
+    assert health.failed(KeyError("x"), 5.0) == "reconcile pass failed: KeyError: 'x'"
     assert health.failed(locked, 1.0 + 601)  # and the same one, ten minutes on
 
 
