@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zerodown.api.controller import Controller, history, state_summary
 from zerodown.api.dashboard import mount_dashboard
-from zerodown.core.errors import SpecError, StateError
+from zerodown.core.errors import SpecError, StateError, StoreUnavailable
 from zerodown.flags.api import ADMIN_TOKEN, READ_TOKEN, make_flags_router, require_token
 from zerodown.keys.jwks import make_jwks_router
 from zerodown.spec.types import Version
@@ -179,6 +179,11 @@ def make_app(controller: Controller, token: str) -> FastAPI:
     @app.exception_handler(SpecError)
     async def _spec_error(_: Request, exc: SpecError) -> JSONResponse:
         return _error(422, str(exc))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        # The store is locked or failing: the state cannot be read now, and it may be soon.
+        return _error(503, str(exc), {"Retry-After": "1"})
 
     @app.exception_handler(ValidationError)
     async def _validation_error(_: Request, exc: ValidationError) -> JSONResponse:

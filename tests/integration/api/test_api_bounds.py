@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,22 @@ def test_after_an_unexpected_error_the_connection_still_answers(tmp_path: Path) 
     body = json.loads(failed.split(b"\r\n")[-1])
     assert body == {"detail": "internal error (ProgrammingError); the controller's log has details"}
     assert next_one.startswith(b"HTTP/1.1 200 "), next_one
+
+
+def test_a_store_locked_by_another_process_is_a_503_to_retry(tmp_path: Path) -> None:
+    with serve_controller(tmp_path) as locked:
+        deploy = {"json": {"version": "v1", "spec": locked.spec}, "headers": locked.admin}
+        holder = sqlite3.connect(locked.controller.store.path, isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            r = post(locked, "/api/deploy", **deploy)
+            assert get(locked, "/api/status").status_code == 200  # WAL: reads go on
+        finally:
+            holder.close()
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == "1"
+        assert "locked" in r.json()["detail"]
+        assert post(locked, "/api/deploy", **deploy).status_code == 200  # once it is released
 
 
 def test_jwks_without_a_keyring_is_an_empty_set(api: ControllerApi) -> None:
