@@ -23,6 +23,8 @@ from zerodown.routers.proxy.validate import parse_address
 
 UPSTREAM_IDLE = 4.0  # close idle backend connections before a typical 5 s server keep-alive
 CLIENT_IDLE = 75.0  # close client connections idle this long
+HEADER_TIMEOUT = 10.0  # a client still sending its request headers after this is cut (408)
+SLOW_HEADS_PER_ADDRESS = 32  # connections of one address that may sit in a partial head
 SWEEP_EVERY = 1.0
 
 
@@ -35,11 +37,17 @@ class Router:
         *,
         samples: int = DEFAULT_SAMPLES,
         connect_timeout: float = 3.0,
+        header_timeout: float = HEADER_TIMEOUT,
+        max_slow_heads: int = SLOW_HEADS_PER_ADDRESS,
     ) -> None:
         self.loop = loop
         self.now = time.monotonic  # uvloop's loop.time() only has millisecond resolution
         self.samples = samples
         self.connect_timeout = connect_timeout
+        self.header_timeout = header_timeout
+        self.max_slow_heads = max_slow_heads
+        # Per client address, its connections whose request head is incomplete after a read.
+        self.slow_heads: dict[bytes, int] = {}
         self.backends: dict[str, BackendState] = {}
         self.releases: dict[str, ReleaseCounters] = {}
         self.clients: set[ClientConn] = set()
@@ -107,8 +115,14 @@ class Router:
         for b in self.backends.values():
             b.close_idle(older_than=now - UPSTREAM_IDLE)
         cutoff = now - CLIENT_IDLE
+        head_cutoff = now - self.header_timeout
         for c in list(self.clients):
-            if c.active is None and c.idle_since < cutoff:
+            if c.head_since:
+                if c.paused:
+                    c.head_since = now  # we are not reading it: the client is not the slow one
+                elif c.head_since < head_cutoff:
+                    c.cut(408, b"request headers not received in time")
+            elif c.active is None and c.idle_since < cutoff:
                 c.close()
 
     # views for the admin API
@@ -120,6 +134,10 @@ class Router:
             "backends": {
                 a: {"release": b.release, "inflight": b.inflight, "requests": b.requests}
                 for a, b in self.backends.items()
+            },
+            "clients": {
+                "connections": len(self.clients),
+                "sending_headers": sum(self.slow_heads.values()),
             },
         }
 
@@ -140,6 +158,8 @@ class Options:
     samples: int = DEFAULT_SAMPLES
     drain_timeout: float = 30.0
     connect_timeout: float = 3.0
+    header_timeout: float = HEADER_TIMEOUT
+    max_slow_heads: int = SLOW_HEADS_PER_ADDRESS
 
 
 def unix_listener(path: Path) -> socket.socket:
@@ -170,7 +190,13 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
     from zerodown.routers.proxy.admin import Admin
 
     loop = asyncio.get_running_loop()
-    router = Router(loop, samples=opts.samples, connect_timeout=opts.connect_timeout)
+    router = Router(
+        loop,
+        samples=opts.samples,
+        connect_timeout=opts.connect_timeout,
+        header_timeout=opts.header_timeout,
+        max_slow_heads=opts.max_slow_heads,
+    )
     if table is not None:
         router.install(table)
     servers: list[asyncio.Server] = []
