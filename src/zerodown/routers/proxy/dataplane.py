@@ -293,6 +293,8 @@ class ClientConn(asyncio.Protocol):
                 raise Refused(400, b"invalid Host header")
             if ex.url[:1] != b"/" and method != b"CONNECT":
                 ex.url, ex.host = origin_form(method, ex.url, host)
+            if b"#" in ex.url:
+                raise Refused(400, b"a fragment (#) has no place in a request target")
             if ex.te is not None:
                 ex.chunked = is_chunked(ex.te, http11=ex.http11, has_length=ex.content_length >= 0)
         except Refused as r:
@@ -352,8 +354,11 @@ class ClientConn(asyncio.Protocol):
 
     def bad_request(self, error: Exception) -> None:
         if self.refusal is None:
-            if str(error).startswith("Pause on PRI"):  # llhttp's word for the HTTP/2 preface
+            reason = str(error)  # llhttp's words
+            if reason.startswith("Pause on PRI"):  # the HTTP/2 prior-knowledge preface
                 self.refusal = Refused(505, b"HTTP/2 is not supported: use HTTP/1.1")
+            elif reason.startswith("Invalid HTTP version"):
+                self.refusal = Refused(505, b"only HTTP/1.1 and HTTP/1.0 are supported")
             else:
                 self.refusal = Refused(400, b"malformed HTTP request")
         self.stop_reading()

@@ -48,9 +48,7 @@ def lookalike(lname: bytes) -> bool:
 
 # Bytes allowed in a Host value: an RFC 3986 reg-name or IP literal and a port. The comma (a
 # sub-delim) is left out: `Host: a, b` reads as two hosts to some servers.
-_HOST_BYTES = (
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%!$&'()*+;=:[]"
-)
+_HOST_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%!$&'()*+;=:[]"
 
 
 class Refused(Exception):
