@@ -1,6 +1,7 @@
 """Throughput and latency of zerodown's router beside HAProxy and nginx (not part of pytest).
 
     python bench/router_bench.py [--duration 10] [--connections 50] [--rounds 2]
+    python bench/router_bench.py --slowloris 2000 [--addresses 64] [--header-bytes 16000]
 
 Starts, all on 127.0.0.1: one fast backend (nginx, one worker, static 200), then zerodown's router,
 HAProxy and nginx as reverse proxies in front of it with equivalent settings (one worker/thread,
@@ -8,6 +9,10 @@ keep-alive to clients and to the backend), and runs wrk against the backend dire
 each proxy. Prints requests/s and p50/p99 latency per case (best round of `--rounds`).
 
 Needs the Debian packages wrk, haproxy and nginx (`apt-get install -y wrk haproxy nginx`).
+
+`--slowloris N` measures memory instead (needs none of them): the router's RSS before, while N
+clients spread over `--addresses` source addresses (127.0.0.2, ...) hold request heads of
+`--header-bytes` each without finishing them, and after they leave.
 """
 
 from __future__ import annotations
@@ -158,12 +163,76 @@ def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
             proc.wait(5)
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmRSS for process {pid}")
+
+
+def slowloris(clients: int, addresses: int, header_bytes: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="zerodown-slowloris-") as tmp:
+        d = Path(tmp)
+        port = free_port()
+        admin = d / "router.sock"
+        argv = router_command(
+            listen=f"127.0.0.1:{port}",
+            preview_listen=None,
+            admin_socket=str(admin),
+            state_file=str(d / "router-state.json"),
+        )
+        with (
+            process(argv, d / "router.log") as router,
+            httpx.Client(transport=httpx.HTTPTransport(uds=str(admin)), trust_env=False) as c,
+        ):
+            wait_port(port)
+
+            def clients_json() -> dict[str, int]:
+                return c.get("http://router/stats").json()["clients"]  # type: ignore[no-any-return]
+
+            for _ in range(300):  # warm up (no table: 503s)
+                with socket.create_connection(("127.0.0.1", port)) as s:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                    s.recv(4096)
+            before = rss_mb(router.pid)
+            socks = []
+            for i in range(clients):
+                s = socket.socket()
+                s.bind((f"127.0.0.{2 + i % addresses}", 0))
+                s.connect(("127.0.0.1", port))
+                s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n")
+                socks.append(s)
+            for k in range(0, header_bytes, 1000):
+                for i, s in enumerate(socks):
+                    with contextlib.suppress(OSError):  # refused: too many from its address
+                        s.sendall(b"X-%d-%d: %s\r\n" % (k, i, b"v" * 990))
+            time.sleep(1)
+            peak, held = rss_mb(router.pid), clients_json()["sending_headers"]
+            for s in socks:
+                s.close()
+            while clients_json()["connections"]:
+                time.sleep(0.1)
+            time.sleep(2.5)  # the sweeper gives memory back within a second or two
+            after = rss_mb(router.pid)
+    print(
+        f"{clients} slow clients from {addresses} addresses, {header_bytes} header bytes each: "
+        f"router RSS {before:.1f} MB before, {peak:.1f} MB with {held} heads held, "
+        f"{after:.1f} MB after they left"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     p.add_argument("--connections", type=int, default=50, help="wrk connections")
     p.add_argument("--rounds", type=int, default=2, help="runs per case; the best is kept")
+    p.add_argument("--slowloris", type=int, metavar="N", help="measure memory under N slow clients")
+    p.add_argument("--addresses", type=int, default=64, help="source addresses of slow clients")
+    p.add_argument("--header-bytes", type=int, default=16000, help="header bytes per slow client")
     args = p.parse_args()
+    if args.slowloris:
+        slowloris(args.slowloris, args.addresses, args.header_bytes)
+        return
     nginx, haproxy = need("nginx"), need("haproxy")
     need("wrk")
 

@@ -169,8 +169,12 @@ class ClientConn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if peer else b"unknown"
-        self.idle_since = self.head_since = self.router.now()
-        self.router.clients.add(self)
+        router = self.router
+        self.idle_since = self.head_since = router.now()
+        clients = router.clients
+        clients.add(self)
+        if len(clients) > router.clients_peak:
+            router.clients_peak = len(clients)
 
     def data_received(self, data: bytes) -> None:
         if self.stopped:

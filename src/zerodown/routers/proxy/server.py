@@ -16,6 +16,7 @@ from typing import Any
 from zerodown.core.routes import RouteTable
 from zerodown.routers.proxy.dataplane import ClientConn
 from zerodown.routers.proxy.events import log
+from zerodown.routers.proxy.memory import give_back
 from zerodown.routers.proxy.routing import CompiledTable
 from zerodown.routers.proxy.stats import DEFAULT_SAMPLES, ReleaseCounters, prometheus_text
 from zerodown.routers.proxy.upstream import BackendState
@@ -26,6 +27,7 @@ CLIENT_IDLE = 75.0  # close client connections idle this long
 HEADER_TIMEOUT = 10.0  # a client still sending its request headers after this is cut (408)
 SLOW_HEADS_PER_ADDRESS = 32  # connections of one address that may sit in a partial head
 SWEEP_EVERY = 1.0
+GIVE_BACK_AFTER = 128  # connections gone (and at least half of the peak) before memory is returned
 
 
 class Router:
@@ -51,6 +53,7 @@ class Router:
         self.backends: dict[str, BackendState] = {}
         self.releases: dict[str, ReleaseCounters] = {}
         self.clients: set[ClientConn] = set()
+        self.clients_peak = 0  # most client connections at once since memory was last given back
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.table: CompiledTable[BackendState] = CompiledTable(RouteTable(0), self._unused)
@@ -124,6 +127,11 @@ class Router:
                     c.cut(408, b"request headers not received in time")
             elif c.active is None and c.idle_since < cutoff:
                 c.close()
+        left = len(self.clients)
+        if self.clients_peak - left >= GIVE_BACK_AFTER and left <= self.clients_peak // 2:
+            # A moment later: closed transports release their buffers after connection_lost.
+            self.loop.call_later(SWEEP_EVERY, give_back)
+            self.clients_peak = left
 
     # views for the admin API
 

@@ -60,7 +60,7 @@ def header_kind(name: bytes) -> int:
         kind = LOOKALIKE
     else:
         kind = KEEP
-    if len(name) <= 64 and len(HEADER_KINDS) < 4096:
+    if len(name) <= 64 and len(HEADER_KINDS) < 512:
         HEADER_KINDS[name] = kind
     return kind
 
