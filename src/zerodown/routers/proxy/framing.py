@@ -12,8 +12,10 @@ refused here, before anything reaches a backend:
   `gzip, chunked` is 501 (RFC 9112 6.1: a coding the router does not implement).
 - Host: exactly one in HTTP/1.1 (RFC 9112 3.2), with a plain authority as its value.
 - The target is origin-form (`/path?query`), `*` for OPTIONS, or absolute-form, which is
-  rewritten to origin-form with Host taken from it (400 when the two disagree).
+  rewritten to origin-form with Host taken from it (400 when the two disagree); no `#fragment`.
+- No header name that only differs from one the router writes by `_` for `-` (400).
 - HTTP/1.0 and 1.1 only: HTTP/0.9 and HTTP/2 (a prior-knowledge preface) get 505.
+- Sizes: the target (414), the header fields and their count (431).
 
 The parser (httptools/llhttp in its strict default) already refuses obs-fold, bare CR or LF,
 NUL and control bytes in names, values and the target; these rules are what it lets through.
