@@ -35,6 +35,9 @@ class Fwd:
     host: str | None = "h"  # None: the backend's own address (HTTP/1.0 without Host)
     xff: str = "127.0.0.1"
 
+    def target_in(self, path: str) -> str:
+        return (self.target or "{T}").replace("{T}", path)
+
 
 @dataclass(frozen=True)
 class Case:
@@ -338,8 +341,7 @@ def fetch(port: int, target: str) -> bytes:
 
 
 def check_forwarded(seen: Seen, want: Fwd, path: str, backend: RecordingBackend) -> None:
-    target = (want.target or "{T}").replace("{T}", path)
-    assert (seen.method, seen.target, seen.body) == (want.method, target, want.body)
+    assert (seen.method, seen.target, seen.body) == (want.method, want.target_in(path), want.body)
     assert seen.values("host") == [want.host or backend.address]
     assert seen.values("x-forwarded-for") == [want.xff]  # the router's, always appended
     assert seen.values("x-forwarded-proto") == ["http"]
@@ -365,8 +367,7 @@ def test_corpus(case: Case, router: RouterProc, backend: RecordingBackend) -> No
             r = reader.read(head=case.head)
             assert r.status == 200, r
             if not case.head:
-                target = (fwd.target or "{T}").replace("{T}", path)
-                assert r.body == f"{fwd.method} {target}".encode()  # its own response
+                assert r.body == f"{fwd.method} {fwd.target_in(path)}".encode()  # its own
         if case.status:
             r = reader.read()
             assert (r.status, r.header("connection")) == (case.status, "close"), r
@@ -382,9 +383,7 @@ def test_corpus(case: Case, router: RouterProc, backend: RecordingBackend) -> No
     assert fetch(router.port, f"{path}/fresh") == f"GET {path}/fresh".encode()
     expected.append(Fwd(target=f"{path}/fresh"))
     seen = backend.since(before)
-    assert [(x.method, x.target) for x in seen] == [
-        (f.method, (f.target or "{T}").replace("{T}", path)) for f in expected
-    ]
+    assert [(x.method, x.target) for x in seen] == [(f.method, f.target_in(path)) for f in expected]
     for got, want in zip(seen, expected, strict=True):
         check_forwarded(got, want, path, backend)
     assert backend.problems == []
