@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from zerodown.routers.proxy.server import Router
 
 REPLAY_LIMIT = 64 * 1024  # request body bytes kept for a retry
-LINGER = 2.0  # seconds a connection answered with 400 keeps draining input before it closes
+LINGER = 2.0  # seconds a refused connection keeps draining input before it closes
 BUFFER_LIMIT = 256 * 1024  # request body bytes held while connecting before reading pauses
 
 # Client reading is paused for any of these reasons; it resumes when none is left.
