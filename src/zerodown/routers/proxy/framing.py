@@ -18,7 +18,7 @@ refused here, before anything reaches a backend:
 - Sizes: the target (414), the header fields and their count (431).
 
 The parser (httptools/llhttp in its strict default) already refuses obs-fold, bare CR or LF,
-NUL and control bytes in names, values and the target; these rules are what it lets through.
+NUL and control bytes in names, values and the target; these rules cover what it lets through.
 """
 
 from __future__ import annotations
@@ -33,14 +33,7 @@ FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
 # Headers the router writes itself. A name that differs from one of them only by `_` for `-`
 # (`Content_Length`) is refused: CGI-style servers read both as the same variable.
 ROUTER_OWNED = frozenset(
-    {
-        b"content-length",
-        b"transfer-encoding",
-        b"host",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"connection",
-    }
+    {b"content-length", b"transfer-encoding", b"x-forwarded-for", b"x-forwarded-proto"}
 )
 
 
