@@ -29,8 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zerodown.api.controller import Controller, history, state_summary
 from zerodown.api.dashboard import mount_dashboard
 from zerodown.core.errors import SpecError, StateError
-from zerodown.flags.api import make_flags_router
-from zerodown.flags.api.auth import ADMIN_TOKEN, READ_TOKEN, require_token
+from zerodown.flags.api import ADMIN_TOKEN, READ_TOKEN, make_flags_router, require_token
 from zerodown.keys.jwks import make_jwks_router
 from zerodown.spec.types import Version
 

@@ -15,7 +15,7 @@ import pytest
 from controller_api import ControllerApi, serve_controller
 
 from zerodown.api.app import MAX_BODY
-from zerodown.flags.api.limits import MAX_TEXT
+from zerodown.flags.api import MAX_TEXT
 
 HUGE = "99999999999999999999"
 

@@ -17,11 +17,13 @@ from datetime import datetime
 from fastapi import APIRouter, Depends
 
 from zerodown.flags.api import admin_routes, ofrep_routes, sdk_routes
-from zerodown.flags.api.auth import require_read
+from zerodown.flags.api.auth import ADMIN_TOKEN, READ_TOKEN, require_read, require_token
+from zerodown.flags.api.limits import MAX_TEXT
 from zerodown.flags.api.service import FlagService
 from zerodown.flags.stores import FlagStore, utc_now
 
-__all__ = ["make_flags_router"]
+# Also what other code imports from here: the controller's app its tokens, a test MAX_TEXT.
+__all__ = ["ADMIN_TOKEN", "MAX_TEXT", "READ_TOKEN", "make_flags_router", "require_token"]
 
 
 def make_flags_router(
