@@ -51,11 +51,11 @@ class UsageReport(BaseModel):
     keys: list[Annotated[str, Field(max_length=MAX_KEY)]] = Field(max_length=MAX_USAGE_KEYS)
 
 
-def actor(request: Request) -> str:
+def _actor(request: Request) -> str:
     return request.headers.get("x-zerodown-actor", "").strip()[:200] or "api"
 
 
-Actor = Annotated[str, Depends(actor)]
+Actor = Annotated[str, Depends(_actor)]
 
 
 def _existing(store: FlagStore, key: str) -> Flag:

@@ -23,7 +23,7 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <token
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def check_bearer(
+def _check_bearer(
     credentials: HTTPAuthorizationCredentials | None,
     accepted: Sequence[str],
     *,
@@ -45,13 +45,13 @@ def require_token(*accepted: str, what: str, which: str) -> Any:
     """A FastAPI dependency (for routes outside the flags API) that accepts these tokens."""
 
     def check(credentials: Credentials) -> None:
-        check_bearer(credentials, accepted, what=what, which=which)
+        _check_bearer(credentials, accepted, what=what, which=which)
 
     return Depends(check)
 
 
 async def require_admin(service: Service, credentials: Credentials) -> None:
-    check_bearer(
+    _check_bearer(
         credentials, [service.admin_token], what="changing or listing flags", which=ADMIN_TOKEN
     )
 
@@ -60,4 +60,4 @@ async def require_read(service: Service, credentials: Credentials) -> None:
     """Put on the SDK routes only when a read token is set: they are open otherwise (the
     controller binds to loopback by default)."""
     accepted = [t for t in (service.read_token, service.admin_token) if t]
-    check_bearer(credentials, accepted, what="reading flag definitions", which=READ_TOKEN)
+    _check_bearer(credentials, accepted, what="reading flag definitions", which=READ_TOKEN)
