@@ -152,7 +152,7 @@ def _check_tree(root: yaml.Node, loader: _Loader, *, file: str) -> None:
                 " write the values out instead of nesting aliases",
                 file=file,
                 line=line,
-                field=field,
+                field=field.split(".")[0],
             )
         if depth > MAX_DEPTH:
             raise SpecError(f"nested more than {MAX_DEPTH} levels deep", file=file, line=line)
@@ -225,32 +225,33 @@ def _message(err: Any) -> str:
         return "unknown field; check its spelling (see `zerodown schema`)"
     if kind == "missing":
         return "this field is required"
+    if kind == "model_type":
+        return "expected a mapping of fields (key: value)"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
 def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
-    """The line of the deepest node on `loc` that exists in the YAML tree."""
+    """The line of the deepest node on `loc` that exists in the YAML tree (for a mapping entry,
+    the line of its key: `rolling:` rather than the first line inside it)."""
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
-        child = _child(node, part)
-        if child is None:
+        found = _child(node, part)
+        if found is None:
             break
-        node, line = child, child.start_mark.line + 1
+        node, line = found
     return line
 
 
-def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:
+def _child(node: yaml.Node | None, part: Any) -> tuple[yaml.Node, int] | None:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if key.value == str(part):
-                # an unknown field is best shown at its key
-                found: yaml.Node = value if not isinstance(value, yaml.ScalarNode) else key
-                return found
+                return value, key.start_mark.line + 1
         return None
     if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-        child: yaml.Node = node.value[part]
-        return child
+        item: yaml.Node = node.value[part]
+        return item, item.start_mark.line + 1
     return None
 
 
