@@ -150,7 +150,8 @@ VERSION_RULE = "1-63 characters: letters, digits and . _ + -, starting with a le
 
 def check_version(value: str) -> str:
     """A version as given to `deploy` / `up --version`, or ValueError saying what to fix."""
-    if not isinstance(value, str) or not VERSION_PATTERN.match(value):
+    # fullmatch: `$` in VERSION_PATTERN would also accept "v1\n"
+    if not isinstance(value, str) or not VERSION_PATTERN.fullmatch(value):
         shown = value if len(str(value)) <= 40 else f"{str(value)[:40]}…"
         raise ValueError(f"version {shown!r} is not valid: {VERSION_RULE}")
     return value
