@@ -229,7 +229,12 @@ def shut_down(paths: Paths, *, who: str, timeout: float = 120.0) -> None:
     Bounded: after `timeout` it raises NotRunning saying what is still running and what to do."""
     pid = controller_pid(paths)
     with Client(paths) as client:
-        client.post("/api/down", {"who": who})
+        try:
+            client.post("/api/down", {"who": who})
+        except NotRunning:
+            if pid is None or not pid_alive(pid):
+                return  # it stopped meanwhile
+            # its API has closed: it is already stopping (an earlier `down`); wait for it
         deadline = time.monotonic() + timeout
         while pid is not None and pid_alive(pid):
             if time.monotonic() > deadline:
