@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from zerodown.core.errors import ZerodownError
+from zerodown.core.model import Instance, ServiceStatus
 from zerodown.paths import Paths
 from zerodown.store.sqlite import SqliteStore
 
@@ -36,15 +37,14 @@ class ApiError(ZerodownError):
 
 
 def controller_url(paths: Paths) -> str | None:
+    """The URL of the controller's API while its process lives (not a zombie: in a container
+    without an init that reaps, a controller killed by -9 stays one)."""
     try:
         info = json.loads(paths.controller_file.read_text())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(int(info["pid"]), 0)
+        pid, url = int(info["pid"]), str(info["url"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return str(info["url"])
+    return url if pid_alive(pid) else None
 
 
 def controller_pid(paths: Paths) -> int | None:
@@ -115,17 +115,37 @@ def has_release(paths: Paths, service: str) -> bool:
     """Whether the store of a stopped service holds something to start without --version (a
     stable release or a rollout under way). Read before a controller is started, so `up` on a
     new service without a version starts nothing."""
-    if not paths.store.exists():
-        return False
     try:
-        store = SqliteStore(paths.store)
-        try:
-            status = store.status(service)
-        finally:
-            store.close()
+        stored = _stored(paths, service)
     except sqlite3.Error:
         return True  # let the controller read it and report what is wrong
+    if stored is None:
+        return False
+    status, _ = stored
     return status.stable is not None or (status.rollout is not None and status.rollout.active)
+
+
+def left_running(paths: Paths, service: str | None) -> list[str]:
+    """What still runs for a service whose controller is gone: its router and instances."""
+    router = router_pid(paths)
+    left = [f"router (pid {router})"] if router is not None else []
+    try:
+        stored = _stored(paths, service) if service is not None else None
+    except sqlite3.Error:
+        stored = None
+    if stored is not None:
+        left += [f"{i.id} (pid {i.pid})" for i in stored[1] if i.pid and pid_alive(i.pid)]
+    return left
+
+
+def _stored(paths: Paths, service: str) -> tuple[ServiceStatus, list[Instance]] | None:
+    if not paths.store.exists():
+        return None
+    store = SqliteStore(paths.store)
+    try:
+        return store.status(service), store.instances(service)
+    finally:
+        store.close()
 
 
 def controller_argv(paths: Paths, *, log_format: str | None = None) -> list[str]:

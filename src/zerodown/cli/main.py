@@ -20,8 +20,8 @@ from zerodown.cli.client import (
     NotRunning,
     controller_url,
     has_release,
+    left_running,
     pid_alive,
-    router_pid,
     shut_down,
     start_controller,
     why_it_stopped,
@@ -73,7 +73,7 @@ def _duration(value: Any) -> float:
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     if seconds > MAX_DURATION:
-        raise typer.BadParameter(f"{value} is too long; use at most 30d")
+        raise typer.BadParameter(f"{value} is too long; use at most {MAX_DURATION / 86400:g}d")
     return seconds
 
 
@@ -456,19 +456,26 @@ def down(file: SpecFile = Path("zerodown.yaml"), timeout: float = timeout_option
     def go() -> int:
         paths = Paths.for_spec(file)
         if controller_url(paths) is None:
-            router = router_pid(paths)
-            if router is None:
+            left = left_running(paths, _service_of(file))
+            if not left:
                 console.print("nothing is running")
                 return EXIT_OK
-            # The controller died and left the router (and maybe instances) running: a new
-            # controller adopts them, then stops them in order.
-            console.print(f"the controller is not running; starting it to stop router {router}")
+            # The controller died and left the router or instances running: a new controller
+            # adopts them, then stops them in order.
+            console.print(f"the controller is not running; starting it to stop {', '.join(left)}")
             start_controller(paths)
         shut_down(paths, who="zerodown down", timeout=timeout)
         console.print("stopped")
         return EXIT_OK
 
     raise typer.Exit(run_guarded(go))
+
+
+def _service_of(file: Path) -> str | None:
+    try:
+        return load_spec(file).service
+    except SpecError:
+        return None  # `down` still stops the router
 
 
 @app.command()

@@ -184,7 +184,9 @@ def test_down_after_the_controller_died_stops_the_router_and_instances(
     os.kill(pid, signal.SIGKILL)
     workspace.wait_for(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), 10, "pid gone")
     down = workspace.zd("down")
-    assert "the controller is not running; starting it to stop router" in down.stdout
+    said = words(down.stdout)
+    assert "the controller is not running; starting it to stop router (pid" in said, said
+    assert "shop-v1-" in said  # and the instances it left
     assert down.stdout.endswith("stopped\n")
     assert processes_of(workspace.root) == []
 
