@@ -88,6 +88,10 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _silent(self, exc: Exception) -> NotRunning:
+        log = self.paths.logs / "controller.log"
+        return NotRunning(f"the controller does not answer ({exc}); its log: {log}")
+
     def _check(self, response: httpx.Response) -> Any:
         if response.status_code >= 400:
             raise ApiError(response.status_code, _detail(response))
@@ -102,13 +106,13 @@ class Client:
         try:
             return self._check(self.http.get(path, params=params, headers=self.headers))
         except httpx.TransportError as exc:
-            raise NotRunning(f"the controller does not answer ({exc}); try `zerodown up`") from exc
+            raise self._silent(exc) from exc
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
             return self._check(self.http.post(path, json=body or {}, headers=self.headers))
         except httpx.TransportError as exc:
-            raise NotRunning(f"the controller does not answer ({exc}); try `zerodown up`") from exc
+            raise self._silent(exc) from exc
 
 
 def has_release(paths: Paths, service: str) -> bool:

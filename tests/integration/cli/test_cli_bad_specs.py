@@ -9,9 +9,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from cli_kit import assert_nothing_started, zerodown
 from hypothesis import HealthCheck, assume, given, settings
-
-from conftest import assert_nothing_started, zerodown
 
 # the mutation strategies live beside the spec tests that use most of them
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "spec"))

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_kit import processes_of
 
-from conftest import processes_of
 from support.workspace import Workspace
 
 pytestmark = pytest.mark.slow

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_kit import assert_nothing_started, zerodown
 from typer.testing import CliRunner
 
-from conftest import assert_nothing_started, zerodown
 from support.workspace import Workspace
 from zerodown.cli.client import controller_argv, error_summary
 from zerodown.cli.main import app

@@ -16,7 +16,7 @@ from samples import FULL
 from zerodown.core.errors import SpecError
 from zerodown.spec.load import load_spec
 
-FAST = settings(max_examples=100, deadline=None, database=None)
+FAST = settings(max_examples=60, deadline=None, database=None)
 MORE = settings(
     max_examples=3000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
