@@ -165,6 +165,7 @@ def start_controller(paths: Paths, timeout: float = 20.0, *, log_format: str | N
     A controller that exits or does not answer in time is stopped, and NotRunning says why
     (the first lines of its error output)."""
     paths.ensure()
+    router_before = router_pid(paths)
     with (
         open(paths.logs / "controller.log", "ab") as out,
         open(paths.controller_errors, "wb") as errors,
@@ -184,9 +185,11 @@ def start_controller(paths: Paths, timeout: float = 20.0, *, log_format: str | N
                 client.get("/api/status")
                 return child.pid
         if child.poll() is not None:
+            _stop_new_router(paths, router_before)
             raise NotRunning(f"the controller did not start: {why_it_stopped(paths)}")
         time.sleep(0.05)
     _stop_group(child)
+    _stop_new_router(paths, router_before)
     raise NotRunning(
         f"the controller did not answer within {timeout:g}s and was stopped: "
         f"{why_it_stopped(paths)}"
@@ -202,6 +205,21 @@ def _stop_group(child: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(OSError):
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
+
+
+def _stop_new_router(paths: Paths, before: int | None) -> None:
+    """A router that a failed controller started (in its own session) goes with it."""
+    pid = router_pid(paths)
+    if pid is None or pid == before:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 ERROR_LINES = 6
