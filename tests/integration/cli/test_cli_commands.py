@@ -146,7 +146,8 @@ def test_canary_with_checks_pause_resume_promote_abort_retry(canary: Workspace) 
     )
     assert "serving on" in up.stdout
     assert ws.zd("retry").stdout == "retrying from the first step\n"
-    assert rollout(ws)["phase"] == "progressing" and rollout(ws)["version"] == "v3"
+    retried = rollout(ws)
+    assert retried["version"] == "v3" and retried["phase"] in ("progressing", "paused")
 
 
 def test_up_that_cannot_start_the_controller_says_why(workspace: Workspace) -> None:
