@@ -148,6 +148,9 @@ def test_canary_with_checks_pause_resume_promote_abort_retry(canary: Workspace) 
     assert ws.zd("retry").stdout == "retrying from the first step\n"
     retried = rollout(ws)
     assert retried["version"] == "v3" and retried["phase"] in ("progressing", "paused")
+    # every check runs again: the step's analysis too, not the finished run of the last attempt
+    ws.wait_for(lambda: at_pause_step(ws), 60, "the retried canary to pass its analysis step")
+    assert rollout(ws)["checks"]["analysis:step-2"]["state"] == "passed"
 
 
 def test_up_that_cannot_start_the_controller_says_why(workspace: Workspace) -> None:
