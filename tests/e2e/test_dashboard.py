@@ -269,7 +269,15 @@ class DevTools:
     """Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON
     messages ending in NUL on fds 3 and 4), so no websocket library is needed."""
 
-    FLAGS = ("--remote-debugging-pipe", "--window-size=1280,900")
+    FLAGS = (
+        "--remote-debugging-pipe",
+        "--window-size=1280,900",
+        # The page under test runs in a target of its own; on a busy machine Chromium would
+        # treat it as a background tab and hold its timers (the refresh loop) back.
+        "--disable-background-timer-throttling",
+        "--disable-renderer-backgrounding",
+        "--disable-backgrounding-occluded-windows",
+    )
 
     def __init__(self, profile: Path, log: Path) -> None:
         if not os.path.exists(CHROMIUM):
@@ -342,7 +350,14 @@ class DevTools:
             if value:
                 return value
             time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what or expression}")
+        seen = self.js(
+            "JSON.stringify({state: document.body?.dataset.state,"
+            " conn: document.getElementById('conn')?.textContent,"
+            " dialog: document.getElementById('token-dialog')?.open, debug: window.__debug})"
+        )
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what or expression}; the page: {seen}"
+        )
 
     def close(self) -> None:
         try:

@@ -455,6 +455,10 @@ let lastEventId = null;
 let lastState = null;
 
 let readDismissed = false; // the user cancelled the read-token dialog: wait for the button
+// The button was pressed: ask at the next refresh. A flag of its own, not `readDismissed = false`:
+// the dialog's close event comes a task after the click that closed it, so a cancel still being
+// processed would overwrite a press made right after it.
+let readAskWanted = false;
 
 class NeedsToken extends Error {}
 
@@ -513,7 +517,10 @@ async function refresh() {
     if (err instanceof NeedsToken) {
       showLocked();
       // ask once; after a cancel the header button asks again (no dialog every second)
-      if (!readDismissed) readDismissed = !(await askToken("read"));
+      if (!readDismissed || readAskWanted) {
+        readAskWanted = false;
+        readDismissed = !(await askToken("read"));
+      }
       return;
     }
     const conn = $("conn");
@@ -665,8 +672,10 @@ async function act(action) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("read-token-button").addEventListener("click", async () => {
-    if (await askToken("read")) readDismissed = false;
+  // Only the refresh loop asks for the read token: a second asker racing it could find the
+  // dialog open, take that for a cancel, and never ask again. The next refresh asks.
+  $("read-token-button").addEventListener("click", () => {
+    readAskWanted = true;
   });
   for (const button of $("actions").querySelectorAll("button")) {
     button.disabled = true;
