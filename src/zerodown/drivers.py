@@ -1,0 +1,97 @@
+"""Drivers by kind: routers, platforms and state stores, found the way metric providers are.
+
+The spec names each driver by kind: `router: {kind: builtin}`, `platform: {kind: local}`, and
+`state: {url: sqlite:///…}` whose URL scheme is the store's kind. A built-in driver is registered
+here by the path of its factory, so that only the chosen driver is ever imported; a third party
+adds one through the entry-point groups `zerodown.routers`, `zerodown.platforms` and
+`zerodown.stores` (name = kind, value = a factory taking a `DriverContext`). A driver is therefore
+one new module plus one registry entry: the engine and the API import no driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from zerodown.core.ports import Platform, Router, StateStore
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DriverContext:
+    """What a driver factory gets: the service's spec as it was at start and where state lives."""
+
+    spec: Any  # zerodown.spec.model.Spec
+    state_dir: Path  # .zerodown/ beside the spec file
+    spec_dir: Path  # the spec file's directory: relative paths in the spec start here
+    logs: Path  # where drivers write the logs of the processes they start
+    token_file: Path  # the admin token, for drivers with an authenticated admin API
+
+
+class Registry(Generic[T]):
+    """Factories of one kind of driver, by name."""
+
+    def __init__(self, what: str, group: str, builtin: dict[str, str]) -> None:
+        self.what = what  # "router", "platform", "state store": for messages
+        self.group = group
+        self._paths = dict(builtin)  # kind -> "module:factory"
+        self._factories: dict[str, Callable[[DriverContext], T]] = {}
+        self._entry_points_loaded = False
+
+    def register(self, kind: str, factory: Callable[[DriverContext], T]) -> None:
+        self._factories[kind] = factory
+
+    def unregister(self, kind: str) -> None:
+        self._factories.pop(kind, None)
+
+    def kinds(self) -> list[str]:
+        self._load_entry_points()
+        return sorted({*self._paths, *self._factories})
+
+    def create(self, kind: str, ctx: DriverContext) -> T:
+        return self.factory(kind)(ctx)
+
+    def factory(self, kind: str) -> Callable[[DriverContext], T]:
+        if kind not in self._factories and kind not in self._paths:
+            self._load_entry_points()
+        if kind in self._factories:
+            return self._factories[kind]
+        if kind in self._paths:
+            module, _, name = self._paths[kind].partition(":")
+            factory: Callable[[DriverContext], T] = getattr(importlib.import_module(module), name)
+            self._factories[kind] = factory
+            return factory
+        raise LookupError(f"no {self.what} of kind {kind!r}; known: {', '.join(self.kinds())}")
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for ep in entry_points(group=self.group):
+            if ep.name not in self._paths:
+                self._factories.setdefault(ep.name, _lazy(ep.load))
+
+
+def _lazy(load: Callable[[], Any]) -> Callable[[DriverContext], Any]:
+    """An entry point's factory, imported when it is first used, not when kinds are listed."""
+
+    def factory(ctx: DriverContext) -> Any:
+        return load()(ctx)
+
+    return factory
+
+
+routers: Registry[Router] = Registry(
+    "router", "zerodown.routers", {"builtin": "zerodown.routers.proxy.driver:create"}
+)
+platforms: Registry[Platform] = Registry(
+    "platform", "zerodown.platforms", {"local": "zerodown.platforms.local:create"}
+)
+stores: Registry[StateStore] = Registry(
+    "state store", "zerodown.stores", {"sqlite": "zerodown.store.sqlite:create"}
+)
