@@ -17,11 +17,17 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from fastapi import FastAPI
 
+from support.servers import serve_asgi
 from support.services import free_port, require
 from support.workspace import Workspace, base_spec
+from zerodown.api.app import make_app
+from zerodown.api.controller import Controller
 from zerodown.api.dashboard import WEB, mount_dashboard
+from zerodown.paths import Paths
+from zerodown.spec.load import load_spec
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -458,5 +464,60 @@ def test_buttons_send_commands_with_the_token(
         browser.wait_js("document.body.dataset.state === 'error'", what="the page to notice")
         assert "unreachable" in browser.js("document.getElementById('conn').textContent")
         assert browser.js("document.getElementById('service').textContent") == "shop"
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def read_token_controller(
+    chromium_installed: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A controller whose spec sets api.read_token (its engine idle: the page is the subject)."""
+    monkeypatch.setenv("ZD_E2E_READ_TOKEN", "read-secret")
+    spec = base_spec(free_port(), api={"read_token": "${ZD_E2E_READ_TOKEN}"})
+    (tmp_path / "zerodown.yaml").write_text(yaml.safe_dump(spec))
+    paths = Paths.for_spec(tmp_path / "zerodown.yaml")
+    controller = Controller(paths, load_spec(paths.spec))
+    try:
+        with serve_asgi(make_app(controller, paths.token())) as url:
+            yield url + "/"
+    finally:
+        asyncio.run(controller.router.aclose())
+        controller.flags.close()
+        controller.store.close()
+
+
+def answer_token_dialog(browser: DevTools, token: str | None) -> None:
+    """Type `token` and confirm, or cancel when None."""
+    browser.wait_js("document.getElementById('token-dialog').open", what="the token dialog")
+    button = "cancel" if token is None else "ok"
+    if token is not None:
+        browser.js(f"document.getElementById('token-input').value = {json.dumps(token)}")
+    browser.js(f"document.querySelector('#token-form button[value={button}]').click()")
+    browser.wait_js("!document.getElementById('token-dialog').open", what="the dialog to close")
+
+
+@pytest.mark.slow
+def test_the_page_asks_for_the_read_token(read_token_controller: str, tmp_path: Path) -> None:
+    browser = DevTools(tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        browser.open(read_token_controller)
+        browser.wait_js("document.body?.dataset.state === 'locked'", what="the page to be locked")
+        assert browser.js("document.getElementById('token-title').textContent") == "Read token"
+        # cancelled: the page stays locked and does not ask again by itself
+        answer_token_dialog(browser, None)
+        assert browser.js("!document.getElementById('read-token-button').hidden")
+        assert "needs a read token" in browser.js("document.getElementById('conn').textContent")
+        # the header button asks again; a wrong token is refused, forgotten, and asked for again
+        browser.js("document.getElementById('read-token-button').click()")
+        answer_token_dialog(browser, "not-the-token")
+        browser.wait_js("document.getElementById('token-dialog').open", what="a second ask")
+        assert browser.js("sessionStorage.getItem('zerodown.read-token')") is None
+        answer_token_dialog(browser, "read-secret")
+        browser.wait_js("document.body.dataset.state === 'live'", what="the page to go live")
+        assert browser.js("document.getElementById('service').textContent") == "shop"
+        assert browser.js("document.getElementById('read-token-button').hidden")
+        assert browser.js("sessionStorage.getItem('zerodown.read-token')") == "read-secret"
+        assert browser.js("sessionStorage.getItem('zerodown.token')") is None
     finally:
         browser.close()

@@ -2,6 +2,14 @@
 
 Serves the API on a free loopback port (written to .zerodown/controller.json with its pid), runs
 the reconcile loop, and exits after `zerodown down` has stopped every instance and the router.
+
+The router is stopped only when the engine has finished `zerodown down`. If the engine ever ended
+otherwise (it catches every error of a pass, so only a bug in the loop itself could do that), the
+controller exits with status 1 and leaves the router and the instances serving, as after a
+`kill -9`: the next `zerodown up` resumes.
+
+Logs go to stdout (the CLI points it at .zerodown/logs/controller.log), as text or, with
+`--log-format json` (or ZERODOWN_LOG_FORMAT=json), one JSON object per line.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import sys
 
 import uvicorn
 
+from zerodown import logs
 from zerodown.api.app import make_app
 from zerodown.api.controller import Controller
 from zerodown.core.errors import ZerodownError
@@ -36,6 +45,7 @@ async def serve(paths: Paths) -> None:
             host="127.0.0.1",
             port=port,
             log_level="warning",
+            log_config=None,  # uvicorn's loggers go through ours (text or JSON)
             lifespan="off",
             # open SDK change streams must not hold `zerodown down` for long
             timeout_graceful_shutdown=3,
@@ -48,10 +58,18 @@ async def serve(paths: Paths) -> None:
     paths.controller_file.write_text(
         json.dumps({"pid": os.getpid(), "url": f"http://127.0.0.1:{port}"})
     )
-    logging.getLogger("zerodown.controller").info("controller on 127.0.0.1:%s", port)
+    log = logging.getLogger("zerodown.controller")
+    log.info("controller on 127.0.0.1:%s", port)
     done, _ = await asyncio.wait({engine, api}, return_when=asyncio.FIRST_COMPLETED)
-    if engine in done:
+    finished_down = controller.engine.stopped.is_set()
+    if finished_down:
         await controller.stop_router()
+    elif engine in done:
+        log.critical(
+            "the reconcile loop ended unexpectedly; the router and the instances keep serving. "
+            "Run `zerodown up` to start a new controller",
+            exc_info=None if engine.cancelled() else engine.exception(),
+        )
     server.should_exit = True
     await controller.engine.shutdown()
     engine.cancel()
@@ -62,20 +80,25 @@ async def serve(paths: Paths) -> None:
     controller.store.close()
     with contextlib.suppress(FileNotFoundError):
         paths.controller_file.unlink()
-    for task in done:
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+    if api in done and not api.cancelled() and api.exception() is not None:
+        raise api.exception()  # type: ignore[misc]
+    if engine in done and not finished_down:
+        sys.exit(1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="zerodown-controller")
     parser.add_argument("-f", "--file", default="zerodown.yaml")
-    args = parser.parse_args()
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stdout,
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=os.environ.get("ZERODOWN_LOG_FORMAT", "text"),
+        help="text (default) or json: one object per line with ts, level, logger, message",
     )
+    args = parser.parse_args()
+    if args.log_format not in logs.FORMATS:
+        parser.error(f"ZERODOWN_LOG_FORMAT must be one of {', '.join(logs.FORMATS)}")
+    logs.setup(args.log_format)
     try:
         import uvloop
     except ImportError:

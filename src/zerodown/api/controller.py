@@ -1,22 +1,29 @@
 """The controller process: the reconcile engine, the router it supervises, and the operator
 commands the HTTP API calls. Commands change the store through the pure core and wake the engine,
-whose next pass (at once) acts on them."""
+whose next pass (at once) acts on them.
+
+The router is started by the engine's first pass (before anything else) and by any pass that
+finds it gone; it is stopped only by `zerodown down`, once the engine has stopped every instance.
+A router process that runs but cannot be reached on its admin socket is reported, never doubled.
+Reads of the store raise StoreUnavailable (for the API to answer 503) instead of hanging."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from zerodown.core import commands
-from zerodown.core.errors import SpecError, StateError
+from zerodown.core.errors import SpecError, StateError, TransientDriverError
 from zerodown.core.model import RolloutPhase, ServiceStatus
-from zerodown.engine.reconciler import Engine
+from zerodown.engine.reconciler import Engine, checked_version
 from zerodown.flags.stores.sqlite import SqliteFlagStore
 from zerodown.paths import Paths
 from zerodown.platforms.local import LocalPlatform, proc_start_ticks
@@ -55,9 +62,17 @@ class Controller:
         now = time.monotonic()
         if now - self._router_checked < 1.0:
             return
-        if await self.router.healthy():
+        # The socket file too: our pooled connection may outlive it, a new client could not.
+        if self.paths.router_socket.is_socket() and await self.router.healthy():
             self._router_checked = now
             return
+        running = self._router_pid()
+        if running is not None:
+            raise TransientDriverError(
+                f"the router (pid {running}) runs but cannot be reached on its admin socket "
+                f"{self.paths.router_socket}; traffic still flows through it. If this lasts, "
+                "stop that process: the next pass starts a new router"
+            )
         preview = (
             self.spec.strategy.blue_green.preview_listen if self.spec.strategy.blue_green else None
         )
@@ -68,8 +83,10 @@ class Controller:
             state_file=str(self.paths.router_state),
             admin_listen=self.spec.router.admin_listen,
             admin_token_file=str(self.paths.token_file) if self.spec.router.admin_listen else None,
+            # TODO: header_timeout=self.spec.router.header_timeout, once router_command takes it
         )
         with open(self.paths.logs / "router.log", "ab") as out:
+            written_before = out.tell()  # what this start writes is what explains a failure
             child = subprocess.Popen(
                 argv,
                 stdout=out,
@@ -86,25 +103,44 @@ class Controller:
             if child.poll() is not None:
                 break
             await asyncio.sleep(0.05)
-        tail = (
-            (self.paths.logs / "router.log").read_text(errors="replace").strip().splitlines()[-3:]
-        )
+        with open(self.paths.logs / "router.log", "rb") as written:
+            written.seek(written_before)
+            tail = written.read(4096).decode(errors="replace").strip().splitlines()[-3:]
         raise SpecError(
             f"the router did not start on {self.spec.router.listen}: {' | '.join(tail)}",
             field="router.listen",
         )
 
-    async def stop_router(self, grace: float = 10.0) -> None:
-        """SIGTERM, time for in-flight requests to finish, then SIGKILL."""
+    def _router_pid(self) -> int | None:
+        """The pid of our router process if it runs (a recycled pid is not mistaken for it)."""
         try:
             pid = int(self.paths.router_pid.read_text())
-            os.kill(pid, signal.SIGTERM)
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
+            return None
+        ours = str(self.paths.router_socket).encode() in cmdline
+        return pid if ours and proc_start_ticks(pid) is not None else None
+
+    async def stop_router(self, grace: float = 10.0) -> None:
+        """SIGTERM, time for in-flight requests to finish, then SIGKILL."""
+        pid = self._router_pid()
+        if pid is None:
+            self.paths.router_pid.unlink(missing_ok=True)
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
             return
         deadline = time.monotonic() + grace
+        killed = False
         while proc_start_ticks(pid) is not None:
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline + 10:
+                log.warning("the router (pid %s) is still there after SIGKILL", pid)
+                return
+            if time.monotonic() > deadline and not killed:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                killed = True
             await asyncio.sleep(0.05)
         self.paths.router_pid.unlink(missing_ok=True)
 
@@ -132,6 +168,10 @@ class Controller:
         who: str,
         rollback: bool = False,
     ) -> dict[str, Any]:
+        try:
+            checked_version(version)  # the API and the CLI check too; this is the last line
+        except ValueError as exc:
+            raise SpecError(str(exc), field="version") from None
         now = time.time()
         status = self.status()
         current = status.rollout
@@ -299,6 +339,7 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         "steps": steps,
         "instances_wanted": spec.instances if spec else None,
         "events": [e.to_json() for e in controller.store.events(controller.service, limit=20)],
+        "controller": controller.engine.health.summary(time.time()),
         "now": time.time(),
     }
 

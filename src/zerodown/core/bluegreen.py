@@ -42,7 +42,7 @@ def reconcile(plan: Plan, spec: Spec) -> RouteTable:
     pre = bg.pre_promotion_analysis
     if pre is not None and not rollout.rollback and not checks.analysis(plan, "analysis:pre"):
         return _with_preview(blue_table, plan, green)
-    rollout = _approved(plan, bg)
+    rollout = _approved(plan, bg, ready)
     if rollout.step == 0:
         return _with_preview(blue_table, plan, green)
     switched = replace(rollout, switched_at=plan.now, phase=RolloutPhase.PROGRESSING)
@@ -51,11 +51,16 @@ def reconcile(plan: Plan, spec: Spec) -> RouteTable:
     return _after_switch(plan, spec, green, ready)
 
 
-def _approved(plan: Plan, bg: BlueGreenSpec) -> Rollout:
-    """Step 1 once the switch is approved; otherwise paused for `zerodown promote`."""
+def _approved(plan: Plan, bg: BlueGreenSpec, ready: list[Instance]) -> Rollout:
+    """Step 1 once the switch is approved; otherwise paused for `zerodown promote`. A person's
+    pause holds the switch, even when it would be automatic."""
     rollout = plan.status.rollout
     assert rollout is not None
-    if rollout.step == 0 and _may_switch(plan, bg):
+    if (
+        rollout.step == 0
+        and rollout.phase is RolloutPhase.PROGRESSING
+        and _may_switch(plan, bg, ready)
+    ):
         rollout = replace(rollout, step=1)
         plan.update(replace(plan.status, rollout=rollout))
     elif (
@@ -86,13 +91,15 @@ def _after_switch(plan: Plan, spec: Spec, green: str, ready: list[Instance]) -> 
     )
 
 
-def _may_switch(plan: Plan, bg: BlueGreenSpec) -> bool:
+def _may_switch(plan: Plan, bg: BlueGreenSpec, ready: list[Instance]) -> bool:
     rollout = plan.status.rollout
     assert rollout is not None
     if rollout.rollback or (bg.auto_promote and bg.auto_promote_after is None):
         return True
     if bg.auto_promote_after is not None:
-        return plan.now - rollout.progress_at >= bg.auto_promote_after
+        # counted from when the whole green environment became ready: a preview window each time
+        all_ready_at = max(i.ready_since or plan.now for i in ready)
+        return plan.now - all_ready_at >= bg.auto_promote_after
     return False
 
 

@@ -59,6 +59,9 @@ def reconcile(plan: Plan, spec: Spec) -> RouteTable:
     weight = weight_before(canary.steps, step)
     upcoming = canary.steps[step] if step < len(canary.steps) else None
     wanted = instances_for(canary, max(weight, _upcoming_weight(upcoming)), n)
+    routed = (*canary.steps[:step], *([upcoming] if upcoming is not None else []))
+    if any(s.set_header_route is not None for s in routed):
+        wanted = max(wanted, 1)  # a header route needs a canary to route to, even at weight 0
     if stable is None:
         wanted = n  # nothing else can serve: the first release runs at full size
     live = plan.live(version)
@@ -75,6 +78,8 @@ def reconcile(plan: Plan, spec: Spec) -> RouteTable:
         plan.note_progress()
 
     serving = [i for i in live if i.serving]
+    if instances_for(canary, weight, n) > len(serving):
+        weight = min(weight, 100 * len(serving) // n)  # promoted past set_weight: capacity first
     canary_pool = pool_of(version, weight if stable_table else 100, serving)
     stable_pools = tuple(
         replace(p, weight=100 - weight) for p in (stable_table.pools if stable_table else ())
@@ -101,6 +106,11 @@ def _advance(plan: Plan, spec: Spec, n: int) -> None:
     while True:
         rollout = plan.status.rollout
         assert rollout is not None
+        if rollout.phase is RolloutPhase.PAUSED and rollout.step < len(canary.steps):
+            key = f"analysis:step-{rollout.step + 1}"
+            check = plan.check(key)
+            if check is not None and check.state is CheckState.FAILED:
+                checks.analysis(plan, key)  # aborts: a pause holds promotion, not a bad canary
         if rollout.phase is not RolloutPhase.PROGRESSING or rollout.step >= len(canary.steps):
             return
         step = canary.steps[rollout.step]
@@ -143,7 +153,10 @@ def _waiting_on(plan: Plan, spec: Spec, index: int, n: int) -> str | None:
             plan.fail(f"set_flag {step.set_flag.key}: {check.reason}")
             return ""
         return None
-    return None  # set_header_route takes effect by being passed
+    if step.set_header_route is not None:
+        serving = any(i.serving for i in plan.live(rollout.version))
+        return None if serving and checks.cleared_for_traffic(plan, spec) else ""
+    return None
 
 
 def describe(step: CanaryStep) -> str:
@@ -161,5 +174,3 @@ def describe(step: CanaryStep) -> str:
         return f"flag {f.key}: {what}"
     templates = ", ".join(step.analysis.templates) if step.analysis else ""
     return f"analysis {templates}"
-
-

@@ -112,6 +112,8 @@ def retry(status: ServiceStatus, *, now: float) -> ServiceStatus:
         reason="retried",
         pause_reason="",
         previous=status.stable,
+        switched_at=None,
+        checks={},  # a new attempt: the gate, analyses and smoke tests run again
     )
     return replace(status, rollout=again)
 

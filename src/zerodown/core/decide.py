@@ -51,6 +51,15 @@ def steady(plan: Plan, spec: Spec) -> RouteTable:
     if stable is None:
         plan.retire(plan.live(), "no release has ever completed a rollout")
         return RouteTable(generation=plan.status.routes.generation)
+    if (
+        rollout is not None
+        and rollout.phase in (RolloutPhase.ABORTED, RolloutPhase.FAILED)
+        and rollout.strategy in ("canary", "blue_green")
+        and rollout.version != stable
+        and any(i.serving for i in plan.live(stable))
+    ):
+        # Rule 3: an aborted release takes no traffic, even while the stable one is short.
+        plan.retire(plan.live(rollout.version), f"{rollout.phase.value}: no traffic after it")
     keep = bluegreen.kept_warm(plan, spec)
     if rollout is not None and rollout.active:
         keep |= {rollout.version}  # still preparing (gate, migration): nothing of it to touch
@@ -99,6 +108,22 @@ def _retire_failed(plan: Plan) -> None:
             plan.fail(f"instance {instance.id} of {instance.release}: {instance.failure}")
 
 
+def _waiting_as_told(plan: Plan, spec: Spec) -> bool:
+    """A timed canary pause, or a ready green environment waiting for auto_promote_after: the
+    wait was asked for, so it is not a lack of progress."""
+    rollout = plan.status.rollout
+    assert rollout is not None
+    canary_spec, bg = spec.strategy.canary, spec.strategy.blue_green
+    if rollout.strategy == "canary" and canary_spec is not None:
+        return rollout.step < len(canary_spec.steps) and (
+            canary_spec.steps[rollout.step].pause is not None
+        )
+    if rollout.strategy == "blue_green" and bg is not None and bg.auto_promote_after is not None:
+        ready = [i for i in plan.live(rollout.version) if i.serving]
+        return rollout.switched_at is None and len(ready) >= spec.instances
+    return False
+
+
 def _check_progress_deadline(plan: Plan, spec: Spec) -> None:
     rollout = plan.status.rollout
     if rollout is None or rollout.phase is not RolloutPhase.PROGRESSING:
@@ -107,6 +132,8 @@ def _check_progress_deadline(plan: Plan, spec: Spec) -> None:
         c.kind in ("gate", "migrate", "analysis") and not c.done for c in rollout.checks.values()
     ):
         return  # these have their own time limits
+    if _waiting_as_told(plan, spec):
+        return
     deadline = {
         "canary": spec.strategy.canary.progress_deadline if spec.strategy.canary else None,
         "blue_green": (

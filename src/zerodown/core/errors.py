@@ -37,5 +37,10 @@ class PermanentDriverError(DriverError):
     """Will not succeed by retrying: the user has to change something."""
 
 
+class StoreUnavailable(TransientDriverError):
+    """The state store cannot be read or written now (locked by another process, disk full,
+    database unreachable). The API answers 503; the engine records it and retries."""
+
+
 class StateError(ZerodownError):
     """The requested operation does not fit the current state (e.g. promote with no rollout)."""

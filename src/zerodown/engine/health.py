@@ -4,11 +4,16 @@ startup runs first (once per instance) and gates the others; its failure_thresho
 failures mark the instance failed. Then readiness turns the instance ready after success_threshold
 consecutive successes and unready after failure_threshold consecutive failures; liveness marks it
 failed (to be replaced) after failure_threshold consecutive failures.
+
+A monitor keeps what it concluded (`started`, `ready`, `ready_since`, `failure`) and the engine
+copies it into the store on every pass: a report is a wake-up call, not the only record, so one
+lost to a store that could not be written (locked, full) is written by the next pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +34,9 @@ class Monitor:
         env: dict[str, str],
         started: bool,
         ready: bool,
+        ready_since: float | None,
         report: Report,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.instance_id = instance_id
         self.address = address
@@ -38,7 +45,10 @@ class Monitor:
         self.env = env
         self.started = started
         self.ready = ready
+        self.ready_since = ready_since if ready else None
+        self.failure: str | None = None
         self.report = report
+        self.clock = clock
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -73,11 +83,7 @@ class Monitor:
                 return True
             failures += 1
             if failures >= probe.failure_threshold:
-                self.report(
-                    self.instance_id,
-                    "failed",
-                    f"startup probe failed {failures} times: {message}",
-                )
+                self._fail(f"startup probe failed {failures} times: {message}")
                 return False
             await asyncio.sleep(probe.period)
 
@@ -88,10 +94,10 @@ class Monitor:
             ok, message = await self._check(probe)
             successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
             if not self.ready and successes >= probe.success_threshold:
-                self.ready = True
+                self.ready, self.ready_since = True, self.clock()
                 self.report(self.instance_id, "ready", True)
             elif self.ready and failures >= probe.failure_threshold:
-                self.ready = False
+                self.ready, self.ready_since = False, None
                 self.report(self.instance_id, "ready", f"readiness probe failed: {message}")
             # While not ready, look often: a new instance should not wait a whole period for
             # traffic. Failures still count only at failure_threshold, as in Kubernetes.
@@ -104,8 +110,11 @@ class Monitor:
             ok, message = await self._check(probe)
             failures = 0 if ok else failures + 1
             if failures >= probe.failure_threshold:
-                self.report(
-                    self.instance_id, "failed", f"liveness probe failed {failures} times: {message}"
-                )
+                self._fail(f"liveness probe failed {failures} times: {message}")
                 return
             await asyncio.sleep(probe.period)
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        self.ready, self.ready_since = False, None
+        self.report(self.instance_id, "failed", reason)

@@ -4,6 +4,9 @@ tests, analysis, flag changes and their reverts) and writes each outcome back to
 The status is the only list of work: every pass starts a task for each running check that has
 none (so a restarted controller picks them up) and cancels the tasks whose check is no longer
 running (an abort makes every analysis moot at once).
+
+An outcome is never lost to a store that refuses a write (locked, full): the task that reached it
+retries the write with a capped backoff until the store takes it (`_until_stored`).
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ class Pipeline:
         except Exception as exc:
             log.exception("check %s crashed", key)
             state, reason, detail = CheckState.FAILED, f"{type(exc).__name__}: {exc}", {}
-        self.finish(revision, key, state, reason, detail)
+        await _until_stored(lambda: self.finish(revision, key, state, reason, detail), key)
 
     def finish(
         self, revision: int, key: str, state: CheckState, reason: str, detail: dict[str, Any]
@@ -348,13 +351,18 @@ class Pipeline:
         revision, key = run_key[1:].split("/", 1)
         detail = {"result": result.to_json(), "state": state.to_json()}
         if not result.completed:
-            self._progress(int(revision), key, result.reason, detail)
+            try:
+                self._progress(int(revision), key, result.reason, detail)
+            except Exception as exc:  # only a progress report: the next round sends another
+                log.warning("analysis %s: progress not stored: %s", key, exc)
             return
         outcome = {
             AnalysisPhase.SUCCESSFUL: CheckState.PASSED,
             AnalysisPhase.INCONCLUSIVE: CheckState.INCONCLUSIVE,
         }.get(result.phase, CheckState.FAILED)
-        self.finish(int(revision), key, outcome, result.reason, detail)
+        await _until_stored(
+            lambda: self.finish(int(revision), key, outcome, result.reason, detail), key
+        )
 
     def _progress(self, revision: int, key: str, reason: str, detail: dict[str, Any]) -> None:
         """Measurements so far, for `zerodown status`, while the analysis runs."""
@@ -388,3 +396,16 @@ def _analysis_ref(spec: Spec, key: str) -> AnalysisRef:
 
 async def _done(state: CheckState, reason: str) -> Outcome:
     return state, reason, {}
+
+
+async def _until_stored(write: Callable[[], None], key: str) -> None:
+    """Call `write` until it succeeds (0.25 s doubling to 5 s between tries)."""
+    delay = 0.25
+    while True:
+        try:
+            write()
+            return
+        except Exception as exc:
+            log.warning("check %s: outcome not stored yet (%s); trying again", key, exc)
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)

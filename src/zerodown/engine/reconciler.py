@@ -8,23 +8,39 @@ the same decisions. The order inside a pass keeps the rules of the rollout:
 2. routes are applied (atomically, by the router) before any instance leaves them;
 3. an instance drains and stops only once the router confirms it is out of the table;
 4. a launch is written to the store before the process starts, then adopted if we crash.
+
+No error ends the loop (faults.py): a failed pass is logged with its traceback, written to the
+decision log once as an `error` event, and retried after a capped backoff; `status` shows the
+last completed pass and the last error. A launch that fails (a missing command, an environment
+too large, anything the platform raises) marks its instance failed with the reason, and core's
+rule for failed instances fails the rollout with it. Instance ids, and so log file names, never
+carry a version that is not a safe name (`instance_id`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from zerodown import logs
 from zerodown.core.decide import decide
-from zerodown.core.errors import DriverError, PermanentDriverError
+from zerodown.core.errors import (
+    DriverError,
+    PermanentDriverError,
+    StoreUnavailable,
+    TransientDriverError,
+)
 from zerodown.core.model import (
     ApplyRoutes,
     Instance,
@@ -36,6 +52,7 @@ from zerodown.core.model import (
     ServiceStatus,
 )
 from zerodown.core.routes import RouteTable
+from zerodown.engine.faults import PassHealth, describe
 from zerodown.engine.guards import FlagGuards
 from zerodown.engine.health import Monitor
 from zerodown.engine.pipeline import Pipeline, database_url
@@ -43,11 +60,16 @@ from zerodown.pipeline.notify import Notifier
 from zerodown.platforms.local import LocalPlatform, Process, free_port
 from zerodown.routers.proxy.client import ProxyRouter
 from zerodown.spec.model import Spec
-from zerodown.store.sqlite import SqliteStore
+from zerodown.spec.types import VERSION_PATTERN, VERSION_RULE, check_version
+from zerodown.store.sqlite import EventRow, SqliteStore
 
 log = logging.getLogger("zerodown.engine")
 
 PASS_INTERVAL = 0.25  # seconds between passes when nothing wakes the loop
+PASS_TIMEOUT = 60.0  # a pass still running after this is cancelled and counted as failed
+LOG_MAINTENANCE_EVERY = 60.0  # seconds between log rotation and pruning runs
+OUT_OF_ROUTES_ON_DOWN = 10.0  # `zerodown down` stops an instance the router cannot confirm gone
+RETIRE_RETRY = 1.0  # seconds before a retirement that failed is started again
 
 # Decision records that are worth a webhook, by the event name `notify.events` uses.
 NOTIFY_EVENTS = {
@@ -64,6 +86,26 @@ NOTIFY_EVENTS = {
 }
 
 
+def checked_version(version: str) -> str:
+    """`check_version`, whole string: its pattern's `$` also lets a final newline by."""
+    check_version(version)
+    if VERSION_PATTERN.fullmatch(version) is None:
+        raise ValueError(f"version {version!r} is not valid: {VERSION_RULE}")
+    return version
+
+
+def instance_id(service: str, version: str) -> str:
+    """`<service>-<version>-<random>`; a version that is not a safe name (a store written before
+    versions were checked) is reduced to safe characters and told apart by a hash of it."""
+    try:
+        safe = checked_version(version)
+    except ValueError:
+        digest = hashlib.sha256(version.encode(errors="surrogatepass")).hexdigest()[:8]
+        cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "_", version)[:32].strip("._+-")
+        safe = f"{cleaned}-{digest}" if cleaned else digest
+    return f"{service}-{safe}-{uuid.uuid4().hex[:6]}"
+
+
 class Engine:
     def __init__(
         self,
@@ -76,6 +118,7 @@ class Engine:
         ensure_router: Callable[[], Awaitable[None]] | None = None,
         flags: Any = None,
         clock: Callable[[], float] = time.time,
+        log_policy: logs.LogPolicy | None = None,
     ) -> None:
         self.service = service
         self.store = store
@@ -89,7 +132,13 @@ class Engine:
         self.retiring: dict[str, asyncio.Task[None]] = {}
         self.applied: RouteTable | None = None
         self._specs: dict[int, Spec] = {}
-        self.stopped = asyncio.Event()
+        self.stopped = asyncio.Event()  # set once `zerodown down` has finished, and only then
+        self.health = PassHealth(started_at=clock())
+        self.outbox: deque[EventRow] = deque(maxlen=100)  # decision-log entries not yet stored
+        self.stopping = False  # the last pass saw `zerodown down`
+        self._launched: dict[str, Process] = {}  # until the store has the pid
+        self.log_policy = log_policy or logs.LogPolicy()
+        self._logs_kept_at = -LOG_MAINTENANCE_EVERY
         self.pipeline = Pipeline(
             service=service,
             store=store,
@@ -141,43 +190,131 @@ class Engine:
     # --- the loop --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.adopt()
+        """Pass after pass until `zerodown down` has finished. No exception ends it."""
+        started = False
         while not self.stopped.is_set():
             try:
-                done = await self.reconcile()
-            except DriverError as exc:
-                log.warning("reconcile pass: %s", exc)
-                done = False
+                if not started:
+                    await self._start()
+                    started = True
+                done = await self._pass()
+            except Exception as exc:  # per pass: recorded, then retried (CancelledError is not)
+                done, backoff = False, self._failed(exc)
+                if not isinstance(exc, StoreUnavailable):  # else the next pass that works writes
+                    self._flush()
+            else:
+                backoff = 0.0
+                recovered = self.health.passed(self.clock())
+                if recovered:
+                    self.outbox.append(
+                        (self.clock(), None, "recovered", f"after {recovered} failed passes")
+                    )
+                    log.info("reconcile passes complete again after %d failed", recovered)
+                self._flush()
+            await self._keep_logs()
             if done:
                 self.stopped.set()
                 break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), PASS_INTERVAL)
+            if backoff:
+                await asyncio.sleep(backoff)  # not cut short by pokes: that is the point
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), PASS_INTERVAL)
             self.wake.clear()
+
+    async def _start(self) -> None:
+        """Before anything else: the router (it may have died while no controller ran)."""
+        if self.ensure_router is not None:
+            await self.ensure_router()
+        self.adopt()
+
+    async def _pass(self) -> bool:
+        try:
+            async with asyncio.timeout(PASS_TIMEOUT) as limit:
+                return await self.reconcile()
+        except TimeoutError:
+            if limit.expired():
+                raise TransientDriverError(
+                    f"a reconcile pass did not finish within {PASS_TIMEOUT:g}s"
+                ) from None
+            raise
+
+    def _failed(self, exc: Exception) -> float:
+        """Log and record a failed pass; the seconds to wait before the next one."""
+        now = self.clock()
+        message = self.health.failed(exc, now)
+        if message is not None:
+            log.error("%s", message, exc_info=exc)
+            self.outbox.append((now, None, "error", message))
+        return self.health.backoff()
+
+    def _post(self, kind: str, message: str, revision: int | None = None) -> None:
+        """A decision-log entry from outside a pass's decision: written now if the store takes
+        it, else by the next pass that can."""
+        log.info("%s: %s", kind, message)
+        self.outbox.append((self.clock(), revision, kind, message))
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self.outbox:
+            return
+        try:
+            self.store.add_events(self.service, list(self.outbox))
+        except Exception as exc:
+            log.debug("the decision log waits for the store: %s", exc)
+            return
+        self.outbox.clear()
+
+    async def _keep_logs(self) -> None:
+        """Rotate the logs and prune gone instances' ones, once a minute, off the event loop."""
+        now = self.clock()
+        if now - self._logs_kept_at < LOG_MAINTENANCE_EVERY:
+            return
+        self._logs_kept_at = now
+        try:
+            known: set[str] | None = {i.id for i in self.store.instances(self.service)}
+        except Exception:
+            known = None  # rotate anyway; prune only knowing which instances are alive
+        try:
+            await asyncio.to_thread(
+                logs.maintain,
+                self.platform.logs,
+                prefix=f"{self.service}-",
+                live=known,
+                policy=self.log_policy,
+                now=now,
+            )
+        except Exception as exc:
+            log.warning("log rotation: %s", describe(exc))
 
     def poke(self) -> None:
         self.wake.set()
 
     def adopt(self) -> None:
-        """Match the store's instances with running processes; record pids we never saw."""
+        """Match the store's instances with running processes; record pids we never saw, and
+        forget launches whose process never started (the controller stopped in between)."""
         found = self.platform.adoptable()
         for instance in self.store.instances(self.service):
             process = found.get(instance.id)
             if process is not None and instance.pid != process.pid:
                 self.store.put_instance(self.service, replace(instance, pid=process.pid))
+            elif process is None and instance.pid is None and instance.failure is None:
+                self.store.delete_instance(instance.id)  # the next pass launches it again
 
     async def reconcile(self) -> bool:
         """One pass. True when `zerodown down` has finished."""
-        if self.ensure_router is not None:
-            await self.ensure_router()
+        self.stopping = self.store.status(self.service).stopping
+        if self.ensure_router is not None and not self.stopping:
+            await self.ensure_router()  # not to stop it: `down` goes on without a router
         # From reading the store to saving the decision, nothing awaits: the API's commands
         # run on this same event loop, so none can slip in between and be overwritten.
         now = self.clock()
         status = self.store.status(self.service)
+        self.stopping = status.stopping
         instances = self._observe(self.store.instances(self.service))
         spec = self.current_spec(status)
         if spec is None:
-            return False
+            return status.stopping  # nothing was ever deployed, so nothing runs to be stopped
         self._watch(status, instances)
         decision = decide(spec, status, instances, now)
         records = [a for a in decision.actions if isinstance(a, Record)]
@@ -208,22 +345,52 @@ class Engine:
     # --- observing -------------------------------------------------------------------------
 
     def _observe(self, instances: list[Instance]) -> list[Instance]:
-        """Processes that exited become failed instances (or stopped, if they were retiring)."""
+        """The store's instances brought up to date with what this controller saw: pids of
+        its launches, processes that exited, what the probes concluded. Each change is stored."""
         seen = []
-        for instance in instances:
-            if (
-                instance.live
-                and instance.pid is not None
-                and instance.failure is None
-                and not self.platform.alive(Process(instance.pid, 0))
-            ):
-                code = self.platform.exit_code(instance.pid)
-                tail = self.platform.log_tail(instance.id)
-                why = f"process exited ({code if code is not None else 'unknown'} status)"
-                instance = replace(instance, failure=why + (f": {tail}" if tail else ""))
+        for stored in instances:
+            instance = self._probed(self._exited(self._with_pid(stored)))
+            if instance != stored:
                 self.store.put_instance(self.service, instance)
             seen.append(instance)
         return seen
+
+    def _with_pid(self, instance: Instance) -> Instance:
+        process = self._launched.get(instance.id)
+        if process is None:
+            return instance
+        if instance.pid is not None:
+            del self._launched[instance.id]
+            return instance
+        return replace(instance, pid=process.pid)
+
+    def _exited(self, instance: Instance) -> Instance:
+        """A process that exited makes a failed instance (stopped, if it was retiring)."""
+        if (
+            not instance.live
+            or instance.pid is None
+            or instance.failure is not None
+            or self.platform.alive(Process(instance.pid, 0))
+        ):
+            return instance
+        code = self.platform.exit_code(instance.pid)
+        tail = self.platform.log_tail(instance.id)
+        why = f"process exited ({code if code is not None else 'unknown'} status)"
+        return replace(instance, failure=why + (f": {tail}" if tail else ""))
+
+    def _probed(self, instance: Instance) -> Instance:
+        """The instance as its probes last saw it (a report lost to a failed write is not lost:
+        the monitor still holds its conclusion)."""
+        monitor = self.monitors.get(instance.id)
+        if monitor is None or not instance.live or instance.failure is not None:
+            return instance
+        if monitor.failure is not None:
+            return replace(instance, failure=monitor.failure, ready=False, ready_since=None)
+        if monitor.started and instance.phase is InstancePhase.STARTING:
+            instance = replace(instance, phase=InstancePhase.RUNNING)
+        if monitor.ready != instance.ready:
+            instance = replace(instance, ready=monitor.ready, ready_since=monitor.ready_since)
+        return instance
 
     def _watch(self, status: ServiceStatus, instances: list[Instance]) -> None:
         """A probe monitor for every live instance, none for the others."""
@@ -242,44 +409,42 @@ class Engine:
                 env=dict(os.environ),
                 started=instance.phase is InstancePhase.RUNNING,
                 ready=instance.ready,
+                ready_since=instance.ready_since,
                 report=self._on_probe,
+                clock=self.clock,
             )
             self.monitors[iid] = monitor
             monitor.start()
 
     def _on_probe(self, instance_id: str, event: str, value: object) -> None:
-        current = {i.id: i for i in self.store.instances(self.service)}.get(instance_id)
-        if current is None or not current.live:
-            return
-        now = self.clock()
-        if event == "started":
-            current = replace(current, phase=InstancePhase.RUNNING)
-        elif event == "ready" and value is True:
-            current = replace(current, ready=True, ready_since=now)
-        elif event == "ready":
-            current = replace(current, ready=False, ready_since=None)
-            self.store.save(
-                self.store.status(self.service), [(now, None, "unready", f"{instance_id}: {value}")]
-            )
-        elif event == "failed":
-            current = replace(current, failure=str(value), ready=False)
-        self.store.put_instance(self.service, current)
+        """A monitor concluded something: the next pass (now) stores it (see `_probed`)."""
+        if event == "ready" and value is not True:
+            self._post("unready", f"{instance_id}: {value}")
         self.poke()
 
     # --- acting ----------------------------------------------------------------------------
 
     async def _apply(self, table: RouteTable) -> None:
-        await self.router.apply(table)
+        try:
+            await self.router.apply(table)
+        except DriverError as exc:
+            if not self.stopping:
+                raise
+            log.warning("zerodown down: going on without the router: %s", exc)
         self.applied = table
 
     async def _launch(self, status: ServiceStatus, launch: Launch) -> None:
         spec = self.spec_of(self.revision_of(status, launch.release))
         env = {"ZERODOWN_SERVICE": self.service}
+        failure = None
         if spec.migrations is not None:
-            env |= await asyncio.to_thread(self._database_env, spec, launch.release)
+            try:
+                env |= await asyncio.to_thread(self._database_env, spec, launch.release)
+            except Exception as exc:
+                failure = f"cannot prepare its database environment: {describe(exc)}"
         taken = {int(i.address.rsplit(":", 1)[1]) for i in self.store.instances(self.service)}
         for _ in range(launch.count):
-            iid = f"{self.service}-{launch.release}-{uuid.uuid4().hex[:6]}"
+            iid = instance_id(self.service, launch.release)
             port = free_port(taken)
             taken.add(port)
             instance = Instance(
@@ -289,18 +454,27 @@ class Engine:
                 launched_at=self.clock(),
             )
             self.store.put_instance(self.service, instance)  # before the process: see adopt()
-            try:
-                process = self.platform.launch(
-                    instance_id=iid,
-                    version=launch.release,
-                    port=port,
-                    run=spec.run,
-                    extra_env=env,
-                )
-            except PermanentDriverError as exc:
-                self.store.put_instance(self.service, replace(instance, failure=str(exc)))
-                continue
-            self.store.put_instance(self.service, replace(instance, pid=process.pid))
+            if failure is None:
+                try:
+                    process = self.platform.launch(
+                        instance_id=iid,
+                        version=launch.release,
+                        port=port,
+                        run=spec.run,
+                        extra_env=env,
+                    )
+                except Exception as exc:
+                    # Whatever the reason, this release cannot start this way: the instance
+                    # fails with it, and so does the rollout that needs it (core/decide.py).
+                    failure = describe(exc)
+                    if not isinstance(exc, DriverError):
+                        log.exception("launch of %s", iid)
+                else:
+                    self._launched[iid] = process
+                    self.store.put_instance(self.service, replace(instance, pid=process.pid))
+                    continue
+            log.warning("%s cannot start: %s", iid, failure)
+            self.store.put_instance(self.service, replace(instance, failure=failure))
 
     def _retire(self, instance_id: str) -> None:
         current = {i.id: i for i in self.store.instances(self.service)}.get(instance_id)
@@ -324,6 +498,14 @@ class Engine:
         task.add_done_callback(lambda _t: self.retiring.pop(instance.id, None))
 
     async def _drain_and_stop(self, instance: Instance) -> None:
+        try:
+            await self._stop_instance(instance)
+        except Exception as exc:
+            log.warning("retiring %s: %s (trying again)", instance.id, describe(exc))
+            await asyncio.sleep(RETIRE_RETRY)  # the next pass starts it again
+        self.poke()
+
+    async def _stop_instance(self, instance: Instance) -> None:
         monitor = self.monitors.pop(instance.id, None)
         if monitor is not None:
             monitor.cancel()
@@ -339,17 +521,25 @@ class Engine:
             )
             log.info("stopped %s: %s", instance.id, how)
         self.store.delete_instance(instance.id)
-        self.poke()
 
     async def _wait_out_of_routes(self, address: str) -> None:
-        """Never stop an instance the router may still send to (rule 2)."""
+        """Never stop an instance the router may still send to (rule 2); except that
+        `zerodown down`, which stops the router too, waits for it only so long."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        warned = started - 10
         while True:
             try:
                 table = await self.router.table()
                 if address not in table.addresses():
                     return
             except DriverError as exc:
-                log.warning("waiting for the router to drop %s: %s", address, exc)
+                if loop.time() - warned >= 10:
+                    log.warning("waiting for the router to drop %s: %s", address, exc)
+                    warned = loop.time()
+            if self.stopping and loop.time() - started > OUT_OF_ROUTES_ON_DOWN:
+                log.warning("zerodown down: stopping %s without the router's word", address)
+                return
             await asyncio.sleep(0.1)
 
     async def _drain(self, address: str, limit: float) -> None:
@@ -402,8 +592,7 @@ class Engine:
 
     def _record(self, kind: str, message: str) -> None:
         """A decision-log entry from outside a pass (a flag guard's kill)."""
-        self.store.save(self.store.status(self.service), [(self.clock(), None, kind, message)])
-        log.info("%s: %s", kind, message)
+        self._post(kind, message)
 
     async def shutdown(self) -> None:
         """Stop watching (the processes and the router keep running)."""

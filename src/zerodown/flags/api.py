@@ -1,14 +1,17 @@
 """The flag service's HTTP API, as a FastAPI router the controller mounts.
 
-- Admin (Bearer admin token): CRUD under /api/flags, audit log, stale report, Unleash export/import.
-  The actor recorded in the audit log is the `X-Zerodown-Actor` header (the CLI sends the user's
-  name), else "api".
-- SDKs (Bearer read token when one is set, else open; the admin token always works):
+- Admin (Bearer admin token): CRUD under /api/flags, audit log, stale report, Unleash export/import,
+  and /api/flags/usage (which flags an SDK evaluated, for the stale report: it changes what the
+  report says, so it is a change like any other). The actor recorded in the audit log is the
+  `X-Zerodown-Actor` header (the CLI sends the user's name), else "api".
+- SDK reads (Bearer read token when one is set, else open; the admin token always works):
   /api/flags/definitions (ETag / 304, for polling), /api/flags/stream (Server-Sent Events: the
-  whole definitions document at connect and after every change), /api/flags/usage (which flags
-  an SDK evaluated, for the stale report).
+  whole definitions document at connect and after every change).
 - OFREP: POST /ofrep/v1/evaluate/flags/{key} and the bulk POST /ofrep/v1/evaluate/flags (ETag /
-  304), so the official OpenFeature OFREP providers work unchanged.
+  304), so the official OpenFeature OFREP providers work unchanged. Public by design, like a
+  flag-evaluation endpoint of any flag service: it answers values for a context, never the rules.
+
+Every parameter and field is bounded (see MAX_*), so bad input is a 4xx naming it, never a 5xx.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, BaseModel, Field
 
 from zerodown.flags.evaluate import EvalContext, evaluate
 from zerodown.flags.model import Flag
@@ -37,15 +41,98 @@ from zerodown.flags.steps import FlagChange, apply_flag_change
 from zerodown.flags.stores import FlagExists, FlagNotFound, FlagStore, utc_now
 from zerodown.flags.unleash import UnleashFormatError, flags_from_unleash, flags_to_unleash
 
+# A flag is served to every SDK and dashboard, so one huge flag costs every reader: each text and
+# list in it is bounded (the controller's body limit bounds a whole request on top of this).
+MAX_KEY = 200  # as KEY_PATTERN
+MAX_TEXT = 1_000  # description, owner, names, constraint values, notes
+MAX_PAYLOAD = 10_000  # a variant's payload (JSON or CSV text)
+MAX_ITEMS = 1_000  # entries of any list: strategies, constraints, values, user ids, variants
+MAX_USAGE_KEYS = 10_000  # keys in one usage report
+
+
+def _oversized(value: Any, path: str) -> str | None:
+    """The first text or list in `value` over its limit, as `path: what is wrong`."""
+    if isinstance(value, str):
+        limit = MAX_PAYLOAD if path.endswith("payload.value") else MAX_TEXT
+        if len(value) > limit:
+            return f"{path}: {len(value)} characters; at most {limit}"
+    elif isinstance(value, list | tuple):
+        if len(value) > MAX_ITEMS:
+            return f"{path}: {len(value)} entries; at most {MAX_ITEMS}"
+        for n, item in enumerate(value):
+            if problem := _oversized(item, f"{path}.{n}"):
+                return problem
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if problem := _oversized(item, f"{path}.{name}" if path else str(name)):
+                return problem
+    return None
+
+
+def bounded_flag(flag: Flag) -> Flag:
+    """The flag, or ValueError naming the first field over its limit."""
+    if problem := _oversized(flag.model_dump(mode="json"), ""):
+        raise ValueError(problem)
+    return flag
+
+
+BoundedFlag = Annotated[Flag, AfterValidator(bounded_flag)]
+FlagKey = Annotated[str, Path(min_length=1, max_length=MAX_KEY)]
+
 
 class FlagPatch(FlagChange):
     """PATCH /api/flags/{key}: rollout and/or enabled, with a note for the audit log."""
 
-    note: str = ""
+    note: str = Field("", max_length=MAX_TEXT)
 
 
 class UsageReport(BaseModel):
-    keys: list[str]
+    keys: list[Annotated[str, Field(max_length=MAX_KEY)]] = Field(max_length=MAX_USAGE_KEYS)
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+# Declared in the OpenAPI document, so clients and schemathesis know which calls need a token.
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <token>")
+
+
+def require_token(*accepted: str, what: str, which: str) -> Any:
+    """A FastAPI dependency that refuses (401) a request without one of the `accepted` bearer
+    tokens; `what` and `which` finish the message: "<what> needs ... with <which>"."""
+    wanted = [t.encode() for t in accepted]
+
+    def check(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        given = credentials.credentials.strip().encode() if credentials else b""
+        # compare with every token, so the time taken does not tell which one was close
+        if sum(secrets.compare_digest(given, t) for t in wanted) == 0:
+            raise HTTPException(
+                401,
+                f"{what} needs `Authorization: Bearer <token>` with {which}",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return Depends(check)
+
+
+ADMIN_TOKEN = "the controller's token (.zerodown/token)"
+READ_TOKEN = "the read token (api.read_token in the spec) or the controller's token"
+
+
+# Bodies these routes read themselves, described for the OpenAPI document (and so for schemathesis).
+_JSON_OBJECT_BODY: dict[str, Any] = {
+    "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}
+}
+_OFREP_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"context": {"type": "object"}}}
+            }
+        }
+    }
+}
 
 
 def definitions_document(version: int, flags: list[Flag]) -> dict[str, Any]:
@@ -164,32 +251,16 @@ def make_flags_router(
     changes = _Changes(store)
     usage = _Usage(store, clock, usage_interval)
 
-    def _bearer(request: Request) -> str:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else ""
+    admin = require_token(admin_token, what="changing or listing flags", which=ADMIN_TOKEN)
+    # Open when no read token is set: the controller binds to loopback by default.
+    read = (
+        [require_token(read_token, admin_token, what="reading flag definitions", which=READ_TOKEN)]
+        if read_token
+        else []
+    )
 
-    def _unauthorized(what: str) -> HTTPException:
-        return HTTPException(
-            401,
-            f"{what} needs `Authorization: Bearer <token>` with the controller's token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-    def admin(request: Request) -> str:
-        if not secrets.compare_digest(_bearer(request).encode(), admin_token.encode()):
-            raise _unauthorized("changing or listing flags")
+    def actor(request: Request) -> str:
         return request.headers.get("x-zerodown-actor", "").strip()[:200] or "api"
-
-    def reader(request: Request) -> None:
-        if read_token is None:
-            return
-        token = _bearer(request).encode()
-        if not (
-            secrets.compare_digest(token, read_token.encode())
-            or secrets.compare_digest(token, admin_token.encode())
-        ):
-            raise _unauthorized("reading flag definitions")
 
     def _get(key: str) -> Flag:
         flag = store.get_flag(key)
@@ -199,29 +270,30 @@ def make_flags_router(
 
     # --- admin -------------------------------------------------------------------------------
 
-    @router.get("/api/flags")
-    def list_flags(_: str = Depends(admin)) -> dict[str, Any]:
+    @router.get("/api/flags", dependencies=[admin])
+    def list_flags() -> dict[str, Any]:
         version, flags = store.snapshot()
         return {"version": version, "flags": [f.to_json() for f in flags]}
 
-    @router.post("/api/flags", status_code=201)
-    def create_flag(flag: Flag, actor: str = Depends(admin)) -> dict[str, Any]:
+    @router.post("/api/flags", status_code=201, dependencies=[admin])
+    def create_flag(flag: BoundedFlag, who: str = Depends(actor)) -> dict[str, Any]:
         try:
-            return store.create_flag(flag, actor=actor).to_json()
+            return store.create_flag(flag, actor=who).to_json()
         except FlagExists as e:
             raise HTTPException(409, str(e)) from None
 
-    @router.get("/api/flags/audit")
+    @router.get("/api/flags/audit", dependencies=[admin])
     def audit(
-        key: str | None = None, limit: int = Query(100, ge=1, le=10_000), _: str = Depends(admin)
+        key: str | None = Query(None, max_length=MAX_KEY),
+        limit: int = Query(100, ge=1, le=10_000),
     ) -> dict[str, Any]:
         return {"entries": [e.model_dump(mode="json") for e in store.audit(key=key, limit=limit)]}
 
-    @router.get("/api/flags/stale")
+    @router.get("/api/flags/stale", dependencies=[admin])
     def stale(
-        unused_days: int = Query(30, ge=1),
-        settled_days: int = Query(30, ge=1),
-        _: str = Depends(admin),
+        # a century: further back than any flag, and within what dates can count back to
+        unused_days: int = Query(30, ge=1, le=36_500),
+        settled_days: int = Query(30, ge=1, le=36_500),
     ) -> dict[str, Any]:
         report = stale_report(
             store.list_flags(), clock(), unused_days=unused_days, settled_days=settled_days
@@ -233,17 +305,15 @@ def make_flags_router(
             ]
         }
 
-    @router.get("/api/flags/export")
-    def export(
-        format: str = Query("zerodown", pattern="^(zerodown|unleash)$"), _: str = Depends(admin)
-    ) -> dict[str, Any]:
+    @router.get("/api/flags/export", dependencies=[admin])
+    def export(format: str = Query("zerodown", pattern="^(zerodown|unleash)$")) -> dict[str, Any]:
         version, flags = store.snapshot()
         if format == "unleash":
             return flags_to_unleash(flags)
         return definitions_document(version, flags)
 
-    @router.post("/api/flags/import")
-    async def import_flags(request: Request, actor: str = Depends(admin)) -> dict[str, Any]:
+    @router.post("/api/flags/import", dependencies=[admin], openapi_extra=_JSON_OBJECT_BODY)
+    async def import_flags(request: Request, who: str = Depends(actor)) -> dict[str, Any]:
         """Body: our export (`{"flags": [...]}`) or Unleash's (`{"features": [...]}`). Creates
         missing flags and replaces existing ones."""
         try:
@@ -256,17 +326,21 @@ def make_flags_router(
                 raise HTTPException(
                     422, "import: the body needs `flags` (zerodown) or `features` (Unleash)"
                 )
-        except (json.JSONDecodeError, UnleashFormatError, ValidationError) as e:
+            for f in flags:
+                bounded_flag(f)
+        # ValueError: JSON that Python cannot hold (an integer of 5,000 digits); RecursionError:
+        # nesting deeper than the parser goes
+        except (ValueError, RecursionError, UnleashFormatError) as e:
             raise HTTPException(422, f"import: {e}") from None
 
         def apply() -> dict[str, list[str]]:
             created, updated = [], []
             for f in flags:
                 try:
-                    store.create_flag(f, actor=actor, note="import")
+                    store.create_flag(f, actor=who, note="import")
                     created.append(f.key)
                 except FlagExists:
-                    store.update_flag(f, actor=actor, note="import")
+                    store.update_flag(f, actor=who, note="import")
                     updated.append(f.key)
             return {"created": created, "updated": updated}
 
@@ -274,7 +348,7 @@ def make_flags_router(
 
     # --- SDK reads (declared before /api/flags/{key} so they are not taken for keys) ---------
 
-    @router.get("/api/flags/definitions", dependencies=[Depends(reader)])
+    @router.get("/api/flags/definitions", dependencies=read)
     def definitions(request: Request) -> Response:
         version, flags = store.snapshot()
         etag = f'"{version}"'
@@ -282,7 +356,7 @@ def make_flags_router(
             return Response(status_code=304, headers={"ETag": etag})
         return JSONResponse(definitions_document(version, flags), headers={"ETag": etag})
 
-    @router.get("/api/flags/stream", dependencies=[Depends(reader)])
+    @router.get("/api/flags/stream", dependencies=read)
     async def stream(request: Request) -> StreamingResponse:
         async def events() -> AsyncIterator[str]:
             async with changes.subscribe():
@@ -304,41 +378,41 @@ def make_flags_router(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @router.post("/api/flags/usage", status_code=204, dependencies=[Depends(reader)])
+    @router.post("/api/flags/usage", status_code=204, dependencies=[admin])
     def report_usage(report: UsageReport) -> Response:
-        store.mark_evaluated(report.keys[:10_000], clock())
+        store.mark_evaluated(report.keys, clock())
         return Response(status_code=204)
 
     # --- admin, per flag ---------------------------------------------------------------------
 
-    @router.get("/api/flags/{key}")
-    def get_flag(key: str, _: str = Depends(admin)) -> dict[str, Any]:
+    @router.get("/api/flags/{key}", dependencies=[admin])
+    def get_flag(key: FlagKey) -> dict[str, Any]:
         return _get(key).to_json()
 
-    @router.put("/api/flags/{key}")
-    def replace_flag(key: str, flag: Flag, actor: str = Depends(admin)) -> dict[str, Any]:
+    @router.put("/api/flags/{key}", dependencies=[admin])
+    def replace_flag(key: FlagKey, flag: BoundedFlag, who: str = Depends(actor)) -> dict[str, Any]:
         if flag.key != key:
             raise HTTPException(422, f"the body's key {flag.key!r} differs from the URL's {key!r}")
         try:
-            return store.update_flag(flag, actor=actor).to_json()
+            return store.update_flag(flag, actor=who).to_json()
         except FlagNotFound as e:
             raise HTTPException(404, str(e)) from None
 
-    @router.patch("/api/flags/{key}")
-    def patch_flag(key: str, patch: FlagPatch, actor: str = Depends(admin)) -> dict[str, Any]:
+    @router.patch("/api/flags/{key}", dependencies=[admin])
+    def patch_flag(key: FlagKey, patch: FlagPatch, who: str = Depends(actor)) -> dict[str, Any]:
         flag = _get(key)
         change = FlagChange(rollout=patch.rollout, enabled=patch.enabled)
         try:
             return store.update_flag(
-                apply_flag_change(flag, change), actor=actor, note=patch.note
+                apply_flag_change(flag, change), actor=who, note=patch.note
             ).to_json()
         except FlagNotFound as e:
             raise HTTPException(404, str(e)) from None
 
-    @router.delete("/api/flags/{key}", status_code=204)
-    def delete_flag(key: str, actor: str = Depends(admin)) -> Response:
+    @router.delete("/api/flags/{key}", status_code=204, dependencies=[admin])
+    def delete_flag(key: FlagKey, who: str = Depends(actor)) -> Response:
         try:
-            store.delete_flag(key, actor=actor)
+            store.delete_flag(key, actor=who)
         except FlagNotFound as e:
             raise HTTPException(404, str(e)) from None
         return Response(status_code=204)
@@ -349,7 +423,9 @@ def make_flags_router(
         raw = await request.body()
         try:
             body = json.loads(raw) if raw.strip() else {}
-        except json.JSONDecodeError as e:
+        # ValueError: not JSON, or JSON that Python cannot hold (an integer of 5,000 digits);
+        # RecursionError: nesting deeper than the parser goes
+        except (ValueError, RecursionError) as e:
             return JSONResponse(ofrep_error(key, "PARSE_ERROR", f"body is not JSON: {e}"), 400)
         ctx = body.get("context", {}) if isinstance(body, dict) else None
         if not isinstance(ctx, dict):
@@ -358,8 +434,8 @@ def make_flags_router(
             )
         return EvalContext.from_mapping(ctx)
 
-    @router.post("/ofrep/v1/evaluate/flags/{key}", dependencies=[Depends(reader)])
-    async def ofrep_one(key: str, request: Request) -> JSONResponse:
+    @router.post("/ofrep/v1/evaluate/flags/{key}", openapi_extra=_OFREP_BODY)
+    async def ofrep_one(key: FlagKey, request: Request) -> JSONResponse:
         ctx = await _context(request, key)
         if isinstance(ctx, JSONResponse):
             return ctx
@@ -373,7 +449,7 @@ def make_flags_router(
         await anyio.to_thread.run_sync(usage.record, [key])
         return JSONResponse(result)
 
-    @router.post("/ofrep/v1/evaluate/flags", dependencies=[Depends(reader)])
+    @router.post("/ofrep/v1/evaluate/flags", openapi_extra=_OFREP_BODY)
     async def ofrep_bulk(request: Request) -> Response:
         ctx = await _context(request, "")
         if isinstance(ctx, JSONResponse):

@@ -75,6 +75,7 @@ class FlagClient:
         url: str | None = None,
         *,
         token: str | None = None,
+        usage_token: str | None = None,
         cache_path: str | Path | None = None,
         bootstrap: str | Path | Mapping[str, Any] | None = None,
         mode: Literal["stream", "poll"] = "stream",
@@ -85,6 +86,11 @@ class FlagClient:
     ):
         self._url = url.rstrip("/") if url else None
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # Usage reports change state (the stale-flag report), so the controller takes them only
+        # with the admin token; reads may use a read token.
+        reporter = usage_token or token
+        self._usage_headers = {"Authorization": f"Bearer {reporter}"} if reporter else {}
+        self._report_usage = True
         self._cache_path = Path(cache_path) if cache_path else None
         self._mode = mode
         self._poll_interval = poll_interval
@@ -278,13 +284,25 @@ class FlagClient:
             self._flush_usage()
 
     def _flush_usage(self) -> None:
-        if not self._used or self._http is None:
+        if not self._used or self._http is None or not self._report_usage:
             return
         used, self._used = self._used, set()
         try:
-            self._http.post(f"{self._url}/api/flags/usage", json={"keys": sorted(used)}, timeout=5)
+            response = self._http.post(
+                f"{self._url}/api/flags/usage",
+                json={"keys": sorted(used)},
+                headers=self._usage_headers,
+                timeout=5,
+            )
         except httpx.HTTPError:
             self._used |= used  # try again next time
+            return
+        if response.status_code in (401, 403):
+            self._report_usage = False
+            log.warning(
+                "flag usage reports need the controller's admin token; pass usage_token= "
+                "(the stale-flag report will not see this app's evaluations)"
+            )
 
 
 def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:

@@ -4,7 +4,12 @@
 
 The set holds next, active and retiring keys (public halves only). Cache-Control tells verifiers
 to cache it no longer than the keyring's jwks_cache_ttl, which is what the rotation schedule
-assumes.
+assumes. Public by design: it holds public keys only, and verifiers must be able to fetch it.
+
+With no keyring yet the set is empty, `{"keys": []}` (RFC 7517 §5 requires the `keys` member,
+not that it holds a key), and not cached, so a keyring created later is seen at once. A keyring
+that exists but cannot be read is a 503: verifiers then keep the set they cached, where an empty
+one would make them reject every token.
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ def make_jwks_router(
 
     @router.get("/.well-known/jwks.json", tags=["keys"])
     def jwks_json() -> JSONResponse:
+        if not reader.dir.exists():
+            return JSONResponse(
+                {"keys": []},
+                headers={"Cache-Control": "no-cache"},
+                media_type="application/jwk-set+json",
+            )
         try:
             ring = reader.keyring()
         except KeyringError as exc:

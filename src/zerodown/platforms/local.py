@@ -4,12 +4,17 @@ Every instance carries ZERODOWN_INSTANCE and ZERODOWN_STATE_DIR in its environme
 controller finds the processes of its own state directory in /proc and adopts them instead of
 launching duplicates, even one whose pid it never got to record. A pid is trusted only together
 with its start time, so a recycled pid is never mistaken for an instance.
+
+`launch` raises only PermanentDriverError, with what to fix in words (a command not found, an
+environment too large for the kernel, a log file that cannot be opened); `stop` always returns,
+even for a process that outlives SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -20,6 +25,9 @@ from pathlib import Path
 
 from zerodown.core.errors import PermanentDriverError
 from zerodown.spec.model import RunSpec
+
+KILL_WAIT = 10.0  # seconds `stop` waits for a process after SIGKILL (one stuck in the kernel)
+LOG_TAIL_BYTES = 8192  # how much of an instance's log `log_tail` reads
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,13 @@ class LocalPlatform:
             "ZERODOWN_STATE_DIR": str(self.state_dir),
         }
         workdir = (self.spec_dir / run.workdir).resolve()
-        log = open(self.logs / f"{instance_id}.log", "ab")  # noqa: SIM115 - handed to the child
+        log_path = self.log_path(instance_id)
+        try:
+            log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+        except OSError as exc:
+            raise PermanentDriverError(
+                f"cannot open the instance log {log_path}: {exc.strerror or exc}"
+            ) from exc
         try:
             child = subprocess.Popen(
                 argv,
@@ -87,12 +101,10 @@ class LocalPlatform:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        except FileNotFoundError as exc:
-            raise PermanentDriverError(
-                f"cannot start {argv[0]!r}: not found (run.command, workdir {workdir})"
-            ) from exc
-        except PermissionError as exc:
-            raise PermanentDriverError(f"cannot start {argv[0]!r}: {exc.strerror}") from exc
+        except OSError as exc:
+            raise PermanentDriverError(_launch_error(exc, argv, env, workdir)) from exc
+        except (ValueError, subprocess.SubprocessError) as exc:  # e.g. a NUL byte in run.env
+            raise PermanentDriverError(f"cannot start {argv[0]!r}: {exc}") from exc
         finally:
             log.close()
         self._children[child.pid] = child
@@ -110,10 +122,17 @@ class LocalPlatform:
         child = self._children.get(pid)
         return child.returncode if child is not None else None
 
+    def log_path(self, instance_id: str) -> Path:
+        if not instance_id or "/" in instance_id or instance_id.startswith("."):
+            raise PermanentDriverError(f"{instance_id!r} cannot name a log file")
+        return self.logs / f"{instance_id}.log"
+
     def log_tail(self, instance_id: str, lines: int = 5) -> str:
         try:
-            text = (self.logs / f"{instance_id}.log").read_text(errors="replace")
-        except OSError:
+            with open(self.log_path(instance_id), "rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+                text = log.read().decode(errors="replace")
+        except (OSError, PermanentDriverError):
             return ""
         return " | ".join(text.strip().splitlines()[-lines:])
 
@@ -151,7 +170,10 @@ class LocalPlatform:
                 return f"exited after {stop_signal}"
             await asyncio.sleep(0.05)
         self._signal(process.pid, signal.SIGKILL)
+        deadline = loop.time() + KILL_WAIT
         while self.alive(process):
+            if loop.time() > deadline:
+                return f"still there {KILL_WAIT:g}s after SIGKILL (stuck in the kernel?)"
             await asyncio.sleep(0.05)
         self._children.pop(process.pid, None)
         return f"killed (SIGKILL) {grace:g}s after {stop_signal}"
@@ -160,3 +182,19 @@ class LocalPlatform:
     def _signal(pid: int, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
+
+
+def _launch_error(exc: OSError, argv: list[str], env: dict[str, str], workdir: Path) -> str:
+    """Why a process could not start, and what to change."""
+    if exc.errno == errno.E2BIG:
+        size = sum(len(k) + len(v) + 2 for k, v in env.items()) + sum(len(a) + 1 for a in argv)
+        return (
+            f"cannot start {argv[0]!r}: its arguments and environment are too large for the "
+            f"system ({size:,} bytes, or one value over 128 KiB): make run.env and "
+            "run.command smaller"
+        )
+    if isinstance(exc, FileNotFoundError):
+        if not workdir.is_dir():
+            return f"cannot start {argv[0]!r}: run.workdir {workdir} does not exist"
+        return f"cannot start {argv[0]!r}: not found (run.command, workdir {workdir})"
+    return f"cannot start {argv[0]!r}: {exc.strerror or exc}"

@@ -30,6 +30,8 @@ async def check(probe: ProbeSpec, address: str, *, cwd: Path, env: dict[str, str
         return ProbeResult(False, f"timed out after {probe.timeout:g}s")
     except OSError as exc:
         return ProbeResult(False, exc.strerror or type(exc).__name__)
+    except Exception as exc:  # e.g. a reply no parser expected: a failed attempt, not a crash
+        return ProbeResult(False, f"{type(exc).__name__}: {exc}"[:200])
 
 
 async def _attempt(probe: ProbeSpec, address: str, cwd: Path, env: dict[str, str]) -> ProbeResult:

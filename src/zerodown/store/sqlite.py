@@ -2,19 +2,31 @@
 
 Rows hold JSON documents of the core's frozen dataclasses, so the schema stays small and the
 store never interprets them beyond the few columns it indexes.
+
+Every call either succeeds or raises StoreUnavailable within a few seconds: SQLite waits at most
+BUSY_TIMEOUT for a lock another process holds, and a caller waits at most LOCK_WAIT for the
+connection another thread of the controller is using. A held lock is an error the engine records
+and retries, never a hang (the calls run on the controller's event loop).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zerodown.core.errors import StoreUnavailable
 from zerodown.core.model import Instance, Rollout, ServiceStatus
+
+BUSY_TIMEOUT = 1.0  # seconds SQLite waits for another process's lock before "database is locked"
+LOCK_WAIT = 5.0  # seconds a call waits for the connection (held at most ~BUSY_TIMEOUT per call)
+
+EventRow = tuple[float, int | None, str, str]  # (at, revision, kind, message)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS status (service TEXT PRIMARY KEY, doc TEXT NOT NULL);
@@ -81,31 +93,54 @@ class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(revisions)")}
-        if "db_schema" not in columns:  # stores made before migrations were tied to rollouts
-            self._db.execute("ALTER TABLE revisions ADD COLUMN db_schema TEXT")
+        with self._using():
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(revisions)")}
+            if "db_schema" not in columns:  # stores made before migrations were tied to rollouts
+                self._db.execute("ALTER TABLE revisions ADD COLUMN db_schema TEXT")
 
     def close(self) -> None:
         self._db.close()
 
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[None]:
+        """The connection, alone, with every SQLite failure turned into StoreUnavailable."""
+        if not self._lock.acquire(timeout=LOCK_WAIT):
+            raise StoreUnavailable(f"the state store {self.path} is busy (waited {LOCK_WAIT:g}s)")
+        try:
+            yield
+        except sqlite3.Error as exc:
+            hint = " (another process holds a lock on it)" if "locked" in str(exc) else ""
+            raise StoreUnavailable(
+                f"the state store {self.path} is unavailable: {exc}{hint}"
+            ) from exc
+        finally:
+            self._lock.release()
+
     def _rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._using():
             return self._db.execute(sql, args).fetchall()
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, args in statements:
-                    self._db.execute(sql, args)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._using(), self._transaction():
+            for sql, args in statements:
+                self._db.execute(sql, args)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
             self._db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # the failed COMMIT may have ended it
+                self._db.execute("ROLLBACK")
+            raise
 
     # status -------------------------------------------------------------------------------
 
@@ -113,9 +148,7 @@ class SqliteStore:
         rows = self._rows("SELECT doc FROM status WHERE service = ?", service)
         return ServiceStatus.from_json(json.loads(rows[0][0])) if rows else ServiceStatus(service)
 
-    def save(
-        self, status: ServiceStatus, events: Sequence[tuple[float, int | None, str, str]] = ()
-    ) -> None:
+    def save(self, status: ServiceStatus, events: Sequence[EventRow] = ()) -> None:
         """The status, its rollout's revision row and the decision records, in one transaction."""
         statements: list[tuple[str, tuple[Any, ...]]] = [
             (
@@ -126,14 +159,11 @@ class SqliteStore:
         ]
         if status.rollout is not None:
             statements.append(_revision_update(status.service, status.rollout))
-        statements += [
-            (
-                "INSERT INTO events (service, at, revision, kind, message) VALUES (?, ?, ?, ?, ?)",
-                (status.service, at, rev, kind, message),
-            )
-            for at, rev, kind, message in events
-        ]
-        self._write(statements)
+        self._write(statements + _event_inserts(status.service, events))
+
+    def add_events(self, service: str, events: Sequence[EventRow]) -> None:
+        """Decision-log entries that change no status (errors, probe reports, flag guards)."""
+        self._write(_event_inserts(service, events))
 
     # instances ----------------------------------------------------------------------------
 
@@ -160,21 +190,15 @@ class SqliteStore:
     def add_revision(
         self, service: str, *, version: str, strategy: str, spec: dict[str, Any], now: float
     ) -> int:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                (last,) = self._db.execute(
-                    "SELECT COALESCE(MAX(number), 0) FROM revisions WHERE service = ?", (service,)
-                ).fetchone()
-                self._db.execute(
-                    "INSERT INTO revisions (service, number, version, strategy, spec, created_at,"
-                    " outcome) VALUES (?, ?, ?, ?, ?, ?, 'progressing')",
-                    (service, last + 1, version, strategy, json.dumps(spec), now),
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._using(), self._transaction():
+            (last,) = self._db.execute(
+                "SELECT COALESCE(MAX(number), 0) FROM revisions WHERE service = ?", (service,)
+            ).fetchone()
+            self._db.execute(
+                "INSERT INTO revisions (service, number, version, strategy, spec, created_at,"
+                " outcome) VALUES (?, ?, ?, ?, ?, ?, 'progressing')",
+                (service, last + 1, version, strategy, json.dumps(spec), now),
+            )
         return int(last) + 1
 
     def revisions(self, service: str) -> list[Revision]:
@@ -213,6 +237,16 @@ class SqliteStore:
             limit,
         )
         return [Event(*row) for row in reversed(rows)]
+
+
+def _event_inserts(service: str, events: Sequence[EventRow]) -> list[tuple[str, tuple[Any, ...]]]:
+    return [
+        (
+            "INSERT INTO events (service, at, revision, kind, message) VALUES (?, ?, ?, ?, ?)",
+            (service, at, rev, kind, message),
+        )
+        for at, rev, kind, message in events
+    ]
 
 
 def _revision_update(service: str, rollout: Rollout) -> tuple[str, tuple[Any, ...]]:

@@ -112,10 +112,37 @@ def test_usage_reports_reach_the_stale_report(
     flag_server: FlagServer, client: httpx.Client
 ) -> None:
     client.post("/api/flags", json={"key": "u", "enabled": True}, headers=flag_server.headers)
-    with FlagClient(flag_server.url, usage_interval=0.0) as sdk:
+    # usage reports need the admin token (they change the stale report)
+    with FlagClient(flag_server.url, token=flag_server.token, usage_interval=0.0) as sdk:
         assert sdk.wait_until_ready(10)
         sdk.is_enabled("u")
     flag = client.get("/api/flags/u", headers=flag_server.headers).json()
+    assert flag["last_evaluated_at"] is not None
+
+
+def test_usage_reports_without_the_admin_token_stop_with_one_warning(
+    flag_server: FlagServer, client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    client.post("/api/flags", json={"key": "w", "enabled": True}, headers=flag_server.headers)
+    with FlagClient(flag_server.url, usage_interval=0.0) as sdk:
+        assert sdk.wait_until_ready(10)
+        for _ in range(3):
+            sdk.is_enabled("w")
+            sdk._flush_usage()
+    warnings = [r for r in caplog.records if "usage_token" in r.getMessage()]
+    assert len(warnings) == 1
+    flag = client.get("/api/flags/w", headers=flag_server.headers).json()
+    assert flag["last_evaluated_at"] is None
+
+
+def test_usage_token_reports_for_a_client_that_reads_without_one(
+    flag_server: FlagServer, client: httpx.Client
+) -> None:
+    client.post("/api/flags", json={"key": "v", "enabled": True}, headers=flag_server.headers)
+    with FlagClient(flag_server.url, usage_token=flag_server.token, usage_interval=0.0) as sdk:
+        assert sdk.wait_until_ready(10)
+        sdk.is_enabled("v")
+    flag = client.get("/api/flags/v", headers=flag_server.headers).json()
     assert flag["last_evaluated_at"] is not None
 
 

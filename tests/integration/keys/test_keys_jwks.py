@@ -166,3 +166,22 @@ def test_concurrent_async_verifies_share_one_fetch(
     claims = asyncio.run(main())
     assert [c["sub"] for c in claims] == [f"u{i}" for i in range(20)]
     assert verifier.fetches == 1
+
+
+def test_jwks_without_a_keyring_is_empty_until_one_is_made(
+    tmp_path: Path, clock: Clock, asgi_server: Serve
+) -> None:
+    app = FastAPI()
+    app.include_router(make_jwks_router(tmp_path / "keys", clock=clock))
+    with asgi_server(app) as base:
+        url = f"{base}/.well-known/jwks.json"
+        empty = httpx.get(url)
+        assert empty.status_code == 200 and empty.json() == {"keys": []}
+        assert empty.headers["cache-control"] == "no-cache"  # a keyring made later counts at once
+        ring = KeyringDir(tmp_path / "keys")
+        ring.init(alg="ES256", policy=Policy(jwks_cache_ttl=60, max_token_lifetime=300), now=T0)
+        assert [k["kid"] for k in httpx.get(url).json()["keys"]] == [ring.load().keys[0].kid]
+        # damaged: a 503, so verifiers keep their cached set instead of an empty one
+        ring.meta_file.write_text("{")
+        damaged = httpx.get(url)
+        assert damaged.status_code == 503 and "damaged" in damaged.json()["error"], damaged.text

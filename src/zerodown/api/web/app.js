@@ -5,7 +5,8 @@
 
 const POLL_MS = 1000;
 const HISTORY_EVERY_MS = 5000;
-const TOKEN_KEY = "zerodown.token";
+const TOKEN_KEY = "zerodown.token"; // the controller's token: commands (and reads)
+const READ_TOKEN_KEY = "zerodown.read-token"; // api.read_token, when the spec sets one: reads
 const ACTIVE = new Set(["progressing", "paused"]);
 
 const $ = (id) => document.getElementById(id);
@@ -453,10 +454,31 @@ let lastHistoryAt = 0;
 let lastEventId = null;
 let lastState = null;
 
+let readDismissed = false; // the user cancelled the read-token dialog: wait for the button
+
+class NeedsToken extends Error {}
+
+// Reads carry the read token, else the controller's token, else nothing (reads are open unless
+// the spec sets api.read_token). A 401 forgets the token that was refused.
 async function getJSON(path) {
-  const response = await fetch(path, { cache: "no-store", headers: { Accept: "application/json" } });
+  const key = [READ_TOKEN_KEY, TOKEN_KEY].find((k) => sessionStorage.getItem(k));
+  const headers = { Accept: "application/json" };
+  if (key) headers.Authorization = `Bearer ${sessionStorage.getItem(key)}`;
+  const response = await fetch(path, { cache: "no-store", headers });
+  if (response.status === 401) {
+    if (key) sessionStorage.removeItem(key);
+    throw new NeedsToken(`${path}: HTTP 401`);
+  }
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
   return response.json();
+}
+
+function showLocked() {
+  const conn = $("conn");
+  conn.textContent = "this controller needs a read token";
+  conn.className = "conn down";
+  $("read-token-button").hidden = false;
+  document.body.dataset.state = "locked";
 }
 
 function render(state) {
@@ -485,8 +507,15 @@ async function refresh() {
     const conn = $("conn");
     conn.textContent = `live · ${new Date(state.now * 1000).toLocaleTimeString([], { hour12: false })}`;
     conn.className = "conn live";
+    $("read-token-button").hidden = true;
     document.body.dataset.state = "live";
   } catch (err) {
+    if (err instanceof NeedsToken) {
+      showLocked();
+      // ask once; after a cancel the header button asks again (no dialog every second)
+      if (!readDismissed) readDismissed = !(await askToken("read"));
+      return;
+    }
     const conn = $("conn");
     conn.textContent = `controller unreachable (${err.message})`;
     conn.className = "conn down";
@@ -498,11 +527,31 @@ async function refresh() {
 
 // ---- actions --------------------------------------------------------------------------------
 
-function askToken() {
-  const saved = sessionStorage.getItem(TOKEN_KEY);
+const TOKEN_DIALOGS = {
+  admin: {
+    key: TOKEN_KEY,
+    title: "Controller token",
+    text: "Actions need the token in .zerodown/token. It is kept in this tab only.",
+  },
+  read: {
+    key: READ_TOKEN_KEY,
+    title: "Read token",
+    text:
+      "This controller shows its state only with a token: the read token (api.read_token in " +
+      "zerodown.yaml) or the token in .zerodown/token. It is kept in this tab only.",
+  },
+};
+
+// The saved token of this kind, or the one the user types in (null when cancelled).
+function askToken(kind = "admin") {
+  const { key, title, text } = TOKEN_DIALOGS[kind];
+  const saved = sessionStorage.getItem(key);
   if (saved) return Promise.resolve(saved);
   const dialog = $("token-dialog");
+  if (dialog.open) return Promise.resolve(null); // already asking (for the other kind)
   const input = $("token-input");
+  $("token-title").textContent = title;
+  $("token-text").textContent = text;
   input.value = "";
   return new Promise((resolve) => {
     dialog.addEventListener(
@@ -510,7 +559,7 @@ function askToken() {
       () => {
         const token = input.value.trim();
         if (dialog.returnValue === "ok" && token) {
-          sessionStorage.setItem(TOKEN_KEY, token);
+          sessionStorage.setItem(key, token);
           resolve(token);
         } else {
           resolve(null);
@@ -616,6 +665,9 @@ async function act(action) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  $("read-token-button").addEventListener("click", async () => {
+    if (await askToken("read")) readDismissed = false;
+  });
   for (const button of $("actions").querySelectorAll("button")) {
     button.disabled = true;
     button.addEventListener("click", () => act(button.dataset.action));
