@@ -18,19 +18,25 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from zerodown.core.ports import Platform, Router, StateStore
+from zerodown.paths import Paths
+from zerodown.spec.model import Spec
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class DriverContext:
-    """What a driver factory gets: the service's spec as it was at start and where state lives."""
+    """What a driver factory gets: the service's spec as it was at start and where state lives
+    (`paths.state`, `.zerodown/` beside the spec file; `paths.logs` for the logs of the processes
+    a driver starts; `paths.token_file` for drivers with an authenticated admin API)."""
 
-    spec: Any  # zerodown.spec.model.Spec
-    state_dir: Path  # .zerodown/ beside the spec file
-    spec_dir: Path  # the spec file's directory: relative paths in the spec start here
-    logs: Path  # where drivers write the logs of the processes they start
-    token_file: Path  # the admin token, for drivers with an authenticated admin API
+    spec: Spec
+    paths: Paths
+
+    @property
+    def spec_dir(self) -> Path:
+        """Relative paths in the spec start here."""
+        return self.paths.spec_dir
 
 
 class Registry(Generic[T]):

@@ -29,7 +29,8 @@ from zerodown.paths import Paths
 from zerodown.platforms.local import LocalPlatform, proc_start_ticks
 from zerodown.routers.proxy.client import ProxyRouter, router_command
 from zerodown.spec.model import Spec
-from zerodown.store.sqlite import Revision, SqliteStore
+from zerodown.core.model import Revision
+from zerodown.store.sqlite import SqliteStore
 
 log = logging.getLogger("zerodown.controller")
 

@@ -14,14 +14,17 @@ What every driver guarantees:
   TransientDriverError (retry next pass) or PermanentDriverError (the user must change something).
 - **RouterStats** (a separate capability, so the router metric provider and the flag guards ask
   for it instead of importing a router): cumulative counters per release and per-request samples.
-- **Platform**: `launch` places one instance of a release and returns where it listens and an
-  opaque handle the engine persists; the handle alone lets any later controller observe, stop,
-  read logs of and exec into that instance, and a handle that no longer names the instance it
-  named (a recycled pid, a replaced container) is never acted on. `adopt` finds the instances of
-  this state directory still running, even ones whose handle was never recorded. `stop` drains
-  nothing (the engine did): it sends the stop signal, waits `grace`, then kills.
+- **Platform**: `launch` places one instance of a release (the platform picks its address) and
+  returns where it listens and an opaque handle the engine persists; the handle alone lets any
+  later controller observe, stop and exec into that instance, and a handle that no longer names
+  the instance it named (a recycled pid, a replaced container) is never acted on. `adopt` finds
+  the instances of this state directory still running, with their placement, even ones whose
+  launch was never recorded (the controller died in between). `stop` drains nothing (the engine
+  did): it sends the stop signal, waits `grace`, then kills, and always returns. `launch` raises
+  PermanentDriverError with what to fix when this release cannot start this way.
 - **StateStore**: one writer (the controller); `save` writes the status and its decision records
-  in one transaction; reads never see half a save.
+  in one transaction; reads never see half a save. Every call returns or raises StoreUnavailable
+  within seconds, never hangs (the calls run on the controller's event loop).
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from zerodown.core.analysis.stats import Sample
-from zerodown.core.model import Event, Instance, Revision, Rollout, ServiceStatus
+from zerodown.core.model import Event, EventRow, Instance, Revision, Rollout, ServiceStatus
 from zerodown.core.routes import ReleaseStats, RouteTable
+from zerodown.spec.model import RunSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +50,14 @@ class BackendLoad:
 
 @runtime_checkable
 class Router(Protocol):
-    async def start(self) -> None: ...
-    async def stop(self, *, grace: float) -> None: ...
+    async def start(self) -> None:
+        """Make sure the router runs; cheap when it does (called before every pass)."""
+        ...
+
+    async def stop(self, *, grace: float) -> None:
+        """Stop the router's own process, if it has one (`zerodown down`, at the very end)."""
+        ...
+
     async def healthy(self) -> bool: ...
     async def apply(self, table: RouteTable) -> None: ...
     async def table(self) -> RouteTable: ...
@@ -61,6 +71,8 @@ class Router(Protocol):
 
 @runtime_checkable
 class RouterStats(Protocol):
+    """The router's traffic figures: what `AnalysisContext.stats_source` reads."""
+
     async def stats(self) -> Mapping[str, ReleaseStats]:
         """Cumulative counters per release."""
         ...
@@ -98,11 +110,12 @@ class Platform(Protocol):
         *,
         instance_id: str,
         release: str,
-        run: Any,  # spec.model.RunSpec (core does not depend on driver-specific run fields)
+        run: RunSpec,
         env: Mapping[str, str],
         taken: Collection[str],
     ) -> Placement:
-        """Start one instance; `taken` are addresses other instances hold."""
+        """Start one instance of `release` with `env` added to its environment; `taken` are
+        the addresses other instances hold."""
         ...
 
     async def observe(self, *, instance_id: str, handle: str) -> Exited | None:
@@ -113,8 +126,8 @@ class Platform(Protocol):
         """Signal, wait `grace`, then kill. Returns how it ended, for the log."""
         ...
 
-    async def adopt(self) -> Mapping[str, str]:
-        """Handles of this state directory's running instances, by instance id."""
+    async def adopt(self) -> Mapping[str, Placement]:
+        """This state directory's running instances, by instance id."""
         ...
 
     async def exec(
@@ -123,15 +136,25 @@ class Platform(Protocol):
         """Run a command where the instance runs (exec probes)."""
         ...
 
-    async def logs(self, *, instance_id: str, lines: int) -> str: ...
-    async def aclose(self) -> None: ...
+    async def logs(self, *, instance_id: str, lines: int) -> str:
+        """The last `lines` lines the instance wrote, joined by " | " ("" when there are none)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let go of the platform (the instances keep running)."""
+        ...
 
 
 class StateStore(Protocol):
     def status(self, service: str) -> ServiceStatus: ...
-    def save(
-        self, status: ServiceStatus, events: Sequence[tuple[float, int | None, str, str]] = ()
-    ) -> None: ...
+    def save(self, status: ServiceStatus, events: Sequence[EventRow] = ()) -> None:
+        """The status, its rollout's revision row and the decision records, in one transaction."""
+        ...
+
+    def add_events(self, service: str, events: Sequence[EventRow]) -> None:
+        """Decision-log entries that change no status (errors, probe reports, flag guards)."""
+        ...
+
     def instances(self, service: str) -> list[Instance]: ...
     def put_instance(self, service: str, instance: Instance) -> None: ...
     def delete_instance(self, instance_id: str) -> None: ...

@@ -61,7 +61,8 @@ from zerodown.platforms.local import LocalPlatform, Process, free_port
 from zerodown.routers.proxy.client import ProxyRouter
 from zerodown.spec.model import Spec
 from zerodown.spec.types import VERSION_PATTERN, VERSION_RULE, check_version
-from zerodown.store.sqlite import EventRow, SqliteStore
+from zerodown.core.model import EventRow
+from zerodown.store.sqlite import SqliteStore
 
 log = logging.getLogger("zerodown.engine")
 

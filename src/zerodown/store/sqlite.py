@@ -16,17 +16,14 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zerodown.core.errors import StoreUnavailable
-from zerodown.core.model import Instance, Rollout, ServiceStatus
+from zerodown.core.model import Event, EventRow, Instance, Revision, Rollout, ServiceStatus
 
 BUSY_TIMEOUT = 1.0  # seconds SQLite waits for another process's lock before "database is locked"
 LOCK_WAIT = 5.0  # seconds a call waits for the connection (held at most ~BUSY_TIMEOUT per call)
-
-EventRow = tuple[float, int | None, str, str]  # (at, revision, kind, message)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS status (service TEXT PRIMARY KEY, doc TEXT NOT NULL);
@@ -41,52 +38,6 @@ CREATE TABLE IF NOT EXISTS events (
   revision INTEGER, kind TEXT NOT NULL, message TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
 """
-
-
-@dataclass(frozen=True)
-class Revision:
-    number: int
-    version: str
-    strategy: str
-    spec: dict[str, Any]
-    created_at: float
-    finished_at: float | None
-    outcome: str
-    reason: str
-    db_schema: str | None = None  # the database schema its release used (expand-contract)
-
-    def to_json(self, *, with_spec: bool = False) -> dict[str, Any]:
-        doc = {
-            "revision": self.number,
-            "version": self.version,
-            "strategy": self.strategy,
-            "created_at": self.created_at,
-            "finished_at": self.finished_at,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "db_schema": self.db_schema,
-        }
-        if with_spec:
-            doc["spec"] = self.spec
-        return doc
-
-
-@dataclass(frozen=True)
-class Event:
-    id: int
-    at: float
-    revision: int | None
-    kind: str
-    message: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at,
-            "revision": self.revision,
-            "kind": self.kind,
-            "message": self.message,
-        }
 
 
 class SqliteStore:
