@@ -7,6 +7,9 @@ Every call either succeeds or raises StoreUnavailable within a few seconds: SQLi
 BUSY_TIMEOUT for a lock another process holds, and a caller waits at most LOCK_WAIT for the
 connection another thread of the controller is using. A held lock is an error the engine records
 and retries, never a hang (the calls run on the controller's event loop).
+
+Chosen by the spec's `state.url` scheme: `sqlite:///<path>` (relative to the spec's directory;
+`sqlite:////<absolute path>` with four slashes), `create` is the registry's factory.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from zerodown.core.errors import StoreUnavailable
+from zerodown.core.errors import SpecError, StoreUnavailable
 from zerodown.core.model import Event, EventRow, Instance, Revision, Rollout, ServiceStatus
+from zerodown.drivers import DriverContext
 
+DEFAULT_URL = "sqlite:///.zerodown/state.db"
 BUSY_TIMEOUT = 1.0  # seconds SQLite waits for another process's lock before "database is locked"
 LOCK_WAIT = 5.0  # seconds a call waits for the connection (held at most ~BUSY_TIMEOUT per call)
 
@@ -38,6 +43,23 @@ CREATE TABLE IF NOT EXISTS events (
   revision INTEGER, kind TEXT NOT NULL, message TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
 """
+
+
+def create(ctx: DriverContext) -> SqliteStore:
+    state = getattr(ctx.spec, "state", None)  # TODO(spec): ctx.spec.state.url once it exists
+    return SqliteStore(sqlite_path(getattr(state, "url", DEFAULT_URL), base=ctx.spec_dir))
+
+
+def sqlite_path(url: str, *, base: Path) -> str:
+    """The file a `sqlite:///…` URL names (relative paths start at `base`)."""
+    scheme, sep, rest = url.partition(":///")
+    if scheme != "sqlite" or not sep or not rest:
+        raise SpecError(
+            f"{url!r} is not a SQLite URL: use sqlite:///<path> (relative to the spec's "
+            "directory) or sqlite:////<absolute path>",
+            field="state.url",
+        )
+    return rest if rest == ":memory:" else str(base / rest)
 
 
 class SqliteStore:

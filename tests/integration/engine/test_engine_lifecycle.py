@@ -81,7 +81,7 @@ def test_down_after_up_without_a_version_finishes(workspace: Workspace) -> None:
 @pytest.mark.slow
 def test_down_finishes_when_the_router_is_dead_and_cannot_come_back(workspace: Workspace) -> None:
     workspace.zd("up", "--version", "v1")
-    instances = [i["pid"] for i in workspace.status()["instances"]]
+    instances = [int(i["handle"].split(":")[0]) for i in workspace.status()["instances"]]
     controller = workspace.controller_pid()
     router = int((workspace.root / ".zerodown" / "router.pid").read_text())
     os.kill(controller, signal.SIGSTOP)  # so that it cannot restart the router before we look
