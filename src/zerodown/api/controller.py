@@ -24,6 +24,7 @@ from zerodown.engine.reconciler import Engine, checked_version
 from zerodown.flags.stores.sqlite import SqliteFlagStore
 from zerodown.migrations.url import database_url
 from zerodown.paths import Paths
+from zerodown.probes.checks import Prober
 from zerodown.spec.model import Spec
 
 log = logging.getLogger("zerodown.controller")
@@ -55,7 +56,14 @@ def build(registry: drivers.Registry[T], kind: str, field: str, ctx: drivers.Dri
 
 
 class Controller:
-    def __init__(self, paths: Paths, spec: Spec, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        paths: Paths,
+        spec: Spec,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        prober: Prober | None = None,  # how probes reach instances; by default, for real
+    ) -> None:
         self.paths = paths
         self.spec = spec  # the file as it was at start: the service name and the drivers
         self.service = spec.service
@@ -75,6 +83,7 @@ class Controller:
             stats=self.router if isinstance(self.router, RouterStats) else None,
             spec_dir=paths.spec_dir,
             flags=self.flags,
+            prober=prober,
             clock=clock,
             log_dir=paths.logs,
         )
@@ -84,6 +93,7 @@ class Controller:
         await self.router.aclose()
         await self.platform.aclose()
         self.store.close()
+        self.flags.close()
 
     # --- commands --------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ only through the engine's clock, so a test can drive it on fake time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.probes.checks import ProbeResult
@@ -48,14 +49,18 @@ class Monitor:
         self.failure: str | None = None
         self.report = report
         self.clock = clock
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name=f"probe {self.instance_id}")
+        self._spawn(self._run(), "startup")
 
     def cancel(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        for task in self.tasks:
+            task.cancel()
+
+    def _spawn(self, loop: Coroutine[Any, Any, None], probe: str) -> None:
+        name = f"{probe} probe {self.instance_id}"
+        self.tasks.append(asyncio.create_task(loop, name=name))
 
     async def _check(self, probe: ProbeSpec) -> tuple[bool, str]:
         result = await self.check(probe)
@@ -68,10 +73,10 @@ class Monitor:
                 return
             self.started = True
             self.report(self.instance_id, "started", True)
-        loops = [self._readiness(self.probes.readiness)]
+        # Side by side, each in its own task: nothing waits on them but `cancel`.
+        self._spawn(self._readiness(self.probes.readiness), "readiness")
         if self.probes.liveness is not None:
-            loops.append(self._liveness(self.probes.liveness))
-        await asyncio.gather(*loops)
+            self._spawn(self._liveness(self.probes.liveness), "liveness")
 
     async def _startup(self, probe: ProbeSpec) -> bool:
         await self.clock.sleep(probe.initial_delay)

@@ -144,6 +144,7 @@ class Engine:
         self.health = PassHealth(started_at=clock.now())
         self.outbox: deque[EventRow] = deque(maxlen=100)  # decision-log entries not yet stored
         self.stopping = False  # the last pass saw `zerodown down`
+        self._started = False  # `start` has completed
         self._launched: dict[str, Placement] = {}  # until the store has the handle
         self.log_dir = log_dir  # the controller's, the router's and the instances' logs, if here
         self.log_policy = log_policy or logs.LogPolicy()
@@ -201,29 +202,9 @@ class Engine:
 
     async def run(self) -> None:
         """Pass after pass until `zerodown down` has finished. No exception ends it."""
-        started = False
         while not self.stopped.is_set():
-            try:
-                if not started:
-                    await self.start()
-                    started = True
-                done = await self._pass()
-            except Exception as exc:  # per pass: recorded, then retried (CancelledError is not)
-                done, backoff = False, self._failed(exc)
-                if not isinstance(exc, StoreUnavailable):  # else the next pass that works writes
-                    self._flush()
-            else:
-                backoff = 0.0
-                recovered = self.health.passed(self.clock.now())
-                if recovered:
-                    self.outbox.append(
-                        (self.clock.now(), None, "recovered", f"after {recovered} failed passes")
-                    )
-                    log.info("reconcile passes complete again after %d failed", recovered)
-                self._flush()
-            await self._keep_logs()
-            if done:
-                self.stopped.set()
+            backoff = await self.step()
+            if self.stopped.is_set():
                 break
             if backoff:
                 await self.clock.sleep(backoff)  # not cut short by pokes: that is the point
@@ -231,6 +212,33 @@ class Engine:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), PASS_INTERVAL)
             self.wake.clear()
+
+    async def step(self) -> float:
+        """One pass as `run` makes it (after `start`, the first time), its error recorded if it
+        fails; sets `stopped` once `zerodown down` has finished. Returns the seconds to wait
+        before the next pass (the backoff after a failure, else 0)."""
+        try:
+            if not self._started:
+                await self.start()
+                self._started = True
+            done = await self._pass()
+        except Exception as exc:  # per pass: recorded, then retried (CancelledError is not)
+            done, backoff = False, self._failed(exc)
+            if not isinstance(exc, StoreUnavailable):  # else the next pass that works writes
+                self._flush()
+        else:
+            backoff = 0.0
+            recovered = self.health.passed(self.clock.now())
+            if recovered:
+                self.outbox.append(
+                    (self.clock.now(), None, "recovered", f"after {recovered} failed passes")
+                )
+                log.info("reconcile passes complete again after %d failed", recovered)
+            self._flush()
+        await self._keep_logs()
+        if done:
+            self.stopped.set()
+        return backoff
 
     async def start(self) -> None:
         """Before the first pass: the router (it may have died while no controller ran), then
