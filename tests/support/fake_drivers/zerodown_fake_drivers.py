@@ -120,9 +120,12 @@ class FakeRouter:
     def _admin(self) -> None:
         if not self.world.router_reachable:
             raise TransientDriverError("the fake router's admin API is unreachable")
+        if not self.world.router_running:
+            raise TransientDriverError("the fake router is not running")
 
     async def start(self) -> None:
-        self._admin()
+        if not self.world.router_reachable:
+            raise TransientDriverError("the fake router's admin API is unreachable")
         if not self.world.router_running:
             self.world.router_running = True
             self.world.router_starts += 1
@@ -144,7 +147,7 @@ class FakeRouter:
         return self.world.table or RouteTable(generation=0)
 
     async def verify(self, table: RouteTable) -> bool | None:
-        if not self.world.router_reachable:
+        if not (self.world.router_reachable and self.world.router_running):
             return None
         current = self.world.table or RouteTable(generation=0)
         return current.generation == table.generation and current.same_routing(table)
@@ -227,8 +230,9 @@ class FakePlatform:
         instance = self._named(instance_id, handle)
         if instance is None or not instance.running:
             raise TransientDriverError(f"{instance_id} is not running")
+        # It "runs" `true` and `false`; any other command passes unless the instance fails.
         failing = instance.release in self.world.unhealthy or instance_id in self.world.failing
-        return ExecResult(code=1 if failing else 0, output=" ".join(argv))
+        return ExecResult(code=1 if failing or argv[0] == "false" else 0, output="")
 
     async def logs(self, *, instance_id: str, lines: int) -> str:
         return ""

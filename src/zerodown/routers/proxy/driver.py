@@ -54,6 +54,7 @@ class BuiltinRouter:
         self.spec = spec  # as it was when the controller started: listen addresses, timeouts
         self.client = ProxyRouter(str(paths.router_socket))
         self._checked_at = -math.inf
+        self._child: subprocess.Popen[bytes] | None = None  # the router we started, to reap it
 
     # --- the process -------------------------------------------------------------------------
 
@@ -97,6 +98,7 @@ class BuiltinRouter:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        self._child = child
         self.paths.router_pid.write_text(str(child.pid))
         deadline = time.monotonic() + START_WAIT
         while time.monotonic() < deadline and child.poll() is None:
@@ -143,6 +145,8 @@ class BuiltinRouter:
                 killed = True
             await asyncio.sleep(0.05)
         self.paths.router_pid.unlink(missing_ok=True)
+        if self._child is not None and self._child.pid == pid:
+            self._child.wait()  # reaped: a zombie is gone already, for the tests above
 
     # --- the admin API -----------------------------------------------------------------------
 
