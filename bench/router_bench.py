@@ -1,6 +1,8 @@
 """Throughput and latency of zerodown's router beside HAProxy and nginx (not part of pytest).
 
     python bench/router_bench.py [--duration 10] [--connections 50] [--rounds 2]
+    python bench/router_bench.py --slowloris 2000 [--addresses 64] [--header-bytes 16000]
+    python bench/router_bench.py --python-cost 20000
 
 Starts, all on 127.0.0.1: one fast backend (nginx, one worker, static 200), then zerodown's router,
 HAProxy and nginx as reverse proxies in front of it with equivalent settings (one worker/thread,
@@ -8,11 +10,20 @@ keep-alive to clients and to the backend), and runs wrk against the backend dire
 each proxy. Prints requests/s and p50/p99 latency per case (best round of `--rounds`).
 
 Needs the Debian packages wrk, haproxy and nginx (`apt-get install -y wrk haproxy nginx`).
+
+`--slowloris N` measures memory instead (needs none of them): the router's RSS before, while N
+clients spread over `--addresses` source addresses (127.0.0.2, ...) hold request heads of
+`--header-bytes` each without finishing them, and after they leave.
+
+`--python-cost N` times the router's own Python code per proxied request (best of 5 x N), with
+a browser-like keep-alive request and a small response driven through fake transports: no
+sockets, no event loop work, so it moves little when the machine is busy.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import re
 import shutil
@@ -158,12 +169,150 @@ def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
             proc.wait(5)
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmRSS for process {pid}")
+
+
+def slowloris(clients: int, addresses: int, header_bytes: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="zerodown-slowloris-") as tmp:
+        d = Path(tmp)
+        port = free_port()
+        admin = d / "router.sock"
+        argv = router_command(
+            listen=f"127.0.0.1:{port}",
+            preview_listen=None,
+            admin_socket=str(admin),
+            state_file=str(d / "router-state.json"),
+        )
+        with (
+            process(argv, d / "router.log") as router,
+            httpx.Client(transport=httpx.HTTPTransport(uds=str(admin)), trust_env=False) as c,
+        ):
+            wait_port(port)
+
+            def clients_json() -> dict[str, int]:
+                return c.get("http://router/stats").json()["clients"]  # type: ignore[no-any-return]
+
+            for _ in range(300):  # warm up (no table: 503s)
+                with socket.create_connection(("127.0.0.1", port)) as s:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                    s.recv(4096)
+            before = rss_mb(router.pid)
+            socks = []
+            for i in range(clients):
+                s = socket.socket()
+                s.bind((f"127.0.0.{2 + i % addresses}", 0))
+                s.connect(("127.0.0.1", port))
+                s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n")
+                socks.append(s)
+            for k in range(0, header_bytes, 1000):
+                for i, s in enumerate(socks):
+                    with contextlib.suppress(OSError):  # refused: too many from its address
+                        s.sendall(b"X-%d-%d: %s\r\n" % (k, i, b"v" * 990))
+            time.sleep(1)
+            peak, held = rss_mb(router.pid), clients_json()["sending_headers"]
+            for s in socks:
+                s.close()
+            while clients_json()["connections"]:
+                time.sleep(0.1)
+            time.sleep(2.5)  # the sweeper gives memory back within a second or two
+            after = rss_mb(router.pid)
+    print(
+        f"{clients} slow clients from {addresses} addresses, {header_bytes} header bytes each: "
+        f"router RSS {before:.1f} MB before, {peak:.1f} MB with {held} heads held, "
+        f"{after:.1f} MB after they left"
+    )
+
+
+class _FakeTransport:
+    """Just enough of an asyncio transport for the router's protocols."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 5555) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+BROWSER_REQUEST = (
+    b"GET /api/items?id=42 HTTP/1.1\r\nHost: example.com\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nAccept: text/html,application/xhtml+xml\r\n"
+    b"Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate\r\n"
+    b"Cookie: session=abcdef0123456789\r\nConnection: keep-alive\r\n\r\n"
+)
+SMALL_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Mon, 01 Dec 2026 11:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 23\r\nConnection: keep-alive\r\n\r\n"
+    b"hello from the backend\n"
+)
+
+
+async def _python_cost(n: int) -> float:
+    from zerodown.routers.proxy.dataplane import ClientConn
+    from zerodown.routers.proxy.server import Router
+    from zerodown.routers.proxy.upstream import UpstreamConn
+
+    router = Router(asyncio.get_running_loop())
+    router.install(RouteTable(1, (Pool("bench", 100, (Backend("127.0.0.1:9", "fake"),)),)))
+    backend = router.backends["127.0.0.1:9"]
+    upstream = UpstreamConn(backend)
+    upstream.connection_made(_FakeTransport())  # type: ignore[arg-type]
+    backend.put_idle(upstream, router.now())
+    client = ClientConn(router, False)
+    client.connection_made(_FakeTransport())  # type: ignore[arg-type]
+
+    def proxy(times: int) -> None:
+        for _ in range(times):
+            client.data_received(BROWSER_REQUEST)
+            upstream.data_received(SMALL_RESPONSE)
+
+    proxy(2000)  # warm up
+    best = float("inf")
+    for _ in range(5):
+        t = time.process_time()
+        proxy(n)
+        best = min(best, (time.process_time() - t) / n)
+    if client.active is not None or client.closed:
+        raise SystemExit("the fake exchange did not complete: the bench is out of date")
+    return best
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     p.add_argument("--connections", type=int, default=50, help="wrk connections")
     p.add_argument("--rounds", type=int, default=2, help="runs per case; the best is kept")
+    p.add_argument("--slowloris", type=int, metavar="N", help="measure memory under N slow clients")
+    p.add_argument("--addresses", type=int, default=64, help="source addresses of slow clients")
+    p.add_argument("--header-bytes", type=int, default=16000, help="header bytes per slow client")
+    p.add_argument("--python-cost", type=int, metavar="N", help="time N in-process requests")
     args = p.parse_args()
+    if args.python_cost:
+        cost = asyncio.run(_python_cost(args.python_cost))
+        print(f"router Python code per proxied request: {cost * 1e6:.2f} µs (best of 5 x N)")
+        return
+    if args.slowloris:
+        slowloris(args.slowloris, args.addresses, args.header_bytes)
+        return
     nginx, haproxy = need("nginx"), need("haproxy")
     need("wrk")
 

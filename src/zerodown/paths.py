@@ -44,6 +44,11 @@ class Paths:
         return self.state / "controller.json"
 
     @property
+    def controller_errors(self) -> Path:
+        """The controller's stderr since it was last started: why it stopped, if it did."""
+        return self.logs / "controller.stderr"
+
+    @property
     def router_state(self) -> Path:
         return self.state / "router-table.json"
 

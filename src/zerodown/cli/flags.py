@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 flags_app = typer.Typer(
@@ -110,16 +111,23 @@ def _summary(flag: dict[str, Any]) -> str:
     return "on: " + ("; ".join(parts) if parts else "everyone")
 
 
+def _row(*cells: Any) -> list[str]:
+    """Table cells as text: a note like "[ops] ticket" is not rich markup."""
+    return [escape(str(cell)) for cell in cells]
+
+
 def _print_flags(flags: list[dict[str, Any]]) -> None:
     table = Table("key", "type", "state", "variants", "owner", "changed")
     for f in flags:
         table.add_row(
-            f["key"],
-            f["type"],
-            _summary(f),
-            ",".join(f"{v['name']}:{v['weight']}" for v in f.get("variants", [])) or "-",
-            f.get("owner") or "-",
-            (f.get("changed_at") or "-")[:19],
+            *_row(
+                f["key"],
+                f["type"],
+                _summary(f),
+                ",".join(f"{v['name']}:{v['weight']}" for v in f.get("variants", [])) or "-",
+                f.get("owner") or "-",
+                (f.get("changed_at") or "-")[:19],
+            )
         )
     _out.print(table)
 
@@ -255,7 +263,7 @@ def stale(
         return
     table = Table("key", "type", "owner", "why")
     for s in report:
-        table.add_row(s["key"], s["type"], s["owner"] or "-", "; ".join(s["reasons"]))
+        table.add_row(*_row(s["key"], s["type"], s["owner"] or "-", "; ".join(s["reasons"])))
     _out.print(table)
 
 
@@ -281,7 +289,9 @@ def audit(
         change = (
             f"{_summary(before) if before else '-'} → {_summary(after) if after else 'deleted'}"
         )
-        table.add_row(e["at"][:19], e["actor"], e["action"], e["key"], change, e.get("note") or "")
+        table.add_row(
+            *_row(e["at"][:19], e["actor"], e["action"], e["key"], change, e.get("note") or "")
+        )
     _out.print(table)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -11,23 +12,29 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from zerodown.cli.client import (
     ApiError,
     Client,
     NotRunning,
-    controller_pid,
     controller_url,
+    has_release,
+    left_running,
+    pid_alive,
     shut_down,
     start_controller,
+    why_it_stopped,
 )
 from zerodown.cli.flags import flags_app, set_connection_defaults
 from zerodown.cli.keys import keys_app
 from zerodown.cli.migrate import migrate_app
-from zerodown.cli.render import history_view, status_view
+from zerodown.cli.render import controller_health, esc, history_view, status_view
 from zerodown.core.errors import SpecError, ZerodownError
 from zerodown.paths import Paths
 from zerodown.spec.load import json_schema, load_spec
+from zerodown.spec.model import Spec
+from zerodown.spec.types import MAX_DURATION, check_version, format_duration, parse_duration
 
 app = typer.Typer(
     name="zerodown",
@@ -57,9 +64,29 @@ SpecFile = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 Wait = Annotated[bool, typer.Option("--wait", help="follow the rollout until it ends")]
-Timeout = Annotated[
-    float, typer.Option("--timeout", help="give up waiting after this many seconds")
-]
+
+
+def _duration(value: Any) -> float:
+    """A duration on the command line is written as in the spec: 20s, 2m, 500ms (or seconds)."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if seconds > MAX_DURATION:
+        raise typer.BadParameter(f"{value} is too long; use at most {MAX_DURATION / 86400:g}d")
+    return seconds
+
+
+def timeout_option(default: float) -> Any:
+    return typer.Option(
+        default,
+        "--timeout",
+        parser=_duration,
+        metavar="DURATION",
+        show_default=format_duration(default),
+        help="give up waiting after this long: 90s, 2m, 500ms",
+    )
+
 
 # Exit codes, so a script can tell what happened.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -73,8 +100,16 @@ FINAL = {
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def valid_version(version: str) -> str:
+    """Checked before anything runs: a bad version records nothing and starts nothing."""
+    try:
+        return check_version(version)
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 def run_guarded(fn: Any) -> Any:
@@ -85,7 +120,7 @@ def run_guarded(fn: Any) -> Any:
     except NotRunning as exc:
         fail(str(exc))
     except ApiError as exc:
-        fail(exc.args[0], EXIT_USAGE if exc.status in (409, 422) else EXIT_ERROR)
+        fail(str(exc), EXIT_USAGE if exc.status in (400, 409, 422) else EXIT_ERROR)
     except ZerodownError as exc:
         fail(str(exc))
 
@@ -107,7 +142,7 @@ def init(
     app_py = file.parent / "app.py"
     if not app_py.exists():
         app_py.write_text(demo.joinpath("app.py").read_text())
-    console.print(f"wrote {file} and {app_py}. Next: [bold]zerodown up --version v1[/]")
+    console.print(f"wrote {esc(file)} and {esc(app_py)}. Next: [bold]zerodown up --version v1[/]")
 
 
 @app.command()
@@ -116,55 +151,71 @@ def schema() -> None:
     print(json_schema())
 
 
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 @app.command()
 def up(
     file: SpecFile = Path("zerodown.yaml"),
     version: Annotated[
         str | None, typer.Option("--version", help="the release to start with")
     ] = None,
-    timeout: Timeout = 120.0,
+    timeout: float = timeout_option(120.0),
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option("--log-format", help="the controller's log lines: text (default) or json"),
+    ] = None,
 ) -> None:
     """Start the router and the controller in the background and launch the service."""
+    if version is not None:
+        valid_version(version)
 
     def go() -> int:
         spec = load_spec(file)
         paths = Paths.for_spec(file)
-        if controller_pid(paths) is None or not _answers(paths):
-            start_controller(paths)
-        with Client(paths) as client:
-            state = client.get("/api/status")
-            status = state["status"]
-            rollout = status["rollout"]
-            if status["stable"] is None and not (
-                rollout and rollout["phase"] in ("progressing", "paused")
-            ):
-                if version is None:
-                    fail(
-                        "nothing is deployed yet: pass --version, e.g. `zerodown up --version v1`",
-                        EXIT_USAGE,
-                    )
-                client.post(
-                    "/api/deploy",
-                    {
-                        "version": version,
-                        "spec": spec.model_dump(mode="json"),
-                        "who": "zerodown up",
-                    },
-                )
-            elif version is not None and version not in (
-                status["stable"],
-                rollout and rollout["version"],
-            ):
-                console.print(
-                    f"[yellow]{status['stable']} is deployed; use `zerodown deploy {version}` to change it[/]"
-                )
-            code = follow(client, timeout=timeout, until_serving=True)
+        started = None
+        if controller_url(paths) is None:
+            if version is None and not has_release(paths, spec.service):
+                fail(NOTHING_DEPLOYED, EXIT_USAGE)
+            started = start_controller(paths, log_format=log_format.value if log_format else None)
+        try:
+            code = _bring_up(paths, spec, version, timeout=timeout)
+        except NotRunning:
+            if started is not None and not pid_alive(started):
+                raise NotRunning(f"the controller stopped: {why_it_stopped(paths)}") from None
+            raise
         if code == EXIT_OK:
             served = _first_answer(f"http://{spec.router.listen}/", timeout=10)
-            console.print(f"[green]serving[/] on http://{spec.router.listen} ({served})")
+            console.print(f"[green]serving[/] on http://{esc(spec.router.listen)} ({esc(served)})")
         return code
 
     raise typer.Exit(run_guarded(go))
+
+
+NOTHING_DEPLOYED = "nothing is deployed yet: pass --version, e.g. `zerodown up --version v1`"
+
+
+def _bring_up(paths: Paths, spec: Spec, version: str | None, *, timeout: float) -> int:
+    with Client(paths) as client:
+        status = client.get("/api/status")["status"]
+        rollout = status["rollout"]
+        under_way = rollout is not None and rollout["phase"] in ("progressing", "paused")
+        if status["stable"] is None and not under_way:
+            if version is None:
+                fail(NOTHING_DEPLOYED, EXIT_USAGE)
+            body = {"version": version, "spec": spec.model_dump(mode="json"), "who": "zerodown up"}
+            client.post("/api/deploy", body)
+        elif version is not None and version not in (
+            status["stable"],
+            rollout and rollout["version"],
+        ):
+            console.print(
+                f"[yellow]{esc(status['stable'])} is deployed; use "
+                f"`zerodown deploy {esc(version)}` to change it[/]"
+            )
+        return follow(client, timeout=timeout, until_serving=True)
 
 
 def _first_answer(url: str, *, timeout: float) -> str:
@@ -183,15 +234,6 @@ def _first_answer(url: str, *, timeout: float) -> str:
         time.sleep(0.1)
 
 
-def _answers(paths: Paths) -> bool:
-    try:
-        with Client(paths) as client:
-            client.get("/api/status")
-        return True
-    except ZerodownError:
-        return False
-
-
 @app.command()
 def deploy(
     version: str,
@@ -200,9 +242,10 @@ def deploy(
     strategy: Annotated[
         str | None, typer.Option("--strategy", help="rolling, blue-green or canary, this once")
     ] = None,
-    timeout: Timeout = 1800.0,
+    timeout: float = timeout_option(1800.0),
 ) -> None:
     """Roll out VERSION. Deploying the version already rolling out attaches to it."""
+    valid_version(version)
 
     def go() -> int:
         spec = spec_dict(file)
@@ -212,19 +255,22 @@ def deploy(
                 "/api/deploy", {"version": version, "spec": spec, "strategy": strategy}
             )
             if result.get("unchanged"):
-                console.print(f"{version} is already serving; nothing to do")
+                console.print(f"{esc(version)} is already serving; nothing to do")
                 return EXIT_OK
             verb = "attached to" if result.get("attached") else "started"
-            console.print(f"{verb} revision {result['revision']}: {version}")
+            console.print(f"{verb} revision {result['revision']}: {esc(version)}")
             return follow(client, timeout=timeout, after=seen) if wait else EXIT_OK
 
     raise typer.Exit(run_guarded(go))
 
 
 def follow(client: Client, *, timeout: float, until_serving: bool = False, after: int = 0) -> int:
-    """Live progress until the rollout ends; the exit code says how it ended."""
+    """Live progress until the rollout ends; the exit code says how it ended.
+
+    With `until_serving` (`zerodown up`), a service that serves is success even when its last
+    rollout was aborted or failed: the note says so, the exit code is 0."""
     deadline = time.monotonic() + timeout
-    last_event = after
+    last_event, last_error = after, None
     interactive = console.is_terminal
     live = Live(console=console, auto_refresh=False) if interactive else None
     if live:
@@ -232,8 +278,6 @@ def follow(client: Client, *, timeout: float, until_serving: bool = False, after
     try:
         while True:
             state = client.get("/api/status")
-            status = state["status"]
-            rollout = status["rollout"]
             for event in state["events"]:
                 if event["id"] > last_event:
                     last_event = event["id"]
@@ -241,21 +285,51 @@ def follow(client: Client, *, timeout: float, until_serving: bool = False, after
                         print(f"  {event['kind']:>9}  {event['message']}", flush=True)
             if live:
                 live.update(status_view(state), refresh=True)
-            phase = rollout["phase"] if rollout else "completed"
-            if phase in FINAL and (not until_serving or status["stable"] or phase != "completed"):
-                if phase != "completed":
-                    err.print(f"[red]rollout {phase}:[/] {rollout['reason']}")
-                return FINAL[phase]
-            if until_serving and status["stable"] and phase not in ("progressing",):
-                return EXIT_OK
+            else:
+                last_error = _print_controller_error(state, last_error)
+            code = _ended(state["status"], until_serving=until_serving)
+            if code is not None:
+                return code
             if time.monotonic() > deadline:
+                rollout = state["status"]["rollout"]
+                phase = rollout["phase"] if rollout else "completed"
                 why = rollout["pause_reason"] if rollout and phase == "paused" else phase
-                err.print(f"[yellow]stopped waiting after {timeout:g}s:[/] {why}")
+                err.print(f"[yellow]stopped waiting after {timeout:g}s:[/] {esc(why)}")
                 return EXIT_PAUSED_TIMEOUT
             time.sleep(0.3)
     finally:
         if live:
             live.stop()
+
+
+def _ended(status: dict[str, Any], *, until_serving: bool) -> int | None:
+    """The exit code once the rollout (or, for `up`, the wait for a serving release) is over."""
+    rollout = status["rollout"]
+    phase = rollout["phase"] if rollout else "completed"
+    if until_serving and status["stable"] and phase != "progressing":
+        if rollout and phase in ("aborted", "failed"):
+            err.print(
+                f"[yellow]note:[/] the last rollout (revision {rollout['revision']}, "
+                f"{esc(rollout['version'])}) {phase}: {esc(rollout['reason'])}; "
+                f"{esc(status['stable'])} serves"
+            )
+        return EXIT_OK
+    if phase in FINAL and not (until_serving and phase == "completed"):
+        if rollout and phase != "completed":
+            err.print(f"[red]rollout {phase}:[/] {esc(rollout['reason'])}")
+        return FINAL[phase]
+    return None
+
+
+def _print_controller_error(state: dict[str, Any], shown: float | None) -> float | None:
+    """Without a live view, each new controller error is printed once, as it happens."""
+    error = (state.get("controller") or {}).get("last_error")
+    if not error or error.get("at") == shown:
+        return shown
+    line = controller_health(state)
+    if line:
+        err.print(line, highlight=False, soft_wrap=True)
+    return float(error["at"])
 
 
 @app.command()
@@ -270,9 +344,12 @@ def status(
         with Client(Paths.for_spec(file)) as client:
             if watch:
                 with Live(console=console, auto_refresh=False) as live:
-                    while True:
-                        live.update(status_view(client.get("/api/status")), refresh=True)
-                        time.sleep(0.5)
+                    try:
+                        while True:
+                            live.update(status_view(client.get("/api/status")), refresh=True)
+                            time.sleep(0.5)
+                    except KeyboardInterrupt:
+                        return EXIT_OK
             state = client.get("/api/status")
             state["dashboard"] = str(client.http.base_url).rstrip("/") + "/"
         if as_json:
@@ -307,7 +384,7 @@ def rollback(
         int | None, typer.Option("--to", help="revision number (default: the previous good one)")
     ] = None,
     wait: Wait = False,
-    timeout: Timeout = 1800.0,
+    timeout: float = timeout_option(1800.0),
     force: Annotated[
         bool, typer.Option("--force", help="even past a completed (contracted) migration")
     ] = False,
@@ -373,15 +450,32 @@ app.command(name="retry", help="Run an aborted or failed rollout again from its 
 
 
 @app.command()
-def down(file: SpecFile = Path("zerodown.yaml"), timeout: Timeout = 120.0) -> None:
+def down(file: SpecFile = Path("zerodown.yaml"), timeout: float = timeout_option(120.0)) -> None:
     """Drain and stop every instance, the router and the controller."""
 
     def go() -> int:
-        shut_down(Paths.for_spec(file), who="zerodown down", timeout=timeout)
+        paths = Paths.for_spec(file)
+        if controller_url(paths) is None:
+            left = left_running(paths, _service_of(file))
+            if not left:
+                console.print("nothing is running")
+                return EXIT_OK
+            # The controller died and left the router or instances running: a new controller
+            # adopts them, then stops them in order.
+            console.print(f"the controller is not running; starting it to stop {', '.join(left)}")
+            start_controller(paths)
+        shut_down(paths, who="zerodown down", timeout=timeout)
         console.print("stopped")
         return EXIT_OK
 
     raise typer.Exit(run_guarded(go))
+
+
+def _service_of(file: Path) -> str | None:
+    try:
+        return load_spec(file).service
+    except SpecError:
+        return None  # `down` still stops the router
 
 
 @app.command()

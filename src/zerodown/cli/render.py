@@ -1,4 +1,9 @@
-"""How the CLI shows state: rich tables for people, `--json` for scripts."""
+"""How the CLI shows state: rich tables for people, `--json` for scripts.
+
+Every string that comes from the spec, the user or the controller goes through `esc` before
+rich sees it: a reason such as "path /[a-z]+ failed" must print as written, not lose its
+brackets to rich markup.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,15 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+RECENT_ERROR = 300.0
+"""Seconds a controller error is shown as a warning after it happened."""
 
-def _ago(at: float | None, now: float) -> str:
+
+def esc(value: Any) -> str:
+    return escape(str(value))
+
+
+def ago(at: float | None, now: float) -> str:
     if at is None:
         return "-"
     seconds = max(0.0, now - at)
@@ -21,6 +33,10 @@ def _ago(at: float | None, now: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f}m ago"
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
+
+
+def clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
 
 
 def weights(status: dict[str, Any]) -> str:
@@ -34,15 +50,38 @@ def weights(status: dict[str, Any]) -> str:
     return ", ".join(shares + matches) or "no traffic routed"
 
 
+def controller_health(state: dict[str, Any]) -> str | None:
+    """One markup line when the controller is stalled or failed recently, else None.
+
+    `state["controller"]` is absent from older controllers; they are shown as healthy."""
+    health = state.get("controller") or {}
+    now = float(state.get("now") or time.time())
+    error = health.get("last_error") or None
+    message = esc(error["message"]) if error else "no error recorded"
+    stalled = health.get("stalled_since")
+    if stalled is not None:
+        return (
+            f"[bold red]controller stalled since {clock(stalled)} ({now - stalled:.0f}s ago):"
+            f"[/] {message}"
+        )
+    if error and now - error["at"] <= RECENT_ERROR:
+        return f"[yellow]controller error at {clock(error['at'])} ({ago(error['at'], now)}):[/] {message}"
+    return None
+
+
 def status_view(state: dict[str, Any]) -> Group:
     status, now = state["status"], state["now"]
     rollout = status["rollout"]
+    parts: list[Any] = []
+    health = controller_health(state)
+    if health:
+        parts.append(Text.from_markup(health))
     head = Table.grid(padding=(0, 2))
-    head.add_row("service", f"[bold]{state['service']}[/] on http://{state['router']}")
+    head.add_row("service", f"[bold]{esc(state['service'])}[/] on http://{esc(state['router'])}")
     if state.get("dashboard"):
-        head.add_row("dashboard", state["dashboard"])
-    head.add_row("stable", status["stable"] or "-")
-    head.add_row("traffic", weights(status))
+        head.add_row("dashboard", esc(state["dashboard"]))
+    head.add_row("stable", esc(status["stable"] or "-"))
+    head.add_row("traffic", esc(weights(status)))
     if rollout:
         phase = rollout["phase"]
         color = {"completed": "green", "failed": "red", "aborted": "red", "paused": "yellow"}.get(
@@ -50,66 +89,78 @@ def status_view(state: dict[str, Any]) -> Group:
         )
         head.add_row(
             "rollout",
-            f"revision {rollout['revision']}: {rollout['previous'] or '-'} → "
-            f"[bold]{rollout['version']}[/] ({rollout['strategy']}) [{color}]{phase}[/]",
+            f"revision {rollout['revision']}: {esc(rollout['previous'] or '-')} → "
+            f"[bold]{esc(rollout['version'])}[/] ({esc(rollout['strategy'])}) "
+            f"[{color}]{esc(phase)}[/]",
         )
         if rollout["reason"] and phase not in ("progressing",):
-            head.add_row("why", rollout["reason"])
+            head.add_row("why", esc(rollout["reason"]))
         if rollout["pause_reason"]:
-            head.add_row("paused", rollout["pause_reason"])
+            head.add_row("paused", esc(rollout["pause_reason"]))
     if status["last_decision"]:
         head.add_row(
-            "decision", f"{status['last_decision']} ({_ago(status['last_decision_at'], now)})"
+            "decision",
+            f"{esc(status['last_decision'])} ({ago(status['last_decision_at'], now)})",
         )
-    parts: list[Any] = [head]
+    parts.append(head)
     if state["steps"] and rollout:
-        steps = Table(title="steps", title_justify="left", show_header=False, box=None)
-        for step in state["steps"]:
-            mark = (
-                "✓"
-                if step["n"] <= rollout["step"]
-                else ("▶" if step["n"] == rollout["step"] + 1 else " ")
-            )
-            steps.add_row(mark, f"{step['n']}.", step["step"])
-        parts.append(steps)
+        parts.append(_steps(state["steps"], rollout["step"]))
     if rollout and rollout.get("checks"):
-        checks = Table(title="checks", title_justify="left")
-        for column in ("check", "state", "why"):
-            checks.add_column(column)
-        colors = {"passed": "green", "failed": "red", "inconclusive": "yellow"}
-        for key, check in rollout["checks"].items():
-            outcome = check["state"]
-            shown = f"[{colors[outcome]}]{outcome}[/]" if outcome in colors else outcome
-            checks.add_row(key, shown, escape(check["reason"]))
-        parts.append(checks)
-    table = Table(title="instances", title_justify="left")
-    for column in ("instance", "release", "address", "phase", "ready", "note"):
-        table.add_column(column)
-    for i in state["instances"]:
-        ready = "[green]yes[/]" if i["ready"] else "[red]no[/]"
-        note = i["failure"] or i["retire_reason"] or ""
-        table.add_row(i["id"], i["release"], i["address"], i["phase"], ready, note)
-    parts.append(table)
+        parts.append(_checks(rollout["checks"]))
+    parts.append(_instances(state["instances"]))
     per_release = Counter(i["release"] for i in state["instances"] if i["ready"])
     summary = ", ".join(f"{r}: {n} ready" for r, n in sorted(per_release.items()))
     parts.append(Text(summary or "no instance is ready", style="dim"))
     return Group(*parts)
 
 
-def history_view(revisions: list[dict[str, Any]]) -> Table:
+def _steps(steps: list[dict[str, Any]], done: int) -> Table:
+    table = Table(title="steps", title_justify="left", show_header=False, box=None)
+    for step in steps:
+        mark = "✓" if step["n"] <= done else ("▶" if step["n"] == done + 1 else " ")
+        table.add_row(mark, f"{step['n']}.", esc(step["step"]))
+    return table
+
+
+def _checks(checks: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="checks", title_justify="left")
+    for column in ("check", "state", "why"):
+        table.add_column(column)
+    colors = {"passed": "green", "failed": "red", "inconclusive": "yellow"}
+    for key, check in checks.items():
+        outcome = str(check["state"])
+        shown = f"[{colors[outcome]}]{outcome}[/]" if outcome in colors else esc(outcome)
+        table.add_row(esc(key), shown, esc(check.get("reason") or ""))
+    return table
+
+
+def _instances(instances: list[dict[str, Any]]) -> Table:
+    table = Table(title="instances", title_justify="left")
+    for column in ("instance", "release", "address", "phase", "ready", "note"):
+        table.add_column(column)
+    for i in instances:
+        ready = "[green]yes[/]" if i["ready"] else "[red]no[/]"
+        note = i["failure"] or i["retire_reason"] or ""
+        table.add_row(
+            esc(i["id"]), esc(i["release"]), esc(i["address"]), esc(i["phase"]), ready, esc(note)
+        )
+    return table
+
+
+def history_view(revisions: list[dict[str, Any]], now: float | None = None) -> Table:
     table = Table(title="history")
     for column in ("rev", "version", "strategy", "started", "outcome", "reason"):
         table.add_column(column)
-    now = time.time()
+    now = time.time() if now is None else now
     for r in revisions:
         color = {"completed": "green", "failed": "red", "aborted": "red"}.get(r["outcome"], "")
-        outcome = f"[{color}]{r['outcome']}[/]" if color else r["outcome"]
+        outcome = f"[{color}]{esc(r['outcome'])}[/]" if color else esc(r["outcome"] or "")
         table.add_row(
             str(r["revision"]),
-            r["version"],
-            r["strategy"],
-            _ago(r["created_at"], now),
+            esc(r["version"]),
+            esc(r["strategy"]),
+            ago(r["created_at"], now),
             outcome,
-            r["reason"],
+            esc(r["reason"] or ""),
         )
     return table

@@ -105,15 +105,24 @@ class Pipeline:
         await _until_stored(lambda: self.finish(revision, key, state, reason, detail), key)
 
     def finish(
-        self, revision: int, key: str, state: CheckState, reason: str, detail: dict[str, Any]
+        self,
+        revision: int,
+        key: str,
+        state: CheckState,
+        reason: str,
+        detail: dict[str, Any],
+        *,
+        attempt: float | None = None,
     ) -> None:
-        """Write a check's outcome, if its rollout is still the current one and it still waits."""
+        """Write a check's outcome, if its rollout is still the current one and it still waits
+        (and, given `attempt`, it is still the attempt that started at that time: a retry starts
+        every check again)."""
         status = self.store.status(self.service)
         rollout = status.rollout
         if rollout is None or rollout.revision != revision:
             return
         check = rollout.checks.get(key)
-        if check is None or check.done:
+        if check is None or check.done or attempt not in (None, check.started_at):
             return
         done = replace(
             check,
@@ -322,8 +331,10 @@ class Pipeline:
     def _ensure_analysis(
         self, status: ServiceStatus, rollout: Rollout, key: str, spec: Spec
     ) -> str:
-        """Start the analysis run if it is not running (after a restart: from its stored state)."""
-        run_key = f"r{rollout.revision}/{key}"
+        """Start the analysis run if it is not running (after a restart: from its stored state).
+        A run is one attempt of the check: a retried rollout's check starts at another time, so
+        it gets a new run instead of the finished result of the last attempt."""
+        run_key = f"r{rollout.revision}/{key}/{rollout.checks[key].started_at!r}"
         ref = _analysis_ref(spec, key)
         saved = rollout.checks[key].detail.get("state")
         ctx = AnalysisContext(
@@ -341,11 +352,12 @@ class Pipeline:
         return run_key
 
     async def _on_analysis(self, run_key: str, result: Any, state: RunState) -> None:
-        revision, key = run_key[1:].split("/", 1)
+        revision, key, started_at = run_key[1:].split("/", 2)
+        attempt = float(started_at)
         detail = {"result": result.to_json(), "state": state.to_json()}
         if not result.completed:
             try:
-                self._progress(int(revision), key, result.reason, detail)
+                self._progress(int(revision), key, result.reason, detail, attempt=attempt)
             except Exception as exc:  # only a progress report: the next round sends another
                 log.warning("analysis %s: progress not stored: %s", key, exc)
             return
@@ -354,17 +366,22 @@ class Pipeline:
             AnalysisPhase.INCONCLUSIVE: CheckState.INCONCLUSIVE,
         }.get(result.phase, CheckState.FAILED)
         await _until_stored(
-            lambda: self.finish(int(revision), key, outcome, result.reason, detail), key
+            lambda: self.finish(
+                int(revision), key, outcome, result.reason, detail, attempt=attempt
+            ),
+            key,
         )
 
-    def _progress(self, revision: int, key: str, reason: str, detail: dict[str, Any]) -> None:
+    def _progress(
+        self, revision: int, key: str, reason: str, detail: dict[str, Any], *, attempt: float
+    ) -> None:
         """Measurements so far, for `zerodown status`, while the analysis runs."""
         status = self.store.status(self.service)
         rollout = status.rollout
         if rollout is None or rollout.revision != revision or key not in rollout.checks:
             return
         check = rollout.checks[key]
-        if check.done:
+        if check.done or check.started_at != attempt:
             return
         updated = replace(check, reason=reason, detail=detail)
         self.store.save(replace(status, rollout=rollout.with_check(key, updated)))

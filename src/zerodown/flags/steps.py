@@ -36,7 +36,7 @@ def parse_percent(value: Any, *, field: str = "rollout") -> int:
 class FlagChange(BaseModel):
     """Set the gradual rollout percentage, or turn the flag on or off (or both)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)  # `enabled: 1` is a typo
 
     rollout: int | None = Field(default=None, ge=0, le=100)
     enabled: bool | None = None
@@ -87,7 +87,7 @@ def apply_flag_change(
     dropping unconditional `default` strategies that would keep it at 100%) and turns the flag
     on; `enabled` turns it on or off and wins over the rollout's implied on."""
     if change is None:
-        change = FlagChange(rollout=rollout, enabled=enabled)
+        change = FlagChange.model_validate({"rollout": rollout, "enabled": enabled})
     strategies = list(flag.strategies)
     enabled = flag.enabled
     if change.rollout is not None:

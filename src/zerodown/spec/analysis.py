@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from zerodown.core.analysis import expr
-from zerodown.spec.types import Duration, StrictModel, parse_duration
+from zerodown.spec.types import Duration, Interval, StrictModel, Timeout, parse_duration, shorten
 
 ROUTER_QUERIES = ("error_rate", "request_rate", "latency_p50", "latency_p90", "latency_p99")
 """What the built-in router provider can measure (rates per second, latencies in seconds)."""
@@ -34,6 +34,14 @@ CONDITION_NAMES = ("result", "baseline", "samples")
 `compare: baseline`) and the number of requests the measurement saw (router provider)."""
 
 NAME = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$"
+
+MAX_COUNT = 100_000
+"""Measurements of one metric, and the limits on their outcomes."""
+MAX_SAMPLES = 1_000_000_000
+"""Requests a measurement may require (min_samples)."""
+MAX_RELATIVE = 100.0
+"""max_increase as a share of the baseline: 10000%."""
+MAX_ABSOLUTE = 1e9
 
 
 def _condition(text: str) -> str:
@@ -75,21 +83,32 @@ def _max_increase(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("max_increase is a percentage like '20%' or an amount like 0.01 or '50ms'")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("max_increase cannot be negative")
-        return MaxIncrease(absolute=float(value))
+        return MaxIncrease(absolute=_amount(value))
     if isinstance(value, str):
         match = _PERCENT.match(value)
         if match:
-            return MaxIncrease(relative=float(match.group(1)) / 100)
+            share = float(match.group(1)) / 100
+            if share > MAX_RELATIVE:
+                raise ValueError(f"max_increase {shorten(value)} is over {MAX_RELATIVE * 100:g}%")
+            return MaxIncrease(relative=share)
         try:
-            return MaxIncrease(absolute=parse_duration(value))
+            seconds = parse_duration(value)
         except ValueError:
-            pass
+            seconds = None
+        if seconds is not None:
+            return MaxIncrease(absolute=_amount(seconds))
     raise ValueError(
-        f"{value!r} is not a max_increase; write a percentage like '20%', "
+        f"{shorten(value)} is not a max_increase; write a percentage like '20%', "
         "an amount like 0.01, or a duration like '50ms'"
     )
+
+
+def _amount(value: float) -> float:
+    if value < 0:
+        raise ValueError("max_increase cannot be negative")
+    if not value <= MAX_ABSOLUTE:  # also NaN
+        raise ValueError(f"max_increase must be at most {MAX_ABSOLUTE:g}, not {shorten(value)}")
+    return float(value)
 
 
 MaxIncreaseField = Annotated[
@@ -154,10 +173,12 @@ class MetricSpec(StrictModel):
     query: str | None = Field(
         None, description="router: error_rate, request_rate, latency_p50/p90/p99; or PromQL"
     )
-    interval: Duration | None = Field(
+    interval: Interval | None = Field(
         None, description="time between measurements; each measurement is taken at the end of one"
     )
-    count: int | None = Field(None, ge=1, description="measurements; omitted = until the run ends")
+    count: int | None = Field(
+        None, ge=1, le=MAX_COUNT, description="measurements; omitted = until the run ends"
+    )
     initial_delay: Duration | None = Field(
         None,
         description="before the first measurement; omitted = one interval (router without "
@@ -169,13 +190,15 @@ class MetricSpec(StrictModel):
         description="router: trailing window a measurement covers; omitted = since "
         "the analysis started",
     )
-    timeout: Duration = Field(10.0, gt=0, description="for one measurement")
+    timeout: Timeout = Field(10.0, description="for one measurement")
     failure_condition: Condition | None = None
     success_condition: Condition | None = None
-    failure_limit: int = Field(0, ge=0)
-    inconclusive_limit: int = Field(0, ge=0)
-    consecutive_error_limit: int = Field(4, ge=0)
-    min_samples: int = Field(50, ge=0, description="fewer requests in the window: never a pass")
+    failure_limit: int = Field(0, ge=0, le=MAX_COUNT)
+    inconclusive_limit: int = Field(0, ge=0, le=MAX_COUNT)
+    consecutive_error_limit: int = Field(4, ge=0, le=MAX_COUNT)
+    min_samples: int = Field(
+        50, ge=0, le=MAX_SAMPLES, description="fewer requests in the window: never a pass"
+    )
     compare: Literal["baseline"] | None = None
     max_increase: MaxIncreaseField | None = None
     judge: JudgeSpec | None = None
@@ -260,7 +283,7 @@ class AnalysisRef(StrictModel):
 
     templates: list[TemplateName] = Field(min_length=1)
     starting_step: int | None = Field(
-        None, ge=0, description="background analysis: the step index from which it runs"
+        None, ge=0, le=1000, description="background analysis: the step index from which it runs"
     )
     dry_run: list[str] = Field(default_factory=list)
 

@@ -4,11 +4,10 @@ issued (a session made through the old release, a token signed with the active k
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from pydantic import Field, field_validator
 
-from zerodown.spec.types import StrictModel
+from zerodown.spec.types import JsonValue, StrictModel
 
 _REQUEST = re.compile(r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/\S*)$")
 
@@ -43,7 +42,7 @@ class TokenCheck(StrictModel):
     expect: Expect = Expect()
     keys: str = ".zerodown/keys"
     """Keyring directory whose active key signs the check's token."""
-    claims: dict[str, Any] = Field(default_factory=lambda: {"sub": "zerodown-compat"})
+    claims: dict[str, JsonValue] = Field(default_factory=lambda: {"sub": "zerodown-compat"})
 
     _requests = field_validator("request")(_check_request)
 

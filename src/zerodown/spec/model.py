@@ -9,16 +9,41 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from zerodown.flags.steps import SetFlagStep
 from zerodown.spec.analysis import AnalysisRef, AnalysisSpec, is_bounded, resolve
 from zerodown.spec.compat import CompatSpec
 from zerodown.spec.guards import FlagGuardSpec
 from zerodown.spec.pipeline import GateSpec, NotifySpec, SmokeSpec
-from zerodown.spec.types import CountOrPercent, Duration, Percent, StrictModel
+from zerodown.spec.types import (
+    MAX_INSTANCES,
+    CountOrPercent,
+    Duration,
+    Percent,
+    Period,
+    StrictModel,
+    Timeout,
+    shorten,
+)
 
-Address = Annotated[str, Field(pattern=r"^[^\s:]+:\d{1,5}$", examples=["127.0.0.1:8080"])]
+MAX_THRESHOLD = 1000
+"""Consecutive probe results; 1000 x the shortest period is still under two minutes."""
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or any(c.isspace() or c == ":" for c in host):
+        raise ValueError(f"{shorten(value)} is not an address; write it like 127.0.0.1:8080")
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
+        raise ValueError(f"the port of {shorten(value)} must be a number from 1 to 65535")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address), Field(examples=["127.0.0.1:8080"])]
+"""host:port with a port from 1 to 65535."""
 StopSignal = Literal["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2"]
 
 
@@ -34,7 +59,7 @@ class RunSpec(StrictModel):
 
 
 class TcpCheck(StrictModel):
-    port: int | None = None
+    port: Port | None = None
 
 
 class ProbeSpec(StrictModel):
@@ -42,10 +67,10 @@ class ProbeSpec(StrictModel):
     tcp: TcpCheck | None = None
     exec: list[str] | None = Field(None, min_length=1, description="argv; exit code 0 passes")
     initial_delay: Duration = 0.0
-    period: Duration = 10.0
-    timeout: Duration = 1.0
-    success_threshold: int = Field(1, ge=1)
-    failure_threshold: int = Field(3, ge=1)
+    period: Period = 10.0
+    timeout: Timeout = 1.0
+    success_threshold: int = Field(1, ge=1, le=MAX_THRESHOLD)
+    failure_threshold: int = Field(3, ge=1, le=MAX_THRESHOLD)
 
     @model_validator(mode="after")
     def _one_check(self) -> ProbeSpec:
@@ -80,7 +105,7 @@ class RouterSpec(StrictModel):
     kind: Literal["builtin"] = "builtin"
     listen: Address = "127.0.0.1:8080"
     admin_listen: Address | None = Field(None, description="TCP admin API, e.g. for Prometheus")
-    header_timeout: Duration = Field(
+    header_timeout: Timeout = Field(
         10.0, description="a client still sending its request headers after this is cut off"
     )
 
@@ -97,7 +122,22 @@ class RollingSpec(StrictModel):
     max_surge: CountOrPercent = "25%"
     max_unavailable: CountOrPercent = 0
     min_ready: Duration = 0.0
-    progress_deadline: Duration = 600.0
+    progress_deadline: Timeout = 600.0
+
+    @model_validator(mode="after")
+    def _can_progress(self) -> RollingSpec:
+        """Kubernetes' rule: with no instance to add and none to take away, a rollout could
+        never start. (A percentage that rounds to 0 is read as a surge of 1 by core.rolling.)"""
+        if _is_zero(self.max_surge) and _is_zero(self.max_unavailable):
+            raise ValueError(
+                "max_surge and max_unavailable cannot both be 0: the rollout could neither add"
+                " a new instance nor stop an old one; set max_surge: 1"
+            )
+        return self
+
+
+def _is_zero(value: int | str) -> bool:
+    return value == 0 or (isinstance(value, str) and int(value.rstrip("%")) == 0)
 
 
 class BlueGreenSpec(StrictModel):
@@ -105,7 +145,7 @@ class BlueGreenSpec(StrictModel):
     auto_promote: bool = True
     auto_promote_after: Duration | None = None
     scale_down_delay: Duration = 30.0
-    progress_deadline: Duration = 600.0
+    progress_deadline: Timeout = 600.0
     pre_promotion_analysis: AnalysisRef | None = None
     post_promotion_analysis: AnalysisRef | None = None
 
@@ -159,11 +199,16 @@ class StickySpec(StrictModel):
         return self
 
 
+MAX_STEPS = 1000
+
+
 class CanarySpec(StrictModel):
-    steps: list[CanaryStep] = Field(min_length=1)
-    canary_scale: Literal["match_weight"] | Annotated[int, Field(ge=1)] = "match_weight"
+    steps: list[CanaryStep] = Field(min_length=1, max_length=MAX_STEPS)
+    canary_scale: Literal["match_weight"] | Annotated[int, Field(ge=1, le=MAX_INSTANCES)] = (
+        "match_weight"
+    )
     sticky: StickySpec | None = None
-    progress_deadline: Duration = 600.0
+    progress_deadline: Timeout = 600.0
     analysis: AnalysisRef | None = Field(None, description="background analysis across steps")
 
 
@@ -203,7 +248,7 @@ class MigrationsSpec(StrictModel):
 
 class Spec(StrictModel):
     service: str = Field(pattern=SERVICE_NAME.pattern, description="lower-case name, e.g. shop")
-    instances: int = Field(2, ge=1, le=256)
+    instances: int = Field(2, ge=1, le=MAX_INSTANCES)
     run: RunSpec
     probes: ProbesSpec = Field(default_factory=ProbesSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)

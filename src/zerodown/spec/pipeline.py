@@ -13,18 +13,18 @@ notify:
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
-from zerodown.spec.types import Duration, StrictModel
+from zerodown.spec.types import Duration, JsonValue, StrictModel, Timeout
 
 
 class GateSpec(StrictModel):
     """A command that must succeed before any new instance starts."""
 
     command: list[str] = Field(min_length=1, description="argv, run in workdir; exit 0 passes")
-    timeout: Duration = Field(600.0, gt=0)
+    timeout: Timeout = 600.0
     workdir: str = "."
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -36,7 +36,7 @@ _REQUEST = re.compile(r"^([A-Z]+)\s+(/\S*)$")
 class Expect(StrictModel):
     status: int | list[int] = Field(200, description="one status or a list of accepted ones")
     body_contains: str | None = None
-    json_: dict[str, Any] | None = Field(
+    json_: dict[str, JsonValue] | None = Field(
         None, alias="json", description="these fields must be present with these values"
     )
 
@@ -55,7 +55,7 @@ class Expect(StrictModel):
 class SmokeCheck(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     request: str | None = Field(None, description="'GET /path', sent to the release under test")
-    json_: Any = Field(None, alias="json", description="request body, sent as JSON")
+    json_: JsonValue = Field(None, alias="json", description="request body, sent as JSON")
     body: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     expect: Expect | None = None
@@ -63,7 +63,7 @@ class SmokeCheck(StrictModel):
     command: list[str] | None = Field(
         None, min_length=1, description="argv; ZERODOWN_SMOKE_URL holds the base URL"
     )
-    timeout: Duration | None = Field(None, gt=0, description="for this check; default: the budget")
+    timeout: Timeout | None = Field(None, description="for this check; default: the budget")
 
     @field_validator("request")
     @classmethod
@@ -104,7 +104,7 @@ class SmokeCheck(StrictModel):
 
 
 class SmokeSpec(StrictModel):
-    timeout: Duration = Field(60.0, gt=0, description="budget for the whole smoke run")
+    timeout: Timeout = Field(60.0, description="budget for the whole smoke run")
     checks: list[SmokeCheck] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -142,5 +142,5 @@ class NotifySpec(StrictModel):
     events: list[Event] = Field(default_factory=_all_events)
     format: Literal["json", "slack"] = "json"
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = Field(5.0, gt=0, description="per attempt")
+    timeout: Timeout = Field(5.0, description="per attempt")
     retries: int = Field(5, ge=0, le=20)

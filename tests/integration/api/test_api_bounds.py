@@ -208,11 +208,13 @@ def test_after_an_unexpected_error_the_connection_still_answers(tmp_path: Path) 
         b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\n\r\n"
     )
     with serve_controller(tmp_path) as broken:
-        broken.controller.store.close()  # every read of the store fails: a fault, not bad input
+        # A status document another program damaged: a fault of the controller, not bad input.
+        with sqlite3.connect(broken.controller.store.path) as db:
+            db.execute("INSERT OR REPLACE INTO status VALUES ('shop', '[]')")
         failed, next_one = exchange(broken, pipelined, answers=2)
     assert failed.startswith(b"HTTP/1.1 500 "), failed
     body = json.loads(failed.split(b"\r\n")[-1])
-    assert body == {"detail": "internal error (ProgrammingError); the controller's log has details"}
+    assert body == {"detail": "internal error (AttributeError); the controller's log has details"}
     assert next_one.startswith(b"HTTP/1.1 200 "), next_one
 
 

@@ -70,3 +70,15 @@ def test_connection_defaults_hook(flag_server: FlagServer) -> None:
         assert result.exit_code == 0 and "no flags yet" in result.output
     finally:
         flags_cli._defaults = None
+
+
+def test_human_tables_show_text_as_written(flag_server: FlagServer) -> None:
+    """get and audit as people read them; brackets in a note or owner are not markup."""
+    s = flag_server
+    assert run(s, "create", "dark-mode", "--owner", "[web]", "--description", "x")[0] == 0
+    assert run(s, "set", "dark-mode", "--rollout", "10%", "--note", "ticket [ops-1]")[0] == 0
+    code, out = run(s, "get", "dark-mode")
+    row = next(line for line in out.splitlines() if "dark-mode" in line)
+    assert code == 0 and "│ release │ on: 10% by" in row and "│ [web] │" in row, out
+    code, out = run(s, "audit", "dark-mode")
+    assert code == 0 and "[ops-1]" in out and "cli-u" in out, out

@@ -139,6 +139,7 @@ def start_router(
     *,
     state_file: Path | None = None,
     admin_listen: bool = False,
+    header_timeout: float | None = None,
     extra: tuple[str, ...] = (),
 ) -> RouterProc:
     port, preview_port = free_port(), free_port()
@@ -157,6 +158,7 @@ def start_router(
         state_file=str(state_file),
         admin_listen=f"127.0.0.1:{admin_port}" if admin_port else None,
         admin_token_file=str(token_file) if token_file else None,
+        header_timeout=header_timeout,
     )
     log_path = tmp / f"router-{port}.log"
     with open(log_path, "wb") as log:
@@ -224,3 +226,76 @@ def established_to(port: int) -> int:
             if state == "01" and int(remote.rsplit(":", 1)[1], 16) == port:
                 count += 1
     return count
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for n, v in self.headers:
+            if n.lower() == name.lower():
+                return v
+        return None
+
+
+class ResponseReader:
+    """Reads the router's responses from a raw socket (it always frames bodies; HEAD aside)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.eof = False
+
+    def _more(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            self.eof = True
+            raise EOFError
+        self.buf += data
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._more()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            self._more()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read(self, *, head: bool = False) -> Response:
+        """The next response; EOFError when the router closed the connection before it."""
+        status = int(self._line().split(b" ", 2)[1])
+        headers = []
+        while line := self._line():
+            name, value = line.split(b":", 1)
+            headers.append((name.decode(), value.strip().decode("latin-1")))
+        r = Response(status, headers, b"")
+        if head or status < 200 or status in (204, 304):
+            return r
+        if r.header("transfer-encoding") == "chunked":
+            while size := int(self._line().split(b";")[0], 16):
+                r.body += self._take(size)
+                self._take(2)
+            while self._line():
+                pass
+        else:
+            r.body = self._take(int(r.header("content-length") or 0))
+        return r
+
+    def closed(self) -> bool:
+        """True when the router closes the connection with nothing more to read."""
+        if self.buf:
+            return False
+        try:
+            self._more()
+        except EOFError:
+            return True
+        except ConnectionResetError:
+            return True
+        return False

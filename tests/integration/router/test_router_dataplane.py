@@ -349,12 +349,12 @@ def test_idle_connections_close_when_the_backend_leaves_the_table(
     wait_for(lambda: established_to(leaving.port) == 0, "pooled connections closed", timeout=2)
 
 
-def test_oversized_request_head_gets_400(router: RouterProc, backend_a: BackendProc) -> None:
+def test_oversized_request_head_is_refused(router: RouterProc, backend_a: BackendProc) -> None:
     router.apply(table(1, ("a", 100, [backend_a])))
     huge = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"y" * 70_000 + b"\r\n\r\n"
-    assert raw_http(router.port, huge).startswith(b"HTTP/1.1 400 ")
+    assert raw_http(router.port, huge).startswith(b"HTTP/1.1 431 ")
     long_url = b"GET /" + b"u" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert raw_http(router.port, long_url).startswith(b"HTTP/1.1 400 ")
+    assert raw_http(router.port, long_url).startswith(b"HTTP/1.1 414 ")
     with client(router.url) as c:
         assert c.get("/").status_code == 200
 

@@ -126,3 +126,9 @@ def test_keyword_form_and_step_as_change() -> None:
     assert apply_flag_change(flag, step).strategies == (GradualRolloutStrategy(rollout=20),)
     with pytest.raises(ValidationError):
         apply_flag_change(flag)
+
+
+@pytest.mark.parametrize("enabled", [1, 0, "true", "yes"])
+def test_a_set_flag_step_takes_only_true_or_false(enabled: object) -> None:
+    with pytest.raises(ValidationError, match="enabled"):
+        SetFlagStep.model_validate({"key": "new-checkout", "enabled": enabled})

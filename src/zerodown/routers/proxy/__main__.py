@@ -2,6 +2,7 @@
 
 python -m zerodown.routers.proxy --listen 127.0.0.1:8080 [--preview-listen 127.0.0.1:8081]
     --admin-socket PATH --state-file PATH [--admin-listen 127.0.0.1:PORT --admin-token-file PATH]
+    [--header-timeout SECONDS] [--slow-clients-per-address N]
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ import sys
 from pathlib import Path
 
 from zerodown.routers.proxy.events import log
-from zerodown.routers.proxy.server import Options, serve
+from zerodown.routers.proxy.server import (
+    HEADER_TIMEOUT,
+    SLOW_HEADS_PER_ADDRESS,
+    Options,
+    serve,
+)
 from zerodown.routers.proxy.statefile import StateFileError, load_state
 from zerodown.routers.proxy.validate import parse_address
 
@@ -41,6 +47,18 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--samples", type=int, default=20_000, help="recent samples kept per release")
     p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish on SIGTERM")
     p.add_argument("--connect-timeout", type=float, default=3.0, help="seconds to connect upstream")
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=HEADER_TIMEOUT,
+        help="seconds a client gets to send its request headers (then 408)",
+    )
+    p.add_argument(
+        "--slow-clients-per-address",
+        type=int,
+        default=SLOW_HEADS_PER_ADDRESS,
+        help="connections of one client address that may be part-way through their headers",
+    )
     a = p.parse_args(argv)
     token = None
     if a.admin_listen:
@@ -56,6 +74,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
             )
     if a.samples < 1:
         p.error("--samples must be at least 1")
+    if not 0 < a.header_timeout <= 3600:  # also refuses nan
+        p.error("--header-timeout must be more than 0 and at most 3600 seconds")
+    if a.slow_clients_per_address < 1:
+        p.error("--slow-clients-per-address must be at least 1")
     return Options(
         listen=a.listen,
         preview_listen=a.preview_listen,
@@ -66,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         samples=a.samples,
         drain_timeout=a.drain_timeout,
         connect_timeout=a.connect_timeout,
+        header_timeout=a.header_timeout,
+        max_slow_heads=a.slow_clients_per_address,
     )
 
 

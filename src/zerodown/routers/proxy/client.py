@@ -27,6 +27,7 @@ def router_command(
     state_file: str,
     admin_listen: str | None = None,
     admin_token_file: str | None = None,
+    header_timeout: float | None = None,
 ) -> list[str]:
     """argv that starts the router process."""
     argv = [sys.executable, "-m", "zerodown.routers.proxy", "--listen", listen]
@@ -37,6 +38,8 @@ def router_command(
         argv += ["--admin-listen", admin_listen]
     if admin_token_file:
         argv += ["--admin-token-file", admin_token_file]
+    if header_timeout is not None:
+        argv += ["--header-timeout", repr(float(header_timeout))]
     return argv
 
 

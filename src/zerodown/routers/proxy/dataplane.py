@@ -16,11 +16,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import httptools
 
 from zerodown.routers.proxy.events import log
+from zerodown.routers.proxy.framing import (
+    FRAMING,
+    HEADERS_LIMIT,
+    MAX_HEADERS,
+    TARGET_LIMIT,
+    Refused,
+    content_length,
+    is_chunked,
+    origin_form,
+    valid_host,
+)
 from zerodown.routers.proxy.stats import FLAGS_HEADER, MAX_RELEASES, parse_flags_header
 from zerodown.routers.proxy.upstream import (
     CONNECTION,
@@ -28,6 +39,7 @@ from zerodown.routers.proxy.upstream import (
     HEADER_KINDS,
     HOST,
     KEEP,
+    LOOKALIKE,
     TRANSFER_ENCODING,
     XFF,
     BackendState,
@@ -40,8 +52,7 @@ if TYPE_CHECKING:
     from zerodown.routers.proxy.server import Router
 
 REPLAY_LIMIT = 64 * 1024  # request body bytes kept for a retry
-HEAD_LIMIT = 64 * 1024  # request line + headers; more is refused with 400
-LINGER = 2.0  # seconds a connection answered with 400 keeps draining input before it closes
+LINGER = 2.0  # seconds a refused connection keeps draining input before it closes
 BUFFER_LIMIT = 256 * 1024  # request body bytes held while connecting before reading pauses
 
 # Client reading is paused for any of these reasons; it resumes when none is left.
@@ -58,8 +69,14 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 _REASONS = {
     400: b"Bad Request",
     405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
     502: b"Bad Gateway",
     503: b"Service Unavailable",
+    505: b"HTTP Version Not Supported",
 }
 
 
@@ -77,20 +94,21 @@ def error_response(status: int, message: bytes, *, close: bool) -> bytes:
     )
 
 
-_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade", b""})
+# Connection tokens that name no header to drop, and headers Connection can never remove.
+_NOT_DROPPED = frozenset({b"keep-alive", b"close", b"upgrade", b""}) | FRAMING
 
 
 _TOKENS: dict[bytes, frozenset[bytes]] = {}
 
 
 def _connection_tokens(values: list[bytes]) -> frozenset[bytes]:
-    """Header names listed in Connection (besides the usual keep-alive/close): to be dropped."""
+    """Header names listed in Connection (besides keep-alive/close and framing): to be dropped."""
     if len(values) == 1:
         cached = _TOKENS.get(values[0])
         if cached is not None:
             return cached
-    tokens = frozenset(t.strip().lower() for v in values for t in v.split(b",")) - _PLAIN_CONNECTION
-    if len(values) == 1 and len(_TOKENS) < 1024:
+    tokens = frozenset(t.strip().lower() for v in values for t in v.split(b",")) - _NOT_DROPPED
+    if len(values) == 1 and len(values[0]) <= 256 and len(_TOKENS) < 1024:
         _TOKENS[values[0]] = tokens
     return tokens
 
@@ -100,14 +118,18 @@ class ClientConn(asyncio.Protocol):
         "active",
         "broken",
         "closed",
+        "counted",
         "cur",
+        "head_since",
         "idle_since",
+        "in_head",
         "out",
         "parser",
         "paused",
         "peer",
         "preview",
         "queue",
+        "refusal",
         "router",
         "stopped",
         "to_start",
@@ -132,6 +154,14 @@ class ClientConn(asyncio.Protocol):
         self.stopped = False
         self.to_start = False
         self.idle_since = 0.0
+        # Slow clients: `in_head` from the first byte of a request (or the connection's start)
+        # until its headers are complete. `head_since` is when a head was first seen incomplete
+        # after a read (0: none pending); the sweeper cuts it after the header timeout.
+        # `counted`: this connection is one of its address's slow heads (router.slow_heads).
+        self.in_head = True
+        self.head_since = 0.0
+        self.counted = False
+        self.refusal: Refused | None = None  # why the connection is being refused
 
     # asyncio.Protocol
 
@@ -139,8 +169,12 @@ class ClientConn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if peer else b"unknown"
-        self.idle_since = self.router.now()
-        self.router.clients.add(self)
+        router = self.router
+        self.idle_since = self.head_since = router.now()
+        clients = router.clients
+        clients.add(self)
+        if len(clients) > router.clients_peak:
+            router.clients_peak = len(clients)
 
     def data_received(self, data: bytes) -> None:
         if self.stopped:
@@ -152,17 +186,21 @@ class ClientConn(asyncio.Protocol):
             if self.cur is not None:
                 self.cur.keep_alive = False
             self.stop_reading()
-        except httptools.HttpParserError:
-            self.bad_request()
+        except httptools.HttpParserError as e:
+            self.bad_request(e)
         if self.to_start:
             self.to_start = False
             ex = self.active
             if ex is not None:
                 ex.start()
+        if self.in_head and not self.stopped:
+            self.head_pending()
         self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.head_since:
+            self.head_done()
         self.router.clients.discard(self)
         if self.active is not None:
             self.active.client_gone()
@@ -186,24 +224,30 @@ class ClientConn(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.cur = Exchange(self)
+        self.in_head = True
 
     def on_url(self, url: bytes) -> None:
         ex = self.cur
         assert ex is not None
         ex.url += url
-        if len(ex.url) > HEAD_LIMIT:
-            raise ValueError("request line too long")
+        if len(ex.url) > TARGET_LIMIT:
+            self.refuse(414, b"request target longer than %d bytes" % TARGET_LIMIT)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.cur
         assert ex is not None
         ex.head_size += len(name) + len(value)
-        if ex.head_size > HEAD_LIMIT:
-            raise ValueError("request headers too large")  # the parser turns it into a 400
+        ex.fields += 1
+        if ex.head_size > HEADERS_LIMIT:
+            self.refuse(431, b"request header fields larger than %d bytes" % HEADERS_LIMIT)
+        if ex.fields > MAX_HEADERS:
+            self.refuse(431, b"more than %d request header fields" % MAX_HEADERS)
+        if not self.in_head:
+            return  # a trailer field: counted against the limits, never forwarded
         kind = HEADER_KINDS.get(name)
         if kind is None:
             kind = header_kind(name)
-        if kind in (KEEP, CONTENT_LENGTH):
+        if kind == KEEP:
             interest = self.router.table.interest
             if interest:
                 lname = name.lower()
@@ -211,23 +255,54 @@ class ClientConn(asyncio.Protocol):
                     seen = ex.route_headers.get(lname)
                     ex.route_headers[lname] = value if seen is None else seen + b"; " + value
             ex.headers.append((name, value))
+        elif kind == CONTENT_LENGTH:
+            if ex.content_length >= 0:
+                self.refuse(400, b"more than one Content-Length header")
+            try:
+                ex.content_length = content_length(value)
+            except Refused as r:
+                self.refuse(r.status, r.message)
         elif kind == HOST:
-            ex.has_host = True
-            ex.headers.append((name, value))
+            if ex.host is not None:
+                self.refuse(400, b"more than one Host header")
+            ex.host = value
         elif kind == XFF:
             ex.xff = value if not ex.xff else ex.xff + b", " + value
         elif kind == CONNECTION:
             ex.conn_tokens.append(value)
         elif kind == TRANSFER_ENCODING:
-            ex.chunked = True
+            ex.te = value if ex.te is None else ex.te + b"," + value
+        elif kind == LOOKALIKE:
+            self.refuse(400, b"ambiguous header name %s (underscore)" % name)
         # DROP and XFP (we are the edge: we say which protocol the client used) go no further.
 
     def on_headers_complete(self) -> None:
         ex = self.cur
         assert ex is not None
+        self.in_head = False
+        if self.head_since:
+            self.head_done()
         parser = self.parser
-        ex.method = parser.get_method()
-        ex.http11 = parser.get_http_version() == "1.1"
+        ex.method = method = parser.get_method()
+        version = parser.get_http_version()
+        ex.http11 = version == "1.1"
+        try:
+            if not ex.http11 and version != "1.0":
+                raise Refused(505, b"HTTP/%s is not supported: use HTTP/1.1" % version.encode())
+            host = ex.host
+            if host is None:
+                if ex.http11:
+                    raise Refused(400, b"an HTTP/1.1 request needs a Host header")
+            elif not valid_host(host):
+                raise Refused(400, b"invalid Host header")
+            if ex.url[:1] != b"/" and method != b"CONNECT":
+                ex.url, ex.host = origin_form(method, ex.url, host)
+            if b"#" in ex.url:
+                raise Refused(400, b"a fragment (#) has no place in a request target")
+            if ex.te is not None:
+                ex.chunked = is_chunked(ex.te, http11=ex.http11, has_length=ex.content_length >= 0)
+        except Refused as r:
+            self.refuse(r.status, r.message)
         ex.keep_alive = parser.should_keep_alive() and not self.router.draining
         if ex.conn_tokens:
             named = _connection_tokens(ex.conn_tokens)
@@ -269,9 +344,27 @@ class ClientConn(asyncio.Protocol):
 
     def stop_reading(self) -> None:
         self.stopped = True
+        self.in_head = False
+        if self.head_since:
+            self.head_done()
         self.pause(PAUSE_STOP)
 
-    def bad_request(self) -> None:
+    # refusals
+
+    def refuse(self, status: int, message: bytes) -> NoReturn:
+        """Called from a parser callback: the parser stops and bad_request answers `status`."""
+        self.refusal = Refused(status, message)
+        raise self.refusal
+
+    def bad_request(self, error: Exception) -> None:
+        if self.refusal is None:
+            reason = str(error)  # llhttp's words
+            if reason.startswith("Pause on PRI"):  # the HTTP/2 prior-knowledge preface
+                self.refusal = Refused(505, b"HTTP/2 is not supported: use HTTP/1.1")
+            elif reason.startswith("Invalid HTTP version"):
+                self.refusal = Refused(505, b"only HTTP/1.1 and HTTP/1.0 are supported")
+            else:
+                self.refusal = Refused(400, b"malformed HTTP request")
         self.stop_reading()
         cur = self.cur
         if cur is not None and cur in self.queue:
@@ -284,14 +377,16 @@ class ClientConn(asyncio.Protocol):
         if ex is not None:
             ex.client_gone()
         if ex is None or not ex.response_started:
-            self.answer_400()
+            self.answer_refusal()
         else:
             self.close()
 
-    def answer_400(self) -> None:
-        """400, then a lingering close: closing with unread input would send a reset that can
-        destroy the answer before the client reads it, so read and drop input for a moment."""
-        self.out.append(error_response(400, b"malformed HTTP request", close=True))
+    def answer_refusal(self) -> None:
+        """The refusal, then a lingering close: closing with unread input would send a reset that
+        can destroy the answer before the client reads it, so read and drop input for a moment."""
+        refusal = self.refusal
+        assert refusal is not None
+        self.out.append(error_response(refusal.status, refusal.message, close=True))
         self.flush()
         if self.closed:
             return
@@ -322,7 +417,7 @@ class ClientConn(asyncio.Protocol):
             nxt.start()
             return
         if self.broken:
-            self.answer_400()
+            self.answer_refusal()
             return
         self.idle_since = ex.t_end
         if self.router.draining:
@@ -331,6 +426,45 @@ class ClientConn(asyncio.Protocol):
     def close(self) -> None:
         if not self.closed:
             self.transport.close()  # type: ignore[union-attr]
+
+    # slow clients
+
+    def head_pending(self) -> None:
+        """A read ended inside a request head (or before the first one): the client is slow."""
+        router = self.router
+        if not self.head_since:
+            self.head_since = router.now()
+        if not self.counted and self.cur is not None:
+            # The partial head is held in memory: bounded per address, in count and in size.
+            self.counted = True
+            slow = router.slow_heads.get(self.peer, 0) + 1
+            router.slow_heads[self.peer] = slow
+            if slow > router.max_slow_heads:
+                self.cut(429, b"too many connections from your address are sending headers")
+
+    def head_done(self) -> None:
+        self.head_since = 0.0
+        if self.counted:
+            self.counted = False
+            slow_heads = self.router.slow_heads
+            left = slow_heads[self.peer] - 1
+            if left:
+                slow_heads[self.peer] = left
+            else:
+                del slow_heads[self.peer]
+
+    def cut(self, status: int, message: bytes) -> None:
+        """Stop reading a slow client: answer `status` if it had begun a request, then close."""
+        began = self.in_head and self.cur is not None
+        self.stop_reading()
+        ex = self.active
+        if ex is not None:
+            ex.keep_alive = False  # the answer in progress is finished, then the connection ends
+        elif began:
+            self.refusal = Refused(status, message)
+            self.answer_refusal()
+        else:
+            self.close()
 
 
 class Exchange:
@@ -343,12 +477,14 @@ class Exchange:
         "chunked",
         "client",
         "conn_tokens",
+        "content_length",
         "done",
+        "fields",
         "flags",
         "got_bytes",
-        "has_host",
         "head_size",
         "headers",
+        "host",
         "http11",
         "interim",
         "keep_alive",
@@ -370,6 +506,7 @@ class Exchange:
         "status",
         "t0",
         "t_end",
+        "te",
         "tried",
         "until_close",
         "upstream",
@@ -386,8 +523,11 @@ class Exchange:
         self.route_headers: dict[bytes, bytes] = {}
         self.conn_tokens: list[bytes] = []
         self.xff = b""
-        self.has_host = False
+        self.host: bytes | None = None
+        self.content_length = -1  # as validated; -1: none
+        self.te: bytes | None = None  # Transfer-Encoding value(s), joined
         self.head_size = 0
+        self.fields = 0
         self.chunked = False
         self.http11 = True
         self.keep_alive = True
@@ -514,16 +654,20 @@ class Exchange:
             self.fail(502, b"internal router error")
 
     def head(self) -> bytes:
-        parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
+        """The request head as the backend gets it: request line, Host and framing are ours."""
+        host = self.host
+        if host is None:  # HTTP/1.0 without Host
+            host = self.backend.address.encode()  # type: ignore[union-attr]
+        parts = [self.method, b" ", self.url, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
         for name, value in self.headers:
             parts += (name, b": ", value, b"\r\n")
-        if not self.has_host:
-            parts += (b"Host: ", self.backend.address.encode(), b"\r\n")  # type: ignore[union-attr]
         peer = self.client.peer
         parts += (b"X-Forwarded-For: ", self.xff + b", " + peer if self.xff else peer, b"\r\n")
         parts.append(b"X-Forwarded-Proto: http\r\n")
         if self.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
+        elif self.content_length >= 0:
+            parts.append(b"Content-Length: %d\r\n" % self.content_length)
         parts.append(b"\r\n")
         return b"".join(parts)
 
@@ -617,9 +761,10 @@ class Exchange:
             if len(name) == 16 and name.lower() == FLAGS_HEADER:
                 # Counted per flag variant when the exchange ends; forwarded as it is.
                 self.flags = value if not self.flags else self.flags + b"," + value
-            elif mode == CHUNKED and name.lower() == b"content-length":
-                continue
             parts += (name, b": ", value, b"\r\n")
+        length = conn.content_length
+        if length is not None and mode != CHUNKED:  # as the parser validated it
+            parts += (b"Content-Length: ", length.strip(b" \t"), b"\r\n")
         if mode == CHUNKED or (mode == NO_BODY and conn.chunked):
             parts.append(b"Transfer-Encoding: chunked\r\n")
         if self.set_cookie:

@@ -16,6 +16,7 @@ from typing import Any
 from zerodown.core.routes import RouteTable
 from zerodown.routers.proxy.dataplane import ClientConn
 from zerodown.routers.proxy.events import log
+from zerodown.routers.proxy.memory import give_back
 from zerodown.routers.proxy.routing import CompiledTable
 from zerodown.routers.proxy.stats import DEFAULT_SAMPLES, ReleaseCounters, prometheus_text
 from zerodown.routers.proxy.upstream import BackendState
@@ -23,7 +24,10 @@ from zerodown.routers.proxy.validate import parse_address
 
 UPSTREAM_IDLE = 4.0  # close idle backend connections before a typical 5 s server keep-alive
 CLIENT_IDLE = 75.0  # close client connections idle this long
+HEADER_TIMEOUT = 10.0  # a client still sending its request headers after this is cut (408)
+SLOW_HEADS_PER_ADDRESS = 32  # connections of one address that may sit in a partial head
 SWEEP_EVERY = 1.0
+GIVE_BACK_AFTER = 128  # connections gone (and at least half of the peak) before memory is returned
 
 
 class Router:
@@ -35,14 +39,21 @@ class Router:
         *,
         samples: int = DEFAULT_SAMPLES,
         connect_timeout: float = 3.0,
+        header_timeout: float = HEADER_TIMEOUT,
+        max_slow_heads: int = SLOW_HEADS_PER_ADDRESS,
     ) -> None:
         self.loop = loop
         self.now = time.monotonic  # uvloop's loop.time() only has millisecond resolution
         self.samples = samples
         self.connect_timeout = connect_timeout
+        self.header_timeout = header_timeout
+        self.max_slow_heads = max_slow_heads
+        # Per client address, its connections whose request head is incomplete after a read.
+        self.slow_heads: dict[bytes, int] = {}
         self.backends: dict[str, BackendState] = {}
         self.releases: dict[str, ReleaseCounters] = {}
         self.clients: set[ClientConn] = set()
+        self.clients_peak = 0  # most client connections at once since memory was last given back
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.table: CompiledTable[BackendState] = CompiledTable(RouteTable(0), self._unused)
@@ -107,9 +118,20 @@ class Router:
         for b in self.backends.values():
             b.close_idle(older_than=now - UPSTREAM_IDLE)
         cutoff = now - CLIENT_IDLE
+        head_cutoff = now - self.header_timeout
         for c in list(self.clients):
-            if c.active is None and c.idle_since < cutoff:
+            if c.head_since:
+                if c.paused:
+                    c.head_since = now  # we are not reading it: the client is not the slow one
+                elif c.head_since < head_cutoff:
+                    c.cut(408, b"request headers not received in time")
+            elif c.active is None and c.idle_since < cutoff:
                 c.close()
+        left = len(self.clients)
+        if self.clients_peak - left >= GIVE_BACK_AFTER and left <= self.clients_peak // 2:
+            # A moment later: closed transports release their buffers after connection_lost.
+            self.loop.call_later(SWEEP_EVERY, give_back)
+            self.clients_peak = left
 
     # views for the admin API
 
@@ -120,6 +142,10 @@ class Router:
             "backends": {
                 a: {"release": b.release, "inflight": b.inflight, "requests": b.requests}
                 for a, b in self.backends.items()
+            },
+            "clients": {
+                "connections": len(self.clients),
+                "sending_headers": sum(self.slow_heads.values()),
             },
         }
 
@@ -140,6 +166,8 @@ class Options:
     samples: int = DEFAULT_SAMPLES
     drain_timeout: float = 30.0
     connect_timeout: float = 3.0
+    header_timeout: float = HEADER_TIMEOUT
+    max_slow_heads: int = SLOW_HEADS_PER_ADDRESS
 
 
 def unix_listener(path: Path) -> socket.socket:
@@ -170,7 +198,13 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
     from zerodown.routers.proxy.admin import Admin
 
     loop = asyncio.get_running_loop()
-    router = Router(loop, samples=opts.samples, connect_timeout=opts.connect_timeout)
+    router = Router(
+        loop,
+        samples=opts.samples,
+        connect_timeout=opts.connect_timeout,
+        header_timeout=opts.header_timeout,
+        max_slow_heads=opts.max_slow_heads,
+    )
     if table is not None:
         router.install(table)
     servers: list[asyncio.Server] = []

@@ -1,4 +1,9 @@
-"""Connections to backends: one pool of idle keep-alive connections per backend address."""
+"""Connections to backends: one pool of idle keep-alive connections per backend address.
+
+An idle pooled connection must stay silent: any byte a backend sends while no exchange uses the
+connection (or after the response it owed, in the same read) means the two sides no longer agree
+on where messages start, so the connection is closed and never handed out again.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import httptools
+
+from zerodown.routers.proxy.framing import lookalike
 
 if TYPE_CHECKING:
     from zerodown.routers.proxy.dataplane import Exchange
@@ -27,8 +34,9 @@ HOP_BY_HOP = frozenset(
 
 
 # What to do with a header, by its name as received. The cache keeps the hot path free of
-# lower-casing and string tests for the few dozen names real traffic uses.
-KEEP, DROP, CONNECTION, TRANSFER_ENCODING, CONTENT_LENGTH, XFF, XFP, HOST = range(8)
+# lower-casing and string tests for the few dozen names real traffic uses; only short names are
+# cached, so odd clients can neither grow it without limit nor park large keys in it.
+KEEP, DROP, CONNECTION, TRANSFER_ENCODING, CONTENT_LENGTH, XFF, XFP, HOST, LOOKALIKE = range(9)
 HEADER_KINDS: dict[bytes, int] = {}
 
 
@@ -48,9 +56,11 @@ def header_kind(name: bytes) -> int:
         kind = XFP
     elif lname == b"host":
         kind = HOST
+    elif lookalike(lname):
+        kind = LOOKALIKE
     else:
         kind = KEEP
-    if len(HEADER_KINDS) < 4096:  # bounded: odd clients cannot grow it without limit
+    if len(name) <= 64 and len(HEADER_KINDS) < 512:
         HEADER_KINDS[name] = kind
     return kind
 
@@ -117,6 +127,7 @@ class UpstreamConn(asyncio.Protocol):
         "reason",
         "reset_parser",
         "reused",
+        "stray",
         "transport",
     )
 
@@ -130,6 +141,7 @@ class UpstreamConn(asyncio.Protocol):
         self.idle_since = 0.0
         self.read_paused = False
         self.reset_parser = False
+        self.stray = False  # the backend sent bytes no exchange asked for
         self._new_message()
 
     def _new_message(self) -> None:
@@ -158,7 +170,11 @@ class UpstreamConn(asyncio.Protocol):
         except httptools.HttpParserError:
             if self.ex is not None:
                 self.ex.upstream_broken(self)
-        if self.reset_parser:
+            else:
+                self.stray = True
+        if self.stray:
+            self.close()  # taken out of the idle pool by connection_lost
+        elif self.reset_parser:
             self.reset_parser = False
             self.parser = httptools.HttpResponseParser(self)
         client.flush()
@@ -187,6 +203,8 @@ class UpstreamConn(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        if self.ex is None:
+            self.stray = True  # a second response after the one we were owed
         self._new_message()
 
     def on_status(self, reason: bytes) -> None:
@@ -199,8 +217,7 @@ class UpstreamConn(asyncio.Protocol):
         if kind == KEEP or kind >= XFF:
             self.headers.append((name, value))
         elif kind == CONTENT_LENGTH:
-            self.content_length = value
-            self.headers.append((name, value))
+            self.content_length = value  # written by response_head as the framing it uses
         elif kind == CONNECTION:
             self.conn_tokens.append(value)
         elif kind == TRANSFER_ENCODING:
@@ -214,6 +231,8 @@ class UpstreamConn(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self.ex is not None:
             self.ex.response_body(body)
+        else:
+            self.stray = True  # body bytes after a HEAD response, say
 
     def on_message_complete(self) -> None:
         if self.ex is not None:
