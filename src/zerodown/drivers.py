@@ -15,11 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from zerodown.core.ports import Platform, Router, StateStore
+from zerodown.core.errors import SpecError
 from zerodown.paths import Paths
-from zerodown.spec.model import Spec
+
+if TYPE_CHECKING:  # the spec validates kinds against these registries: no import cycle
+    from zerodown.core.ports import Platform, Router, StateStore
+    from zerodown.spec.model import Spec
 
 T = TypeVar("T")
 
@@ -101,3 +104,50 @@ platforms: Registry[Platform] = Registry(
 stores: Registry[StateStore] = Registry(
     "state store", "zerodown.stores", {"sqlite": "zerodown.store.sqlite:create"}
 )
+
+
+def registry(what: str) -> Registry[Any]:
+    """The registry of "router", "platform" or "state store" drivers."""
+    return {r.what: r for r in (routers, platforms, stores)}[what]
+
+
+def store_kind(url: str) -> str:
+    """A state store's kind is its URL's scheme: sqlite:///… is "sqlite"."""
+    scheme, sep, _ = url.partition("://")
+    return scheme if sep else ""
+
+
+def kinds_of(spec: Spec) -> dict[str, str]:
+    """The kind of each driver the spec names, by the field that names it."""
+    return {
+        "router.kind": spec.router.kind,
+        "platform.kind": spec.platform.kind,
+        "state.url": store_kind(spec.state.url),
+    }
+
+
+@dataclass(frozen=True)
+class Drivers:
+    """One service's drivers, made from its spec."""
+
+    store: StateStore
+    router: Router
+    platform: Platform
+
+
+def build(ctx: DriverContext) -> Drivers:
+    """The drivers `ctx.spec` names (a kind no registry knows is a SpecError on its field)."""
+    kinds = kinds_of(ctx.spec)
+    return Drivers(
+        store=_make(stores, kinds["state.url"], "state.url", ctx),
+        router=_make(routers, kinds["router.kind"], "router.kind", ctx),
+        platform=_make(platforms, kinds["platform.kind"], "platform.kind", ctx),
+    )
+
+
+def _make(registry: Registry[T], kind: str, field: str, ctx: DriverContext) -> T:
+    try:
+        factory = registry.factory(kind)
+    except LookupError as exc:  # the spec loader checks kinds; a stored spec or a lost plug-in
+        raise SpecError(str(exc), field=field) from None
+    return factory(ctx)

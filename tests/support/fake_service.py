@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from zerodown_fake_drivers import FakeProber, FakeWorld
@@ -33,6 +32,9 @@ def fake_spec(**overrides: Any) -> dict[str, Any]:
     """A spec for the fake world: two instances, probes every second, rolling one at a time."""
     spec: dict[str, Any] = {
         "service": SERVICE,
+        "router": {"kind": "fake"},
+        "platform": {"kind": "fake"},
+        "state": {"url": "fake://"},
         "instances": 2,
         "run": {"command": ["app", "{port}"], "drain": "2s", "stop_timeout": "5s"},
         "probes": {
@@ -46,19 +48,6 @@ def fake_spec(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
-def on_fake_drivers(spec: Spec) -> Spec:
-    """The spec with the fake router, platform and store chosen."""
-    # TODO(spec): `router: {kind: fake}, platform: {kind: fake}, state: {url: "fake://"}` in the
-    # spec itself, once the spec has those keys.
-    return spec.model_copy(
-        update={
-            "router": spec.router.model_copy(update={"kind": "fake"}),
-            "platform": SimpleNamespace(kind="fake"),
-            "state": SimpleNamespace(url="fake://"),
-        }
-    )
-
-
 class FakeService:
     def __init__(self, root: Path, spec: dict[str, Any] | None = None) -> None:
         self.doc = copy.deepcopy(spec or fake_spec())
@@ -68,7 +57,7 @@ class FakeService:
         self.world = FakeWorld.at(self.paths.state)
 
     def _controller(self) -> Controller:
-        spec = on_fake_drivers(Spec.model_validate(self.doc))
+        spec = Spec.model_validate(self.doc)
         world = FakeWorld.at(self.paths.state)
         return Controller(self.paths, spec, clock=self.clock, prober=FakeProber(world))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, TypeVar
+from typing import Any
 
 from zerodown import drivers
 from zerodown.core import commands
@@ -29,31 +29,6 @@ from zerodown.spec.model import Spec
 
 log = logging.getLogger("zerodown.controller")
 
-T = TypeVar("T")
-
-# TODO(spec): until the spec has `platform` and `state`, their defaults stand in for them.
-DEFAULT_PLATFORM = "local"
-DEFAULT_STATE_URL = "sqlite:///.zerodown/state.db"
-
-
-def driver_kinds(spec: Spec) -> dict[str, str]:
-    """The kind of each driver the spec names, by the spec field that names it."""
-    platform = getattr(getattr(spec, "platform", None), "kind", DEFAULT_PLATFORM)
-    url = getattr(getattr(spec, "state", None), "url", DEFAULT_STATE_URL)
-    return {
-        "router.kind": spec.router.kind,
-        "platform.kind": platform,
-        "state.url": url.partition(":")[0],
-    }
-
-
-def build(registry: drivers.Registry[T], kind: str, field: str, ctx: drivers.DriverContext) -> T:
-    try:
-        factory = registry.factory(kind)
-    except LookupError as exc:  # the spec loader checks kinds; a stored spec or a lost plug-in
-        raise SpecError(str(exc), field=field) from None
-    return factory(ctx)
-
 
 class Controller:
     def __init__(
@@ -69,11 +44,8 @@ class Controller:
         self.service = spec.service
         self.clock = clock
         paths.ensure()
-        ctx = drivers.DriverContext(spec=spec, paths=paths)
-        kinds = driver_kinds(spec)
-        self.store = build(drivers.stores, kinds["state.url"], "state.url", ctx)
-        self.router = build(drivers.routers, kinds["router.kind"], "router.kind", ctx)
-        self.platform = build(drivers.platforms, kinds["platform.kind"], "platform.kind", ctx)
+        made = drivers.build(drivers.DriverContext(spec=spec, paths=paths))
+        self.store, self.router, self.platform = made.store, made.router, made.platform
         self.flags = SqliteFlagStore(paths.state / "flags.db")
         self.engine = Engine(
             service=self.service,

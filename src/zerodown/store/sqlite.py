@@ -26,7 +26,6 @@ from zerodown.core.errors import SpecError, StoreUnavailable
 from zerodown.core.model import Event, EventRow, Instance, Revision, Rollout, ServiceStatus
 from zerodown.drivers import DriverContext
 
-DEFAULT_URL = "sqlite:///.zerodown/state.db"
 BUSY_TIMEOUT = 1.0  # seconds SQLite waits for another process's lock before "database is locked"
 LOCK_WAIT = 5.0  # seconds a call waits for the connection (held at most ~BUSY_TIMEOUT per call)
 
@@ -46,8 +45,7 @@ CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
 
 
 def create(ctx: DriverContext) -> SqliteStore:
-    state = getattr(ctx.spec, "state", None)  # TODO(spec): ctx.spec.state.url once it exists
-    return SqliteStore(sqlite_path(getattr(state, "url", DEFAULT_URL), base=ctx.spec_dir))
+    return SqliteStore(sqlite_path(ctx.spec.state.url, base=ctx.spec_dir))
 
 
 def sqlite_path(url: str, *, base: Path) -> str:

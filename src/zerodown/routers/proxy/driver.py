@@ -86,7 +86,7 @@ class BuiltinRouter:
             state_file=str(self.paths.router_state),
             admin_listen=router.admin_listen,
             admin_token_file=str(self.paths.token_file) if router.admin_listen else None,
-            # TODO: header_timeout=router.header_timeout, once router_command takes it (h/router)
+            header_timeout=router.header_timeout,
         )
         log_file = self.paths.logs / "router.log"
         with open(log_file, "ab") as out:
