@@ -32,7 +32,10 @@ class FakeClock:
         task = asyncio.current_task()
         assert task is not None
         self._asleep[task] = wake
-        await wake
+        try:
+            await wake
+        finally:
+            del self._asleep[task]
 
     async def settle(self) -> None:
         """Let every other task run until it sleeps on this clock or ends."""
@@ -50,6 +53,7 @@ class FakeClock:
         raise AssertionError(f"tasks neither ended nor slept on the fake clock: {names}")
 
     def _sleeping(self, task: asyncio.Task[object]) -> bool:
+        """Parked on this clock (woken ones count as busy until they have run)."""
         wake = self._asleep.get(task)
         return wake is not None and not wake.done()
 

@@ -20,7 +20,7 @@ rule for failed instances fails the rollout with it. Instance ids, and so log fi
 carry a version that is not a safe name (`instance_id`).
 
 Time comes from `clock` and every wait of the engine's own goes through it, and probes go through
-`prober`: a test drives the engine pass by pass (`start`, then `reconcile`) on a fake world.
+`prober`: a test drives the engine pass by pass (`step`) on a fake world and a fake clock.
 """
 
 from __future__ import annotations

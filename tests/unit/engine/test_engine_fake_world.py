@@ -216,3 +216,11 @@ async def test_store_locked_mid_rollout_then_the_rollout_completes(service: Fake
     errors = service.events("error")
     assert len(errors) == 1 and "database is locked" in errors[0], errors
     assert service.events("recovered")
+
+
+@on_fake_world()
+async def test_down_with_nothing_ever_deployed_finishes_at_once(service: FakeService) -> None:
+    await service.tick()
+    service.controller.down(who="test")
+    await service.tick()
+    assert service.engine.stopped.is_set() and not service.world.instances
