@@ -38,6 +38,7 @@ HOST = "127.0.0.1"
 KILL_WAIT = 10.0  # seconds `stop` waits for a process after SIGKILL (one stuck in the kernel)
 LOG_TAIL_BYTES = 8192  # how much of an instance's log `logs` reads
 EXEC_OUTPUT = 200  # characters of an exec's output kept
+EXEC_SETTLE_POLLS = 1000  # 1 ms polls for a new process's environment to appear (execve)
 INSTANCE_MARKER = "ZERODOWN_INSTANCE"
 STATE_MARKER = "ZERODOWN_STATE_DIR"
 
@@ -155,7 +156,17 @@ class LocalPlatform:
             raise PermanentDriverError(f"{argv[0]!r} started but vanished before it could be seen")
         process = Process(child.pid, ticks)
         self._children[process] = child
+        await self._exec_done(process)
         return Placement(address=f"{HOST}:{port}", handle=process.handle)
+
+    async def _exec_done(self, process: Process) -> None:
+        """Wait until the new program's environment is in /proc: Popen may return (vfork) while
+        execve is still setting it up, and `adopt` and `exec` read it there."""
+        for _ in range(EXEC_SETTLE_POLLS):
+            environ = _environ(process.pid)
+            if (environ and INSTANCE_MARKER in environ) or not self._alive(process):
+                return
+            await asyncio.sleep(0.001)
 
     # --- observe, stop -----------------------------------------------------------------------
 

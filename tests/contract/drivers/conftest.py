@@ -6,41 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from drivers_kit import PlatformUnderTest, RouterUnderTest, context
 from zerodown_fake_drivers import FakeWorld
 
 from support.services import free_port
 from zerodown import drivers
 from zerodown.core.errors import PermanentDriverError
-from zerodown.core.ports import Platform, Router
-from zerodown.paths import Paths
-from zerodown.spec.model import RunSpec, Spec
-
-
-def context(root: Path) -> drivers.DriverContext:
-    spec = Spec.model_validate(
-        {
-            "service": "shop",
-            "run": {"command": ["app"]},
-            "router": {"listen": f"127.0.0.1:{free_port()}"},
-        }
-    )
-    paths = Paths.for_spec(root / "zerodown.yaml")
-    paths.ensure()
-    return drivers.DriverContext(spec=spec, paths=paths)
-
-
-@dataclass
-class PlatformUnderTest:
-    platform: Platform
-    run: RunSpec  # an instance that runs until it is stopped
-    stale: Callable[[str], str]  # a handle that names what `handle` named, no longer it
-    cannot_start: Callable[[], RunSpec]  # makes the next launch fail for good
+from zerodown.spec.model import RunSpec
 
 
 @pytest.fixture(params=["local", "fake"])
@@ -77,12 +53,6 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platfor
     world.close()
 
 
-@dataclass
-class RouterUnderTest:
-    router: Router
-    backend: Callable[[], str]  # an address a table may name
-
-
 @pytest.fixture(params=["builtin", "fake"])
 def router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RouterUnderTest]:
     ctx = context(tmp_path)
@@ -95,7 +65,3 @@ def router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RouterUnd
 
     asyncio.run(stop())
     FakeWorld.at(ctx.paths.state).close()
-
-
-def run(coroutine: Any) -> Any:
-    return asyncio.run(coroutine)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from drivers_kit import PlatformUnderTest, run
 
-from conftest import PlatformUnderTest, run
 from zerodown.core.errors import DriverError, PermanentDriverError
 from zerodown.core.ports import Exited, Platform
 

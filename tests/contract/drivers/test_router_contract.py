@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from drivers_kit import RouterUnderTest, run
 
-from conftest import RouterUnderTest, run
 from zerodown.core.errors import TransientDriverError
 from zerodown.core.ports import Router, RouterStats
 from zerodown.core.routes import Backend, Pool, RouteTable
