@@ -181,8 +181,8 @@ class LocalPlatform:
 
     def _alive(self, process: Process) -> bool:
         child = self._children.get(process)
-        if child is not None and child.poll() is not None:
-            return False
+        if child is not None:  # ours: its pid cannot be reused before we reap it
+            return child.poll() is None
         return process.running()
 
     async def stop(self, *, instance_id: str, handle: str, stop_signal: str, grace: float) -> str:
