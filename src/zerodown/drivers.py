@@ -53,10 +53,8 @@ class Registry(Generic[T]):
         self._entry_points_loaded = False
 
     def register(self, kind: str, factory: Callable[[DriverContext], T]) -> None:
+        """A driver from code rather than an entry point (an application embedding zerodown)."""
         self._factories[kind] = factory
-
-    def unregister(self, kind: str) -> None:
-        self._factories.pop(kind, None)
 
     def kinds(self) -> list[str]:
         self._load_entry_points()
