@@ -29,21 +29,21 @@ from zerodown.api.app import make_app
 from zerodown.api.controller import Controller
 from zerodown.core.errors import ZerodownError
 from zerodown.paths import Paths
-from zerodown.platforms.local import free_port
 from zerodown.spec.load import load_spec
+
+ROUTER_STOP_GRACE = 10.0  # seconds in-flight requests get when `down` stops the router
 
 
 async def serve(paths: Paths) -> None:
     spec = load_spec(paths.spec)
     controller = Controller(paths, spec)
     controller.resume_after_down()
-    port = free_port()
     app = make_app(controller, paths.token())
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             host="127.0.0.1",
-            port=port,
+            port=0,  # any free port: the one bound is written to controller.json
             log_level="warning",
             log_config=None,  # uvicorn's loggers go through ours (text or JSON)
             lifespan="off",
@@ -55,6 +55,10 @@ async def serve(paths: Paths) -> None:
     api = asyncio.create_task(server.serve(), name="api")
     while not server.started and not api.done():
         await asyncio.sleep(0.02)
+    if not server.started:
+        await api  # it could not start (uvicorn exits): that is the controller's error
+        raise ZerodownError("the controller's API did not start")
+    port = server.servers[0].sockets[0].getsockname()[1]
     paths.controller_file.write_text(
         json.dumps({"pid": os.getpid(), "url": f"http://127.0.0.1:{port}"})
     )
@@ -63,7 +67,7 @@ async def serve(paths: Paths) -> None:
     done, _ = await asyncio.wait({engine, api}, return_when=asyncio.FIRST_COMPLETED)
     finished_down = controller.engine.stopped.is_set()
     if finished_down:
-        await controller.stop_router()
+        await controller.router.stop(grace=ROUTER_STOP_GRACE)
     elif engine in done:
         log.critical(
             "the reconcile loop ended unexpectedly; the router and the instances keep serving. "
@@ -76,8 +80,7 @@ async def serve(paths: Paths) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await engine
     await api
-    await controller.router.aclose()
-    controller.store.close()
+    await controller.aclose()
     with contextlib.suppress(FileNotFoundError):
         paths.controller_file.unlink()
     if api in done and not api.cancelled() and api.exception() is not None:

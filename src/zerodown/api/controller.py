@@ -1,148 +1,71 @@
-"""The controller process: the reconcile engine, the router it supervises, and the operator
+"""The controller: the reconcile engine over the drivers the spec names, and the operator
 commands the HTTP API calls. Commands change the store through the pure core and wake the engine,
 whose next pass (at once) acts on them.
 
-The router is started by the engine's first pass (before anything else) and by any pass that
-finds it gone; it is stopped only by `zerodown down`, once the engine has stopped every instance.
-A router process that runs but cannot be reached on its admin socket is reported, never doubled.
+The controller picks its drivers by kind through the registries (`zerodown.drivers`): the router
+by `router.kind`, the platform by `platform.kind`, the state store by the scheme of `state.url`.
+It imports no driver and starts no process itself: the router driver starts its router on the
+engine's first pass (and any pass that finds it gone) and stops it when `zerodown down` is done.
 Reads of the store raise StoreUnavailable (for the API to answer 503) instead of hanging."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
-import os
-import signal
-import subprocess
-import time
-from pathlib import Path
 from typing import Any
 
+from zerodown import drivers
 from zerodown.core import commands
-from zerodown.core.errors import SpecError, StateError, TransientDriverError
-from zerodown.core.model import RolloutPhase, ServiceStatus
+from zerodown.core.errors import SpecError, StateError
+from zerodown.core.model import Revision, RolloutPhase, ServiceStatus
+from zerodown.core.ports import RouterStats
+from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.engine.reconciler import Engine, checked_version
 from zerodown.flags.stores.sqlite import SqliteFlagStore
+from zerodown.migrations.url import database_url
 from zerodown.paths import Paths
-from zerodown.platforms.local import LocalPlatform, proc_start_ticks
-from zerodown.routers.proxy.client import ProxyRouter, router_command
+from zerodown.probes.checks import Prober
 from zerodown.spec.model import Spec
-from zerodown.store.sqlite import Revision, SqliteStore
 
 log = logging.getLogger("zerodown.controller")
 
 
 class Controller:
-    def __init__(self, paths: Paths, spec: Spec) -> None:
+    def __init__(
+        self,
+        paths: Paths,
+        spec: Spec,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        prober: Prober | None = None,  # how probes reach instances; by default, for real
+    ) -> None:
         self.paths = paths
-        self.spec = spec  # the file as it was at start: the service name and the router's addresses
+        self.spec = spec  # the file as it was at start: the service name and the drivers
         self.service = spec.service
+        self.clock = clock
         paths.ensure()
-        self.store = SqliteStore(paths.store)
+        made = drivers.build(drivers.DriverContext(spec=spec, paths=paths))
+        self.store, self.router, self.platform = made.store, made.router, made.platform
         self.flags = SqliteFlagStore(paths.state / "flags.db")
-        self.router = ProxyRouter(str(paths.router_socket))
-        self.platform = LocalPlatform(state_dir=paths.state, spec_dir=paths.spec_dir)
         self.engine = Engine(
             service=self.service,
             store=self.store,
             platform=self.platform,
             router=self.router,
+            stats=self.router if isinstance(self.router, RouterStats) else None,
             spec_dir=paths.spec_dir,
-            ensure_router=self.ensure_router,
             flags=self.flags,
-        )
-        self._router_checked = 0.0
-
-    # --- the router process ----------------------------------------------------------------
-
-    async def ensure_router(self) -> None:
-        """Start the router if it is not running; it restores its last table by itself."""
-        now = time.monotonic()
-        if now - self._router_checked < 1.0:
-            return
-        # The socket file too: our pooled connection may outlive it, a new client could not.
-        if self.paths.router_socket.is_socket() and await self.router.healthy():
-            self._router_checked = now
-            return
-        running = self._router_pid()
-        if running is not None:
-            raise TransientDriverError(
-                f"the router (pid {running}) runs but cannot be reached on its admin socket "
-                f"{self.paths.router_socket}; traffic still flows through it. If this lasts, "
-                "stop that process: the next pass starts a new router"
-            )
-        preview = (
-            self.spec.strategy.blue_green.preview_listen if self.spec.strategy.blue_green else None
-        )
-        argv = router_command(
-            listen=self.spec.router.listen,
-            preview_listen=preview,
-            admin_socket=str(self.paths.router_socket),
-            state_file=str(self.paths.router_state),
-            admin_listen=self.spec.router.admin_listen,
-            admin_token_file=str(self.paths.token_file) if self.spec.router.admin_listen else None,
-            # TODO: header_timeout=self.spec.router.header_timeout, once router_command takes it
-        )
-        with open(self.paths.logs / "router.log", "ab") as out:
-            written_before = out.tell()  # what this start writes is what explains a failure
-            child = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.paths.router_pid.write_text(str(child.pid))
-        for _ in range(100):
-            if await self.router.healthy():
-                self._router_checked = time.monotonic()
-                log.info("router started (pid %s) on %s", child.pid, self.spec.router.listen)
-                return
-            if child.poll() is not None:
-                break
-            await asyncio.sleep(0.05)
-        with open(self.paths.logs / "router.log", "rb") as written:
-            written.seek(written_before)
-            tail = written.read(4096).decode(errors="replace").strip().splitlines()[-3:]
-        raise SpecError(
-            f"the router did not start on {self.spec.router.listen}: {' | '.join(tail)}",
-            field="router.listen",
+            prober=prober,
+            clock=clock,
+            log_dir=paths.logs,
         )
 
-    def _router_pid(self) -> int | None:
-        """The pid of our router process if it runs (a recycled pid is not mistaken for it)."""
-        try:
-            pid = int(self.paths.router_pid.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return None
-        ours = str(self.paths.router_socket).encode() in cmdline
-        return pid if ours and proc_start_ticks(pid) is not None else None
-
-    async def stop_router(self, grace: float = 10.0) -> None:
-        """SIGTERM, time for in-flight requests to finish, then SIGKILL."""
-        pid = self._router_pid()
-        if pid is None:
-            self.paths.router_pid.unlink(missing_ok=True)
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            return
-        deadline = time.monotonic() + grace
-        killed = False
-        while proc_start_ticks(pid) is not None:
-            if time.monotonic() > deadline + 10:
-                log.warning("the router (pid %s) is still there after SIGKILL", pid)
-                return
-            if time.monotonic() > deadline and not killed:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-                killed = True
-            await asyncio.sleep(0.05)
-        self.paths.router_pid.unlink(missing_ok=True)
+    async def aclose(self) -> None:
+        """Let go of the drivers; the router and the instances keep running."""
+        await self.router.aclose()
+        await self.platform.aclose()
+        self.store.close()
+        self.flags.close()
 
     # --- commands --------------------------------------------------------------------------
 
@@ -153,7 +76,7 @@ class Controller:
             back = f": starting {status.stable} again" if status.stable else ""
             self.store.save(
                 dataclasses.replace(status, stopping=False),
-                [(time.time(), None, "up", f"zerodown up after down{back}")],
+                [(self.clock.now(), None, "up", f"zerodown up after down{back}")],
             )
 
     def status(self) -> ServiceStatus:
@@ -172,7 +95,7 @@ class Controller:
             checked_version(version)  # the API and the CLI check too; this is the last line
         except ValueError as exc:
             raise SpecError(str(exc), field="version") from None
-        now = time.time()
+        now = self.clock.now()
         status = self.status()
         current = status.rollout
         if current is not None and current.active and current.version == version:
@@ -241,10 +164,9 @@ class Controller:
         back without --force."""
         if spec.migrations is None or target.db_schema is None:
             return
-        from zerodown.engine.pipeline import database_url
         from zerodown.migrations import api
 
-        state = api.status(database_url(spec))
+        state = api.status(database_url(spec.migrations.database))
         active = state.get("active") or {}
         alive = {
             state.get("current_schema"),
@@ -262,7 +184,9 @@ class Controller:
         status = self.status()
         new = change(status)
         rollout = new.rollout
-        self.store.save(new, [(time.time(), rollout.revision if rollout else None, kind, message)])
+        self.store.save(
+            new, [(self.clock.now(), rollout.revision if rollout else None, kind, message)]
+        )
         self.engine.poke()
         return {"ok": True, "message": message}
 
@@ -274,29 +198,29 @@ class Controller:
             steps = len(spec.strategy.canary.steps) if spec.strategy.canary else 1
         how = "fully " if full else ""
         return self._command(
-            lambda s: commands.promote(s, full=full, steps=steps, now=time.time()),
+            lambda s: commands.promote(s, full=full, steps=steps, now=self.clock.now()),
             "promote",
             f"promoted {how}by {who}",
         )
 
     def abort(self, *, who: str) -> dict[str, Any]:
         return self._command(
-            lambda s: commands.abort(s, who=who, now=time.time()), "abort", f"aborted by {who}"
+            lambda s: commands.abort(s, who=who, now=self.clock.now()), "abort", f"aborted by {who}"
         )
 
     def pause(self, *, who: str) -> dict[str, Any]:
         return self._command(
-            lambda s: commands.pause(s, who=who, now=time.time()), "pause", f"paused by {who}"
+            lambda s: commands.pause(s, who=who, now=self.clock.now()), "pause", f"paused by {who}"
         )
 
     def resume(self, *, who: str) -> dict[str, Any]:
         return self._command(
-            lambda s: commands.resume(s, now=time.time()), "resume", f"resumed by {who}"
+            lambda s: commands.resume(s, now=self.clock.now()), "resume", f"resumed by {who}"
         )
 
     def retry(self, *, who: str) -> dict[str, Any]:
         return self._command(
-            lambda s: commands.retry(s, now=time.time()), "retry", f"retried by {who}"
+            lambda s: commands.retry(s, now=self.clock.now()), "retry", f"retried by {who}"
         )
 
     def down(self, *, who: str) -> dict[str, Any]:
@@ -339,8 +263,8 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         "steps": steps,
         "instances_wanted": spec.instances if spec else None,
         "events": [e.to_json() for e in controller.store.events(controller.service, limit=20)],
-        "controller": controller.engine.health.summary(time.time()),
-        "now": time.time(),
+        "controller": controller.engine.health.summary(controller.clock.now()),
+        "now": controller.clock.now(),
     }
 
 

@@ -138,7 +138,9 @@ def left_running(paths: Paths, service: str | None) -> list[str]:
     except sqlite3.Error:
         stored = None
     if stored is not None:
-        left += [f"{i.id} (pid {i.pid})" for i in stored[1] if i.pid and pid_alive(i.pid)]
+        # A handle is the platform's to read: whether each instance still runs is for the
+        # controller to find out (it adopts it or forgets it, then stops what runs).
+        left += [i.id for i in stored[1] if i.handle is not None and i.phase.value != "stopped"]
     return left
 
 

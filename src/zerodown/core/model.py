@@ -1,6 +1,9 @@
-"""What the controller knows, as plain frozen data: instances, rollouts, the service's status.
+"""What the controller knows, as plain frozen data: instances, rollouts, the service's status,
+revisions and the decision log.
 
-The store persists these; `decide` reads them and returns new ones. Nothing here does I/O.
+The store persists these; `decide` reads them and returns new ones. Nothing here does I/O, and
+nothing here knows which platform runs an instance: an instance carries the platform's opaque
+`handle`, never a pid.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class Instance:
     ready_since: float | None = None
     failure: str | None = None  # why it can never serve: startup or liveness failed, exited
     retire_reason: str | None = None
-    pid: int | None = None
+    handle: str | None = None  # the platform's, once it launched (or adopted) the instance
 
     @property
     def live(self) -> bool:
@@ -55,7 +58,7 @@ class Instance:
             "ready_since": self.ready_since,
             "failure": self.failure,
             "retire_reason": self.retire_reason,
-            "pid": self.pid,
+            "handle": self.handle,
         }
 
     @classmethod
@@ -70,8 +73,70 @@ class Instance:
             ready_since=data.get("ready_since"),
             failure=data.get("failure"),
             retire_reason=data.get("retire_reason"),
-            pid=data.get("pid"),
+            # Documents written before handles had a pid instead: the handle is unknown then,
+            # and the platform's `adopt` finds the instance again by its id.
+            handle=data.get("handle"),
         )
+
+
+def flag_release(key: str, variant: str) -> str:
+    """The pseudo-release a flag variant's traffic is counted under (`flag:<key>=<variant>`):
+    the router counts it, the flag guards analyse it like a release."""
+    return f"flag:{key}={variant}"
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """One deploy of a release: its spec as deployed, and how its rollout ended."""
+
+    number: int
+    version: str
+    strategy: str
+    spec: dict[str, Any]
+    created_at: float
+    finished_at: float | None
+    outcome: str
+    reason: str
+    db_schema: str | None = None  # the database schema its release used (expand-contract)
+
+    def to_json(self, *, with_spec: bool = False) -> dict[str, Any]:
+        doc = {
+            "revision": self.number,
+            "version": self.version,
+            "strategy": self.strategy,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "db_schema": self.db_schema,
+        }
+        if with_spec:
+            doc["spec"] = self.spec
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the decision log, as stored (`id` grows with every entry of a store)."""
+
+    id: int
+    at: float
+    revision: int | None
+    kind: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "revision": self.revision,
+            "kind": self.kind,
+            "message": self.message,
+        }
+
+
+EventRow = tuple[float, int | None, str, str]
+"""A decision-log entry to store: (at, revision, kind, message)."""
 
 
 class CheckState(StrEnum):

@@ -36,12 +36,12 @@ from typing import Any
 from zerodown.core.analysis.assess import RunResult
 from zerodown.core.analysis.context import AnalysisContext, StatsSource
 from zerodown.core.analysis.model import Phase
+from zerodown.core.model import flag_release
 from zerodown.flags.model import Flag
 from zerodown.flags.stale import settled_state
 from zerodown.flags.stores import FlagStore
 from zerodown.metrics.base import Registry
 from zerodown.pipeline.analysis import Analyses
-from zerodown.routers.proxy.stats import flag_release
 from zerodown.spec.analysis import ResolvedAnalysis, resolve
 from zerodown.spec.guards import FlagGuardSpec
 from zerodown.spec.model import Spec

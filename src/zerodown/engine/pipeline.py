@@ -13,40 +13,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import string
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from zerodown.core.analysis.context import AnalysisContext
+from zerodown.core.analysis.context import AnalysisContext, StatsSource
 from zerodown.core.analysis.model import Phase as AnalysisPhase
 from zerodown.core.analysis.model import RunState
 from zerodown.core.model import CheckState, Instance, Rollout, ServiceStatus
+from zerodown.core.ports import StateStore
+from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.flags.steps import FlagRevert, apply_with_revert, revert_flag_change, still_as_changed
+from zerodown.migrations.url import database_url
 from zerodown.pipeline.analysis import Analyses
 from zerodown.pipeline.gate import run_gate
 from zerodown.pipeline.smoke import run_smoke
 from zerodown.sessions.compat import run_compat
 from zerodown.spec.analysis import AnalysisRef, resolve
 from zerodown.spec.model import Spec
-from zerodown.store.sqlite import SqliteStore
 
 log = logging.getLogger("zerodown.pipeline")
 
 Outcome = tuple[CheckState, str, dict[str, Any]]
-
-
-def database_url(spec: Spec) -> str:
-    assert spec.migrations is not None
-    try:
-        return string.Template(spec.migrations.database).substitute(os.environ)
-    except KeyError as exc:
-        raise RuntimeError(
-            f"migrations.database uses ${exc.args[0]}, which is not set in the environment"
-        ) from None
 
 
 class Pipeline:
@@ -54,12 +44,13 @@ class Pipeline:
         self,
         *,
         service: str,
-        store: SqliteStore,
+        store: StateStore,
         spec_dir: Path,
-        stats_source: Any,
+        stats_source: StatsSource | None,
         flags: Any,
         spec_of_revision: Callable[[int], Spec],
         poke: Callable[[], None],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.service = service
         self.store = store
@@ -68,6 +59,7 @@ class Pipeline:
         self.flags = flags
         self.spec_of_revision = spec_of_revision
         self.poke = poke
+        self.clock = clock
         self.tasks: dict[tuple[int, str], asyncio.Task[None]] = {}
         self.analyses = Analyses(on_update=self._on_analysis)
 
@@ -136,12 +128,12 @@ class Pipeline:
             check,
             state=state,
             reason=reason,
-            finished_at=time.time(),
+            finished_at=self.clock.now(),
             detail=detail or check.detail,
         )
         updated = replace(status, rollout=rollout.with_check(key, done))
         self.store.save(
-            updated, [(time.time(), revision, "check", f"{key}: {state.value}: {reason}")]
+            updated, [(self.clock.now(), revision, "check", f"{key}: {state.value}: {reason}")]
         )
         self.tasks.pop((revision, key), None)
         self.poke()
@@ -221,7 +213,7 @@ class Pipeline:
         from zerodown.migrations import api
 
         assert spec.migrations is not None
-        url = database_url(spec)
+        url = database_url(spec.migrations.database)
         directory = self.spec_dir / spec.migrations.dir
         others = {i.release for i in instances if i.live} - {status.stable}
 
@@ -279,14 +271,15 @@ class Pipeline:
     async def _migrate_rollback(self, spec: Spec) -> Outcome:
         from zerodown.migrations import api
 
-        message = await asyncio.to_thread(api.rollback, database_url(spec))
+        assert spec.migrations is not None
+        message = await asyncio.to_thread(api.rollback, database_url(spec.migrations.database))
         return CheckState.PASSED, str(message) or "rolled back", {}
 
     async def _contract_when_quiet(self, spec: Spec, rollout: Rollout) -> Outcome:
         from zerodown.migrations import api
 
         assert spec.migrations is not None and spec.migrations.quiet_period is not None
-        url, quiet = database_url(spec), spec.migrations.quiet_period
+        url, quiet = database_url(spec.migrations.database), spec.migrations.quiet_period
         old = rollout.previous
         quiet_since = time.monotonic()
         while old is not None and time.monotonic() - quiet_since < quiet:

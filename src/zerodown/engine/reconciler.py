@@ -1,13 +1,16 @@
 """The reconcile loop: observe, `decide`, persist, act. One per service.
 
+The engine speaks only to the ports (core/ports.py): a StateStore, a Platform, a Router (and the
+router's stats, when it keeps them). It imports no driver; the controller picks them by the spec.
+
 Every pass reads the store, so the loop holds nothing in memory that matters: a controller killed
-at any moment and restarted resumes from the store, adopts the processes it launched, and reaches
+at any moment and restarted resumes from the store, adopts the instances it launched, and reaches
 the same decisions. The order inside a pass keeps the rules of the rollout:
 
 1. the decision and its records are persisted before anything is acted on;
 2. routes are applied (atomically, by the router) before any instance leaves them;
 3. an instance drains and stops only once the router confirms it is out of the table;
-4. a launch is written to the store before the process starts, then adopted if we crash.
+4. a launch is written to the store before the platform starts it, then adopted if we crash.
 
 No error ends the loop (faults.py): a failed pass is logged with its traceback, written to the
 decision log once as an `error` event, and retried after a capped backoff; `status` shows the
@@ -15,23 +18,23 @@ last completed pass and the last error. A launch that fails (a missing command, 
 too large, anything the platform raises) marks its instance failed with the reason, and core's
 rule for failed instances fails the rollout with it. Instance ids, and so log file names, never
 carry a version that is not a safe name (`instance_id`).
+
+Time comes from `clock` and every wait of the engine's own goes through it, and probes go through
+`prober`: a test drives the engine pass by pass (`step`) on a fake world and a fake clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
-import os
 import re
-import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from zerodown import logs
 from zerodown.core.decide import decide
@@ -43,6 +46,7 @@ from zerodown.core.errors import (
 )
 from zerodown.core.model import (
     ApplyRoutes,
+    EventRow,
     Instance,
     InstancePhase,
     Launch,
@@ -51,17 +55,19 @@ from zerodown.core.model import (
     RolloutPhase,
     ServiceStatus,
 )
+from zerodown.core.ports import Placement, Platform, Router, RouterStats, StateStore
 from zerodown.core.routes import RouteTable
+from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.engine.faults import PassHealth, describe
 from zerodown.engine.guards import FlagGuards
 from zerodown.engine.health import Monitor
-from zerodown.engine.pipeline import Pipeline, database_url
+from zerodown.engine.pipeline import Pipeline
+from zerodown.flags.stores import FlagStore
+from zerodown.migrations.url import database_url
 from zerodown.pipeline.notify import Notifier
-from zerodown.platforms.local import LocalPlatform, Process, free_port
-from zerodown.routers.proxy.client import ProxyRouter
+from zerodown.probes.checks import PlatformProber, Prober
 from zerodown.spec.model import Spec
 from zerodown.spec.types import VERSION_PATTERN, VERSION_RULE, check_version
-from zerodown.store.sqlite import EventRow, SqliteStore
 
 log = logging.getLogger("zerodown.engine")
 
@@ -111,13 +117,15 @@ class Engine:
         self,
         *,
         service: str,
-        store: SqliteStore,
-        platform: LocalPlatform,
-        router: ProxyRouter,
+        store: StateStore,
+        platform: Platform,
+        router: Router,
+        stats: RouterStats | None = None,
         spec_dir: Path,
-        ensure_router: Callable[[], Awaitable[None]] | None = None,
-        flags: Any = None,
-        clock: Callable[[], float] = time.time,
+        flags: FlagStore | None = None,
+        prober: Prober | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        log_dir: Path | None = None,
         log_policy: logs.LogPolicy | None = None,
     ) -> None:
         self.service = service
@@ -125,7 +133,7 @@ class Engine:
         self.platform = platform
         self.router = router
         self.spec_dir = spec_dir
-        self.ensure_router = ensure_router
+        self.prober = prober or PlatformProber(platform)
         self.clock = clock
         self.wake = asyncio.Event()
         self.monitors: dict[str, Monitor] = {}
@@ -133,23 +141,26 @@ class Engine:
         self.applied: RouteTable | None = None
         self._specs: dict[int, Spec] = {}
         self.stopped = asyncio.Event()  # set once `zerodown down` has finished, and only then
-        self.health = PassHealth(started_at=clock())
+        self.health = PassHealth(started_at=clock.now())
         self.outbox: deque[EventRow] = deque(maxlen=100)  # decision-log entries not yet stored
         self.stopping = False  # the last pass saw `zerodown down`
-        self._launched: dict[str, Process] = {}  # until the store has the pid
+        self._started = False  # `start` has completed
+        self._launched: dict[str, Placement] = {}  # until the store has the handle
+        self.log_dir = log_dir  # the controller's, the router's and the instances' logs, if here
         self.log_policy = log_policy or logs.LogPolicy()
         self._logs_kept_at = -LOG_MAINTENANCE_EVERY
         self.pipeline = Pipeline(
             service=service,
             store=store,
             spec_dir=spec_dir,
-            stats_source=router,
+            stats_source=stats,
             flags=flags,
             spec_of_revision=self.spec_of,
             poke=self.poke,
+            clock=clock,
         )
         self.guards = (
-            FlagGuards(service=service, flags=flags, stats_source=router, record=self._record)
+            FlagGuards(service=service, flags=flags, stats_source=stats, record=self._record)
             if flags is not None
             else None
         )
@@ -191,42 +202,49 @@ class Engine:
 
     async def run(self) -> None:
         """Pass after pass until `zerodown down` has finished. No exception ends it."""
-        started = False
         while not self.stopped.is_set():
-            try:
-                if not started:
-                    await self._start()
-                    started = True
-                done = await self._pass()
-            except Exception as exc:  # per pass: recorded, then retried (CancelledError is not)
-                done, backoff = False, self._failed(exc)
-                if not isinstance(exc, StoreUnavailable):  # else the next pass that works writes
-                    self._flush()
-            else:
-                backoff = 0.0
-                recovered = self.health.passed(self.clock())
-                if recovered:
-                    self.outbox.append(
-                        (self.clock(), None, "recovered", f"after {recovered} failed passes")
-                    )
-                    log.info("reconcile passes complete again after %d failed", recovered)
-                self._flush()
-            await self._keep_logs()
-            if done:
-                self.stopped.set()
+            backoff = await self.step()
+            if self.stopped.is_set():
                 break
             if backoff:
-                await asyncio.sleep(backoff)  # not cut short by pokes: that is the point
+                await self.clock.sleep(backoff)  # not cut short by pokes: that is the point
             else:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), PASS_INTERVAL)
             self.wake.clear()
 
-    async def _start(self) -> None:
-        """Before anything else: the router (it may have died while no controller ran)."""
-        if self.ensure_router is not None:
-            await self.ensure_router()
-        self.adopt()
+    async def step(self) -> float:
+        """One pass as `run` makes it (after `start`, the first time), its error recorded if it
+        fails; sets `stopped` once `zerodown down` has finished. Returns the seconds to wait
+        before the next pass (the backoff after a failure, else 0)."""
+        try:
+            if not self._started:
+                await self.start()
+                self._started = True
+            done = await self._pass()
+        except Exception as exc:  # per pass: recorded, then retried (CancelledError is not)
+            done, backoff = False, self._failed(exc)
+            if not isinstance(exc, StoreUnavailable):  # else the next pass that works writes
+                self._flush()
+        else:
+            backoff = 0.0
+            recovered = self.health.passed(self.clock.now())
+            if recovered:
+                self.outbox.append(
+                    (self.clock.now(), None, "recovered", f"after {recovered} failed passes")
+                )
+                log.info("reconcile passes complete again after %d failed", recovered)
+            self._flush()
+        await self._keep_logs()
+        if done:
+            self.stopped.set()
+        return backoff
+
+    async def start(self) -> None:
+        """Before the first pass: the router (it may have died while no controller ran), then
+        the instances a previous controller left running."""
+        await self.router.start()
+        await self.adopt()
 
     async def _pass(self) -> bool:
         try:
@@ -241,7 +259,7 @@ class Engine:
 
     def _failed(self, exc: Exception) -> float:
         """Log and record a failed pass; the seconds to wait before the next one."""
-        now = self.clock()
+        now = self.clock.now()
         message = self.health.failed(exc, now)
         if message is not None:
             log.error("%s", message, exc_info=exc)
@@ -252,7 +270,7 @@ class Engine:
         """A decision-log entry from outside a pass's decision: written now if the store takes
         it, else by the next pass that can."""
         log.info("%s: %s", kind, message)
-        self.outbox.append((self.clock(), revision, kind, message))
+        self.outbox.append((self.clock.now(), revision, kind, message))
         self._flush()
 
     def _flush(self) -> None:
@@ -267,8 +285,8 @@ class Engine:
 
     async def _keep_logs(self) -> None:
         """Rotate the logs and prune gone instances' ones, once a minute, off the event loop."""
-        now = self.clock()
-        if now - self._logs_kept_at < LOG_MAINTENANCE_EVERY:
+        now, directory = self.clock.now(), self.log_dir
+        if directory is None or now - self._logs_kept_at < LOG_MAINTENANCE_EVERY:
             return
         self._logs_kept_at = now
         try:
@@ -278,7 +296,7 @@ class Engine:
         try:
             await asyncio.to_thread(
                 logs.maintain,
-                self.platform.logs,
+                directory,
                 prefix=f"{self.service}-",
                 live=known,
                 policy=self.log_policy,
@@ -290,28 +308,33 @@ class Engine:
     def poke(self) -> None:
         self.wake.set()
 
-    def adopt(self) -> None:
-        """Match the store's instances with running processes; record pids we never saw, and
-        forget launches whose process never started (the controller stopped in between)."""
-        found = self.platform.adoptable()
+    async def adopt(self) -> None:
+        """Match the store's instances with the platform's running ones; record placements we
+        never saw, and forget launches that never started (the controller stopped in between)."""
+        found = await self.platform.adopt()
         for instance in self.store.instances(self.service):
-            process = found.get(instance.id)
-            if process is not None and instance.pid != process.pid:
-                self.store.put_instance(self.service, replace(instance, pid=process.pid))
-            elif process is None and instance.pid is None and instance.failure is None:
+            placement = found.get(instance.id)
+            if placement is not None and (instance.address, instance.handle) != (
+                placement.address,
+                placement.handle,
+            ):
+                placed = replace(instance, address=placement.address, handle=placement.handle)
+                self.store.put_instance(self.service, placed)
+            elif placement is None and instance.handle is None and instance.failure is None:
                 self.store.delete_instance(instance.id)  # the next pass launches it again
 
     async def reconcile(self) -> bool:
         """One pass. True when `zerodown down` has finished."""
         self.stopping = self.store.status(self.service).stopping
-        if self.ensure_router is not None and not self.stopping:
-            await self.ensure_router()  # not to stop it: `down` goes on without a router
+        if not self.stopping:
+            await self.router.start()  # not to stop it: `down` goes on without a router
+        exits = await self._exits()
         # From reading the store to saving the decision, nothing awaits: the API's commands
         # run on this same event loop, so none can slip in between and be overwritten.
-        now = self.clock()
+        now = self.clock.now()
         status = self.store.status(self.service)
         self.stopping = status.stopping
-        instances = self._observe(self.store.instances(self.service))
+        instances = self._observe(self.store.instances(self.service), exits)
         spec = self.current_spec(status)
         if spec is None:
             return status.stopping  # nothing was ever deployed, so nothing runs to be stopped
@@ -344,39 +367,47 @@ class Engine:
 
     # --- observing -------------------------------------------------------------------------
 
-    def _observe(self, instances: list[Instance]) -> list[Instance]:
-        """The store's instances brought up to date with what this controller saw: pids of
-        its launches, processes that exited, what the probes concluded. Each change is stored."""
+    async def _exits(self) -> dict[str, str]:
+        """Why each live instance that no longer runs has stopped, by instance id (the platform
+        is asked before the pass reads the store for its decision: see `reconcile`)."""
+        exits = {}
+        for stored in self.store.instances(self.service):
+            instance = self._with_handle(stored)
+            if not instance.live or instance.handle is None or instance.failure is not None:
+                continue
+            exited = await self.platform.observe(instance_id=instance.id, handle=instance.handle)
+            if exited is not None:
+                exits[instance.id] = exited.reason
+        return exits
+
+    def _observe(self, instances: list[Instance], exits: dict[str, str]) -> list[Instance]:
+        """The store's instances brought up to date with what this controller saw: placements
+        of its launches, instances that exited, what the probes concluded. Each change is
+        stored."""
         seen = []
         for stored in instances:
-            instance = self._probed(self._exited(self._with_pid(stored)))
+            instance = self._probed(self._exited(self._with_handle(stored), exits))
             if instance != stored:
                 self.store.put_instance(self.service, instance)
             seen.append(instance)
         return seen
 
-    def _with_pid(self, instance: Instance) -> Instance:
-        process = self._launched.get(instance.id)
-        if process is None:
+    def _with_handle(self, instance: Instance) -> Instance:
+        placement = self._launched.get(instance.id)
+        if placement is None:
             return instance
-        if instance.pid is not None:
+        if instance.handle is not None:
             del self._launched[instance.id]
             return instance
-        return replace(instance, pid=process.pid)
+        return replace(instance, address=placement.address, handle=placement.handle)
 
-    def _exited(self, instance: Instance) -> Instance:
-        """A process that exited makes a failed instance (stopped, if it was retiring)."""
-        if (
-            not instance.live
-            or instance.pid is None
-            or instance.failure is not None
-            or self.platform.alive(Process(instance.pid, 0))
-        ):
+    @staticmethod
+    def _exited(instance: Instance, exits: dict[str, str]) -> Instance:
+        """An instance that exited is failed (stopped, if it was retiring)."""
+        why = exits.get(instance.id)
+        if why is None or not instance.live or instance.failure is not None:
             return instance
-        code = self.platform.exit_code(instance.pid)
-        tail = self.platform.log_tail(instance.id)
-        why = f"process exited ({code if code is not None else 'unknown'} status)"
-        return replace(instance, failure=why + (f": {tail}" if tail else ""))
+        return replace(instance, failure=why)
 
     def _probed(self, instance: Instance) -> Instance:
         """The instance as its probes last saw it (a report lost to a failed write is not lost:
@@ -394,7 +425,7 @@ class Engine:
 
     def _watch(self, status: ServiceStatus, instances: list[Instance]) -> None:
         """A probe monitor for every live instance, none for the others."""
-        live = {i.id: i for i in instances if i.live and i.failure is None and i.pid is not None}
+        live = {i.id: i for i in instances if i.live and i.failure is None and i.handle is not None}
         for gone in set(self.monitors) - set(live):
             self.monitors.pop(gone).cancel()
         for iid, instance in live.items():
@@ -403,10 +434,8 @@ class Engine:
             spec = self.spec_of(self.revision_of(status, instance.release))
             monitor = Monitor(
                 instance_id=iid,
-                address=instance.address,
                 probes=spec.probes,
-                cwd=(self.spec_dir / spec.run.workdir).resolve(),
-                env=dict(os.environ),
+                check=functools.partial(self.prober.check, instance=instance),
                 started=instance.phase is InstancePhase.RUNNING,
                 ready=instance.ready,
                 ready_since=instance.ready_since,
@@ -442,26 +471,22 @@ class Engine:
                 env |= await asyncio.to_thread(self._database_env, spec, launch.release)
             except Exception as exc:
                 failure = f"cannot prepare its database environment: {describe(exc)}"
-        taken = {int(i.address.rsplit(":", 1)[1]) for i in self.store.instances(self.service)}
+        taken = {i.address for i in self.store.instances(self.service) if i.address}
         for _ in range(launch.count):
             iid = instance_id(self.service, launch.release)
-            port = free_port(taken)
-            taken.add(port)
+            # No address yet: the platform picks it. Stored first all the same (see adopt()).
             instance = Instance(
-                id=iid,
-                release=launch.release,
-                address=f"127.0.0.1:{port}",
-                launched_at=self.clock(),
+                id=iid, release=launch.release, address="", launched_at=self.clock.now()
             )
-            self.store.put_instance(self.service, instance)  # before the process: see adopt()
+            self.store.put_instance(self.service, instance)
             if failure is None:
                 try:
-                    process = self.platform.launch(
+                    placement = await self.platform.launch(
                         instance_id=iid,
-                        version=launch.release,
-                        port=port,
+                        release=launch.release,
                         run=spec.run,
-                        extra_env=env,
+                        env=env,
+                        taken=taken,
                     )
                 except Exception as exc:
                     # Whatever the reason, this release cannot start this way: the instance
@@ -470,8 +495,10 @@ class Engine:
                     if not isinstance(exc, DriverError):
                         log.exception("launch of %s", iid)
                 else:
-                    self._launched[iid] = process
-                    self.store.put_instance(self.service, replace(instance, pid=process.pid))
+                    taken.add(placement.address)
+                    self._launched[iid] = placement
+                    placed = replace(instance, address=placement.address, handle=placement.handle)
+                    self.store.put_instance(self.service, placed)
                     continue
             log.warning("%s cannot start: %s", iid, failure)
             self.store.put_instance(self.service, replace(instance, failure=failure))
@@ -502,7 +529,7 @@ class Engine:
             await self._stop_instance(instance)
         except Exception as exc:
             log.warning("retiring %s: %s (trying again)", instance.id, describe(exc))
-            await asyncio.sleep(RETIRE_RETRY)  # the next pass starts it again
+            await self.clock.sleep(RETIRE_RETRY)  # the next pass starts it again
         self.poke()
 
     async def _stop_instance(self, instance: Instance) -> None:
@@ -511,22 +538,25 @@ class Engine:
             monitor.cancel()
         status = self.store.status(self.service)
         spec = self.spec_of(self.revision_of(status, instance.release))
-        await self._wait_out_of_routes(instance.address)
-        await self._drain(instance.address, spec.run.drain)
-        if instance.pid is not None:
+        instance = self._with_handle(instance)
+        if instance.address:
+            await self._wait_out_of_routes(instance.address)
+            await self._drain(instance.address, spec.run.drain)
+        if instance.handle is not None:
             how = await self.platform.stop(
-                Process(instance.pid, 0),
+                instance_id=instance.id,
+                handle=instance.handle,
                 stop_signal=spec.run.stop_signal,
                 grace=spec.run.stop_timeout,
             )
             log.info("stopped %s: %s", instance.id, how)
         self.store.delete_instance(instance.id)
+        self._launched.pop(instance.id, None)
 
     async def _wait_out_of_routes(self, address: str) -> None:
         """Never stop an instance the router may still send to (rule 2); except that
         `zerodown down`, which stops the router too, waits for it only so long."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = self.clock.now()
         warned = started - 10
         while True:
             try:
@@ -534,31 +564,31 @@ class Engine:
                 if address not in table.addresses():
                     return
             except DriverError as exc:
-                if loop.time() - warned >= 10:
+                if self.clock.now() - warned >= 10:
                     log.warning("waiting for the router to drop %s: %s", address, exc)
-                    warned = loop.time()
-            if self.stopping and loop.time() - started > OUT_OF_ROUTES_ON_DOWN:
+                    warned = self.clock.now()
+            if self.stopping and self.clock.now() - started > OUT_OF_ROUTES_ON_DOWN:
                 log.warning("zerodown down: stopping %s without the router's word", address)
                 return
-            await asyncio.sleep(0.1)
+            await self.clock.sleep(0.1)
 
     async def _drain(self, address: str, limit: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        while loop.time() < deadline:
+        deadline = self.clock.now() + limit
+        while self.clock.now() < deadline:
             try:
                 backend = (await self.router.backends()).get(address)
             except DriverError:
                 backend = None
             if backend is None or backend.inflight == 0:
                 return
-            await asyncio.sleep(0.05)
+            await self.clock.sleep(0.05)
 
     def _database_env(self, spec: Spec, release: str) -> dict[str, str]:
         """The release's own schema (expand-contract) and its connection tag."""
         from zerodown.migrations import api
 
-        url = database_url(spec)
+        assert spec.migrations is not None
+        url = database_url(spec.migrations.database)
         schema = api.schema_for(url, release, service=self.service)
         return {"DATABASE_URL": url, **api.app_env(self.service, release, schema)}
 

@@ -1,5 +1,9 @@
 """One probe attempt: http (2xx/3xx pass, as in Kubernetes), tcp (connect), exec (exit 0).
 
+http and tcp go straight to the instance's address; exec runs where the instance runs, through
+its platform (`Platform.exec`). A `Prober` is what the engine's probe monitors call, so a test
+world can supply its own outcomes.
+
 A probe never raises: every failure is a ProbeResult with a message a person can act on.
 """
 
@@ -7,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
+from zerodown.core.model import Instance
+from zerodown.core.ports import Platform
 from zerodown.spec.model import ProbeSpec
 
 
@@ -18,49 +24,52 @@ class ProbeResult:
     message: str
 
 
+class Prober(Protocol):
+    async def check(self, probe: ProbeSpec, instance: Instance) -> ProbeResult:
+        """One attempt of `probe` against `instance`; never raises."""
+        ...
+
+
+class PlatformProber:
+    """The real probes: the network for http and tcp, the instance's platform for exec."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    async def check(self, probe: ProbeSpec, instance: Instance) -> ProbeResult:
+        try:
+            return await asyncio.wait_for(self._attempt(probe, instance), probe.timeout)
+        except TimeoutError:
+            return ProbeResult(False, f"timed out after {probe.timeout:g}s")
+        except OSError as exc:
+            return ProbeResult(False, exc.strerror or type(exc).__name__)
+        except Exception as exc:  # e.g. a reply no parser expected: a failed attempt, not a crash
+            return ProbeResult(False, f"{type(exc).__name__}: {exc}"[:200])
+
+    async def _attempt(self, probe: ProbeSpec, instance: Instance) -> ProbeResult:
+        if probe.http is not None:
+            return await _http(probe.http, instance.address)
+        if probe.tcp is not None:
+            host, port = _host_port(instance.address, probe.tcp.port)
+            _, writer = await asyncio.open_connection(host, port)
+            writer.close()
+            await writer.wait_closed()
+            return ProbeResult(True, f"tcp {port} open")
+        assert probe.exec is not None
+        if instance.handle is None:
+            return ProbeResult(False, "not launched yet")
+        result = await self.platform.exec(
+            instance_id=instance.id, handle=instance.handle, argv=probe.exec, timeout=probe.timeout
+        )
+        return ProbeResult(
+            result.code == 0,
+            f"exit {result.code}" + (f": {result.output}" if result.output else ""),
+        )
+
+
 def _host_port(address: str, port: int | None) -> tuple[str, int]:
     host, _, default = address.rpartition(":")
     return host, port or int(default)
-
-
-async def check(probe: ProbeSpec, address: str, *, cwd: Path, env: dict[str, str]) -> ProbeResult:
-    try:
-        return await asyncio.wait_for(_attempt(probe, address, cwd, env), probe.timeout)
-    except TimeoutError:
-        return ProbeResult(False, f"timed out after {probe.timeout:g}s")
-    except OSError as exc:
-        return ProbeResult(False, exc.strerror or type(exc).__name__)
-    except Exception as exc:  # e.g. a reply no parser expected: a failed attempt, not a crash
-        return ProbeResult(False, f"{type(exc).__name__}: {exc}"[:200])
-
-
-async def _attempt(probe: ProbeSpec, address: str, cwd: Path, env: dict[str, str]) -> ProbeResult:
-    if probe.http is not None:
-        return await _http(probe.http, address)
-    if probe.tcp is not None:
-        host, port = _host_port(address, probe.tcp.port)
-        _, writer = await asyncio.open_connection(host, port)
-        writer.close()
-        await writer.wait_closed()
-        return ProbeResult(True, f"tcp {port} open")
-    assert probe.exec is not None
-    child = await asyncio.create_subprocess_exec(
-        *probe.exec,
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await child.communicate()
-    except asyncio.CancelledError:
-        child.kill()
-        await child.wait()
-        raise
-    text = out.decode(errors="replace").strip()[-200:]
-    return ProbeResult(
-        child.returncode == 0, f"exit {child.returncode}" + (f": {text}" if text else "")
-    )
 
 
 async def _http(path: str, address: str) -> ProbeResult:

@@ -101,12 +101,56 @@ class ProbesSpec(StrictModel):
         return probe
 
 
+def _known(what: str) -> AfterValidator:
+    """A driver kind the registry knows (`zerodown.drivers`: built-in or by entry point)."""
+
+    def check(kind: str) -> str:
+        from zerodown import drivers  # drivers name the spec's types: import it when used
+
+        known = drivers.registry(what).kinds()
+        if kind not in known:
+            raise ValueError(
+                f"no {what} of kind {shorten(kind)}; the kinds are: {', '.join(known)}"
+            )
+        return kind
+
+    return AfterValidator(check)
+
+
+def _store_url(url: str) -> str:
+    from zerodown import drivers
+
+    scheme = drivers.store_kind(url)
+    known = drivers.stores.kinds()
+    if scheme not in known:
+        raise ValueError(
+            f"{shorten(url)} names no state store; write it like sqlite:///.zerodown/state.db "
+            f"(the stores are: {', '.join(f'{k}://' for k in known)})"
+        )
+    return url
+
+
 class RouterSpec(StrictModel):
-    kind: Literal["builtin"] = "builtin"
+    kind: Annotated[str, _known("router")] = Field(
+        "builtin", description="the router driver: builtin, or one a plug-in registers"
+    )
     listen: Address = "127.0.0.1:8080"
     admin_listen: Address | None = Field(None, description="TCP admin API, e.g. for Prometheus")
     header_timeout: Timeout = Field(
         10.0, description="a client still sending its request headers after this is cut off"
+    )
+
+
+class PlatformSpec(StrictModel):
+    kind: Annotated[str, _known("platform")] = Field(
+        "local", description="where instances run: local (processes), or a plug-in's"
+    )
+
+
+class StateSpec(StrictModel):
+    url: Annotated[str, AfterValidator(_store_url)] = Field(
+        "sqlite:///.zerodown/state.db",
+        description="the state store, by URL; a relative path starts at the spec's directory",
     )
 
 
@@ -252,6 +296,8 @@ class Spec(StrictModel):
     run: RunSpec
     probes: ProbesSpec = Field(default_factory=ProbesSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
+    platform: PlatformSpec = Field(default_factory=PlatformSpec)
+    state: StateSpec = Field(default_factory=StateSpec)
     api: ApiSpec = Field(default_factory=ApiSpec)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)

@@ -7,6 +7,9 @@ Every call either succeeds or raises StoreUnavailable within a few seconds: SQLi
 BUSY_TIMEOUT for a lock another process holds, and a caller waits at most LOCK_WAIT for the
 connection another thread of the controller is using. A held lock is an error the engine records
 and retries, never a hang (the calls run on the controller's event loop).
+
+Chosen by the spec's `state.url` scheme: `sqlite:///<path>` (relative to the spec's directory;
+`sqlite:////<absolute path>` with four slashes), `create` is the registry's factory.
 """
 
 from __future__ import annotations
@@ -16,17 +19,15 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zerodown.core.errors import StoreUnavailable
-from zerodown.core.model import Instance, Rollout, ServiceStatus
+from zerodown.core.errors import SpecError, StoreUnavailable
+from zerodown.core.model import Event, EventRow, Instance, Revision, Rollout, ServiceStatus
+from zerodown.drivers import DriverContext
 
 BUSY_TIMEOUT = 1.0  # seconds SQLite waits for another process's lock before "database is locked"
 LOCK_WAIT = 5.0  # seconds a call waits for the connection (held at most ~BUSY_TIMEOUT per call)
-
-EventRow = tuple[float, int | None, str, str]  # (at, revision, kind, message)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS status (service TEXT PRIMARY KEY, doc TEXT NOT NULL);
@@ -43,50 +44,20 @@ CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
 """
 
 
-@dataclass(frozen=True)
-class Revision:
-    number: int
-    version: str
-    strategy: str
-    spec: dict[str, Any]
-    created_at: float
-    finished_at: float | None
-    outcome: str
-    reason: str
-    db_schema: str | None = None  # the database schema its release used (expand-contract)
-
-    def to_json(self, *, with_spec: bool = False) -> dict[str, Any]:
-        doc = {
-            "revision": self.number,
-            "version": self.version,
-            "strategy": self.strategy,
-            "created_at": self.created_at,
-            "finished_at": self.finished_at,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "db_schema": self.db_schema,
-        }
-        if with_spec:
-            doc["spec"] = self.spec
-        return doc
+def create(ctx: DriverContext) -> SqliteStore:
+    return SqliteStore(sqlite_path(ctx.spec.state.url, base=ctx.spec_dir))
 
 
-@dataclass(frozen=True)
-class Event:
-    id: int
-    at: float
-    revision: int | None
-    kind: str
-    message: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at,
-            "revision": self.revision,
-            "kind": self.kind,
-            "message": self.message,
-        }
+def sqlite_path(url: str, *, base: Path) -> str:
+    """The file a `sqlite:///…` URL names (relative paths start at `base`)."""
+    scheme, sep, rest = url.partition(":///")
+    if scheme != "sqlite" or not sep or not rest:
+        raise SpecError(
+            f"{url!r} is not a SQLite URL: use sqlite:///<path> (relative to the spec's "
+            "directory) or sqlite:////<absolute path>",
+            field="state.url",
+        )
+    return rest if rest == ":memory:" else str(base / rest)
 
 
 class SqliteStore:

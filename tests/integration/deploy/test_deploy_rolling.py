@@ -84,7 +84,7 @@ def test_release_that_never_gets_ready_fails_and_v1_keeps_serving(workspace: Wor
 
 def test_kill_9_of_an_instance_at_steady_state_is_replaced(workspace: Workspace) -> None:
     workspace.zd("up", "--version", "v1")
-    before = {i["id"]: i["pid"] for i in workspace.status()["instances"]}
+    before = {i["id"]: int(i["handle"].split(":")[0]) for i in workspace.status()["instances"]}
     victim = next(iter(before))
     with workspace.load() as load:
         time.sleep(1)

@@ -1,6 +1,7 @@
-"""A release that cannot even start (its command does not exist, its environment is larger than
-the kernel takes): the rollout fails with that reason, the old release keeps serving, nothing
-hangs. This used to crash the engine, and the controller then stopped the router."""
+"""A release that cannot even start (its command does not exist): the rollout fails with that
+reason, the old release keeps serving, nothing hangs. This used to crash the engine, and the
+controller then stopped the router. (An environment larger than the kernel takes cannot come
+from a spec any more, whose strings are capped: test_local_platform.py launches one directly.)"""
 
 from __future__ import annotations
 
@@ -29,22 +30,13 @@ def test_releases_that_cannot_launch_fail_and_the_old_one_keeps_serving(
     workspace: Workspace,
 ) -> None:
     workspace.zd("up", "--version", "v1")
-    good = workspace.spec_file.read_text()
     with workspace.load() as load:
         time.sleep(1)
         with_run(workspace, command=["/nonexistent/zerodown-app", "{port}"])
         missing = workspace.zd("deploy", "v2", "--wait", check=False)
-        # One value over the kernel's 128 KiB limit per string: E2BIG from execve.
-        workspace.spec_file.write_text(good)
-        spec_env = yaml.safe_load(good)["run"]["env"]
-        with_run(workspace, env={**spec_env, "HUGE": "x" * 300_000})
-        huge = workspace.zd("deploy", "v3", "--wait", check=False)
         time.sleep(1)
     assert missing.returncode == 3, missing.stdout + missing.stderr
     assert "'/nonexistent/zerodown-app': not found" in words(missing.stderr)
-    assert huge.returncode == 3, huge.stdout + huge.stderr
-    assert "environment are too large" in words(huge.stderr)
-    assert "make run.env and run.command smaller" in words(huge.stderr)
     assert [(s.status, s.error) for s in load.report.failed] == []
     assert set(load.report.versions()) == {"v1"}
     status = workspace.status()

@@ -1,0 +1,67 @@
+"""Each driver of a port under the same contract suite: the platforms `local` (real processes)
+and `fake`, the routers `builtin` (a real router process) and `fake`. Every driver is
+made through its registry, as the controller makes it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from drivers_kit import PlatformUnderTest, RouterUnderTest, context
+from zerodown_fake_drivers import FakeWorld
+
+from support.services import free_port
+from zerodown import drivers
+from zerodown.core.errors import PermanentDriverError
+from zerodown.spec.model import RunSpec
+
+
+@pytest.fixture(params=["local", "fake"])
+def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PlatformUnderTest]:
+    ctx = context(tmp_path)
+    made = drivers.platforms.create(request.param, ctx)
+    world = FakeWorld.at(ctx.paths.state)
+    sleeper = RunSpec(command=[sys.executable, "-c", "import time; time.sleep(60)"])
+
+    def local_stale(handle: str) -> str:
+        pid, _, ticks = handle.partition(":")
+        return f"{pid}:{int(ticks) + 1}"  # the same pid, started at another time
+
+    def cannot_start() -> RunSpec:
+        if request.param == "fake":
+            world.launch_error = PermanentDriverError("cannot start 'app': not found")
+        return RunSpec(command=["/nonexistent/zerodown-app"])
+
+    yield PlatformUnderTest(
+        platform=made,
+        run=sleeper,
+        stale=local_stale if request.param == "local" else (lambda handle: handle + "-old"),
+        cannot_start=cannot_start,
+    )
+
+    async def stop_everything() -> None:
+        for iid, placement in (await made.adopt()).items():
+            await made.stop(
+                instance_id=iid, handle=placement.handle, stop_signal="SIGKILL", grace=1
+            )
+        await made.aclose()
+
+    asyncio.run(stop_everything())
+    world.close()
+
+
+@pytest.fixture(params=["builtin", "fake"])
+def router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RouterUnderTest]:
+    ctx = context(tmp_path)
+    made = drivers.routers.create(request.param, ctx)
+    yield RouterUnderTest(router=made, backend=lambda: f"127.0.0.1:{free_port()}")
+
+    async def stop() -> None:
+        await made.stop(grace=1)
+        await made.aclose()
+
+    asyncio.run(stop())
+    FakeWorld.at(ctx.paths.state).close()
