@@ -243,8 +243,8 @@ def error_summary(text: str, lines: int = ERROR_LINES) -> str:
     and what follows it, or the exception that ends a traceback, or else its first lines."""
     rows = [row.rstrip() for row in text.splitlines() if row.strip()]
     for n, row in enumerate(rows):
-        if row.startswith("error:"):
-            return "\n".join(rows[n : n + lines])
+        if row.startswith("error:"):  # the caller says "error:" already
+            return "\n".join([row.removeprefix("error:").strip(), *rows[n + 1 : n + lines]])
     if any(row.startswith("Traceback") for row in rows):
         return next(row for row in reversed(rows) if not row.startswith((" ", "\t")))
     return "\n".join(rows[:lines])

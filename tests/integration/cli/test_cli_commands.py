@@ -159,7 +159,10 @@ def test_up_that_cannot_start_the_controller_says_why(workspace: Workspace) -> N
     result = workspace.zd("up", "--version", "v1", check=False)
     assert result.returncode == 1
     said = words(result.stderr)
-    assert "error: the controller did not start: sqlite3.OperationalError" in said, said
+    assert (
+        "error: the controller did not start: the state store "
+        f"{state / 'state.db'} is unavailable: unable to open database file"
+    ) in said, said
     assert "controller.stderr" in said and "Traceback" not in result.stderr
     assert processes_of(workspace.root) == []
 

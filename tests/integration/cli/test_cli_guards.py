@@ -115,7 +115,7 @@ def test_schema_is_the_json_schema_of_the_spec() -> None:
     [
         (
             "WARNING something\nerror: zerodown.yaml:3: run: this field is required\nmore\n",
-            "error: zerodown.yaml:3: run: this field is required\nmore",
+            "zerodown.yaml:3: run: this field is required\nmore",
         ),
         (
             'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
