@@ -9,6 +9,9 @@ GET  /metrics                  Prometheus text exposition
 
 On the unix socket, file permissions (0600) are the access control. On TCP, reads are open
 (for Prometheus) and anything that changes state needs `Authorization: Bearer <token>`.
+
+This module knows the router only through `Routed` (server.Router satisfies it), so it never
+imports server.
 """
 
 from __future__ import annotations
@@ -18,16 +21,21 @@ import contextlib
 import hmac
 import json
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import httptools
 
 from zerodown.routers.proxy.events import log
-from zerodown.routers.proxy.server import Router
 from zerodown.routers.proxy.statefile import save_state
 from zerodown.routers.proxy.validate import TableError, parse_table
+
+if TYPE_CHECKING:
+    from zerodown.core.routes import RouteTable
+    from zerodown.routers.proxy.routing import CompiledTable
+    from zerodown.routers.proxy.stats import ReleaseCounters
 
 MAX_BODY = 16 * 1024 * 1024
 
@@ -98,8 +106,20 @@ def _error(status: int, message: str) -> Reply:
     return _json(status, {"error": message})
 
 
+class Routed(Protocol):
+    """What the admin API needs of the router (server.Router)."""
+
+    @property
+    def table(self) -> CompiledTable[Any]: ...
+    @property
+    def releases(self) -> Mapping[str, ReleaseCounters]: ...
+    def install(self, table: RouteTable) -> None: ...
+    def stats_json(self) -> dict[str, Any]: ...
+    def metrics_text(self) -> str: ...
+
+
 class Admin:
-    def __init__(self, router: Router, state_file: Path, token: str | None) -> None:
+    def __init__(self, router: Routed, state_file: Path, token: str | None) -> None:
         self.router = router
         self.state_file = state_file
         self.token = token

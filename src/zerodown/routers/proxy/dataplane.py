@@ -9,6 +9,9 @@ connect failed, or a reused keep-alive connection was closed before any response
 backend closed it while idle). An idempotent request (GET, HEAD, OPTIONS) is also retried when a
 fresh connection dies before any response byte. The body sent so far is kept (up to
 REPLAY_LIMIT) so it can be sent again; beyond that the client gets a 502.
+
+This module knows the router that owns its connections only through `RouterState` (server.Router
+satisfies it), so it never imports server.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import httptools
 
@@ -40,6 +43,7 @@ from zerodown.routers.proxy.upstream import (
     HOST,
     KEEP,
     LOOKALIKE,
+    PAUSE_UPSTREAM,
     TRANSFER_ENCODING,
     XFF,
     BackendState,
@@ -48,15 +52,17 @@ from zerodown.routers.proxy.upstream import (
 )
 
 if TYPE_CHECKING:
-    from zerodown.routers.proxy.routing import CompiledPool
-    from zerodown.routers.proxy.server import Router
+    from collections.abc import Callable, Coroutine
+
+    from zerodown.routers.proxy.routing import CompiledPool, CompiledTable
+    from zerodown.routers.proxy.stats import ReleaseCounters
 
 REPLAY_LIMIT = 64 * 1024  # request body bytes kept for a retry
 LINGER = 2.0  # seconds a refused connection keeps draining input before it closes
 BUFFER_LIMIT = 256 * 1024  # request body bytes held while connecting before reading pauses
 
 # Client reading is paused for any of these reasons; it resumes when none is left.
-PAUSE_UPSTREAM = 1  # the backend socket's write buffer is full
+# PAUSE_UPSTREAM = 1 (upstream.py): the backend socket's write buffer is full
 PAUSE_BUFFER = 2  # waiting for a backend connection with a full buffer
 PAUSE_PIPELINE = 4  # a pipelined request waits for the one before it
 PAUSE_STOP = 8  # nothing more will be read from this client
@@ -78,6 +84,42 @@ _REASONS = {
     503: b"Service Unavailable",
     505: b"HTTP Version Not Supported",
 }
+
+
+class RouterState(Protocol):
+    """What the data plane needs of the router that owns its connections (server.Router): the
+    clock, the live table, backends and counters, task spawning. Only a type: each use is the
+    same attribute access or call on the router object as before, the hot path pays nothing."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def now(self) -> Callable[[], float]: ...
+    @property
+    def table(self) -> CompiledTable[BackendState]: ...
+    @property
+    def draining(self) -> bool: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def max_slow_heads(self) -> int: ...
+    @property
+    def slow_heads(self) -> dict[bytes, int]: ...  # client address -> connections in a head
+    @property
+    def releases(self) -> dict[str, ReleaseCounters]: ...
+    @property
+    def clients(self) -> set[ClientConn]: ...
+
+    clients_peak: int  # the only attribute the data plane assigns
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+    def counters(self, release: str) -> ReleaseCounters:
+        """The counters of `release`, created on first use."""
+        ...
+
+    def forget(self, backend: BackendState) -> None:
+        """Drop a backend that left the table once nothing is in flight to it."""
+        ...
 
 
 def error_response(status: int, message: bytes, *, close: bool) -> bytes:
@@ -137,7 +179,7 @@ class ClientConn(asyncio.Protocol):
         "write_paused",
     )
 
-    def __init__(self, router: Router, preview: bool) -> None:
+    def __init__(self, router: RouterState, preview: bool) -> None:
         self.router = router
         self.preview = preview
         self.transport: asyncio.Transport | None = None

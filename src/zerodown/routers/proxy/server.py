@@ -1,4 +1,9 @@
-"""The router process: listeners, the live route table, backends, counters, graceful stop."""
+"""The router process: listeners, the live route table, backends, counters, graceful stop.
+
+The top of the router's modules: `Router` holds the live state that the data plane (through
+dataplane.RouterState) and the admin API (through admin.Routed) use, and `serve` wires them to
+their sockets; nothing below imports this module.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from zerodown.core.routes import RouteTable
+from zerodown.routers.proxy.admin import Admin
 from zerodown.routers.proxy.dataplane import ClientConn
 from zerodown.routers.proxy.events import log
 from zerodown.routers.proxy.memory import give_back
@@ -195,8 +201,6 @@ def unix_listener(path: Path) -> socket.socket:
 
 
 async def serve(opts: Options, table: RouteTable | None) -> int:
-    from zerodown.routers.proxy.admin import Admin
-
     loop = asyncio.get_running_loop()
     router = Router(
         loop,

@@ -3,6 +3,9 @@
 An idle pooled connection must stay silent: any byte a backend sends while no exchange uses the
 connection (or after the response it owed, in the same read) means the two sides no longer agree
 on where messages start, so the connection is closed and never handed out again.
+
+This module knows the data plane only through `Receiver` (what a connection hands its response
+to: dataplane.Exchange satisfies it), so it never imports dataplane.
 """
 
 from __future__ import annotations
@@ -10,14 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httptools
 
 from zerodown.routers.proxy.framing import lookalike
-
-if TYPE_CHECKING:
-    from zerodown.routers.proxy.dataplane import Exchange
 
 # Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1).
 HOP_BY_HOP = frozenset(
@@ -63,6 +63,36 @@ def header_kind(name: bytes) -> int:
     if len(name) <= 64 and len(HEADER_KINDS) < 512:
         HEADER_KINDS[name] = kind
     return kind
+
+
+PAUSE_UPSTREAM = 1
+"""The reason a client stops being read while the backend socket's write buffer is full (one bit
+of the data plane's pause reasons)."""
+
+
+class ClientSide(Protocol):
+    """The client connection an exchange answers: flushed after each read of the response,
+    paused while the backend cannot take more of the request body."""
+
+    def flush(self) -> None: ...
+    def pause(self, reason: int) -> None: ...
+    def unpause(self, reason: int) -> None: ...
+
+
+class Receiver(Protocol):
+    """The exchange a connection carries (dataplane.Exchange): where its response goes. Only a
+    type: each call is the same direct method call as on the exchange itself."""
+
+    got_bytes: bool  # set at the first byte of the response
+
+    @property
+    def client(self) -> ClientSide: ...
+
+    def response_head(self, conn: UpstreamConn) -> None: ...
+    def response_body(self, data: bytes) -> None: ...
+    def response_end(self, conn: UpstreamConn) -> None: ...
+    def upstream_lost(self, conn: UpstreamConn) -> None: ...
+    def upstream_broken(self, conn: UpstreamConn) -> None: ...
 
 
 class BackendState:
@@ -135,7 +165,7 @@ class UpstreamConn(asyncio.Protocol):
         self.backend = backend
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.ex: Exchange | None = None
+        self.ex: Receiver | None = None
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
@@ -194,11 +224,11 @@ class UpstreamConn(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.ex is not None:
-            self.ex.client.pause(1)
+            self.ex.client.pause(PAUSE_UPSTREAM)
 
     def resume_writing(self) -> None:
         if self.ex is not None:
-            self.ex.client.unpause(1)
+            self.ex.client.unpause(PAUSE_UPSTREAM)
 
     # httptools callbacks
 
