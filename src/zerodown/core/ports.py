@@ -33,9 +33,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from zerodown.core.analysis.stats import Sample
+from zerodown.core.analysis.context import StatsSource
 from zerodown.core.model import Event, EventRow, Instance, Revision, Rollout, ServiceStatus
-from zerodown.core.routes import ReleaseStats, RouteTable
+from zerodown.core.routes import RouteTable
 from zerodown.spec.model import RunSpec
 
 
@@ -69,17 +69,10 @@ class Router(Protocol):
     async def aclose(self) -> None: ...
 
 
-@runtime_checkable
-class RouterStats(Protocol):
-    """The router's traffic figures: what `AnalysisContext.stats_source` reads."""
-
-    async def stats(self) -> Mapping[str, ReleaseStats]:
-        """Cumulative counters per release."""
-        ...
-
-    async def samples(self, release: str, since: float) -> Sequence[Sample]:
-        """Per-request (timestamp, latency seconds, status) of `release` since `since`."""
-        ...
+RouterStats = StatsSource
+"""The router's traffic figures (runtime checkable): the analysis context's `StatsSource`, defined
+there because the ports import core.analysis, never the reverse (that would tie the analysis
+context to the spec models through this module)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,9 @@ from router_kit import BackendProc, RouterProc, start_router, table, wait_for
 
 from support.services import port_open
 from zerodown.core.errors import PermanentDriverError, TransientDriverError
+from zerodown.core.ports import BackendLoad
 from zerodown.core.routes import LATENCY_BUCKETS, Match, RouteTable, Sticky
-from zerodown.routers.proxy.client import BackendStats, ProxyRouter
+from zerodown.routers.proxy.client import ProxyRouter
 
 
 def test_put_routes_validates_and_orders_generations(
@@ -206,7 +207,9 @@ def test_driver_client(router: RouterProc, backend_a: BackendProc, tmp_path: Pat
                     assert (await c.get(router.url)).status_code == 200
             stats = await proxy.stats()
             assert stats["a"].requests == 5 and stats["a"].errors == 0
-            assert await proxy.backends() == {backend_a.address: BackendStats("a", 0, 5)}
+            assert await proxy.backends() == {
+                backend_a.address: BackendLoad(release="a", inflight=0, requests=5)
+            }
             samples = await proxy.samples("a", 0)
             assert len(samples) == 5 and all(s[2] == 200 for s in samples)
             assert "zerodown_requests_total" in await proxy.metrics()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from zerodown.core.model import flag_release
 from zerodown.flags.context import header_value
 from zerodown.routers.proxy.stats import (
     MAX_FLAGS_PER_RESPONSE,
     ReleaseCounters,
-    flag_release,
     parse_flags_header,
     prometheus_text,
 )

@@ -1,21 +1,25 @@
 """What a metric provider gets to measure with: names, the window, and where router stats live.
 
 The built-in router provider must not import the router driver (drivers do not import each
-other), so the engine hands it any object with the two methods of `StatsSource`; the router
-driver's client has them.
+other), so the engine hands it any object with the two methods of `StatsSource`: a router driver
+that has them. `StatsSource` is also the RouterStats port (core/ports.py names it so): defined
+here, because the ports import this package and this package never imports the ports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from zerodown.core.analysis.stats import Sample
 from zerodown.core.routes import ReleaseStats
 
 
+@runtime_checkable
 class StatsSource(Protocol):
+    """The router's traffic figures: what `AnalysisContext.stats_source` reads."""
+
     async def stats(self) -> Mapping[str, ReleaseStats]:
         """Cumulative counters per release."""
         ...

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from zerodown.core.errors import PermanentDriverError, TransientDriverError
+from zerodown.core.ports import BackendLoad
 from zerodown.core.routes import ReleaseStats, RouteTable
-
-
-@dataclass(frozen=True, slots=True)
-class BackendStats:
-    release: str
-    inflight: int
-    requests: int
 
 
 def router_command(
@@ -97,10 +90,12 @@ class ProxyRouter:
         data = await self._get_json("/stats")
         return {name: ReleaseStats.from_json(s) for name, s in data["releases"].items()}
 
-    async def backends(self) -> dict[str, BackendStats]:
+    async def backends(self) -> dict[str, BackendLoad]:
         data = await self._get_json("/stats")
         return {
-            address: BackendStats(str(b["release"]), int(b["inflight"]), int(b["requests"]))
+            address: BackendLoad(
+                release=str(b["release"]), inflight=int(b["inflight"]), requests=int(b["requests"])
+            )
             for address, b in data["backends"].items()
         }
 

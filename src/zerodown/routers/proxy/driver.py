@@ -163,10 +163,7 @@ class BuiltinRouter:
         return await self.client.verify(table)
 
     async def backends(self) -> dict[str, BackendLoad]:
-        return {
-            address: BackendLoad(release=b.release, inflight=b.inflight, requests=b.requests)
-            for address, b in (await self.client.backends()).items()
-        }
+        return await self.client.backends()
 
     async def stats(self) -> dict[str, ReleaseStats]:
         return await self.client.stats()

@@ -17,12 +17,12 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
 
+from zerodown.core.model import flag_release
 from zerodown.core.routes import LATENCY_BUCKETS, ReleaseStats
 
 DEFAULT_SAMPLES = 20_000
 
 FLAGS_HEADER = b"x-zerodown-flags"  # lower case; compared after a length check
-FLAG_PREFIX = "flag:"
 MAX_FLAGS_PER_RESPONSE = 32  # more names in one header are ignored
 MAX_NAME = 200  # a longer key or variant is ignored
 MAX_RELEASES = 128
@@ -49,18 +49,13 @@ def parse_flags_header(value: bytes) -> tuple[str, ...]:
         if len(key) > MAX_NAME or len(variant) > MAX_NAME:
             continue
         seen.add(key)
-        names.append(f"{FLAG_PREFIX}{key}={variant}")
+        names.append(flag_release(key, variant))
         if len(names) >= MAX_FLAGS_PER_RESPONSE:
             break
     result = tuple(names)
     if len(_FLAG_NAMES) < 4096:  # bounded: a backend cannot grow it without limit
         _FLAG_NAMES[value] = result
     return result
-
-
-def flag_release(key: str, variant: str) -> str:
-    """The pseudo-release name the router counts a flag variant under."""
-    return f"{FLAG_PREFIX}{key}={variant}"
 
 
 class ReleaseCounters:
