@@ -10,7 +10,7 @@ GET  /metrics                  Prometheus text exposition
 On the unix socket, file permissions (0600) are the access control. On TCP, reads are open
 (for Prometheus) and anything that changes state needs `Authorization: Bearer <token>`.
 
-This module knows the router only through `Routed` (server.Router satisfies it), so it never
+This module knows the router only through `RouterControl` (server.Router satisfies it), so it never
 imports server.
 """
 
@@ -106,8 +106,8 @@ def _error(status: int, message: str) -> Reply:
     return _json(status, {"error": message})
 
 
-class Routed(Protocol):
-    """What the admin API needs of the router (server.Router)."""
+class RouterControl(Protocol):
+    """What the admin API reads and changes of the router (server.Router)."""
 
     @property
     def table(self) -> CompiledTable[Any]: ...
@@ -119,7 +119,7 @@ class Routed(Protocol):
 
 
 class Admin:
-    def __init__(self, router: Routed, state_file: Path, token: str | None) -> None:
+    def __init__(self, router: RouterControl, state_file: Path, token: str | None) -> None:
         self.router = router
         self.state_file = state_file
         self.token = token

@@ -1,8 +1,8 @@
 """The router process: listeners, the live route table, backends, counters, graceful stop.
 
 The top of the router's modules: `Router` holds the live state that the data plane (through
-dataplane.RouterState) and the admin API (through admin.Routed) use, and `serve` wires them to
-their sockets; nothing below imports this module.
+dataplane.RouterState) and the admin API (through admin.RouterControl) use, and `serve` wires
+them to their sockets; nothing below imports this module.
 """
 
 from __future__ import annotations
