@@ -14,22 +14,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
-from zerodown.cli.client import (
-    ApiError,
-    Client,
-    NotRunning,
-    controller_url,
-    has_release,
-    left_running,
-    pid_alive,
-    shut_down,
-    start_controller,
-    why_it_stopped,
-)
 from zerodown.cli.flags import flags_app, set_connection_defaults
 from zerodown.cli.keys import keys_app
 from zerodown.cli.migrate import migrate_app
 from zerodown.cli.render import controller_health, esc, history_view, status_view
+from zerodown.control.client import ApiError, Client, NotRunning, controller_url, pid_alive
+from zerodown.control.offline import has_release, left_running
+from zerodown.control.process import shut_down, start_controller, why_it_stopped
 from zerodown.core.errors import SpecError, ZerodownError
 from zerodown.paths import Paths
 from zerodown.spec.load import json_schema, load_spec
