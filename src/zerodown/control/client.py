@@ -45,6 +45,14 @@ def controller_pid(paths: Paths) -> int | None:
         return None
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _detail(response: httpx.Response) -> str:
     try:
         detail = response.json().get("detail", response.text)
@@ -104,11 +112,3 @@ class Client:
             return self._check(self.http.post(path, json=body or {}, headers=self.headers))
         except httpx.TransportError as exc:
             raise self._silent(exc) from exc
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
