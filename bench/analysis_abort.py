@@ -28,11 +28,12 @@ from typing import Any
 
 import yaml
 
-from zerodown.cli.client import ApiError, Client, shut_down, start_controller
+from zerodown.control.client import ApiError, Client
+from zerodown.control.process import shut_down, start_controller
 from zerodown.demo.tour import sample_app_spec
 from zerodown.loadgen import LoadGenerator, Report
+from zerodown.net import free_port
 from zerodown.paths import Paths
-from zerodown.platforms.local import free_port
 
 APP = Path(__file__).resolve().parents[1] / "src" / "zerodown" / "demo" / "app.py"
 GOOD = "good"

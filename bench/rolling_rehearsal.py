@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from zerodown.loadgen import LoadGenerator, Report
-from zerodown.platforms.local import free_port
+from zerodown.net import free_port
 
 APP = Path(__file__).resolve().parents[1] / "src" / "zerodown" / "demo" / "app.py"
 

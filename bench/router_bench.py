@@ -40,7 +40,7 @@ from pathlib import Path
 import httpx
 
 from zerodown.core.routes import Backend, Pool, RouteTable
-from zerodown.platforms.local import free_port
+from zerodown.net import free_port
 from zerodown.routers.proxy.client import router_command
 
 BACKEND_CONF = """

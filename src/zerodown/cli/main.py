@@ -14,22 +14,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
-from zerodown.cli.client import (
-    ApiError,
-    Client,
-    NotRunning,
-    controller_url,
-    has_release,
-    left_running,
-    pid_alive,
-    shut_down,
-    start_controller,
-    why_it_stopped,
-)
 from zerodown.cli.flags import flags_app, set_connection_defaults
 from zerodown.cli.keys import keys_app
 from zerodown.cli.migrate import migrate_app
 from zerodown.cli.render import controller_health, esc, history_view, status_view
+from zerodown.control.client import ApiError, Client, NotRunning, controller_url, pid_alive
+from zerodown.control.offline import has_release, left_running
+from zerodown.control.process import shut_down, start_controller, why_it_stopped
 from zerodown.core.errors import SpecError, ZerodownError
 from zerodown.paths import Paths
 from zerodown.spec.load import json_schema, load_spec
@@ -177,7 +168,7 @@ def up(
         paths = Paths.for_spec(file)
         started = None
         if controller_url(paths) is None:
-            if version is None and not has_release(paths, spec.service):
+            if version is None and not has_release(paths, spec):
                 fail(NOTHING_DEPLOYED, EXIT_USAGE)
             started = start_controller(paths, log_format=log_format.value if log_format else None)
         try:
@@ -456,7 +447,7 @@ def down(file: SpecFile = Path("zerodown.yaml"), timeout: float = timeout_option
     def go() -> int:
         paths = Paths.for_spec(file)
         if controller_url(paths) is None:
-            left = left_running(paths, _service_of(file))
+            left = left_running(paths, _spec_of(file))
             if not left:
                 console.print("nothing is running")
                 return EXIT_OK
@@ -471,9 +462,9 @@ def down(file: SpecFile = Path("zerodown.yaml"), timeout: float = timeout_option
     raise typer.Exit(run_guarded(go))
 
 
-def _service_of(file: Path) -> str | None:
+def _spec_of(file: Path) -> Spec | None:
     try:
-        return load_spec(file).service
+        return load_spec(file)
     except SpecError:
         return None  # `down` still stops the router
 

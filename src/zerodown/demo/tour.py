@@ -30,10 +30,11 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from zerodown.cli.client import Client, shut_down, start_controller
+from zerodown.control.client import Client
+from zerodown.control.process import shut_down, start_controller
 from zerodown.loadgen import LoadGenerator, Report
+from zerodown.net import free_port
 from zerodown.paths import Paths
-from zerodown.platforms.local import free_port
 
 console = Console()
 

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from zerodown.checkers.analysis import Analyses
 from zerodown.core.analysis.assess import RunResult
 from zerodown.core.analysis.context import AnalysisContext, StatsSource
 from zerodown.core.analysis.model import Phase
@@ -41,7 +42,6 @@ from zerodown.flags.model import Flag
 from zerodown.flags.stale import settled_state
 from zerodown.flags.stores import FlagStore
 from zerodown.metrics.base import Registry
-from zerodown.pipeline.analysis import Analyses
 from zerodown.spec.analysis import ResolvedAnalysis, resolve
 from zerodown.spec.guards import FlagGuardSpec
 from zerodown.spec.model import Spec

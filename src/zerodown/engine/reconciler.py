@@ -57,14 +57,14 @@ from zerodown.core.model import (
 )
 from zerodown.core.ports import Placement, Platform, Router, RouterStats, StateStore
 from zerodown.core.routes import RouteTable
+from zerodown.engine.check_tasks import CheckTasks
 from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.engine.faults import PassHealth, describe
 from zerodown.engine.guards import FlagGuards
 from zerodown.engine.health import Monitor
-from zerodown.engine.pipeline import Pipeline
 from zerodown.flags.stores import FlagStore
 from zerodown.migrations.url import database_url
-from zerodown.pipeline.notify import Notifier
+from zerodown.notify import Notifier
 from zerodown.probes.checks import PlatformProber, Prober
 from zerodown.spec.model import Spec
 from zerodown.spec.types import VERSION_PATTERN, VERSION_RULE, check_version
@@ -149,7 +149,7 @@ class Engine:
         self.log_dir = log_dir  # the controller's, the router's and the instances' logs, if here
         self.log_policy = log_policy or logs.LogPolicy()
         self._logs_kept_at = -LOG_MAINTENANCE_EVERY
-        self.pipeline = Pipeline(
+        self.check_tasks = CheckTasks(
             service=service,
             store=store,
             spec_dir=spec_dir,
@@ -355,7 +355,7 @@ class Engine:
             elif isinstance(action, Launch):
                 await self._launch(decision.status, action)
         self._resume_retirements()
-        await self.pipeline.sync(decision.status, instances)
+        await self.check_tasks.sync(decision.status, instances)
         if self.guards is not None:
             await self.guards.sync(spec)
         self._notify()
@@ -628,7 +628,7 @@ class Engine:
         """Stop watching (the processes and the router keep running)."""
         if self.guards is not None:
             await self.guards.aclose()
-        await self.pipeline.aclose()
+        await self.check_tasks.aclose()
         for notifier in self.notifiers.values():
             await notifier.drain(timeout=5)
             await notifier.aclose()

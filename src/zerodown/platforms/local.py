@@ -23,7 +23,6 @@ import contextlib
 import errno
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,9 +31,10 @@ from pathlib import Path
 from zerodown.core.errors import PermanentDriverError, TransientDriverError
 from zerodown.core.ports import ExecResult, Exited, Placement
 from zerodown.drivers import DriverContext
+from zerodown.net import LOOPBACK, NoFreePort, free_port
 from zerodown.spec.model import RunSpec
 
-HOST = "127.0.0.1"
+HOST = LOOPBACK
 KILL_WAIT = 10.0  # seconds `stop` waits for a process after SIGKILL (one stuck in the kernel)
 LOG_TAIL_BYTES = 8192  # how much of an instance's log `logs` reads
 EXEC_OUTPUT = 200  # characters of an exec's output kept
@@ -57,17 +57,6 @@ def proc_start_ticks(pid: int, *, zombie: bool = False) -> int | None:
     if fields[0] in ("Z", "X") and not zombie:
         return None
     return int(fields[19])
-
-
-def free_port(taken: Collection[int] = ()) -> int:
-    """A port free on 127.0.0.1 now (and not in `taken`)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            port = int(s.getsockname()[1])
-        if port not in taken:
-            return port
-    raise PermanentDriverError(f"no free port on {HOST}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +100,10 @@ class LocalPlatform:
         env: Mapping[str, str],
         taken: Collection[str],
     ) -> Placement:
-        port = free_port(_local_ports(taken))
+        try:
+            port = free_port(_local_ports(taken))
+        except NoFreePort as exc:
+            raise PermanentDriverError(str(exc)) from None
 
         def fill(text: str) -> str:
             return text.replace("{port}", str(port)).replace("{version}", release)

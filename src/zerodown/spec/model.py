@@ -14,8 +14,9 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from zerodown.flags.steps import SetFlagStep
 from zerodown.spec.analysis import AnalysisRef, AnalysisSpec, is_bounded, resolve
 from zerodown.spec.compat import CompatSpec
+from zerodown.spec.gates import GateSpec, SmokeSpec
 from zerodown.spec.guards import FlagGuardSpec
-from zerodown.spec.pipeline import GateSpec, NotifySpec, SmokeSpec
+from zerodown.spec.notify import NotifySpec
 from zerodown.spec.types import (
     MAX_INSTANCES,
     CountOrPercent,

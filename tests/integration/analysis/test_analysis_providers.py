@@ -12,10 +12,10 @@ import pytest
 from analysis_kit import Site
 
 from support.services import free_port
+from zerodown.checkers.analysis import Analyses, AnalysisRunner
 from zerodown.core.analysis.context import AnalysisContext
 from zerodown.core.analysis.model import Phase, RunState
 from zerodown.metrics.base import measure
-from zerodown.pipeline.analysis import Analyses, AnalysisRunner
 from zerodown.spec.analysis import MetricSpec
 
 pytestmark = pytest.mark.anyio

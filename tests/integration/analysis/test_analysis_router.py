@@ -23,10 +23,10 @@ import pytest
 from analysis_kit import start_prometheus
 
 from support.services import free_port, port_open
+from zerodown.checkers.analysis import AnalysisRunner
 from zerodown.core.analysis.context import AnalysisContext
 from zerodown.core.analysis.model import Phase, Verdict
 from zerodown.core.routes import Backend, Pool, RouteTable
-from zerodown.pipeline.analysis import AnalysisRunner
 from zerodown.spec.analysis import MetricSpec
 
 proxy = pytest.importorskip("zerodown.routers.proxy.client", reason="the built-in router driver")

@@ -11,8 +11,8 @@ from cli_kit import assert_nothing_started, zerodown
 from typer.testing import CliRunner
 
 from support.workspace import Workspace
-from zerodown.cli.client import controller_argv, error_summary
 from zerodown.cli.main import app
+from zerodown.control.process import controller_argv, error_summary
 from zerodown.paths import Paths
 
 runner = CliRunner()

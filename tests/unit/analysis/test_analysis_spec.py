@@ -1,4 +1,4 @@
-"""The analysis and pipeline parts of the spec: what they accept and how they refuse."""
+"""The analysis, gate, smoke and notify parts of the spec: what they accept and how they refuse."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from zerodown.spec.analysis import (
     is_bounded,
     resolve,
 )
-from zerodown.spec.pipeline import GateSpec, NotifySpec, SmokeSpec
+from zerodown.spec.gates import GateSpec, SmokeSpec
+from zerodown.spec.notify import NotifySpec
 
 ISSUE_EXAMPLE = """
 templates:
@@ -132,7 +133,7 @@ def test_templates_and_refs() -> None:
     assert not is_bounded(unbounded)
 
 
-def test_pipeline_specs() -> None:
+def test_gate_smoke_and_notify_specs() -> None:
     smoke = SmokeSpec.model_validate(
         yaml.safe_load(
             """

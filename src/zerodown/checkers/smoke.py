@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from zerodown.pipeline.proc import run_command
-from zerodown.spec.pipeline import SmokeCheck, SmokeSpec
+from zerodown.checkers.proc import run_command
+from zerodown.spec.gates import SmokeCheck, SmokeSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""Runs the checks a rollout's status holds as running (gate, migration, compatibility, smoke
-tests, analysis, flag changes and their reverts) and writes each outcome back to the store.
+"""The tasks that run the checks a rollout's status holds as running (gate, migration,
+compatibility, smoke tests, analysis, flag changes and their reverts); each writes its outcome
+back to the store.
 
 The status is the only list of work: every pass starts a task for each running check that has
 none (so a restarted controller picks them up) and cancels the tasks whose check is no longer
@@ -19,6 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from zerodown.checkers.analysis import Analyses
+from zerodown.checkers.gate import run_gate
+from zerodown.checkers.smoke import run_smoke
 from zerodown.core.analysis.context import AnalysisContext, StatsSource
 from zerodown.core.analysis.model import Phase as AnalysisPhase
 from zerodown.core.analysis.model import RunState
@@ -27,19 +31,18 @@ from zerodown.core.ports import StateStore
 from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.flags.steps import FlagRevert, apply_with_revert, revert_flag_change, still_as_changed
 from zerodown.migrations.url import database_url
-from zerodown.pipeline.analysis import Analyses
-from zerodown.pipeline.gate import run_gate
-from zerodown.pipeline.smoke import run_smoke
 from zerodown.sessions.compat import run_compat
 from zerodown.spec.analysis import AnalysisRef, resolve
 from zerodown.spec.model import Spec
 
-log = logging.getLogger("zerodown.pipeline")
+log = logging.getLogger("zerodown.checks")
 
 Outcome = tuple[CheckState, str, dict[str, Any]]
 
 
-class Pipeline:
+class CheckTasks:
+    """One task per running check of the status, started and cancelled by `sync`."""
+
     def __init__(
         self,
         *,

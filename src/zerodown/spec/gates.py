@@ -1,4 +1,5 @@
-"""The parts of zerodown.yaml around a rollout: the test gate, smoke checks, notifications.
+"""The checks of zerodown.yaml a release must pass: the test gate before any new instance
+starts, and smoke checks before it gets traffic (and again through the router once promoted).
 
 gate: {command: ["pytest", "-q"], timeout: 10m}
 smoke:
@@ -6,14 +7,13 @@ smoke:
   checks:
     - {name: home, request: GET /, expect: {status: 200, body_contains: "ok"}}
     - {name: suite, command: ["pytest", "tests/smoke", "-q"]}
-notify:
-  - {webhook: "http://127.0.0.1:9999/hook", events: [started, promoted, aborted]}
+
+zerodown.checkers runs them; notifications are in zerodown.spec.notify.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -114,33 +114,3 @@ class SmokeSpec(StrictModel):
         if dupes:
             raise ValueError(f"check name(s) used twice: {', '.join(dupes)}")
         return self
-
-
-Event = Literal[
-    "started",
-    "step",
-    "paused",
-    "resumed",
-    "analysis",
-    "promoted",
-    "aborted",
-    "rolled_back",
-    "completed",
-    "failed",
-]
-"""Phases a rollout reports; a webhook lists the ones it wants."""
-
-EVENTS: tuple[Event, ...] = get_args(Event)
-
-
-def _all_events() -> list[Event]:
-    return list(EVENTS)
-
-
-class NotifySpec(StrictModel):
-    webhook: str = Field(pattern=r"^https?://", description="POSTed one JSON event per phase")
-    events: list[Event] = Field(default_factory=_all_events)
-    format: Literal["json", "slack"] = "json"
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Timeout = Field(5.0, description="per attempt")
-    retries: int = Field(5, ge=0, le=20)

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from zerodown.spec.pipeline import NotifySpec
+from zerodown.spec.notify import NotifySpec
 
 log = logging.getLogger("zerodown.notify")
 

@@ -1,4 +1,4 @@
-"""Fixtures of the pipeline tests."""
+"""Fixtures of the tests of the check runners and the notifier."""
 
 from __future__ import annotations
 

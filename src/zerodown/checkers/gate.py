@@ -6,8 +6,8 @@ import os.path
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from zerodown.pipeline.proc import run_command
-from zerodown.spec.pipeline import GateSpec
+from zerodown.checkers.proc import run_command
+from zerodown.spec.gates import GateSpec
 from zerodown.spec.types import format_duration
 
 

@@ -13,10 +13,11 @@ import pytest
 
 from support.services import free_port
 from support.site import Site
-from zerodown.pipeline.gate import run_gate
-from zerodown.pipeline.notify import Notifier
-from zerodown.pipeline.smoke import run_smoke
-from zerodown.spec.pipeline import GateSpec, NotifySpec, SmokeSpec
+from zerodown.checkers.gate import run_gate
+from zerodown.checkers.smoke import run_smoke
+from zerodown.notify import Notifier
+from zerodown.spec.gates import GateSpec, SmokeSpec
+from zerodown.spec.notify import NotifySpec
 
 pytestmark = pytest.mark.anyio
 

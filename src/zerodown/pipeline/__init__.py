@@ -1,1 +1,0 @@
-"""What runs around a rollout: the analysis runner, the test gate, smoke checks, notifications."""
