@@ -28,10 +28,6 @@ class Paths:
         return self.spec_dir / ".zerodown"
 
     @property
-    def store(self) -> Path:
-        return self.state / "state.db"
-
-    @property
     def logs(self) -> Path:
         return self.state / "logs"
 

@@ -20,12 +20,13 @@ from zerodown.core.errors import SpecError, StateError
 from zerodown.core.model import Revision, RolloutPhase, ServiceStatus
 from zerodown.core.ports import RouterStats
 from zerodown.engine.clock import SYSTEM_CLOCK, Clock
-from zerodown.engine.reconciler import Engine, checked_version
+from zerodown.engine.reconciler import Engine
 from zerodown.flags.stores.sqlite import SqliteFlagStore
 from zerodown.migrations.url import database_url
 from zerodown.paths import Paths
 from zerodown.probes.checks import Prober
 from zerodown.spec.model import Spec
+from zerodown.spec.types import check_version
 
 log = logging.getLogger("zerodown.controller")
 
@@ -92,7 +93,7 @@ class Controller:
         rollback: bool = False,
     ) -> dict[str, Any]:
         try:
-            checked_version(version)  # the API and the CLI check too; this is the last line
+            check_version(version)  # the API and the CLI check too; this is the last line
         except ValueError as exc:
             raise SpecError(str(exc), field="version") from None
         now = self.clock.now()

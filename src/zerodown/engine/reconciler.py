@@ -67,7 +67,7 @@ from zerodown.migrations.url import database_url
 from zerodown.notify import Notifier
 from zerodown.probes.checks import PlatformProber, Prober
 from zerodown.spec.model import Spec
-from zerodown.spec.types import VERSION_PATTERN, VERSION_RULE, check_version
+from zerodown.spec.types import check_version
 
 log = logging.getLogger("zerodown.engine")
 
@@ -92,19 +92,11 @@ NOTIFY_EVENTS = {
 }
 
 
-def checked_version(version: str) -> str:
-    """`check_version`, whole string: its pattern's `$` also lets a final newline by."""
-    check_version(version)
-    if VERSION_PATTERN.fullmatch(version) is None:
-        raise ValueError(f"version {version!r} is not valid: {VERSION_RULE}")
-    return version
-
-
 def instance_id(service: str, version: str) -> str:
     """`<service>-<version>-<random>`; a version that is not a safe name (a store written before
     versions were checked) is reduced to safe characters and told apart by a hash of it."""
     try:
-        safe = checked_version(version)
+        safe = check_version(version)
     except ValueError:
         digest = hashlib.sha256(version.encode(errors="surrogatepass")).hexdigest()[:8]
         cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "_", version)[:32].strip("._+-")
