@@ -76,6 +76,7 @@ P99 = (
 )
 
 
+@pytest.mark.slow
 async def test_a_slow_canary_fails_its_p99(prometheus: str) -> None:
     query = P99
     slow = await until_data(prom(prometheus, query, success_condition="result < 0.2"))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from flagserver import FlagServer
 
 from support.services import free_port, port_open
@@ -200,6 +201,7 @@ async def engine_passes(guards: FlagGuards, spec: Spec, stop: asyncio.Event) -> 
             await asyncio.wait_for(stop.wait(), 0.25)
 
 
+@pytest.mark.slow
 def test_router_counts_requests_per_flag_variant(tmp_path: Path, flag_server: FlagServer) -> None:
     create_flag(flag_server, 30)
     with stack(tmp_path, flag_server, fail_rate=1.0) as s:
@@ -280,11 +282,13 @@ def run_guarded(
     return out, records, status
 
 
+@pytest.mark.slow
 def test_guard_kills_a_failing_flag_within_seconds(tmp_path: Path, flag_server: FlagServer) -> None:
     out, records, _ = run_guarded(tmp_path, flag_server, fail_rate=0.2, seconds=30)
     check_killed(flag_server, out, records, "from the start")
 
 
+@pytest.mark.slow
 def test_guard_kills_a_regression_that_starts_late(tmp_path: Path, flag_server: FlagServer) -> None:
     """Watched healthy for a while (an open-ended run); then the `on` path starts failing. A short
     `window` keeps the healthy history from diluting the error rate."""
@@ -329,6 +333,7 @@ def check_killed(
     assert killed_at - first_fail < 15  # generous on a busy machine; the figure is printed
 
 
+@pytest.mark.slow
 def test_guard_keeps_a_healthy_flag_on(tmp_path: Path, flag_server: FlagServer) -> None:
     # count: 2 → each run ends after two measurements and the next starts (continuous guarding)
     out, records, status = run_guarded(tmp_path, flag_server, fail_rate=0.0, seconds=5, count=2)
@@ -344,6 +349,7 @@ def test_guard_keeps_a_healthy_flag_on(tmp_path: Path, flag_server: FlagServer) 
     print(f"\nhealthy: {len(out.results)} requests, {on} on; records: {[m for _, _, m in records]}")
 
 
+@pytest.mark.slow
 def test_guard_follows_the_flag_and_the_spec(tmp_path: Path, flag_server: FlagServer) -> None:
     """Watched only while partly rolled out; stopped when turned off or dropped from the spec;
     too little traffic is recorded once as inconclusive and the guard keeps watching."""

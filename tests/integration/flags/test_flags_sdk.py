@@ -62,6 +62,7 @@ def test_kill_reaches_a_streaming_client_fast(
         print(f"\nflag change → SDK via stream: max {max(latencies) * 1000:.0f} ms of 5")
 
 
+@pytest.mark.slow
 def test_keeps_last_copy_in_memory_and_on_disk(tmp_path: Path) -> None:
     cache = tmp_path / "cache" / "flags.json"
     with serve(tmp_path / "flags.db") as server:

@@ -122,6 +122,7 @@ def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
     assert str(state) in r.stderr and "generation" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_in_flight_requests(
     routers: Callable[..., RouterProc], backend_a: BackendProc
 ) -> None:

@@ -396,6 +396,7 @@ def _rss_mib(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+@pytest.mark.slow
 def test_slow_client_applies_backpressure_instead_of_buffering(
     router: RouterProc, backend_a: BackendProc
 ) -> None:
@@ -418,6 +419,7 @@ def test_slow_client_applies_backpressure_instead_of_buffering(
     assert got > size  # all of it arrived (plus the head and chunk framing)
 
 
+@pytest.mark.slow
 def test_backend_not_reading_pauses_the_upload(router: RouterProc, backend_a: BackendProc) -> None:
     router.apply(table(1, ("a", 100, [backend_a])))
     size = 300 * 1024 * 1024

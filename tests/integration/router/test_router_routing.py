@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import Counter
 
 import httpx
+import pytest
 from router_kit import BackendProc, RouterProc, name_of, table
 
 from zerodown.core.routes import Match, Sticky
 
 
+@pytest.mark.slow
 def test_weights_hold_within_three_points(
     router: RouterProc, backend_a: BackendProc, backend_b: BackendProc
 ) -> None:

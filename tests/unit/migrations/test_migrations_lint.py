@@ -54,6 +54,7 @@ def test_own_checks_pass_safe_sql(sql: str) -> None:
     assert own_checks(sql, "f.sql") == []
 
 
+@pytest.mark.slow
 def test_cli_lint_runs_squawk_and_own_checks(tmp_path: Path) -> None:
     path = tmp_path / "m.sql"
     path.write_text("SELECT 1;\nCREATE INDEX i ON users (x);\n")
