@@ -1,0 +1,173 @@
+"""Attacks on the router that the smuggling corpus does not cover: a backend's response that
+does not match the request it owed, read by a client that pipelines.
+
+Found by the attack pass of 2026-12-01 (h/attack). Each test states what the router must do;
+the tests marked xfail(strict=True) fail today and document a defect for the fix to remove.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from recording_backend import STRAY, RecordingBackend
+from router_kit import ResponseReader, RouterProc, start_router
+
+from zerodown.core.routes import Backend, Pool, RouteTable
+
+# Canned answers of a misbehaving backend, by target: each is written in ONE write.
+EVIL = {
+    # a 204 "with a body" that is a whole second response
+    "/204-body": b"HTTP/1.1 204 No Content\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED",
+    # a status below 100 (not HTTP): forwarded as "HTTP/1.1 99 X" today, then the client hangs
+    "/status-99": b"HTTP/1.1 099 X\r\nContent-Length: 0\r\n\r\n",
+    # a transfer coding other than chunked: read until close (RFC 9112 6.3), coding kept
+    "/te-gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPDATA",
+}
+
+
+class EvilBackend:
+    """Answers each request with EVIL[target] (else `200 GET target`), one write, keep-alive;
+    `/te-gzip` closes after its answer."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        buf = b""
+        with sock:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)  # these tests send no bodies
+                target = head.split(b" ", 2)[1].decode()
+                own = b"GET " + target.encode()
+                sock.sendall(
+                    EVIL.get(
+                        target, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(own), own)
+                    )
+                )
+                if target == "/te-gzip":
+                    return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture(scope="module")
+def recording() -> Iterator[RecordingBackend]:
+    b = RecordingBackend()
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def evil() -> Iterator[EvilBackend]:
+    b = EvilBackend()
+    yield b
+    b.close()
+
+
+def router_for(tmp: pytest.TempPathFactory, address: str, name: str) -> RouterProc:
+    r = start_router(tmp.mktemp(name))
+    r.apply(RouteTable(1, (Pool("v1", 100, (Backend(address, "i1"),)),)))
+    return r
+
+
+@pytest.fixture(scope="module")
+def router(
+    tmp_path_factory: pytest.TempPathFactory, recording: RecordingBackend
+) -> Iterator[RouterProc]:
+    r = router_for(tmp_path_factory, recording.address, "attack-rec")
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def evil_router(
+    tmp_path_factory: pytest.TempPathFactory, evil: EvilBackend
+) -> Iterator[RouterProc]:
+    r = router_for(tmp_path_factory, evil.address, "attack-evil")
+    yield r
+    r.stop()
+
+
+def pipelined(port: int, *targets: str) -> tuple[socket.socket, ResponseReader]:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % t.encode() for t in targets))
+    return s, ResponseReader(s)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="defect: stray response bytes reach the next pipelined request"
+)
+def test_stray_response_never_answers_the_next_pipelined_request(
+    router: RouterProc, recording: RecordingBackend
+) -> None:
+    """The backend answers /extra and, in the same write, a second response nobody asked for.
+    docs/router.md: such a connection 'is closed and never reused'. Today the client's pipelined
+    request is started inside the parser callback of the first response, takes the same
+    connection from the pool before the parser reaches the stray bytes, and gets SMUGGLED as its
+    answer. Behind a front proxy that pipelines for many users this is another user's response."""
+    s, reader = pipelined(router.port, "/extra/p", "/mine")
+    with s:
+        assert reader.read().body == b"GET /extra/p"
+        second = reader.read()
+    assert second.body != STRAY.split(b"\r\n\r\n")[1]
+    assert (second.status, second.body) == (200, b"GET /mine")
+
+
+@pytest.mark.xfail(strict=True, reason="defect: a 204's extra bytes answer the next request")
+def test_bytes_after_a_204_never_answer_the_next_pipelined_request(evil_router: RouterProc) -> None:
+    """Same desync through a 204 whose 'body' is a whole response (a buggy app writing a body on
+    204 is common): the next pipelined request must get its own answer."""
+    s, reader = pipelined(evil_router.port, "/204-body", "/mine")
+    with s:
+        assert reader.read().status == 204
+        second = reader.read()
+    assert (second.status, second.body) == (200, b"GET /mine")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="defect: a status below 100 is forwarded and the client hangs"
+)
+def test_status_below_100_is_a_502(evil_router: RouterProc) -> None:
+    """`HTTP/1.1 099 X` is no HTTP status (RFC 9110 15: 100-599). Today the router writes
+    `HTTP/1.1 99 X` to the client as an interim response and then waits forever for a final one."""
+    s, reader = pipelined(evil_router.port, "/status-99")
+    with s:
+        assert reader.read().status == 502
+
+
+@pytest.mark.xfail(
+    strict=True, reason="defect: a gzip transfer coding is re-chunked as if identity"
+)
+def test_transfer_coding_other_than_chunked_is_not_passed_off_as_identity(
+    evil_router: RouterProc,
+) -> None:
+    """A response with `Transfer-Encoding: gzip` (read until close, RFC 9112 6.3). Today the
+    router drops the coding, sends the gzip bytes as a plain chunked body and aborts the
+    connection without the last chunk: the client gets a truncated, undecodable body. It must
+    either keep the coding (`Transfer-Encoding: gzip, chunked`) and end the body properly, or 502."""
+    s, reader = pipelined(evil_router.port, "/te-gzip")
+    with s:
+        r = reader.read()
+    assert r.status == 502 or (
+        r.header("transfer-encoding") == "gzip, chunked" and r.body == b"GZIPDATA"
+    )
