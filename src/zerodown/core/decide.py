@@ -97,6 +97,7 @@ def _retire_failed(plan: Plan) -> None:
     for instance in plan.instances:
         if not instance.live or instance.failure is None:
             continue
+        plan.crashed(instance)
         plan.retire([instance], instance.failure)
         rollout = plan.status.rollout
         if (

@@ -257,6 +257,40 @@ class Decision:
     actions: tuple[Action, ...] = ()
 
 
+# Crash-loop backoff, Kubernetes' numbers: the first replacement is immediate, then 10 s doubling up
+# to 5 min between starts of a release whose instances keep failing; ten quiet minutes forget it.
+CRASH_BACKOFF_FIRST = 10.0
+CRASH_BACKOFF_MAX = 300.0
+CRASH_FORGET_AFTER = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Crashes:
+    """Instances of one release that failed (exited, failed a startup or liveness probe, could
+    not be launched) within CRASH_FORGET_AFTER of each other."""
+
+    count: int
+    last_at: float
+
+    def after(self, now: float) -> Crashes:
+        """With one more failure at `now`."""
+        recent = now - self.last_at < CRASH_FORGET_AFTER
+        return Crashes(count=self.count + 1 if recent else 1, last_at=now)
+
+    def hold_until(self) -> float:
+        """No new instance of the release starts before this time."""
+        if self.count < 2:
+            return self.last_at
+        return self.last_at + min(CRASH_BACKOFF_FIRST * 2.0 ** (self.count - 2), CRASH_BACKOFF_MAX)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "last_at": self.last_at}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Crashes:
+        return cls(count=int(data["count"]), last_at=float(data["last_at"]))
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceStatus:
     service: str
@@ -266,6 +300,7 @@ class ServiceStatus:
     last_decision: str = ""
     last_decision_at: float | None = None
     stopping: bool = False  # `zerodown down`: retire everything
+    crashes: dict[str, Crashes] = field(default_factory=dict)  # by release, for the backoff
 
     def with_decision(self, message: str, now: float) -> ServiceStatus:
         return replace(self, last_decision=message, last_decision_at=now)
@@ -279,6 +314,7 @@ class ServiceStatus:
             "last_decision": self.last_decision,
             "last_decision_at": self.last_decision_at,
             "stopping": self.stopping,
+            "crashes": {release: c.to_json() for release, c in self.crashes.items()},
         }
 
     @classmethod
@@ -292,6 +328,7 @@ class ServiceStatus:
             last_decision=data.get("last_decision", ""),
             last_decision_at=data.get("last_decision_at"),
             stopping=bool(data.get("stopping", False)),
+            crashes={r: Crashes.from_json(c) for r, c in (data.get("crashes") or {}).items()},
         )
 
 

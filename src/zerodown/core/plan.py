@@ -11,6 +11,7 @@ from zerodown.core.model import (
     ApplyRoutes,
     Check,
     CheckState,
+    Crashes,
     Decision,
     Instance,
     Launch,
@@ -54,11 +55,31 @@ class Plan:
         self.records.append(Record(kind=kind, message=message, revision=revision))
 
     def launch(self, release: str, count: int, why: str) -> None:
-        if count <= 0:
+        if count <= 0 or self.crash_held(release):
             return
         self.launches.append(Launch(release=release, count=count))
         plural = "instance" if count == 1 else "instances"
         self.record("launch", f"launch {count} {plural} of {release}: {why}")
+
+    def crash_held(self, release: str) -> bool:
+        """Its instances keep failing: wait out the backoff before starting another."""
+        crashes = self.status.crashes.get(release)
+        return crashes is not None and self.now < crashes.hold_until()
+
+    def crashed(self, instance: Instance) -> None:
+        """An instance failed for good: count it against its release's backoff."""
+        before = self.status.crashes.get(instance.release)
+        crashes = before.after(self.now) if before else Crashes(count=1, last_at=self.now)
+        self.status = replace(
+            self.status, crashes={**self.status.crashes, instance.release: crashes}
+        )
+        if crashes.hold_until() > self.now:
+            wait = crashes.hold_until() - self.now
+            self.record(
+                "backoff",
+                f"{instance.release} failed {crashes.count} times in a row: the next instance "
+                f"starts in {wait:g}s",
+            )
 
     def retire(self, instances: Iterable[Instance], why: str) -> None:
         for instance in instances:

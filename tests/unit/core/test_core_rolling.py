@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from sim import World
 
@@ -92,3 +94,32 @@ def test_progress_deadline_fails_a_release_that_never_gets_ready():
     assert "progress_deadline" in world.status.rollout.reason
     world.run(5)
     assert {i.release for i in world.instances.values()} == {"v1"}
+
+
+def test_a_release_that_keeps_failing_is_restarted_with_a_growing_backoff():
+    world = started(spec(1))
+    world.broken.add("v1")  # every new instance fails its startup probe
+    world.fail_instance(world.of("v1")[0])
+    world.launched.clear()
+    world.run(200)
+    starts = [at for at, release in world.launched if release == "v1"]
+    gaps = [later - earlier for earlier, later in pairwise(starts)]
+    # the first replacement at once, then 10 s, 20 s, 40 s, 80 s (plus the second it takes to fail)
+    assert gaps[:4] == [11.0, 21.0, 41.0, 81.0], gaps
+    assert any(
+        "failed 3 times in a row: the next instance starts in 20s" in r.message
+        for r in world.records
+    )
+
+
+def test_crashes_are_forgotten_after_ten_quiet_minutes():
+    world = started(spec(1))
+    for _ in range(3):
+        world.fail_instance(world.of("v1")[0])
+        world.run_until(lambda: world.serving("v1") == 1, seconds=120)
+    assert world.status.crashes["v1"].count == 3
+    world.run(601)
+    world.fail_instance(world.of("v1")[0])
+    world.tick()
+    assert world.status.crashes["v1"].count == 1  # a fresh start: replaced at once
+    assert world.launched[-1] == (world.now, "v1")
