@@ -114,9 +114,6 @@ def pipelined(port: int, *targets: str) -> tuple[socket.socket, ResponseReader]:
     return s, ResponseReader(s)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="defect: stray response bytes reach the next pipelined request"
-)
 def test_stray_response_never_answers_the_next_pipelined_request(
     router: RouterProc, recording: RecordingBackend
 ) -> None:
@@ -133,7 +130,6 @@ def test_stray_response_never_answers_the_next_pipelined_request(
     assert (second.status, second.body) == (200, b"GET /mine")
 
 
-@pytest.mark.xfail(strict=True, reason="defect: a 204's extra bytes answer the next request")
 def test_bytes_after_a_204_never_answer_the_next_pipelined_request(evil_router: RouterProc) -> None:
     """Same desync through a 204 whose 'body' is a whole response (a buggy app writing a body on
     204 is common): the next pipelined request must get its own answer."""

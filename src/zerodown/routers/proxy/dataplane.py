@@ -456,7 +456,10 @@ class ClientConn(asyncio.Protocol):
             if not self.queue:
                 self.unpause(PAUSE_PIPELINE)
             self.active = nxt
-            nxt.start()
+            # Never inside the parser callback that ended `ex`: on the next loop turn the backend
+            # connection `ex` used is back in the pool (its read held nothing after the response)
+            # or closed (it did), so the pipelined request can reuse it, or not, safely.
+            self.router.loop.call_soon(nxt.start_queued)
             return
         if self.broken:
             self.answer_refusal()
@@ -626,6 +629,10 @@ class Exchange:
         self.pool = pool
         self.release = pool.release
         self.try_next(now)
+
+    def start_queued(self) -> None:
+        if not self.done:  # the client may have left since exchange_done queued it
+            self.start()
 
     def try_next(self, now: float = 0.0) -> None:
         """Connect to the next backend: same release first, then the other pools."""
@@ -857,7 +864,7 @@ class Exchange:
             and backend.in_table
             and not router.draining
         ):
-            backend.put_idle(conn, now)
+            conn.release(now)  # pooled by conn.data_received once the rest of its read is clean
         else:
             conn.close()
         self.client.unpause(PAUSE_UPSTREAM)
