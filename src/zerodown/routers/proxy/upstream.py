@@ -150,7 +150,6 @@ class UpstreamConn(asyncio.Protocol):
 
     __slots__ = (
         "backend",
-        "chunked",
         "closed",
         "conn_tokens",
         "content_length",
@@ -164,6 +163,7 @@ class UpstreamConn(asyncio.Protocol):
         "reset_parser",
         "reused",
         "stray",
+        "te",
         "to_pool",
         "transport",
     )
@@ -187,7 +187,7 @@ class UpstreamConn(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.conn_tokens: list[bytes] = []
         self.content_length: bytes | None = None
-        self.chunked = False
+        self.te: bytes | None = None  # Transfer-Encoding value(s), joined; judged by response_head
         self.keep_alive = True
 
     # asyncio.Protocol
@@ -264,7 +264,7 @@ class UpstreamConn(asyncio.Protocol):
         elif kind == CONNECTION:
             self.conn_tokens.append(value)
         elif kind == TRANSFER_ENCODING:
-            self.chunked = True
+            self.te = value if self.te is None else self.te + b"," + value
 
     def on_headers_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()
