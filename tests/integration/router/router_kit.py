@@ -278,7 +278,8 @@ class ResponseReader:
         r = Response(status, headers, b"")
         if head or status < 200 or status in (204, 304):
             return r
-        if r.header("transfer-encoding") == "chunked":
+        te = r.header("transfer-encoding") or ""
+        if te.rsplit(",", 1)[-1].strip().lower() == "chunked":  # `gzip, chunked` is chunked too
             while size := int(self._line().split(b";")[0], 16):
                 r.body += self._take(size)
                 self._take(2)

@@ -26,12 +26,24 @@ EVIL = {
     "/status-99": b"HTTP/1.1 099 X\r\nContent-Length: 0\r\n\r\n",
     # a transfer coding other than chunked: read until close (RFC 9112 6.3), coding kept
     "/te-gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPDATA",
+    # variants of the above
+    "/204-junk": b"HTTP/1.1 204 No Content\r\n\r\nnot a response at all\r\n\r\n",
+    "/204-length": b"HTTP/1.1 204 No Content\r\nContent-Length: 8\r\n\r\nSMUGGLED",
+    "/304-body": b"HTTP/1.1 304 Not Modified\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED",
+    "/head-body": b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED",  # asked by HEAD
+    "/status-000": b"HTTP/1.1 000 X\r\nContent-Length: 0\r\n\r\n",
+    "/status-600": b"HTTP/1.1 600 X\r\nContent-Length: 0\r\n\r\n",
+    "/te-gzip-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    b"8\r\nGZIPDATA\r\n0\r\n\r\n",
+    "/te-chunked-gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nGZIPDATA",
 }
+CLOSE_AFTER = {"/te-gzip", "/te-chunked-gzip"}  # bodies that run until the connection closes
 
 
 class EvilBackend:
     """Answers each request with EVIL[target] (else `200 GET target`), one write, keep-alive;
-    `/te-gzip` closes after its answer."""
+    closes after the answers in CLOSE_AFTER."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -63,7 +75,7 @@ class EvilBackend:
                         target, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(own), own)
                     )
                 )
-                if target == "/te-gzip":
+                if target in CLOSE_AFTER:
                     return
 
     def close(self) -> None:
@@ -108,15 +120,19 @@ def evil_router(
     r.stop()
 
 
-def pipelined(port: int, *targets: str) -> tuple[socket.socket, ResponseReader]:
+def pipelined(port: int, *targets: str, first: str = "GET") -> tuple[socket.socket, ResponseReader]:
+    """Send a request per target in one write (the first with method `first`)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % t.encode() for t in targets))
+    methods = [first] + ["GET"] * (len(targets) - 1)
+    s.sendall(
+        b"".join(
+            b"%s %s HTTP/1.1\r\nHost: h\r\n\r\n" % (m.encode(), t.encode())
+            for m, t in zip(methods, targets, strict=True)
+        )
+    )
     return s, ResponseReader(s)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="defect: stray response bytes reach the next pipelined request"
-)
 def test_stray_response_never_answers_the_next_pipelined_request(
     router: RouterProc, recording: RecordingBackend
 ) -> None:
@@ -133,7 +149,6 @@ def test_stray_response_never_answers_the_next_pipelined_request(
     assert (second.status, second.body) == (200, b"GET /mine")
 
 
-@pytest.mark.xfail(strict=True, reason="defect: a 204's extra bytes answer the next request")
 def test_bytes_after_a_204_never_answer_the_next_pipelined_request(evil_router: RouterProc) -> None:
     """Same desync through a 204 whose 'body' is a whole response (a buggy app writing a body on
     204 is common): the next pipelined request must get its own answer."""
@@ -144,9 +159,6 @@ def test_bytes_after_a_204_never_answer_the_next_pipelined_request(evil_router: 
     assert (second.status, second.body) == (200, b"GET /mine")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="defect: a status below 100 is forwarded and the client hangs"
-)
 def test_status_below_100_is_a_502(evil_router: RouterProc) -> None:
     """`HTTP/1.1 099 X` is no HTTP status (RFC 9110 15: 100-599). Today the router writes
     `HTTP/1.1 99 X` to the client as an interim response and then waits forever for a final one."""
@@ -155,9 +167,6 @@ def test_status_below_100_is_a_502(evil_router: RouterProc) -> None:
         assert reader.read().status == 502
 
 
-@pytest.mark.xfail(
-    strict=True, reason="defect: a gzip transfer coding is re-chunked as if identity"
-)
 def test_transfer_coding_other_than_chunked_is_not_passed_off_as_identity(
     evil_router: RouterProc,
 ) -> None:
@@ -171,3 +180,59 @@ def test_transfer_coding_other_than_chunked_is_not_passed_off_as_identity(
     assert r.status == 502 or (
         r.header("transfer-encoding") == "gzip, chunked" and r.body == b"GZIPDATA"
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "status"),
+    [
+        ("GET", "/204-junk", 204),
+        ("GET", "/204-length", 204),
+        ("GET", "/304-body", 304),
+        ("HEAD", "/head-body", 200),
+    ],
+)
+def test_bytes_after_a_response_without_body_are_stray(
+    evil_router: RouterProc, method: str, target: str, status: int
+) -> None:
+    """Whatever follows a 204, a 304 or the answer to a HEAD is stray (that connection closes);
+    the next pipelined request gets its own answer, never those bytes nor a 502. A 204 never
+    carries Content-Length towards the client (RFC 9110 8.6)."""
+    s, reader = pipelined(evil_router.port, target, "/mine", first=method)
+    with s:
+        r = reader.read(head=method == "HEAD")
+        second = reader.read()
+    assert r.status == status
+    if status == 204:
+        assert r.header("content-length") is None and r.header("transfer-encoding") is None
+    assert (second.status, second.body) == (200, b"GET /mine")
+
+
+@pytest.mark.parametrize("target", ["/status-000", "/status-600", "/te-chunked-gzip"])
+def test_a_response_the_router_cannot_forward_is_a_502(
+    evil_router: RouterProc, target: str
+) -> None:
+    """A status outside 100-599, or chunked under another coding (RFC 9112 6.1 forbids it): 502,
+    and the pipelined request after it is answered on another backend connection."""
+    s, reader = pipelined(evil_router.port, target, "/mine")
+    with s:
+        assert reader.read().status == 502
+        second = reader.read()
+    assert (second.status, second.body) == (200, b"GET /mine")
+
+
+def test_a_transfer_coding_before_chunked_is_kept(evil_router: RouterProc) -> None:
+    """`gzip, chunked` from the backend reaches the client as `gzip, chunked`, body intact."""
+    s, reader = pipelined(evil_router.port, "/te-gzip-chunked", "/mine")
+    with s:
+        r = reader.read()
+        second = reader.read()
+    assert (r.header("transfer-encoding"), r.body) == ("gzip, chunked", b"GZIPDATA")
+    assert (second.status, second.body) == (200, b"GET /mine")
+
+
+def test_a_transfer_coding_towards_an_http10_client_is_a_502(evil_router: RouterProc) -> None:
+    """An HTTP/1.0 client cannot be sent Transfer-Encoding (RFC 9112 6.1), and the body without
+    its coding would be corrupt: 502."""
+    with socket.create_connection(("127.0.0.1", evil_router.port), timeout=5) as s:
+        s.sendall(b"GET /te-gzip HTTP/1.0\r\n\r\n")
+        assert ResponseReader(s).read().status == 502

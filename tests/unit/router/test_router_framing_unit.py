@@ -1,4 +1,5 @@
-"""The request-head rules of the router (framing.py) and its command line for them."""
+"""The request-head rules of the router (framing.py), a response's transfer codings, and the
+router's command line for them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from zerodown.routers.proxy.framing import (
     is_chunked,
     lookalike,
     origin_form,
+    response_codings,
     valid_host,
 )
 
@@ -23,6 +25,15 @@ def status(call: object, *args: object, **kw: object) -> int:
     with pytest.raises(Refused) as e:
         call(*args, **kw)  # type: ignore[operator]
     return e.value.status
+
+
+def test_response_codings() -> None:
+    assert response_codings(b"gzip") == (b"gzip", False)  # runs until the backend closes
+    assert response_codings(b"Gzip , chunked") == (b"gzip", True)
+    assert response_codings(b"gzip,,br,chunked") == (b"gzip, br", True)
+    assert response_codings(b"identity") == (b"", False)
+    for bad in (b"", b" , ", b"chunked, chunked", b"chunked, gzip"):
+        assert status(response_codings, bad) == 502
 
 
 def test_content_length() -> None:

@@ -33,6 +33,7 @@ from zerodown.routers.proxy.framing import (
     content_length,
     is_chunked,
     origin_form,
+    response_codings,
     valid_host,
 )
 from zerodown.routers.proxy.stats import FLAGS_HEADER, MAX_RELEASES, parse_flags_header
@@ -456,7 +457,10 @@ class ClientConn(asyncio.Protocol):
             if not self.queue:
                 self.unpause(PAUSE_PIPELINE)
             self.active = nxt
-            nxt.start()
+            # Never inside the parser callback that ended `ex`: on the next loop turn the backend
+            # connection `ex` used is back in the pool (its read held nothing after the response)
+            # or closed (it did), so the pipelined request can reuse it, or not, safely.
+            self.router.loop.call_soon(nxt.start_queued)
             return
         if self.broken:
             self.answer_refusal()
@@ -627,6 +631,10 @@ class Exchange:
         self.release = pool.release
         self.try_next(now)
 
+    def start_queued(self) -> None:
+        if not self.done:  # the client may have left since exchange_done queued it
+            self.start()
+
     def try_next(self, now: float = 0.0) -> None:
         """Connect to the next backend: same release first, then the other pools."""
         router = self.router
@@ -771,7 +779,10 @@ class Exchange:
         if conn is not self.upstream:
             return
         status = conn.parser.get_status_code()
-        if status < 200:
+        if status < 200 or status > 599:
+            if status < 100 or status > 599:  # llhttp takes any three digits
+                self.upstream_broken(conn, b"backend sent status %d, not 100-599" % status)
+                return
             if status == 101:
                 self.upstream_broken(conn)  # we never asked for an upgrade
                 return
@@ -780,17 +791,31 @@ class Exchange:
                 self.client.out.append(b"HTTP/1.1 %d %s\r\n\r\n" % (status, conn.reason))
             return
         self.status = status
-        if self.method == b"HEAD" or status == 204 or status == 304:
+        te = conn.te
+        codings = b""  # transfer codings besides chunked: forwarded for the client to undo
+        if te is None or te == b"chunked":
+            body_chunked = te is not None
+        else:
+            try:
+                codings, body_chunked = response_codings(te)
+            except Refused as r:
+                self.upstream_broken(conn, r.message)
+                return
+        no_body = self.method == b"HEAD" or status == 204 or status == 304
+        if no_body:
             mode = NO_BODY
-        elif conn.content_length is not None and not conn.chunked:
+        elif te is None and conn.content_length is not None:
             mode = LENGTH
         elif self.http11:
             mode = CHUNKED
+        elif codings:  # RFC 9112 6.1: no Transfer-Encoding towards an HTTP/1.0 client
+            self.upstream_broken(conn, b"backend used a transfer coding; the client is HTTP/1.0")
+            return
         else:
             mode = UNTIL_CLOSE
             self.keep_alive = False
         self.mode = mode
-        self.until_close = mode != NO_BODY and conn.content_length is None and not conn.chunked
+        self.until_close = not no_body and conn.content_length is None and not body_chunked
         if self.router.draining:
             self.keep_alive = False
         headers = conn.headers
@@ -805,10 +830,16 @@ class Exchange:
                 self.flags = value if not self.flags else self.flags + b"," + value
             parts += (name, b": ", value, b"\r\n")
         length = conn.content_length
-        if length is not None and mode != CHUNKED:  # as the parser validated it
+        # As the parser validated it; never on a 204 (RFC 9110 8.6), nor Transfer-Encoding (RFC
+        # 9112 6.1). A HEAD or 304 answer keeps the framing the full response would have had.
+        if length is not None and mode != CHUNKED and status != 204:
             parts += (b"Content-Length: ", length.strip(b" \t"), b"\r\n")
-        if mode == CHUNKED or (mode == NO_BODY and conn.chunked):
-            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if mode == CHUNKED or (te is not None and no_body and status != 204 and self.http11):
+            parts.append(
+                b"Transfer-Encoding: %s, chunked\r\n" % codings
+                if codings
+                else b"Transfer-Encoding: chunked\r\n"
+            )
         if self.set_cookie:
             parts.append(self.set_cookie)
         if not self.keep_alive:
@@ -857,7 +888,7 @@ class Exchange:
             and backend.in_table
             and not router.draining
         ):
-            backend.put_idle(conn, now)
+            conn.release(now)  # pooled by conn.data_received once the rest of its read is clean
         else:
             conn.close()
         self.client.unpause(PAUSE_UPSTREAM)
@@ -890,8 +921,11 @@ class Exchange:
             return
         self.fail(502, b"backend closed the connection before answering")
 
-    def upstream_broken(self, conn: UpstreamConn) -> None:
-        """The backend sent something that is not an HTTP/1.1 response we can forward."""
+    def upstream_broken(
+        self, conn: UpstreamConn, why: bytes = b"backend sent an invalid response"
+    ) -> None:
+        """The backend sent something that is not an HTTP/1.1 response we can forward: its
+        connection is closed, never reused."""
         if conn is not self.upstream:
             return
         self.upstream = None
@@ -900,7 +934,7 @@ class Exchange:
         if self.response_started:
             self.abort_client()
         else:
-            self.fail(502, b"backend sent an invalid response")
+            self.fail(502, why)
 
     # ending
 

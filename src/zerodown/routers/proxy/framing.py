@@ -19,6 +19,10 @@ refused here, before anything reaches a backend:
 
 The parser (httptools/llhttp in its strict default) already refuses obs-fold, bare CR or LF,
 NUL and control bytes in names, values and the target; these rules cover what it lets through.
+
+A response's Transfer-Encoding is judged by `response_codings`: codings other than chunked are
+kept for the client to undo, never dropped; `chunked` applied twice or under another coding is
+a 502.
 """
 
 from __future__ import annotations
@@ -76,6 +80,22 @@ def is_chunked(te: bytes, *, http11: bool, has_length: bool) -> bool:
     if len(codings) > 1:
         raise Refused(501, b"only Transfer-Encoding: chunked is implemented")
     return True
+
+
+def response_codings(te: bytes) -> tuple[bytes, bool]:
+    """Judge a response's Transfer-Encoding (RFC 9112 6.1, 6.3): the codings other than chunked,
+    which the client must still undo (`, `-joined, b"" for none; `identity` means none), and
+    whether the body is chunked (else it runs until the backend closes). Empty, or `chunked`
+    anywhere but once at the end (applied twice, or under another coding), is a 502."""
+    codings = [c for c in (c.strip(b" \t").lower() for c in te.split(b",")) if c]
+    chunked = bool(codings) and codings[-1] == b"chunked"
+    if chunked:
+        codings.pop()
+    elif not codings:
+        raise Refused(502, b"backend sent an empty Transfer-Encoding")
+    if b"chunked" in codings:
+        raise Refused(502, b"backend sent Transfer-Encoding with chunked not once and last")
+    return b", ".join(c for c in codings if c != b"identity"), chunked
 
 
 def valid_host(value: bytes) -> bool:

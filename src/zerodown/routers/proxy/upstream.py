@@ -4,6 +4,11 @@ An idle pooled connection must stay silent: any byte a backend sends while no ex
 connection (or after the response it owed, in the same read) means the two sides no longer agree
 on where messages start, so the connection is closed and never handed out again.
 
+A connection whose response ends inside a read is put back in the pool only after the parser has
+consumed the whole read and found no byte after that response (`to_pool`): while the parser
+callbacks run, the exchange that ends can start another (a pipelined request), and that one must
+never be handed the connection whose stray bytes are still being parsed.
+
 This module knows the data plane only through `Receiver` (what a connection hands its response
 to: dataplane.Exchange satisfies it), so it never imports dataplane.
 """
@@ -130,6 +135,7 @@ class BackendState:
         return None
 
     def put_idle(self, conn: UpstreamConn, now: float) -> None:
+        """Pool a connection that is not in a read (see `UpstreamConn.release` for one that is)."""
         conn.idle_since = now
         self.idle.append(conn)
 
@@ -144,7 +150,6 @@ class UpstreamConn(asyncio.Protocol):
 
     __slots__ = (
         "backend",
-        "chunked",
         "closed",
         "conn_tokens",
         "content_length",
@@ -158,6 +163,8 @@ class UpstreamConn(asyncio.Protocol):
         "reset_parser",
         "reused",
         "stray",
+        "te",
+        "to_pool",
         "transport",
     )
 
@@ -172,6 +179,7 @@ class UpstreamConn(asyncio.Protocol):
         self.read_paused = False
         self.reset_parser = False
         self.stray = False  # the backend sent bytes no exchange asked for
+        self.to_pool = False  # released during this read: pooled once the read proves clean
         self._new_message()
 
     def _new_message(self) -> None:
@@ -179,7 +187,7 @@ class UpstreamConn(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.conn_tokens: list[bytes] = []
         self.content_length: bytes | None = None
-        self.chunked = False
+        self.te: bytes | None = None  # Transfer-Encoding value(s), joined; judged by response_head
         self.keep_alive = True
 
     # asyncio.Protocol
@@ -203,10 +211,15 @@ class UpstreamConn(asyncio.Protocol):
             else:
                 self.stray = True
         if self.stray:
+            self.to_pool = False
             self.close()  # taken out of the idle pool by connection_lost
-        elif self.reset_parser:
-            self.reset_parser = False
-            self.parser = httptools.HttpResponseParser(self)
+        else:
+            if self.reset_parser:
+                self.reset_parser = False
+                self.parser = httptools.HttpResponseParser(self)
+            if self.to_pool:
+                self.to_pool = False
+                self.backend.idle.append(self)  # idle_since was set when it was released
         client.flush()
 
     def eof_received(self) -> bool | None:
@@ -251,7 +264,7 @@ class UpstreamConn(asyncio.Protocol):
         elif kind == CONNECTION:
             self.conn_tokens.append(value)
         elif kind == TRANSFER_ENCODING:
-            self.chunked = True
+            self.te = value if self.te is None else self.te + b"," + value
 
     def on_headers_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()
@@ -281,6 +294,13 @@ class UpstreamConn(asyncio.Protocol):
         if self.read_paused and not self.closed and self.transport is not None:
             self.read_paused = False
             self.transport.resume_reading()
+
+    def release(self, now: float) -> None:
+        """The response ended inside this connection's read (a parser callback): pool it when the
+        read is over, unless a byte follows the response."""
+        self.ex = None
+        self.idle_since = now
+        self.to_pool = True
 
     def close(self) -> None:
         self.closed = True
