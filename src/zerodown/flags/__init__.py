@@ -4,8 +4,9 @@ OpenFeature provider (openfeature) and ASGI/WSGI middleware (middleware). See do
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from zerodown.lazy import exports
 
 if TYPE_CHECKING:
     from zerodown.flags.client import FlagClient, FlagClientError
@@ -14,8 +15,7 @@ if TYPE_CHECKING:
     from zerodown.flags.model import Flag
     from zerodown.flags.openfeature import ZerodownProvider
 
-# Public name -> the module that defines it. Imported on first use, so that `import
-# zerodown.flags.evaluate` (pure) does not pull in redis, httpx or fastapi.
+# Public name -> the module that defines it, imported on first use (zerodown.lazy).
 _WHERE = {
     "FlagClient": "zerodown.flags.client",
     "FlagClientError": "zerodown.flags.client",
@@ -42,12 +42,4 @@ __all__ = [
     "is_enabled",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = exports(__name__, _WHERE)

@@ -3,8 +3,9 @@ policy so a deploy never invalidates a token. See docs/keys.md."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from zerodown.lazy import exports
 
 if TYPE_CHECKING:
     from zerodown.keys.jwks import make_jwks_router
@@ -12,8 +13,7 @@ if TYPE_CHECKING:
     from zerodown.keys.storage import KeyringDir
     from zerodown.keys.tokens import JWKSUnavailable, JWKSVerifier, TokenError, TokenSigner
 
-# Public name -> the module that defines it. Imported on first use, so that `import
-# zerodown.flags.evaluate` (pure) does not pull in redis, httpx or fastapi.
+# Public name -> the module that defines it, imported on first use (zerodown.lazy).
 _WHERE = {
     "JWKSUnavailable": "zerodown.keys.tokens",
     "JWKSVerifier": "zerodown.keys.tokens",
@@ -36,12 +36,4 @@ __all__ = [
     "make_jwks_router",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = exports(__name__, _WHERE)

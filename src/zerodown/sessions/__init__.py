@@ -4,8 +4,9 @@ Flask. See docs/sessions.md."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from zerodown.lazy import exports
 
 if TYPE_CHECKING:
     from zerodown.sessions.asgi import SessionMiddleware
@@ -21,8 +22,7 @@ if TYPE_CHECKING:
     )
     from zerodown.sessions.wsgi import ENVIRON_KEY, WSGISessionMiddleware
 
-# Public name -> the module that defines it. Imported on first use, so that `import
-# zerodown.flags.evaluate` (pure) does not pull in redis, httpx or fastapi.
+# Public name -> the module that defines it, imported on first use (zerodown.lazy).
 _WHERE = {
     "SessionMiddleware": "zerodown.sessions.asgi",
     "ENVIRON_KEY": "zerodown.sessions.wsgi",
@@ -55,12 +55,4 @@ __all__ = [
     "ZerodownSessionInterface",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = exports(__name__, _WHERE)
