@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,14 +29,9 @@ from pathlib import Path
 import yaml
 
 from zerodown.loadgen import LoadGenerator
+from zerodown.net import free_port
 
 APP = Path(__file__).resolve().parents[1] / "src" / "zerodown" / "demo" / "app.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def base_spec(port: int) -> dict[str, object]:

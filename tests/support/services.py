@@ -18,6 +18,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from zerodown import net
+
 
 def require(reason: str) -> None:
     """Skip with `reason`, or fail under ZERODOWN_REQUIRE_ALL=1."""
@@ -35,9 +37,8 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port below the ephemeral range (see zerodown.net)."""
+    return net.free_port()
 
 
 def binary(name: str, why: str) -> str:
