@@ -27,9 +27,8 @@ from zerodown.checkers.analysis import AnalysisRunner
 from zerodown.core.analysis.context import AnalysisContext
 from zerodown.core.analysis.model import Phase, Verdict
 from zerodown.core.routes import Backend, Pool, RouteTable
+from zerodown.routers.proxy import client as proxy
 from zerodown.spec.analysis import MetricSpec
-
-proxy = pytest.importorskip("zerodown.routers.proxy.client", reason="the built-in router driver")
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
