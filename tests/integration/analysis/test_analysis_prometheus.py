@@ -89,6 +89,7 @@ async def test_a_slow_canary_fails_its_p99(prometheus: str) -> None:
     assert fast.phase is Phase.SUCCESSFUL, fast.message
 
 
+@pytest.mark.slow
 async def test_compare_with_the_baseline(prometheus: str) -> None:
     metric = prom(
         prometheus,
