@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from support.servers import serve_asgi, serve_wsgi
 from support.services import postgres_server, redis_server
+from support.site import Site, serve_site
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +38,16 @@ def asgi_server() -> Serve:
 @pytest.fixture
 def wsgi_server() -> Serve:
     return serve_wsgi
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio (the controller's loop), through anyio's pytest plugin."""
+    return "asyncio"
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    """A scripted HTTP site on loopback (metric sources, smoke targets, webhooks)."""
+    with serve_site() as s:
+        yield s
