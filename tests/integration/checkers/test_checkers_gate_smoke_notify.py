@@ -47,6 +47,7 @@ async def test_gate_failure_keeps_the_tail_of_the_output() -> None:
     assert "line 0 " not in result.reason  # only the tail
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 async def test_gate_timeout_kills_the_command(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     script = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); print('working', flush=True); time.sleep(60)"
