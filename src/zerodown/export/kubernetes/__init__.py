@@ -8,6 +8,7 @@ over as it is; `to_yaml` renders a file. docs/kubernetes.md has the mapping, fie
 from zerodown.export.kubernetes.coverage import FIELDS, Maps, Reported
 from zerodown.export.kubernetes.export import export
 from zerodown.export.kubernetes.model import (
+    DEFAULT_PROMETHEUS,
     Bundle,
     ExportOptions,
     Manifest,
@@ -18,6 +19,7 @@ from zerodown.export.kubernetes.model import (
 from zerodown.export.kubernetes.render import to_yaml
 
 __all__ = [
+    "DEFAULT_PROMETHEUS",
     "FIELDS",
     "Bundle",
     "ExportOptions",

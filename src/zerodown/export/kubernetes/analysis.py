@@ -155,9 +155,17 @@ def _metric(
     metric: MetricSpec, where: str, options: ExportOptions, notes: list[Note]
 ) -> Object | None:
     kind = metric.provider_kind
-    reason = _cannot_carry(metric)
-    if reason:
-        notes.append(Note(where, f"metric {metric.name!r} is left out: {reason}", FILE))
+    if metric.compare is not None:
+        return None  # reported with the fields that have no counterpart (coverage.FIELDS)
+    if _uses_samples(metric):
+        notes.append(
+            Note(
+                where,
+                f"metric {metric.name!r} is left out: its condition uses "
+                "`samples`, which Argo's Prometheus result does not carry",
+                FILE,
+            )
+        )
         return None
     out: Object = {"name": metric.name}
     if metric.interval is not None:
@@ -194,13 +202,11 @@ def _metric(
     return out
 
 
-def _cannot_carry(metric: MetricSpec) -> str | None:
-    if metric.compare is not None:
-        return "compare: baseline has no counterpart in Argo Rollouts (one query, no baseline)"
-    for condition in (metric.failure_condition, metric.success_condition):
-        if condition is not None and "samples" in names(condition):
-            return "its condition uses `samples`, which Argo's Prometheus result does not carry"
-    return None
+def _uses_samples(metric: MetricSpec) -> bool:
+    return any(
+        condition is not None and "samples" in names(condition)
+        for condition in (metric.failure_condition, metric.success_condition)
+    )
 
 
 def _provider(metric: MetricSpec, where: str, options: ExportOptions, notes: list[Note]) -> Object:

@@ -124,7 +124,7 @@ def _probe(probe: ProbeSpec, path: str, options: ExportOptions, notes: list[Note
         out["tcpSocket"] = {"port": probe.tcp.port if probe.tcp.port else PORT_NAME}
     else:
         assert probe.exec is not None
-        out["exec"] = {"command": [fill(a, options) for a in probe.exec]}
+        out["exec"] = {"command": list(probe.exec)}  # as under zerodown: not filled in
     for name, field, value, least in (
         ("initial_delay", "initialDelaySeconds", probe.initial_delay, 0),
         ("period", "periodSeconds", probe.period, 1),

@@ -204,8 +204,8 @@ FIELDS: dict[str, Disposition] = {
         "old pod is left (`kubectl argo rollouts status`)"
     ),
     "compat": Reported(
-        "no compatibility check in Argo Rollouts: run `zerodown` compat checks as a job metric "
-        "of a prePromotionAnalysis, or keep them in CI against the old release's sessions"
+        "no compatibility check in Argo Rollouts: check that the new release accepts the old "
+        "one's sessions and tokens in CI, or in a job metric of a prePromotionAnalysis"
     ),
     "flag_guards": Reported(
         "Argo analyses releases, not flag variants: keep the flag guard on zerodown's flag "

@@ -106,12 +106,17 @@ def _listen_note(spec: Spec, options: ExportOptions) -> Note:
 
 
 def _facts(spec: Spec, options: ExportOptions, manifests: list[Manifest]) -> list[str]:
-    router = (
-        "ingress-nginx (trafficRouting.nginx; Argo manages the canary Ingress)"
-        if options.traffic is Traffic.NGINX
-        else f"Gateway API plugin {strategy.GATEWAY_PLUGIN} (HTTPRoute {spec.service}, "
-        "managedRoutes for header routes)"
-    )
+    if options.traffic is Traffic.GATEWAY_API:
+        router = (
+            f"Gateway API plugin {strategy.GATEWAY_PLUGIN} (HTTPRoute {spec.service}, "
+            "managedRoutes for header routes)"
+            if spec.strategy.canary is not None
+            else f"your HTTPRoute {spec.service} to the Service {spec.service}"
+        )
+    elif spec.strategy.canary is not None:
+        router = "ingress-nginx (trafficRouting.nginx; Argo manages the canary Ingress)"
+    else:
+        router = f"ingress-nginx (the Ingress {spec.service} to the Service {spec.service})"
     facts = [
         f"image: {image_ref(options)}",
         f"strategy: {spec.strategy.name}",

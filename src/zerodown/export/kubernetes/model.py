@@ -10,6 +10,9 @@ Object = dict[str, Any]
 """One Kubernetes object, as it is written to YAML."""
 
 
+DEFAULT_PROMETHEUS = "http://prometheus.monitoring.svc:9090"
+
+
 class Traffic(StrEnum):
     """The traffic router Argo Rollouts drives for a canary (`trafficRouting`)."""
 
@@ -42,7 +45,7 @@ class ExportOptions:
     """Where the objects go (the Gateway API plugin names the HTTPRoute's namespace)."""
     port: int = 8080
     """The container port the app listens on: {port} and PORT."""
-    prometheus: str = "http://prometheus.monitoring.svc:9090"
+    prometheus: str = DEFAULT_PROMETHEUS
     """Where the router provider's queries on ingress-nginx metrics go."""
     migrations: tuple[MigrationFile, ...] = ()
 

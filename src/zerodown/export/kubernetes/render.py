@@ -14,7 +14,9 @@ HEADER = "Written by `zerodown export kubernetes`; regenerate rather than edit."
 def to_yaml(manifest: Manifest) -> str:
     lines = [f"# {HEADER}"]
     for comment in manifest.comments:
-        wrapped = textwrap.wrap(comment, 96, subsequent_indent="    ") or [""]
+        wrapped = textwrap.wrap(
+            comment, 96, subsequent_indent="    ", break_on_hyphens=False, break_long_words=False
+        ) or [""]
         lines += [f"# {line}".rstrip() for line in wrapped]
     documents = [
         yaml.safe_dump(

@@ -98,7 +98,8 @@ def _blue_green(
                 "strategy.blue_green.preview_listen",
                 f"{bg.preview_listen} becomes "
                 f"the Service {preview_service(spec)}; reach it with `kubectl "
-                f"port-forward svc/{preview_service(spec)} 8081:80` or an Ingress of "
+                f"port-forward svc/{preview_service(spec)} {bg.preview_listen.rpartition(':')[2]}:80` "
+                "or an Ingress of "
                 "your own",
                 FILE,
                 dropped=False,
