@@ -274,15 +274,16 @@ def _router(metric: MetricSpec, where: str, options: ExportOptions, notes: list[
                 dropped=False,
             )
         )
-    notes.append(
-        Note(
-            where,
-            f"metric {metric.name!r}: zerodown never passes a measurement on "
-            f"fewer than {metric.min_samples} requests (min_samples); Argo does",
-            FILE,
-            dropped=False,
+    if "min_samples" not in metric.model_fields_set:  # when set, it is reported as a field
+        notes.append(
+            Note(
+                where,
+                f"metric {metric.name!r}: zerodown never passes a measurement on "
+                f"fewer than {metric.min_samples} requests (min_samples' default); Argo does",
+                FILE,
+                dropped=False,
+            )
         )
-    )
     window = go_duration(metric.window if metric.window is not None else DEFAULT_WINDOW)
     return {
         "address": options.prometheus,

@@ -11,6 +11,7 @@ shows this table.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,7 @@ FIELDS: dict[str, Disposition] = {
     "run.env": Maps("container env (plus PORT)"),
     "run.workdir": Maps("container workingDir when absolute", partly=True),
     "run.stop_signal": Maps("SIGTERM is Kubernetes' own", partly=True),
-    "run.drain": Maps("lifecycle.preStop.sleep.seconds"),
+    "run.drain": Maps("lifecycle.preStop.sleep.seconds (whole seconds)", partly=True),
     "run.stop_timeout": Maps("terminationGracePeriodSeconds = drain + stop_timeout"),
     "probes": Maps("container probes"),
     "probes.startup": Maps("startupProbe"),
@@ -258,3 +259,26 @@ def _children(value: Any, key: str, where: str) -> Iterator[tuple[str, str, Base
         for name, item in value.items():
             if isinstance(item, BaseModel):
                 yield f"{key}.*.", f"{where}.{name}.", item
+
+
+_PROBE = re.compile(r"^probes\.(startup|liveness|readiness)\.")
+
+
+def markdown_table() -> str:
+    """FIELDS as the table of docs/kubernetes.md (probe fields once, as probes.<kind>.…)."""
+    rows = ["| zerodown.yaml | Kubernetes / Argo Rollouts |", "|---|---|"]
+    seen: set[str] = set()
+    for path, disposition in FIELDS.items():
+        shown = _PROBE.sub("probes.<kind>.", path)
+        if shown in seen:
+            continue
+        seen.add(shown)
+        if isinstance(disposition, Reported):
+            where = f"**reported**: {disposition.why}"
+        else:
+            where = disposition.to + (
+                "; values it cannot carry are reported" if disposition.partly else ""
+            )
+        cell = where.replace("|", "\\|")  # a pipe would end the cell
+        rows.append(f"| `{shown}` | {cell} |")
+    return "\n".join(rows) + "\n"
