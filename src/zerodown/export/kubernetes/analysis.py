@@ -233,8 +233,8 @@ def _provider(metric: MetricSpec, where: str, options: ExportOptions, notes: lis
             web["headers"] = [
                 {"key": k, "value": _with_args(v)} for k, v in choice.web.headers.items()
             ]
-        if choice.web.json_path is not None:
-            web["jsonPath"] = json_path(choice.web.json_path)
+        # omitted in zerodown: the whole body is the number, which is JSONPath's root
+        web["jsonPath"] = json_path(choice.web.json_path) if choice.web.json_path else "{$}"
         return {"web": web}
     assert choice.command is not None
     if metric.failure_condition or metric.success_condition:

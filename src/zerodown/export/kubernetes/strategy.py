@@ -87,7 +87,9 @@ def _blue_green(
     out: Object = {
         "activeService": spec.service,
         "previewService": preview_service(spec),
-        "autoPromotionEnabled": bg.auto_promote,
+        # zerodown switches after auto_promote_after even with auto_promote off; Argo ignores
+        # autoPromotionSeconds unless autoPromotionEnabled
+        "autoPromotionEnabled": bg.auto_promote or bg.auto_promote_after is not None,
         "scaleDownDelaySeconds": whole_seconds(bg.scale_down_delay),
     }
     if bg.auto_promote_after is not None:
