@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from zerodown.core.errors import ZerodownError
+from zerodown.core.errors import SpecError, ZerodownError
 from zerodown.export.kubernetes import (
     DEFAULT_PROMETHEUS,
     Bundle,
@@ -120,6 +120,8 @@ def kubernetes(
         check_version(version)
     except ValueError as exc:
         _fail(f"--version: {exc}")
+    if "+" in version:
+        _fail(f"--version {version!r}: an image tag cannot hold '+'; use another separator")
     if not re.fullmatch(r"^https?://\S+$", prometheus):
         _fail(f"--prometheus {prometheus!r} is not a URL; write it like http://prometheus:9090")
     try:
@@ -135,7 +137,10 @@ def kubernetes(
         )
     except ZerodownError as exc:
         _fail(str(exc))
-    bundle = export(spec, options)
+    try:
+        bundle = export(spec, options)
+    except SpecError as exc:  # the exporter does not know the file: say which one
+        _fail(f"{file}: {exc}")
     directory = out if out is not None else file.parent / "kubernetes"
     try:
         directory.mkdir(parents=True, exist_ok=True)

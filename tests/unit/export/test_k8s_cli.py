@@ -68,6 +68,7 @@ def test_registered_in_the_main_cli_and_image_is_required(tmp_path: Path) -> Non
 BAD = [
     (("--version", "v 2"), "error: --version: version 'v 2' is not valid: 1-63 characters"),
     (("--version", "-v2"), "error: --version: version '-v2' is not valid"),
+    (("--version", "1.0+build.5"), "an image tag cannot hold '+'"),
     (("--image", "registry.example/shop:v1"), "give the repository without a tag or digest"),
     (
         ("--image", "Registry Example"),
@@ -114,3 +115,15 @@ def test_missing_migrations_directory_exits_2(tmp_path: Path) -> None:
     code, _, stderr = run("kubernetes", "-f", str(spec), "--image", IMAGE, "--version", "v2")
     assert code == 2
     assert "the migrations directory does not exist" in stderr
+
+
+def test_a_service_name_too_long_for_a_kubernetes_service_exits_2(tmp_path: Path) -> None:
+    spec = tmp_path / "zerodown.yaml"
+    name = "s" * 60
+    spec.write_text(
+        f"service: {name}\nrun: {{command: [app]}}\nstrategy:\n  canary: {{steps: [{{set_weight: 50}}]}}\n"
+    )
+    code, _, stderr = run("kubernetes", "-f", str(spec), "--image", IMAGE, "--version", "v2")
+    assert code == 2
+    assert f"{spec}: service: the Service '{name}-canary' would be 67 characters" in stderr
+    assert "shorten the service name to 56 characters or fewer" in stderr

@@ -7,6 +7,7 @@ coverage.FIELDS that the spec sets, and the values the builders cannot carry as 
 
 from __future__ import annotations
 
+from zerodown.core.errors import SpecError
 from zerodown.export.kubernetes import analysis, coverage, objects, strategy
 from zerodown.export.kubernetes.container import container, grace_seconds, image_ref
 from zerodown.export.kubernetes.model import (
@@ -22,12 +23,18 @@ from zerodown.spec.model import Spec
 ROLLOUT_FILE = "rollout.yaml"
 
 
+MAX_NAME = 63
+"""A Service's name is a DNS label (RFC 1035): at most 63 characters."""
+
+
 def export(spec: Spec, options: ExportOptions) -> Bundle:
+    """Raises SpecError (field `service`) when a name the export derives cannot be a Service's."""
     notes: list[Note] = [
         Note(n.path, n.message, n.file or _file_of(n.path)) for n in coverage.reported(spec)
     ]
     templates = analysis.templates(spec, options, notes)
     plan = strategy.build(spec, options, templates, notes)
+    _check_names(spec.service, plan.services)
     rollout = _rollout(spec, options, plan, notes)
     services = [objects.service(spec, spec.service)]
     services += [objects.service(spec, name) for name in plan.services]
@@ -43,6 +50,17 @@ def export(spec: Spec, options: ExportOptions) -> Bundle:
         manifests.append(Manifest(objects.JOB_FILE, [job], objects.job_comments(spec, options)))
     notes.append(_listen_note(spec, options))
     return Bundle(_with_comments(manifests, notes), notes, _facts(spec, options, manifests))
+
+
+def _check_names(service: str, names: list[str]) -> None:
+    for name in names:
+        if len(name) > MAX_NAME:
+            shorter = MAX_NAME - (len(name) - len(service))
+            raise SpecError(
+                f"the Service {name!r} would be {len(name)} characters, over Kubernetes' "
+                f"{MAX_NAME}; shorten the service name to {shorter} characters or fewer",
+                field="service",
+            )
 
 
 def _file_of(path: str) -> str:
@@ -81,8 +99,8 @@ def _rollout(
 
 
 def _label_value(version: str) -> str:
-    """A label value allows letters, digits and - _ . (a version's + does not fit)."""
-    return version.replace("+", "_")
+    """A label value: letters, digits and - _ . between two letters or digits."""
+    return version.replace("+", "_").rstrip("-_.")
 
 
 def _listen_note(spec: Spec, options: ExportOptions) -> Note:
