@@ -95,7 +95,9 @@ FIELDS: dict[str, Disposition] = {
         "previewService (reach it with kubectl port-forward)", partly=True
     ),
     "strategy.blue_green.auto_promote": Maps("blueGreen.autoPromotionEnabled"),
-    "strategy.blue_green.auto_promote_after": Maps("blueGreen.autoPromotionSeconds"),
+    "strategy.blue_green.auto_promote_after": Maps(
+        "blueGreen.autoPromotionSeconds, with autoPromotionEnabled (zerodown switches after it)"
+    ),
     "strategy.blue_green.scale_down_delay": Maps("blueGreen.scaleDownDelaySeconds"),
     "strategy.blue_green.progress_deadline": Maps(
         "spec.progressDeadlineSeconds, progressDeadlineAbort"
