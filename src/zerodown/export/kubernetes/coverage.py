@@ -122,7 +122,10 @@ FIELDS: dict[str, Disposition] = {
         "Argo Rollouts has no flag step; change the flag from your pipeline (`zerodown flags`) "
         "once the rollout reaches this step, and revert it on abort"
     ),
-    "strategy.canary.canary_scale": Maps("setCanaryScale {replicas} as the first step"),
+    "strategy.canary.canary_scale": Maps(
+        "setCanaryScale {replicas} as the first step (the pods start with the rollout, not at "
+        "the first weight)"
+    ),
     "strategy.canary.sticky": Maps("ingress-nginx cookie affinity", partly=True),
     "strategy.canary.sticky.cookie": Maps("nginx.ingress.kubernetes.io/session-cookie-name"),
     "strategy.canary.sticky.header": Reported(

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from zerodown.export.kubernetes import analysis
 from zerodown.export.kubernetes.model import ExportOptions, Note, Object, Traffic
 from zerodown.export.kubernetes.units import go_duration, whole_seconds
-from zerodown.spec.model import CanarySpec, HeaderRoute, Spec
+from zerodown.spec.analysis import AnalysisRef
+from zerodown.spec.model import CanarySpec, CanaryStep, HeaderRoute, Spec
 
 FILE = "rollout.yaml"
 NGINX = "nginx.ingress.kubernetes.io"
@@ -156,68 +157,97 @@ def _canary(
 ) -> Strategy:
     out: Object = {"canaryService": canary_service(spec), "stableService": spec.service}
     result = Strategy({"canary": out}, _deadline(canary.progress_deadline), [canary_service(spec)])
-    steps: list[Object] = []
-    routes: list[Object] = []
-    position: dict[int, int] = {}
-    if canary.canary_scale != "match_weight":
-        steps.append({"setCanaryScale": {"replicas": canary.canary_scale}})
-    weight, pinned = 0, False
+    writer = _Steps(spec, canary, options, exported, notes, result)
     for i, step in enumerate(canary.steps):
-        where = f"strategy.canary.steps[{i}]"
-        position[i] = len(steps)
-        if step.set_weight is not None:
-            steps.append({"setWeight": step.set_weight})
-            weight = step.set_weight
-            if pinned and weight > 0:
-                steps.append({"setCanaryScale": {"matchTrafficWeight": True}})
-                pinned = False
-        elif step.pause is not None:
-            duration = step.pause.duration
-            steps.append({"pause": {} if duration is None else {"duration": go_duration(duration)}})
-        elif step.analysis is not None:
-            block = analysis.reference(
-                step.analysis,
-                exported,
-                spec=spec,
-                options=options,
-                target=canary_service(spec),
-                where=f"{where}.analysis",
-                notes=notes,
-                file=FILE,
-            )
-            if block is not None:
-                steps.append({"analysis": block})
-        elif step.set_header_route is not None:
-            if weight == 0 and canary.canary_scale == "match_weight" and not pinned:
-                # zerodown runs one canary instance for a header route at weight 0; so does this
-                steps.append({"setCanaryScale": {"replicas": 1}})
-                pinned = True
-            route = _header_route(step.set_header_route, i, options, result, notes, where)
-            if route is not None:
-                steps.append({"setHeaderRoute": route})
-                routes.append({"name": route["name"]})
-        # set_flag: reported with the spec's other fields that have no counterpart
-    if steps:
-        out["steps"] = steps
-    out["trafficRouting"] = _traffic(spec, options, routes, result.canary_annotations)
+        writer.add(i, step)
+    if writer.steps:
+        out["steps"] = writer.steps
+    out["trafficRouting"] = _traffic(spec, options, writer.routes, result.canary_annotations)
     if canary.analysis is not None:
-        block = analysis.reference(
-            canary.analysis,
-            exported,
-            spec=spec,
-            options=options,
-            target=canary_service(spec),
-            where="strategy.canary.analysis",
-            notes=notes,
-            file=FILE,
-        )
+        block = writer.analysis(canary.analysis, "strategy.canary.analysis")
         if block is not None:
             if canary.analysis.starting_step is not None:
-                block["startingStep"] = position.get(canary.analysis.starting_step, len(steps))
+                start = canary.analysis.starting_step
+                block["startingStep"] = writer.position.get(start, len(writer.steps))
             out["analysis"] = block
     if canary.sticky is not None:
         _sticky(canary, options, result, notes)
     return result
+
+
+@dataclass
+class _Steps:
+    """Argo's steps for zerodown's, in order; `position` maps a zerodown step's index to the
+    index of the Argo step that starts it."""
+
+    spec: Spec
+    canary: CanarySpec
+    options: ExportOptions
+    exported: analysis.Templates
+    notes: list[Note]
+    result: Strategy
+    steps: list[Object] = field(default_factory=list)
+    routes: list[Object] = field(default_factory=list)
+    position: dict[int, int] = field(default_factory=dict)
+    weight: int = 0
+    pinned: bool = False
+    """A setCanaryScale {replicas: 1} holds a canary pod for a header route at weight 0."""
+
+    def __post_init__(self) -> None:
+        if self.canary.canary_scale != "match_weight":
+            self.steps.append({"setCanaryScale": {"replicas": self.canary.canary_scale}})
+
+    def add(self, index: int, step: CanaryStep) -> None:
+        where = f"strategy.canary.steps[{index}]"
+        self.position[index] = len(self.steps)
+        if step.set_weight is not None:
+            self._weight(step.set_weight)
+        elif step.pause is not None:
+            duration = step.pause.duration
+            self.steps.append(
+                {"pause": {} if duration is None else {"duration": go_duration(duration)}}
+            )
+        elif step.analysis is not None:
+            block = self.analysis(step.analysis, f"{where}.analysis")
+            if block is not None:
+                self.steps.append({"analysis": block})
+        elif step.set_header_route is not None:
+            self._header_route(step.set_header_route, index, f"{where}.set_header_route")
+        # set_flag: reported with the spec's other fields that have no counterpart
+
+    def analysis(self, ref: AnalysisRef, where: str) -> Object | None:
+        return analysis.reference(
+            ref,
+            self.exported,
+            spec=self.spec,
+            options=self.options,
+            target=canary_service(self.spec),
+            where=where,
+            notes=self.notes,
+            file=FILE,
+        )
+
+    def _weight(self, weight: int) -> None:
+        self.steps.append({"setWeight": weight})
+        self.weight = weight
+        if self.pinned and weight > 0:
+            self.steps.append({"setCanaryScale": {"matchTrafficWeight": True}})
+            self.pinned = False
+
+    def _header_route(self, route: HeaderRoute, index: int, where: str) -> None:
+        if self.options.traffic is Traffic.GATEWAY_API:
+            step: Object | None = _gateway_route(route, index, where, self.notes)
+        else:
+            step = None
+            if not _nginx_route(route, self.result.canary_annotations, where, self.notes):
+                return
+        if self.weight == 0 and self.canary.canary_scale == "match_weight" and not self.pinned:
+            # zerodown runs one canary instance for a header route at weight 0; so does this
+            self.steps.append({"setCanaryScale": {"replicas": 1}})
+            self.pinned = True
+        if step is not None:
+            self.steps.append({"setHeaderRoute": step})
+            self.routes.append({"name": step["name"]})
 
 
 def _traffic(
@@ -235,74 +265,67 @@ def _traffic(
     return traffic
 
 
-def _header_route(
-    route: HeaderRoute,
-    index: int,
-    options: ExportOptions,
-    result: Strategy,
-    notes: list[Note],
-    where: str,
-) -> Object | None:
-    where = f"{where}.set_header_route"
-    if options.traffic is Traffic.GATEWAY_API:
-        if route.header is not None:
-            match = {"headerName": route.header, "headerValue": {"exact": route.value}}
-        else:
-            assert route.cookie is not None
-            pattern = rf"(^|;\s*){re.escape(route.cookie)}={re.escape(route.value)}(;|$)"
-            match = {"headerName": "Cookie", "headerValue": {"regex": pattern}}
-            notes.append(
-                Note(
-                    where,
-                    "the cookie is matched by a regex on the Cookie header: "
-                    "check that your Gateway API implementation supports "
-                    "RegularExpression header matches",
-                    FILE,
-                    dropped=False,
-                )
-            )
-        return {"name": f"header-route-{index}", "match": [match]}
-    # Argo's nginx router ignores setHeaderRoute: the canary Ingress' annotations do it instead
-    extra = result.canary_annotations
-    taken = any(k.startswith("canary-by-") for k in extra)
-    if taken:
+def _gateway_route(route: HeaderRoute, index: int, where: str, notes: list[Note]) -> Object:
+    if route.header is not None:
+        match = {"headerName": route.header, "headerValue": {"exact": route.value}}
+    else:
+        assert route.cookie is not None
+        pattern = rf"(^|;\s*){re.escape(route.cookie)}={re.escape(route.value)}(;|$)"
+        match = {"headerName": "Cookie", "headerValue": {"regex": pattern}}
         notes.append(
             Note(
                 where,
-                "ingress-nginx routes one header or cookie to the canary; "
-                "this second route is left out",
+                "the cookie is matched by a regex on the Cookie header: check that your "
+                "Gateway API implementation supports RegularExpression header matches",
+                FILE,
+                dropped=False,
+            )
+        )
+    return {"name": f"header-route-{index}", "match": [match]}
+
+
+def _nginx_route(
+    route: HeaderRoute, annotations: dict[str, str], where: str, notes: list[Note]
+) -> bool:
+    """Argo's nginx router ignores setHeaderRoute: ingress-nginx's canary-by-* annotations on
+    the canary Ingress route instead, for the whole rollout. False: the route is left out."""
+    if any(k.startswith("canary-by-") for k in annotations):
+        notes.append(
+            Note(
+                where,
+                "ingress-nginx routes one header or cookie to the canary; this second route "
+                "is left out",
                 FILE,
             )
         )
-        return None
+        return False
     if route.header is not None:
-        extra["canary-by-header"] = route.header
-        extra["canary-by-header-value"] = route.value
+        annotations["canary-by-header"] = route.header
+        annotations["canary-by-header-value"] = route.value
     elif route.value == "always":
         assert route.cookie is not None
-        extra["canary-by-cookie"] = route.cookie
+        annotations["canary-by-cookie"] = route.cookie
     else:
         notes.append(
             Note(
                 where,
-                "ingress-nginx sends a cookie to the canary only when its "
-                f"value is 'always', not {route.value!r}; left out (use a header, "
-                "or --traffic gateway-api)",
+                "ingress-nginx sends a cookie to the canary only when its value is 'always', "
+                f"not {route.value!r}; left out (use a header, or --traffic gateway-api)",
                 FILE,
             )
         )
-        return None
+        return False
     notes.append(
         Note(
             where,
-            "ingress-nginx has no header-route step (Argo's nginx router "
-            "ignores setHeaderRoute): the route is an annotation of the canary "
-            "Ingress, in force whenever canary pods run, not from this step on",
+            "ingress-nginx has no header-route step (Argo's nginx router ignores "
+            "setHeaderRoute): the route is an annotation of the canary Ingress, in force "
+            "whenever canary pods run, not from this step on",
             FILE,
             dropped=False,
         )
     )
-    return None
+    return True
 
 
 def _sticky(
