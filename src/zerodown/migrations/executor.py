@@ -46,15 +46,21 @@ class Options:
     batch_max: int = 100_000
     batch_delay: float = 0.005
     max_batches: int | None = None  # stop (as if crashed) after this many batches: for tests
+    max_actions: int | None = None  # stop (as if crashed) after this many statements: for tests
 
 
-class BackfillInterrupted(MigrationError):
+class Interrupted(MigrationError):
+    """Stopped on purpose, as a crash would (max_actions, max_batches): for tests."""
+
+
+class BackfillInterrupted(Interrupted):
     """The backfill stopped on purpose (max_batches); running start again resumes it."""
 
 
 @dataclass
 class Stats:
     lock_retries: int = 0
+    actions: int = 0
     invalid_indexes_rebuilt: int = 0
     backfilled_rows: int = 0
     batches: int = 0
@@ -127,6 +133,9 @@ class Executor:
             ) from None
 
     def run(self, action: DBAction) -> None:
+        if self.o.max_actions is not None and self.stats.actions >= self.o.max_actions:
+            raise Interrupted(f"stopped after {self.stats.actions} statements (max_actions)")
+        self.stats.actions += 1
         if action.transactional:
             self.transaction(action.sql.split("\n", 1)[0][:80], [action])
         else:
