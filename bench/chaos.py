@@ -467,12 +467,12 @@ def main() -> int:
                 ),
             )
         )
-    faults = Counter(i.fault.kind for i in run.injected)
+    kinds = Counter(i.fault.kind for i in run.injected)
     print(
         f"\n{report.total} requests in {time.time() - started:.0f} s, {len(report.failed)} failed:"
         f" explained {dict(explained)}, unexplained {len(unexplained)}"
     )
-    print(f"faults injected: {sum(faults.values())} {dict(faults)}")
+    print(f"faults injected: {sum(kinds.values())} {dict(kinds)}")
     print(f"rollouts ended: {dict(run.phases)}")
     print(f"invariants checked: {sum(run.checks.values())} {dict(run.checks)}")
     print(f"violations: {len(run.violations)}")
@@ -489,7 +489,7 @@ def main() -> int:
                         "failed": len(report.failed),
                         "failed_explained": dict(explained),
                         "failed_unexplained": len(unexplained),
-                        "faults": dict(faults),
+                        "faults": dict(kinds),
                         "phases": dict(run.phases),
                         "checks": dict(run.checks),
                         "violations": [asdict(v) for v in run.violations],
