@@ -31,6 +31,7 @@ from zerodown.core.ports import StateStore
 from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.flags.steps import FlagRevert, apply_with_revert, revert_flag_change, still_as_changed
 from zerodown.migrations.url import database_url
+from zerodown.paths import Paths
 from zerodown.sessions.compat import run_compat
 from zerodown.spec.analysis import AnalysisRef, resolve
 from zerodown.spec.model import Spec
@@ -205,7 +206,9 @@ class CheckTasks:
 
     async def _smoke(self, spec: Spec, url: str) -> Outcome:
         assert spec.smoke is not None
-        result = await run_smoke(spec.smoke, url, cwd=str(self.spec_dir))
+        # the state directory depends on the spec's directory only, not on its file name
+        shots = Paths.for_spec(self.spec_dir / "zerodown.yaml").screenshots
+        result = await run_smoke(spec.smoke, url, cwd=str(self.spec_dir), screenshots=shots)
         state = CheckState.PASSED if result.passed else CheckState.FAILED
         reason = result.reason if not result.passed else f"{len(result.checks)} checks passed"
         return state, f"{reason} ({url})", result.to_json()
