@@ -496,7 +496,8 @@ class Engine:
 
     async def _launch(self, status: ServiceStatus, launch: Launch) -> None:
         spec = self.spec_of(self.revision_of(status, launch.release))
-        env = {"ZERODOWN_SERVICE": self.service}
+        revision = str(self.revision_of(status, launch.release))
+        env = {"ZERODOWN_SERVICE": self.service, "ZERODOWN_REVISION": revision}
         failure = None
         if spec.migrations is not None:
             try:
