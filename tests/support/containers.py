@@ -27,8 +27,8 @@ from pathlib import Path
 
 import httpx
 
-from support.services import require
 import zerodown.demo
+from support.services import require
 
 CONTAINERS_CONF = """\
 [containers]

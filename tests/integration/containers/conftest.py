@@ -4,11 +4,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from container_kit import container_spec, remove_containers
 
 from support.containers import Engine
 from support.workspace import Workspace
-
-from container_kit import container_spec, remove_containers
 
 
 @pytest.fixture
