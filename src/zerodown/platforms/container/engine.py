@@ -93,7 +93,11 @@ class Engine:
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                transport=httpx.AsyncHTTPTransport(uds=str(self.socket)),
+                # A connection per call (a unix socket connects in microseconds): none is left
+                # open for an event loop that ends (the tests run one loop per scenario).
+                transport=httpx.AsyncHTTPTransport(
+                    uds=str(self.socket), limits=httpx.Limits(max_keepalive_connections=0)
+                ),
                 base_url=f"http://engine/{API_VERSION}",
                 timeout=CALL_TIMEOUT,
             )
