@@ -53,6 +53,9 @@ def platform(
     world.close()
 
 
+SLEEPER_HANDLING_SIGTERM = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); time.sleep(60)"
+
+
 def container_platform(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[PlatformUnderTest]:
@@ -66,7 +69,8 @@ def container_platform(
         platform=made,
         run=RunSpec(
             image=image,
-            command=["/usr/bin/python3", "-c", "import time; time.sleep(60)"],
+            # PID 1 of its container: it ignores SIGTERM unless it handles it
+            command=["/usr/bin/python3", "-c", SLEEPER_HANDLING_SIGTERM],
             volumes=VOLUMES,
         ),
         stale=lambda handle: "f" * len(handle),  # another container's id
