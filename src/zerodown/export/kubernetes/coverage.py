@@ -46,6 +46,11 @@ FIELDS: dict[str, Disposition] = {
     "run.stop_signal": Maps("SIGTERM is Kubernetes' own", partly=True),
     "run.drain": Maps("lifecycle.preStop.sleep.seconds (whole seconds)", partly=True),
     "run.stop_timeout": Maps("terminationGracePeriodSeconds = drain + stop_timeout"),
+    # the container platform's fields (docs/containers.md)
+    "run.image": Reported("--image and --version name the image; run.image is not read"),
+    "run.port": Reported("--port sets the container port; run.port is not read"),
+    "run.volumes": Reported("add volumes and volumeMounts to the pod template yourself"),
+    "run.network": Reported("a pod has its own network: host or bridge does not apply"),
     "probes": Maps("container probes"),
     "probes.startup": Maps("startupProbe"),
     "probes.liveness": Maps("livenessProbe"),
