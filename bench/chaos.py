@@ -187,13 +187,21 @@ class Service:
             if name == "controller":
                 return int(json.loads((state / "controller.json").read_text())["pid"])
             return int((state / "router.pid").read_text().split()[0])
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, IndexError):  # absent, or being written
             return None
 
-    def router_routes(self) -> dict[str, Any]:
+    def router_routes(self) -> dict[str, Any] | None:
+        """The router's table; None when no router answered within 30 s."""
         transport = httpx.HTTPTransport(uds=str(self.paths.state / "router.sock"))
+        deadline = time.monotonic() + 30
         with httpx.Client(transport=transport, base_url="http://router", timeout=5) as c:
-            return dict(c.get("/routes").json())
+            while True:
+                try:
+                    return dict(c.get("/routes").json())
+                except httpx.HTTPError:  # restarting after a kill
+                    if time.monotonic() > deadline:
+                        return None
+                    time.sleep(0.1)
 
     def instance_processes(self) -> list[tuple[int, str]]:
         """(pid, instance id) of every live process launched for this state directory."""
@@ -338,6 +346,9 @@ def check(run: Run, svc: Service, n: int, rollout: dict[str, Any]) -> None:
     strays = sorted(set(ids) - known)
     expect(not strays, "no process the controller does not know", f"unknown instances {strays}")
     routes, wanted = svc.router_routes(), state["status"]["routes"]
+    expect(routes is not None, "the router answers", "no router answered for 30 s")
+    if routes is None:
+        return
 
     def routing(table: dict[str, Any]) -> Any:
         return (
@@ -418,7 +429,18 @@ def main() -> int:
                 ) -> None:
                     for fault in faults:
                         time.sleep(max(0.0, begun + fault.at - time.monotonic()))
-                        injected.append(inject(svc, n, fault))
+                        try:
+                            injected.append(inject(svc, n, fault))
+                        except Exception as exc:  # the bench's own failure, not zerodown's
+                            injected.append(
+                                Injected(
+                                    n,
+                                    fault,
+                                    time.time(),
+                                    time.time(),
+                                    note=f"not injected: {exc!r}",
+                                )
+                            )
 
                 thread = threading.Thread(target=faults_thread)
                 thread.start()
