@@ -136,7 +136,7 @@ def compute(
         stable=stable,
         strategy=name,
         instances=spec.instances,
-        steps=_steps(spec, name, risky),
+        steps=_steps(spec, name, outlook),
         triggers=triggers,
         worst_case=worst,
         worst_case_via=fastest.name if fastest is not None else "",
@@ -154,9 +154,13 @@ def compute(
 # --- the rollout ------------------------------------------------------------------------------
 
 
-def _steps(spec: Spec, strategy: str, risky: bool) -> list[str]:
+def _steps(spec: Spec, strategy: str, outlook: MigrationOutlook) -> list[str]:
+    risky = bool(outlook.start_reasons)
     steps = ["gate: " + " ".join(spec.gate.command)] if spec.gate else []
-    steps += ["migrate: expand the next pending migration"] if spec.migrations else []
+    if spec.migrations is not None:
+        steps += [f"migrate: contract {outlook.to_contract}"] if outlook.to_contract else []
+        start = outlook.to_start or "the next pending migration, if any"
+        steps.append(f"migrate: start {start} (expand)")
     steps += ["smoke checks against the new release"] if spec.smoke else []
     if strategy == "canary" and spec.strategy.canary is not None:
         steps += [_canary_step(spec, s, risky) for s in spec.strategy.canary.steps]

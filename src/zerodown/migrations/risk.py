@@ -64,7 +64,7 @@ _ALIASES = {
 def _parse(sql_type: str) -> tuple[str, tuple[int, ...]]:
     """("varchar", (20,)) from "VARCHAR(20)"; ("numeric", ()) from "decimal"."""
     text = " ".join(sql_type.lower().split())
-    match = re.fullmatch(r"([a-z ]+?)\s*(?:\(([\d,\s]+)\))?", text)
+    match = re.fullmatch(r"([a-z][a-z0-9 ]*?)\s*(?:\(([\d,\s]+)\))?", text)
     if match is None:
         return text, ()
     base = _ALIASES.get(match.group(1).strip(), match.group(1).strip())

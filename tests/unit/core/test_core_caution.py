@@ -53,7 +53,9 @@ def spec(*, background: bool = True, **care: Any) -> Spec:
 
 
 def deployed(s: Spec, *, risky: bool, **outcomes: tuple[CheckState, str]) -> World:
-    world = (RiskyWorld if risky else World)(spec=s, outcomes={"migrate": (PASSED, "ok"), **outcomes})
+    world = (RiskyWorld if risky else World)(
+        spec=s, outcomes={"migrate": (PASSED, "ok"), **outcomes}
+    )
     world.deploy("v1")
     world.run_until(lambda: world.status.stable == "v1")
     world.deploy("v2")
@@ -79,7 +81,9 @@ def pause_length(world: World) -> float:
 )
 def test_timed_pauses_follow_risk(risky: bool, care: dict[str, Any], expected: float) -> None:
     world = deployed(
-        spec(analysis_every_step=False, **care), risky=risky, **{"analysis:background": (PASSED, "")}
+        spec(analysis_every_step=False, **care),
+        risky=risky,
+        **{"analysis:background": (PASSED, "")},
     )
     assert pause_length(world) == pytest.approx(expected, abs=0.6)
     if risky and expected > 10:
