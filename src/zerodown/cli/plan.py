@@ -21,15 +21,15 @@ from zerodown import drivers
 from zerodown.control.process import router_pid
 from zerodown.core.model import Revision
 from zerodown.core.ports import RouterStats
-from zerodown.core.rollback_plan import MigrationOutlook, RollbackPlan, Trigger, compute
+from zerodown.core.rollback_plan import RollbackPlan, Trigger, compute
 from zerodown.core.routes import LATENCY_BUCKETS, ReleaseStats
+from zerodown.migrations.outlook import migration_outlook
 from zerodown.paths import Paths
 from zerodown.spec.lint import ERROR, NOTE, WARNING, Finding, Observed, lint
 from zerodown.spec.load import line_of, load_spec
 from zerodown.spec.model import Spec
 from zerodown.spec.types import check_version, format_duration
 
-BASE_SCHEMA = "public"  # zerodown.migrations.executor.Options' default base schema
 ROUTER_WAIT = 3.0  # seconds a running router has to answer for its figures
 
 
@@ -83,50 +83,6 @@ def _stored(paths: Paths, spec: Spec) -> tuple[str | None, bool | None, list[Rev
         return status.stable, status.stable is None, store.revisions(spec.service)
     finally:
         store.close()
-
-
-def migration_outlook(
-    spec: Spec, spec_dir: Path, revisions: Sequence[Revision], stable: str | None, *, stored: bool
-) -> MigrationOutlook | None:
-    """Which migration the deploy would contract and which it would start, from the files and
-    the schemas the store's revisions used (the database is not read)."""
-    if spec.migrations is None:
-        return None
-    from zerodown.migrations.api import migration_files
-    from zerodown.migrations.model import load_migration
-    from zerodown.migrations.planner import version_schema_name
-    from zerodown.migrations.risk import assess
-
-    files = migration_files(spec_dir / spec.migrations.dir)
-    loaded = [load_migration(f) for f in files]
-    risks = assess(loaded, [f.stem for f in files])
-    names = [r.migration for r in risks]
-    schemas = [version_schema_name(BASE_SCHEMA, n) for n in names]
-    used = {r.db_schema for r in revisions if r.db_schema}
-    started = [i for i, s in enumerate(schemas) if s in used]
-    last = max(started, default=-1)
-    on_stable = [r for r in revisions if r.version == stable and r.db_schema]
-    stable_schema = on_stable[-1].db_schema if on_stable else None
-    contract = last if last >= 0 and stable_schema == schemas[last] else None
-    start = last + 1 if last + 1 < len(names) else None
-    older = tuple(
-        r.number
-        for r in revisions
-        if contract is not None and r.db_schema and r.db_schema != schemas[contract]
-    )
-    source = (
-        "the migration files and the schemas in the state store (the database is not read)"
-        if stored
-        else "the migration files alone: no state store yet, so none is taken as run"
-    )
-    return MigrationOutlook(
-        to_contract=names[contract] if contract is not None else None,
-        contract_reasons=risks[contract].reasons if contract is not None else (),
-        to_start=names[start] if start is not None else None,
-        start_reasons=risks[start].reasons if start is not None else (),
-        older_schemas=older,
-        source=source,
-    )
 
 
 def render_plan(plan: RollbackPlan) -> str:
