@@ -322,8 +322,10 @@ def _metric_trigger(
 
 
 def probe_detect(probe: ProbeSpec) -> float:
-    """Seconds from an instance going bad to its probe failing for good."""
-    return probe.period * probe.failure_threshold + probe.timeout
+    """Seconds from an instance hanging to its probe failing for good: each of the
+    failure_threshold probes waits its timeout, then the prober sleeps a period (engine.health
+    probes one at a time)."""
+    return probe.failure_threshold * (probe.timeout + probe.period)
 
 
 def _other_triggers(spec: Spec, strategy: str) -> list[Trigger]:
@@ -357,7 +359,8 @@ def _other_triggers(spec: Spec, strategy: str) -> list[Trigger]:
                     "initial_delay": probe.initial_delay,
                 },
                 detect=None,
-                formula=f"period x failure_threshold + timeout = {format_duration(probe_detect(probe))}",
+                formula="failure_threshold x (timeout + period) = "
+                + format_duration(probe_detect(probe)),
             )
         )
     deadline = _deadline(spec, strategy)

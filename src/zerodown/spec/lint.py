@@ -133,17 +133,21 @@ def liveness_on_dependency(spec: Spec, _: Observed) -> Iterator[Finding]:
 
 
 def probe_timeouts(spec: Spec, _: Observed) -> Iterator[Finding]:
-    for kind in ("startup", "liveness", "readiness"):
+    """Liveness and readiness only: a startup probe of a starting app fails fast (connection
+    refused), so a short period with the default timeout is the usual, harmless choice."""
+    for kind in ("liveness", "readiness"):
         probe: ProbeSpec | None = getattr(spec.probes, kind)
         if probe is not None and probe.timeout > probe.period:
+            slow = probe.failure_threshold * (probe.timeout + probe.period)
             yield Finding(
                 "probe-timeout-over-period",
                 WARNING,
                 ("probes", kind, "timeout"),
                 f"the {kind} probe may wait {format_duration(probe.timeout)} for an answer but "
-                f"runs every {format_duration(probe.period)}: a slow instance is probed again "
-                "before the last probe ended, and failure_threshold x period no longer bounds "
-                "how long a dead instance keeps its place",
+                f"is meant to run every {format_duration(probe.period)}: a hung instance holds "
+                f"each probe for the whole timeout, so it is found out after "
+                f"{format_duration(slow)} (failure_threshold x (timeout + period)), not the "
+                f"{format_duration(probe.failure_threshold * probe.period)} the period suggests",
                 f"set timeout at most the period ({format_duration(probe.period)}), or a "
                 "longer period",
             )
