@@ -247,6 +247,8 @@ def test_dashboard_shows_a_paused_canary(
     assert 0 <= log.find("paused until") < log.find("launch 2 instances of v1"), log
     history = page.text("history")
     assert "v1" in history and "v2" in history, history
+    plan = page.text("plan")  # GET /api/plan: the rollback plan of the rollout under way
+    assert "rollout of v2 (canary) over v1" in plan and "route change only" in plan, plan
 
     for section in ("stable", "rollout", "reason", "decision", "traffic", "steps", "instances"):
         assert not re.search(r"null|undefined|NaN", page.text(section)), page.text(section)
