@@ -144,7 +144,7 @@ def compute(
         who=_who(spec, triggers),
         how=how,
         relaunch=relaunch,
-        migrations=_migrations(outlook),
+        migrations=_migrations(outlook, has_migrations=spec.migrations is not None),
         blockers=_blockers(spec, outlook),
         caution=_caution(spec, name, outlook),
         notes=_notes(stable, first, triggers),
@@ -484,7 +484,7 @@ def _how(spec: Spec, strategy: str, stable: str | None) -> tuple[int, str, float
     )
 
 
-def _migrations(outlook: MigrationOutlook) -> list[str]:
+def _migrations(outlook: MigrationOutlook, *, has_migrations: bool) -> list[str]:
     out = []
     if outlook.to_contract:
         out.append(f"this deploy first contracts {outlook.to_contract} (started by the last one)")
@@ -495,6 +495,8 @@ def _migrations(outlook: MigrationOutlook) -> list[str]:
         )
     if not out:
         out.append("no migration is started or contracted")
+    if has_migrations:
+        out.append(f"known from {outlook.source}")
     return out
 
 
