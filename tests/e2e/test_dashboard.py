@@ -227,7 +227,7 @@ def test_dashboard_shows_a_paused_canary(
     assert "canary" in rollout and "paused" in rollout, rollout
 
     steps = page.text("steps")
-    assert "set weight 25" in steps.lower(), steps
+    assert "weight 25%" in steps, steps
     current = page.with_class("current")
     assert len(current) == 1 and current[0].get("aria-current") == "step"
     assert len(page.with_class("done")) == 2
@@ -248,6 +248,8 @@ def test_dashboard_shows_a_paused_canary(
     assert 0 <= log.find("paused until") < log.find("launch 2 instances of v1"), log
     history = page.text("history")
     assert "v1" in history and "v2" in history, history
+    plan = page.text("plan")  # GET /api/plan: the rollback plan of the rollout under way
+    assert "rollout of v2 (canary) over v1" in plan and "route change only" in plan, plan
 
     for section in ("stable", "rollout", "reason", "decision", "traffic", "steps", "instances"):
         assert not re.search(r"null|undefined|NaN", page.text(section)), page.text(section)

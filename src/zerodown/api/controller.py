@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from zerodown import drivers
-from zerodown.core import commands
+from zerodown.core import caution, commands
 from zerodown.core.errors import SpecError, StateError
 from zerodown.core.model import Revision, RolloutPhase, ServiceStatus
 from zerodown.core.ports import RouterStats
@@ -266,6 +266,9 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         "events": [e.to_json() for e in controller.store.events(controller.service, limit=20)],
         "controller": controller.engine.health.summary(controller.clock.now()),
         "now": controller.clock.now(),
+        "caution": caution.summary(spec, status.rollout, strategy=status.rollout.strategy)
+        if spec is not None and status.rollout is not None
+        else "",
     }
 
 

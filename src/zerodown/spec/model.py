@@ -14,6 +14,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from zerodown.flags.steps import SetFlagStep
 from zerodown.spec.analysis import AnalysisRef, AnalysisSpec, is_bounded, resolve
+from zerodown.spec.caution import CautionSpec
 from zerodown.spec.compat import CompatSpec
 from zerodown.spec.gates import GateSpec, SmokeSpec
 from zerodown.spec.guards import FlagGuardSpec
@@ -320,6 +321,9 @@ class Spec(StrictModel):
     migrations: MigrationsSpec | None = None
     compat: CompatSpec | None = None
     flag_guards: list[FlagGuardSpec] = Field(default_factory=list)
+    caution: CautionSpec = Field(
+        default_factory=CautionSpec, description="more care where a release's risk is higher"
+    )
 
     @property
     def rolling(self) -> RollingSpec:

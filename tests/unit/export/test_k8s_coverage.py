@@ -99,6 +99,7 @@ EVERYTHING_UNMAPPABLE: dict[str, Any] = {
         }
     },
     "flag_guards": [{"flag": "x", "analysis": {"templates": ["t"]}}],
+    "caution": {"irreversible": {"pause_factor": 3}},
     "strategy": {
         "canary": {
             "sticky": {"header": "X-User"},

@@ -222,6 +222,11 @@ FIELDS: dict[str, Disposition] = {
         "Argo analyses releases, not flag variants: keep the flag guard on zerodown's flag "
         "service or in your flag system"
     ),
+    "caution": Reported(
+        "Argo Rollouts does not become more careful by itself: for a migration whose contract "
+        "cannot be undone, write the longer pauses and a manual pause step into the rollout, "
+        "and run `zerodown migrate complete` by hand"
+    ),
 }
 
 # Sub-models whose fields are all covered by the entry of the field that holds them.
