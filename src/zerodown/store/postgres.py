@@ -33,7 +33,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from zerodown.core.errors import NotLeader, SpecError, StoreUnavailable
 from zerodown.core.model import Event, EventRow, Instance, Revision, Rollout, ServiceStatus
-from zerodown.core.ports import ControllerSeen, Lease, Leadership
+from zerodown.core.ports import ControllerSeen, Leadership, Lease
 from zerodown.drivers import DriverContext
 from zerodown.store.leases import claimed
 

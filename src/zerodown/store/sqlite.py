@@ -30,7 +30,7 @@ from typing import Any
 
 from zerodown.core.errors import NotLeader, SpecError, StoreUnavailable
 from zerodown.core.model import Event, EventRow, Instance, Revision, Rollout, ServiceStatus
-from zerodown.core.ports import ControllerSeen, Lease, Leadership
+from zerodown.core.ports import ControllerSeen, Leadership, Lease
 from zerodown.drivers import DriverContext
 from zerodown.store.leases import claimed
 
