@@ -33,6 +33,7 @@ import logging
 import re
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -119,6 +120,7 @@ class Engine:
         clock: Clock = SYSTEM_CLOCK,
         log_dir: Path | None = None,
         log_policy: logs.LogPolicy | None = None,
+        must_act: Callable[[str], None] = lambda _what: None,
     ) -> None:
         self.service = service
         self.store = store
@@ -127,6 +129,9 @@ class Engine:
         self.spec_dir = spec_dir
         self.prober = prober or PlatformProber(platform)
         self.clock = clock
+        # Raises NotLeader when another controller leads (engine/leadership.py): asked before
+        # every action outside the store, whose own writes are fenced by the lease.
+        self.must_act = must_act
         self.wake = asyncio.Event()
         self.monitors: dict[str, Monitor] = {}
         self.retiring: dict[str, asyncio.Task[None]] = {}
@@ -234,8 +239,11 @@ class Engine:
 
     async def start(self) -> None:
         """Before the first pass: the router (it may have died while no controller ran), then
-        the instances a previous controller left running."""
-        await self.router.start()
+        the instances a previous controller left running (not the router, once `zerodown down`
+        has begun: a standby taking over then only finishes it)."""
+        self.must_act("starting")
+        if not self.store.status(self.service).stopping:
+            await self.router.start()
         await self.adopt()
 
     async def _pass(self) -> bool:
@@ -317,6 +325,7 @@ class Engine:
 
     async def reconcile(self) -> bool:
         """One pass. True when `zerodown down` has finished."""
+        self.must_act("reconciling")
         self.stopping = self.store.status(self.service).stopping
         if not self.stopping:
             await self.router.start()  # not to stop it: `down` goes on without a router
@@ -446,6 +455,7 @@ class Engine:
     # --- acting ----------------------------------------------------------------------------
 
     async def _apply(self, table: RouteTable) -> None:
+        self.must_act("applying routes")
         try:
             await self.router.apply(table)
         except DriverError as exc:
@@ -472,6 +482,7 @@ class Engine:
             )
             self.store.put_instance(self.service, instance)
             if failure is None:
+                self.must_act("launching")
                 try:
                     placement = await self.platform.launch(
                         instance_id=iid,
@@ -535,6 +546,7 @@ class Engine:
             await self._wait_out_of_routes(instance.address)
             await self._drain(instance.address, spec.run.drain)
         if instance.handle is not None:
+            self.must_act("stopping an instance")
             how = await self.platform.stop(
                 instance_id=instance.id,
                 handle=instance.handle,

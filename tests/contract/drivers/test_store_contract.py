@@ -5,16 +5,15 @@ fencing token."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
+from support.services import fresh_database
 from zerodown import drivers
 from zerodown.core import commands
 from zerodown.core.errors import NotLeader, StoreUnavailable
@@ -31,14 +30,8 @@ MakeStore = Callable[[], StateStore]
 @pytest.fixture(scope="session")
 def store_database(postgres_url: str) -> Iterator[str]:
     """A fresh database for this test session's PostgreSQL stores, dropped afterwards."""
-    name = f"zd_store_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))  # a URL, as a spec has
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_url, prefix="zd_store") as url:
+        yield url
 
 
 def _context(root: Path, url: str) -> drivers.DriverContext:
