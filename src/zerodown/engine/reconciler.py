@@ -629,15 +629,17 @@ class Engine:
         self._post(kind, message)
 
     async def shutdown(self) -> None:
-        """Stop watching (the processes and the router keep running)."""
+        """Stop watching (the processes and the router keep running). Probes and retirements
+        first: a controller stepping down to standby stops acting before it waits for the
+        webhooks it still owes."""
+        for monitor in self.monitors.values():
+            monitor.cancel()
+        for task in list(self.retiring.values()):
+            task.cancel()
+        await asyncio.gather(*self.retiring.values(), return_exceptions=True)
         if self.guards is not None:
             await self.guards.aclose()
         await self.check_tasks.aclose()
         for notifier in self.notifiers.values():
             await notifier.drain(timeout=5)
             await notifier.aclose()
-        for monitor in self.monitors.values():
-            monitor.cancel()
-        for task in list(self.retiring.values()):
-            task.cancel()
-        await asyncio.gather(*self.retiring.values(), return_exceptions=True)

@@ -35,9 +35,9 @@ pytestmark = pytest.mark.slow
 
 STEPS = [
     {"set_weight": 20},
-    {"pause": {"duration": "3s"}},
+    {"pause": {"duration": "2s"}},
     {"set_weight": 50},
-    {"pause": {"duration": "3s"}},
+    {"pause": {"duration": "2s"}},
     {"set_weight": 100},
 ]
 
@@ -165,7 +165,7 @@ def test_the_standby_takes_over_a_canary_and_a_paused_leader_never_acts_again(
         # 1. kill -9 of the leader in the middle of a canary under load.
         with ws.load(rate=300, connections=16) as load:
             ws.zd("deploy", "v2")
-            _wait_phase(ws, "v2", 1)  # 20% on v2, paused for 3 s
+            _wait_phase(ws, "v2", 1)  # 20% on v2, paused for 2 s
             killed_at = time.monotonic()
             os.kill(first, signal.SIGKILL)
             ws.wait_for(lambda: _leader_pid(ws) == standby.pid, what="the standby to lead")
