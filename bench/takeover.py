@@ -116,17 +116,21 @@ def wait(predicate: object, timeout: float, what: str) -> None:
 
 def one_round(service: Service, how: str) -> tuple[float, float]:
     leader = service.lease()[0]
+    leader_pid = int(leader.rpartition(":")[2])
+    assert Path(f"/proc/{leader_pid}").exists(), f"the leader {leader} is gone before the round"
     standby = service.start_controller()
     me = f":{standby}"
     wait(lambda: any(i.endswith(me) for i in service.lease()[1]), 30, "the standby")
-    leader_pid = int(leader.rpartition(":")[2])
+    assert service.lease()[0] == leader, "the standby took the lease before the leader was lost"
     lost_at = time.monotonic()
     os.kill(leader_pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
     wait(lambda: service.lease()[0].endswith(me), 30, "the takeover")
     lease = time.monotonic() - lost_at
-    url = service.lease()[2][service.lease()[0]]
 
     def passed() -> bool:
+        url = service.lease()[2].get(service.lease()[0], "")
+        if not url:
+            return False  # it claimed the lease before its API listened: the next renewal says
         try:
             state = httpx.get(url + "/api/status", timeout=2).json()
         except (httpx.HTTPError, ValueError):

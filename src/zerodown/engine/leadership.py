@@ -102,6 +102,11 @@ class Leadership:
             if self.role is Role.LEADER:
                 self._step_down("another controller holds the lease")
             return
+        late = sent - (self._valid_until - self.lease + SAFETY)
+        if self.role is Role.LEADER and late > 2 * RENEW_EVERY:
+            log.warning(
+                "lease renewed %.1fs after the last renewal (the event loop was busy)", late
+            )
         self._valid_until = sent + self.lease - SAFETY
         if self.role is Role.STANDBY or lease.token != self.token:
             self.token, self.role = lease.token, Role.LEADER
@@ -134,7 +139,12 @@ class Leadership:
     async def run(self) -> None:
         """Claim for ever (cancelled when the controller exits)."""
         while True:
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a bug here must not end the renewals silently
+                log.exception("lease: claiming failed")
+                if self.role is Role.LEADER and not self.acting:
+                    self._step_down("the lease could not be renewed in time")
             await asyncio.sleep(RENEW_EVERY if self.role is Role.LEADER else STANDBY_POLL)
 
     async def wait_for(self, role: Role) -> None:
