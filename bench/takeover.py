@@ -4,7 +4,7 @@
 
 One service (two instances of the demo app behind the built-in router, state on a database made
 for the run and dropped after) and two controllers on this machine. Each round starts a fresh
-standby, waits until the store lists it, then stops the leader and measures, from that moment:
+standby, waits until the store lists it and its API answers, then stops the leader and measures, from that moment:
 
 - `lease`: until the store's lease names the standby (PostgreSQL's clock, read every 20 ms);
 - `acting`: until the new leader has completed a reconcile pass (its API's last_pass).
@@ -114,13 +114,22 @@ def wait(predicate: object, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def answers(service: Service, me: str) -> bool:
+    """The controller `me` (":pid") is listed by the store and its API answers."""
+    url = next((u for i, u in service.lease()[2].items() if i.endswith(me)), "")
+    try:
+        return bool(url) and httpx.get(url + "/api/status", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def one_round(service: Service, how: str) -> tuple[float, float]:
     leader = service.lease()[0]
     leader_pid = int(leader.rpartition(":")[2])
     assert Path(f"/proc/{leader_pid}").exists(), f"the leader {leader} is gone before the round"
     standby = service.start_controller()
     me = f":{standby}"
-    wait(lambda: any(i.endswith(me) for i in service.lease()[1]), 30, "the standby")
+    wait(lambda: answers(service, me), 30, "the standby's API")  # up and waiting
     assert service.lease()[0] == leader, "the standby took the lease before the leader was lost"
     lost_at = time.monotonic()
     os.kill(leader_pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
