@@ -121,11 +121,6 @@ class Leadership:
         self.store.fence(self.service, self.me, None)
         self._changed.set()
 
-    def notice(self, exc: BaseException) -> None:
-        """A write was fenced off: stop acting now, not at the next renewal."""
-        if isinstance(exc, NotLeader) and self.role is Role.LEADER:
-            self._step_down(str(exc))
-
     def _dead_holder(self) -> str | None:
         """The holder of the lease when it is a process of this machine that is gone."""
         lease = self.store.leadership(self.service).lease

@@ -41,6 +41,7 @@ from zerodown import logs
 from zerodown.core.decide import decide
 from zerodown.core.errors import (
     DriverError,
+    NotLeader,
     PermanentDriverError,
     StoreUnavailable,
     TransientDriverError,
@@ -219,6 +220,9 @@ class Engine:
                 await self.start()
                 self._started = True
             done = await self._pass()
+        except NotLeader as exc:  # another controller leads: not a fault of this pass
+            log.warning("%s", exc)
+            done, backoff = False, PASS_INTERVAL
         except Exception as exc:  # per pass: recorded, then retried (CancelledError is not)
             done, backoff = False, self._failed(exc)
             if not isinstance(exc, StoreUnavailable):  # else the next pass that works writes
