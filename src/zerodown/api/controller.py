@@ -18,7 +18,6 @@ in-process without `elect` (the tests' fake worlds) acts alone, as before."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from typing import Any
 
 from zerodown import drivers
 from zerodown.core import commands
-from zerodown.core.errors import NotLeader, SpecError, StateError
+from zerodown.core.errors import NotLeader, SpecError, StateError, StoreUnavailable
 from zerodown.core.model import Revision, RolloutPhase, ServiceStatus
 from zerodown.core.ports import LeaseStore, RouterStats
 from zerodown.engine.clock import SYSTEM_CLOCK, Clock
@@ -102,29 +101,28 @@ class Controller:
             await self.engine.run()
             return
         renewing = asyncio.create_task(leadership.run(), name="lease")
+        term: set[asyncio.Task[None]] = set()
         try:
             while True:
                 await leadership.wait_for(Role.LEADER)
                 if leadership.terms == 1 and self._resumes:
-                    with contextlib.suppress(NotLeader):
+                    try:
                         self.resume_after_down()
+                    except StoreUnavailable as exc:  # lost already, or the store is down
+                        log.warning("not resumed after down: %s", exc)
                 on_lead()
                 engine = asyncio.create_task(self.engine.run(), name="engine")
                 lost = asyncio.create_task(leadership.wait_for(Role.STANDBY), name="lost")
-                await asyncio.wait({engine, lost}, return_when=asyncio.FIRST_COMPLETED)
+                term = {engine, lost}
+                await asyncio.wait(term, return_when=asyncio.FIRST_COMPLETED)
                 if engine.done():
-                    lost.cancel()
                     return engine.result()
-                engine.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await engine
+                await _cancel(term)
                 await self.engine.shutdown()  # its probes, retirements and checks stop here
                 log.warning("standby now: the engine of the last term is stopped")
                 self.engine = self._new_engine()
         finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            await _cancel({renewing, *term})  # the engine too, when the controller exits
 
     def _commands_here(self) -> None:
         """Commands go to the leader; a standby says which one that is."""
@@ -308,6 +306,12 @@ class Controller:
         return self._command(
             lambda s: dataclasses.replace(s, stopping=True), "down", f"stopping everything ({who})"
         )
+
+
+async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def with_strategy(spec: dict[str, Any], strategy: str | None) -> dict[str, Any]:
