@@ -54,6 +54,7 @@ class Controller:
 
     def __init__(self, ws: Workspace, name: str) -> None:
         self.log = ws.root / ".zerodown" / "logs" / f"controller-{name}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "zerodown.api", "-f", str(ws.spec_file)],
@@ -65,18 +66,19 @@ class Controller:
             )
         self.pid = self.process.pid
 
-    def role(self, url: str) -> str | None:
-        """What its own API says it is."""
-        try:
-            response = httpx.get(url + "/api/status", timeout=2)
-            return str(response.json()["leadership"]["role"])
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return None
-
     def kill(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def _role(url: str) -> str | None:
+    """What the controller at `url` says it is, by its own API."""
+    try:
+        response = httpx.get(url + "/api/status", timeout=2)
+        return str(response.json()["leadership"]["role"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _status(ws: Workspace) -> dict[str, Any] | None:
@@ -204,7 +206,7 @@ def test_the_standby_takes_over_a_canary_and_a_paused_leader_never_acts_again(
         its_own = {i for i, (_, ppid) in _processes(state).items() if ppid == standby.pid}
         os.kill(standby.pid, signal.SIGCONT)
         ws.wait_for(
-            lambda: standby.role(old_url) == "standby",
+            lambda: _role(old_url) == "standby",
             what="the paused leader to report standby",
         )
         ws.wait_for(lambda: _stable(ws) == "v3", timeout=60, what="v3 to complete")
@@ -224,3 +226,39 @@ def test_the_standby_takes_over_a_canary_and_a_paused_leader_never_acts_again(
                 os.kill(controller.pid, signal.SIGCONT)
             controller.kill()
         print(json.dumps({"logs": [str(c.log) for c in controllers]}))
+
+
+def test_a_second_controller_on_the_same_sqlite_state_stands_by(tmp_path: Path) -> None:
+    """Before the lease, a controller started by hand beside a running one (`zerodown up`
+    refuses to) ran a second reconcile loop on the same state; now it is a standby that refuses
+    commands, naming the leader."""
+    ws = Workspace.create(tmp_path)  # the default store: .zerodown/state.db
+    controllers: list[Controller] = []
+    try:
+        # Started together (nothing deployed: only the lease matters here): one leads.
+        controllers += [Controller(ws, "a"), Controller(ws, "b")]
+
+        def settled() -> tuple[int, str] | None:
+            seen = _leadership(ws)
+            standbys = [s for s in seen["standbys"] if s["url"]]
+            if seen["leader"] is None or len(standbys) != 1:
+                return None
+            return int(seen["leader"]["id"].rpartition(":")[2]), standbys[0]["url"]
+
+        leader, standby_url = ws.wait_for(settled, what="one leader and one standby")
+        assert leader in {c.pid for c in controllers}
+        assert _role(standby_url) == "standby"
+        token = (ws.root / ".zerodown" / "token").read_text().strip()
+        refused = httpx.post(
+            standby_url + "/api/pause",
+            json={"who": "test"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert refused.status_code == 503
+        assert f"the leader is {_leadership(ws)['leader']['id']}" in refused.json()["detail"]
+    finally:
+        for controller in controllers:
+            controller.kill()
+        (ws.root / ".zerodown" / "controller.json").unlink(missing_ok=True)  # no `down`
+        ws.teardown()  # kills the router the leader started
