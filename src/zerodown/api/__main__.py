@@ -59,11 +59,6 @@ async def serve(paths: Paths) -> None:
         """controller.json names the leader, where the CLI sends commands."""
         paths.controller_file.write_text(json.dumps({"pid": os.getpid(), "url": url}))
 
-    def on_lead() -> None:
-        if url:  # else announced below, once the API listens
-            announce()
-
-    engine = asyncio.create_task(controller.run(on_lead=on_lead), name="engine")
     api = asyncio.create_task(server.serve(), name="api")
     while not server.started and not api.done():
         await asyncio.sleep(0.02)
@@ -72,6 +67,8 @@ async def serve(paths: Paths) -> None:
         raise ZerodownError("the controller's API did not start")
     port = server.servers[0].sockets[0].getsockname()[1]
     url = f"http://127.0.0.1:{port}"
+    controller.claim()  # with its URL, for the standbys' list and the commands they refuse
+    engine = asyncio.create_task(controller.run(on_lead=announce), name="engine")
     leadership = controller.leadership
     if leadership is None or leadership.acting or controller_url(paths) is None:
         announce()  # a standby does not hide a live leader from the CLI

@@ -81,12 +81,18 @@ class Controller:
     # --- leadership ------------------------------------------------------------------------
 
     def elect(self, url: Callable[[], str]) -> None:
-        """Take part in the leader lease of the store (if it has one) and claim it once now:
-        a controller alone on its store leads from its first pass."""
+        """Take part in the leader lease of the store, if it has one: a standby (writing
+        nothing, refusing commands) until `claim`."""
         if not isinstance(self.store, LeaseStore):
             return
         self.leadership = Leadership(self.store, service=self.service, url=url)
         self.engine = self._new_engine()
+
+    def claim(self) -> None:
+        """The first claim, once the API listens: a controller alone on its store leads from
+        its first pass."""
+        if self.leadership is None:
+            return
         self.leadership.tick()
         # Leading from the start, it is the controller `zerodown up` started; one that takes
         # over later as a standby must not undo a `zerodown down` the leader was carrying out.

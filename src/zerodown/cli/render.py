@@ -78,9 +78,9 @@ def leadership(state: dict[str, Any]) -> str | None:
     leader = seen.get("leader")
     if leader:
         since = clock(leader["since"])
-        line = f"[bold]{esc(leader['id'])}[/] leads since {since} ({duration(leader['for'])})"
+        line = f"[bold]{esc(leader['id'])}[/] since {since} ({duration(leader['for'])})"
     else:
-        line = "[bold red]no leader[/]: the lease is free or ran out; a standby takes it"
+        line = "[bold red]none[/]: the lease is free or ran out; a standby takes it"
     standbys = [f"{esc(s['id'])} (seen {s['seen_ago']:.0f}s ago)" for s in seen["standbys"]]
     line += "; standby: " + ", ".join(standbys) if standbys else "; no standby"
     if seen.get("role") == "standby":
@@ -109,7 +109,7 @@ def status_view(state: dict[str, Any]) -> Group:
         head.add_row("dashboard", esc(state["dashboard"]))
     leads = leadership(state)
     if leads:
-        head.add_row("controller", leads)
+        head.add_row("leader", leads)
     head.add_row("stable", esc(status["stable"] or "-"))
     head.add_row("traffic", esc(weights(status)))
     if rollout:

@@ -150,7 +150,7 @@ def test_history() -> None:
 
 def test_status_names_the_leader_since_when_and_the_standbys() -> None:
     doc = state("canary_paused_with_checks")
-    assert "controller " not in text(status_view(doc))  # a controller without leases
+    assert "leader " not in text(status_view(doc))  # a controller without leases
     since = doc["now"] - 125
     doc["leadership"] = {
         "this": "db1:4242",
@@ -160,8 +160,9 @@ def test_status_names_the_leader_since_when_and_the_standbys() -> None:
     }
     shown = text(status_view(doc))
     at = time.strftime("%H:%M:%S", time.localtime(since))
-    assert f"controller  db1:4242 leads since {at} (2m); standby: db2:77 (seen 0s ago)" in shown
+    assert f"leader     db1:4242 since {at} (2m); standby: db2:77 (seen 0s ago)" in shown
+    assert "stable     v1" in shown  # the labels' column keeps its width
     doc["leadership"].update(role="standby", this="db2:77", standbys=[])
     assert "no standby (answered by standby db2:77)" in text(status_view(doc))
     doc["leadership"]["leader"] = None
-    assert "no leader: the lease is free or ran out" in text(status_view(doc))
+    assert "leader     none: the lease is free or ran out" in text(status_view(doc))
