@@ -133,8 +133,8 @@ class Controller:
     def _commands_here(self) -> None:
         """Commands go to the leader; a standby says which one that is."""
         leadership = self.leadership
-        if leadership is None or leadership.acting:
-            return
+        if leadership is None or leadership.role is Role.LEADER:
+            return  # its writes are fenced all the same
         leader = leadership.summary()["leader"]
         where = f"{leader['id']} ({leader['url']})" if leader else "none yet (the lease is free)"
         raise NotLeader(
@@ -348,7 +348,7 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         ]
     health = controller.engine.health.summary(controller.clock.now())
     leadership = controller.leadership
-    if leadership is not None and not leadership.acting:
+    if leadership is not None and leadership.role is Role.STANDBY:
         health["stalled_since"] = None  # a standby runs no passes: nothing of it is stalled
     return {
         "service": controller.service,

@@ -93,10 +93,10 @@ class Leadership:
                 self.service, self.me, ttl=self.lease, url=self.url(), dead=dead
             )
         except StoreUnavailable as exc:
-            if self.role is Role.LEADER and time.monotonic() >= self._valid_until:
-                self._step_down(f"the lease could not be renewed in time: {exc}")
-            else:
-                log.warning("lease: %s", exc)
+            # Past its own deadline a leader stops acting (`acting`), but keeps its engine and
+            # what it has yet to write: if the store comes back and no one took the lease, the
+            # same term goes on; if someone did, the next claim steps it down.
+            log.warning("lease: %s", exc)
             return
         if lease is None:
             if self.role is Role.LEADER:
