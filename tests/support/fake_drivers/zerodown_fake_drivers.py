@@ -8,7 +8,8 @@ would find an installed plug-in (tests/support puts this directory on sys.path).
 Everything the drivers do happens at once, in a `FakeWorld` (one per state directory, found
 through `DriverContext.paths`), which a test scripts and inspects:
 
-- faults: `launch_error` (raised by the next launches), `router_reachable` (False: every admin
+- faults: `launch_error` (raised by the next launches), `prepare_error` (raised by `prepare`,
+  whose calls `prepared` lists), `router_reachable` (False: every admin
   call raises TransientDriverError, as when the admin socket is gone), `store_locked` (every store
   call raises StoreUnavailable, as when another process holds the SQLite lock);
 - probe outcomes (`FakeProber`): instances of `unhealthy` releases and `failing` instances fail
@@ -60,6 +61,8 @@ class FakeWorld:
     router_reachable: bool = True
     router_starts: int = 0
     launch_error: Exception | None = None
+    prepare_error: Exception | None = None  # raised by `prepare` (a missing image, say)
+    prepared: list[str] = field(default_factory=list)  # releases, in the order prepared
     store_locked: bool = False
     unhealthy: set[str] = field(default_factory=set)  # releases whose probes all fail
     failing: set[str] = field(default_factory=set)  # instance ids whose probes all fail
@@ -178,6 +181,11 @@ class FakePlatform:
 
     def __init__(self, world: FakeWorld) -> None:
         self.world = world
+
+    async def prepare(self, *, release: str, run: RunSpec) -> None:
+        if self.world.prepare_error is not None:
+            raise self.world.prepare_error
+        self.world.prepared.append(release)
 
     async def launch(
         self,
