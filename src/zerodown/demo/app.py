@@ -1,5 +1,5 @@
 """The sample service: a small HTTP/1.1 server on the standard library only, so `python3 app.py`
-runs it anywhere. Started as `python3 app.py PORT VERSION`.
+runs it anywhere. Started as `python3 app.py PORT VERSION [ADDRESS]` (default 127.0.0.1).
 
   GET /          200 "ok VERSION"        (X-Version header on every response)
   GET /healthz   200 while alive          GET /ready  200 while ready
@@ -23,6 +23,7 @@ import sys
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("PORT", "8000"))
 VERSION = sys.argv[2] if len(sys.argv) > 2 else os.environ.get("APP_VERSION", "dev")
+LISTEN = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"  # {host} on several hosts
 FAULTS = json.loads(os.environ.get("ZD_APP_FAULTS") or "{}").get(VERSION, {})
 FAIL_RATE = float(FAULTS.get("fail_rate", 0))
 LATENCY = float(FAULTS.get("latency_ms", 0)) / 1000
@@ -131,7 +132,7 @@ async def main() -> None:
     global closing
     if STARTUP_DELAY:
         await asyncio.sleep(STARTUP_DELAY)
-    server = await asyncio.start_server(serve_connection, "127.0.0.1", PORT, backlog=1024)
+    server = await asyncio.start_server(serve_connection, LISTEN, PORT, backlog=1024)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
