@@ -147,9 +147,7 @@ def host_lab(count: int = 3, *, hide: tuple[Path, ...] = ()) -> Iterator[HostLab
     root = Path(tempfile.mkdtemp(prefix="zd-hosts-", dir="/var/tmp"))
     tag = f"zd{os.getpid() % 100000}"
     identity = root / "id_ed25519"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(identity)], check=True
-    )
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(identity)], check=True)
     known_hosts = root / "known_hosts"
     lab = HostLab(hosts=[], root=root, identity=identity, known_hosts=known_hosts, _tag=tag)
     try:

@@ -266,6 +266,7 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         "events": [e.to_json() for e in controller.store.events(controller.service, limit=20)],
         "controller": controller.engine.health.summary(controller.clock.now()),
         "now": controller.clock.now(),
+        "hosts": [h.to_json() for h in controller.engine.host_views.views],
     }
 
 

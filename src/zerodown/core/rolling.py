@@ -13,6 +13,7 @@ Invariants (DESIGN.md, rules of the rollout):
 
 from __future__ import annotations
 
+from zerodown.core.hosts import floors
 from zerodown.core.model import Instance
 from zerodown.core.plan import Plan, pool_of
 from zerodown.core.routes import RouteTable
@@ -71,7 +72,7 @@ def converge(
         can_go = 0
     if can_go > 0 and old_serving:
         plan.retire(
-            old_serving[:can_go],
+            _per_host(plan, old_serving, new_available, instances, unavailable)[:can_go],
             f"{len(new_available)} of {instances} {target} instances available"
             f" (max_unavailable {unavailable})",
         )
@@ -85,6 +86,32 @@ def converge(
                 by_release.setdefault(i.release, []).append(i)
         pools += [pool_of(r, len(group), group) for r, group in by_release.items()]
     return RouteTable(generation=plan.status.routes.generation, pools=tuple(pools))
+
+
+def _per_host(
+    plan: Plan,
+    old_serving: list[Instance],
+    new_available: list[Instance],
+    instances: int,
+    unavailable: int,
+) -> list[Instance]:
+    """The old instances that may leave, oldest first, keeping on every host that answers at
+    least its share less max_unavailable (and one), as overall (core/hosts.py)."""
+    if not plan.hosts:
+        return old_serving
+    floor = floors(instances, unavailable, plan.hosts)
+    available: dict[str | None, int] = {}
+    for i in [*old_serving, *new_available]:
+        name = plan.host_of(i)
+        available[name] = available.get(name, 0) + 1
+    leaving = []
+    for i in old_serving:
+        name = plan.host_of(i)
+        if name in floor and available[name] - 1 < floor[name]:
+            continue  # its host would fall below its floor: a new instance there first
+        available[name] -= 1
+        leaving.append(i)
+    return leaving
 
 
 def is_complete(plan: Plan, *, target: str, instances: int, rolling: RollingSpec) -> bool:

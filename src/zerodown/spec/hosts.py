@@ -29,7 +29,7 @@ MAX_HOSTS = 64
 
 
 def split_ssh(value: str) -> tuple[str, str]:
-    """"user@address" → (user, address)."""
+    """ "user@address" → (user, address)."""
     user, _, address = value.rpartition("@")
     return user, address.strip("[]")
 
@@ -44,7 +44,9 @@ class HostSpec(StrictModel):
     def _user_at_address(cls, value: str) -> str:
         user, address = split_ssh(value)
         if not user or not _USER.match(user) or not _ADDRESS.match(address):
-            raise ValueError(f'{shorten(value)} is not user@address; write it like "root@10.0.0.11"')
+            raise ValueError(
+                f'{shorten(value)} is not user@address; write it like "root@10.0.0.11"'
+            )
         return value
 
     @property

@@ -56,7 +56,7 @@ class HostLink:
         self.ids = itertools.count(1)
         self.reader: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
-        self.state = HostState(up=False, since=time.time(), reason="not connected yet")
+        self.state = HostState(up=True, since=time.time())  # until a check says otherwise
         self.ever_up = False
 
     @property
@@ -226,7 +226,9 @@ class HostLink:
             reply = await asyncio.wait_for(future, timeout)
         except TimeoutError:
             self.pending.pop(rid, None)
-            raise TransientDriverError(f"{self.where}: no answer to {op} within {timeout:g}s")
+            raise TransientDriverError(
+                f"{self.where}: no answer to {op} within {timeout:g}s"
+            ) from None
         if "error" in reply:
             raise PermanentDriverError(f"{self.name}: {reply['error']}")
         result = reply["result"]
@@ -259,7 +261,13 @@ class HostLink:
     def _set(self, up: bool, reason: str) -> None:
         if up != self.state.up:
             level = logging.INFO if up else logging.WARNING
-            log.log(level, "%s is %s%s", self.where, "up" if up else "down", f": {reason}" * bool(reason))
+            log.log(
+                level,
+                "%s is %s%s",
+                self.where,
+                "up" if up else "down",
+                f": {reason}" * bool(reason),
+            )
             self.state = HostState(up=up, since=time.time(), reason=reason)
         elif reason != self.state.reason:
             self.state = HostState(up=up, since=self.state.since, reason=reason)

@@ -103,7 +103,9 @@ class SshPlatform:
             raise PermanentDriverError("; ".join(errors))
         for link in self.links.values():
             if link not in targets:
-                log.warning("%s is down: %s gets %s when it is back", link.where, link.name, release)
+                log.warning(
+                    "%s is down: %s gets %s when it is back", link.where, link.name, release
+                )
 
     async def _ship(self, link: HostLink, release: str, workdir: Path, files: object) -> None:
         assert isinstance(files, dict)

@@ -39,7 +39,7 @@ write_lock = threading.Lock()
 
 def ticks_of(pid, zombie=False):
     try:
-        with open("/proc/%d/stat" % pid) as f:
+        with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except OSError:
         return None
@@ -51,7 +51,7 @@ def ticks_of(pid, zombie=False):
 
 def environ_of(pid):
     try:
-        with open("/proc/%d/environ" % pid, "rb") as f:
+        with open(f"/proc/{pid}/environ", "rb") as f:
             raw = f.read()
     except OSError:
         return None
@@ -79,7 +79,7 @@ def free_port(address, taken):
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port on %s" % address)
+    raise RuntimeError(f"no free port on {address}")
 
 
 def tail(path, lines):
@@ -102,7 +102,7 @@ class Host:
 
     def log_path(self, iid):
         if not iid or "/" in iid or iid.startswith("."):
-            raise ValueError("%r cannot name a log file" % iid)
+            raise ValueError(f"{iid!r} cannot name a log file")
         return os.path.join(self.logs, iid + ".log")
 
     # --- processes -----------------------------------------------------------------------
@@ -115,18 +115,20 @@ class Host:
         port = free_port(address, set(req.get("taken", [])))
         cwd = os.path.join(self.releases, release)
         if not os.path.isdir(cwd):
-            return {"error": "release %s is not on this host (%s)" % (release, cwd)}
+            return {"error": f"release {release} is not on this host ({cwd})"}
 
         def fill(text):
-            return text.replace("{port}", str(port)).replace("{version}", release).replace(
-                "{host}", address
+            return (
+                text.replace("{port}", str(port))
+                .replace("{version}", release)
+                .replace("{host}", address)
             )
 
         argv = [fill(a) for a in req["argv"]]
         env = dict(os.environ)
         env.update({k: fill(v) for k, v in req["env"].items()})
         env["PORT"] = str(port)
-        log = open(self.log_path(req["instance"]), "ab")
+        log = open(self.log_path(req["instance"]), "ab")  # noqa: SIM115 - handed to the child
         try:
             child = subprocess.Popen(
                 argv,
@@ -139,13 +141,13 @@ class Host:
             )
         except OSError as exc:
             if isinstance(exc, FileNotFoundError):
-                return {"error": "cannot start %r: not found on this host" % argv[0]}
-            return {"error": "cannot start %r: %s" % (argv[0], exc.strerror or exc)}
+                return {"error": f"cannot start {argv[0]!r}: not found on this host"}
+            return {"error": f"cannot start {argv[0]!r}: {exc.strerror or exc}"}
         finally:
             log.close()
         ticks = ticks_of(child.pid, zombie=True)
         if ticks is None:
-            return {"error": "%r started but vanished before it could be seen" % argv[0]}
+            return {"error": f"{argv[0]!r} started but vanished before it could be seen"}
         with children_lock:
             children[(child.pid, ticks)] = child
         for _ in range(1000):  # until execve has put the environment in /proc (adopt reads it)
@@ -168,9 +170,9 @@ class Host:
             try:
                 status = "killed by " + signal.Signals(-code).name
             except ValueError:
-                status = "status %d" % code
+                status = f"status {code}"
         else:
-            status = "status %d" % code
+            status = f"status {code}"
         return {"running": False, "status": status, "tail": tail(self.log_path(req["instance"]), 5)}
 
     def signal_group(self, pid, ticks, sig):
@@ -201,8 +203,8 @@ class Host:
             return {"how": "exited after " + name}
         self.signal_group(pid, ticks, signal.SIGKILL)
         if self.gone_within(pid, ticks, KILL_WAIT):
-            return {"how": "killed (SIGKILL) %gs after %s" % (grace, name)}
-        return {"how": "still there %gs after SIGKILL" % KILL_WAIT}
+            return {"how": f"killed (SIGKILL) {grace:g}s after {name}"}
+        return {"how": f"still there {KILL_WAIT:g}s after SIGKILL"}
 
     def instances(self, state, host):
         """This controller's instances on this host: process group leaders with its markers."""
@@ -235,7 +237,7 @@ class Host:
     def op_exec(self, req):
         pid, ticks = req["pid"], req["ticks"]
         try:
-            cwd = os.readlink("/proc/%d/cwd" % pid)
+            cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             cwd = None
         environ = environ_of(pid)
@@ -257,7 +259,10 @@ class Host:
             return {"timeout": True}
         except OSError as exc:
             return {"code": 127, "output": str(exc)[-200:]}
-        return {"code": done.returncode, "output": done.stdout.decode(errors="replace").strip()[-200:]}
+        return {
+            "code": done.returncode,
+            "output": done.stdout.decode(errors="replace").strip()[-200:],
+        }
 
     def op_logs(self, req):
         return {"text": tail(self.log_path(req["instance"]), req["lines"])}
@@ -266,7 +271,7 @@ class Host:
 
     def release_dir(self, release):
         if not release or "/" in release or release.startswith("."):
-            raise ValueError("%r cannot name a release directory" % release)
+            raise ValueError(f"{release!r} cannot name a release directory")
         return os.path.join(self.releases, release)
 
     def op_stage(self, req):
@@ -317,7 +322,7 @@ class Host:
             for rel, mode in req["modes"].items():
                 os.chmod(os.path.join(stage, rel), mode)
             if os.path.isdir(final):  # kept aside while instances run from it (see prune)
-                os.rename(final, os.path.join(self.releases, ".old-%d" % time.time_ns()))
+                os.rename(final, os.path.join(self.releases, f".old-{time.time_ns()}"))
             os.rename(stage, final)
             os.utime(final)
         return {"pruned": self.prune(req["keep"], req["state"], req["host"], req["release"])}
@@ -327,7 +332,7 @@ class Host:
         in_use = set()
         for pid, _t, _env in self.instances(state, host):
             try:
-                in_use.add(os.path.realpath(os.readlink("/proc/%d/cwd" % pid)))
+                in_use.add(os.path.realpath(os.readlink(f"/proc/{pid}/cwd")))
             except OSError:
                 pass
         names = os.listdir(self.releases)
@@ -356,7 +361,7 @@ def serve(host):
             result = getattr(host, "op_" + req["op"])(req)
             reply = {"id": req["id"], "result": result}
         except Exception as exc:
-            reply = {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)}
+            reply = {"id": req.get("id"), "error": f"{type(exc).__name__}: {exc}"}
         line = json.dumps(reply) + "\n"
         with write_lock:
             out.write(line)
