@@ -27,8 +27,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from support.services import port_open, require
+from support.workspace import Workspace, base_spec
 
 SSHD = "/usr/sbin/sshd"
 HOST_TMP = "/tmp"  # each host's private, empty directory (a tmpfs in its mount namespace)
@@ -244,3 +246,13 @@ def _start_sshd(host: Host, hide: tuple[Path, ...]) -> None:
         stderr=subprocess.STDOUT,
     )
     log.close()
+
+
+def hosts_spec(ws: Workspace, lab: HostLab, **overrides: Any) -> dict[str, Any]:
+    """The sample app on the lab's hosts: shipped from the workspace, listening on {host}."""
+    spec = base_spec(ws.port, **overrides)
+    spec["instances"] = overrides.get("instances", 3)
+    spec["run"]["command"] = ["python3", "app.py", "{port}", "{version}", "{host}"]
+    spec["hosts"] = lab.spec()
+    spec["ssh"] = {**lab.ssh_spec(), "host_grace": "2s", **overrides.get("ssh", {})}
+    return spec

@@ -8,6 +8,7 @@ killed at any point and restarted decides again from the same facts and reaches 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from zerodown.core import bluegreen, canary, checks, rolling
 from zerodown.core.hosts import HostView, lost
@@ -26,6 +27,7 @@ def decide(
     hosts: Sequence[HostView] = (),
 ) -> Decision:
     """`hosts`: with several hosts, each and whether it answers (the engine asks the platform)."""
+    instances = _unready_on_down_hosts(instances, hosts)
     plan = Plan(status=status, instances=instances, now=now, hosts=hosts, total=spec.instances)
     if status.stopping:
         plan.retire([i for i in instances if i.live], "zerodown down")
@@ -97,6 +99,22 @@ def _rolling(plan: Plan, spec: Spec) -> RouteTable:
     elif plan.status.rollout is not None and plan.status.rollout.active:
         plan.note_progress()
     return table
+
+
+def _unready_on_down_hosts(
+    instances: Sequence[Instance], hosts: Sequence[HostView]
+) -> Sequence[Instance]:
+    """An instance on a host that does not answer gets no traffic from this pass on, without
+    waiting for its readiness probe to notice."""
+    down = {h.address for h in hosts if not h.up}
+    if not down:
+        return instances
+    return [
+        replace(i, ready=False, ready_since=None)
+        if i.address.rpartition(":")[0].strip("[]") in down and i.ready
+        else i
+        for i in instances
+    ]
 
 
 def _retire_on_lost_hosts(plan: Plan, spec: Spec) -> None:
