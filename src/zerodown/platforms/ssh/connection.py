@@ -27,6 +27,8 @@ from zerodown.core.errors import PermanentDriverError, TransientDriverError
 from zerodown.spec.hosts import HostSpec, SshSpec
 
 log = logging.getLogger("zerodown.platforms.ssh")
+# asyncssh logs every channel it opens at INFO: keep the controller log to our own words.
+logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 REMOTE = Path(__file__).with_name("remote.py")
 PING_EVERY = 0.5  # seconds between pings of a host
@@ -116,9 +118,9 @@ class HostLink:
                 ),
                 timeout,
             )
-        except asyncssh.HostKeyNotVerifiable as exc:
+        except asyncssh.HostKeyNotVerifiable:
             raise PermanentDriverError(
-                f"{self.where}: its host key is not trusted ({exc.reason}): it is not in"
+                f"{self.where}: its host key is not trusted: it is not in"
                 f" {known_hosts}, or it changed. Check the host's fingerprint, then add its key"
                 f" (`ssh-keyscan -p {self.host.port} {self.host.address} >> {known_hosts}`)"
             ) from None
