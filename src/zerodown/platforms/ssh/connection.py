@@ -58,6 +58,7 @@ class HostLink:
         self.ids = itertools.count(1)
         self.reader: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.state = HostState(up=True, since=time.time())  # until a check says otherwise
         self.ever_up = False
 
@@ -71,8 +72,19 @@ class HostLink:
 
     # --- connecting ----------------------------------------------------------------------
 
+    def _on_this_loop(self) -> None:
+        """A connection belongs to the event loop that made it: on another one (a test that
+        runs each scenario with asyncio.run), start afresh."""
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            self.loop = loop
+            self.lock = asyncio.Lock()
+            self.conn, self.process, self.reader = None, None, None
+            self.pending = {}
+
     async def connected(self, timeout: float | None = None) -> None:
         """Connect and start the host-side program, unless that is done."""
+        self._on_this_loop()
         async with self.lock:
             if self.process is not None and self.reader is not None and not self.reader.done():
                 return
@@ -202,6 +214,7 @@ class HostLink:
             self.conn = None
 
     async def close(self) -> None:
+        self._on_this_loop()
         async with self.lock:
             await self._close()
 

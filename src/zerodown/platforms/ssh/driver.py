@@ -25,8 +25,10 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Collection, Mapping, Sequence
+import threading
+from collections.abc import Collection, Coroutine, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from zerodown.core.errors import PermanentDriverError, TransientDriverError
 from zerodown.core.ports import ExecResult, Exited, HostState, Placement
@@ -41,7 +43,9 @@ OBSERVE_TIMEOUT = 3.0
 KILL_WAIT = 10.0  # the host program's wait after SIGKILL
 
 
-class SshPlatform:
+class Hosts:
+    """The platform's work, on the SSH thread's event loop (see SshPlatform)."""
+
     def __init__(self, spec: Spec, *, state_dir: Path, spec_dir: Path) -> None:
         if not spec.hosts:
             raise PermanentDriverError("platform ssh needs hosts: in the spec")
@@ -215,7 +219,8 @@ class SshPlatform:
             signal=stop_signal,
             grace=grace,
         )
-        return f"{done['how']} on {link.name}"
+        how = str(done["how"])
+        return how if how == "already gone" else f"{how} on {link.name}"
 
     async def adopt(self) -> dict[str, Placement]:
         self._watch()
@@ -272,6 +277,86 @@ class SshPlatform:
                 await self.watcher
         for link in self.links.values():
             await link.close()
+
+
+T = TypeVar("T")
+
+
+class SshPlatform:
+    """The Platform port. asyncssh runs on an event loop of its own, in one thread: connections
+    and the host watcher outlive any one caller's loop (the controller's, or a test's that
+    runs each scenario with asyncio.run), and a slow host never holds the caller's loop."""
+
+    def __init__(self, spec: Spec, *, state_dir: Path, spec_dir: Path) -> None:
+        self.hosts = Hosts(spec, state_dir=state_dir, spec_dir=spec_dir)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    async def _call(self, work: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=loop.run_forever, name="ssh", daemon=True)
+            self._thread.start()
+            self._loop = loop
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+
+    async def host_states(self) -> Sequence[HostState]:
+        return await self._call(self.hosts.host_states())
+
+    async def prepare(self, *, release: str, run: RunSpec) -> None:
+        await self._call(self.hosts.prepare(release=release, run=run))
+
+    async def launch(
+        self,
+        *,
+        instance_id: str,
+        release: str,
+        run: RunSpec,
+        env: Mapping[str, str],
+        taken: Collection[str],
+    ) -> Placement:
+        return await self._call(
+            self.hosts.launch(
+                instance_id=instance_id, release=release, run=run, env=env, taken=taken
+            )
+        )
+
+    async def observe(self, *, instance_id: str, handle: str) -> Exited | None:
+        return await self._call(self.hosts.observe(instance_id=instance_id, handle=handle))
+
+    async def stop(self, *, instance_id: str, handle: str, stop_signal: str, grace: float) -> str:
+        return await self._call(
+            self.hosts.stop(
+                instance_id=instance_id, handle=handle, stop_signal=stop_signal, grace=grace
+            )
+        )
+
+    async def adopt(self) -> dict[str, Placement]:
+        return await self._call(self.hosts.adopt())
+
+    async def exec(
+        self, *, instance_id: str, handle: str, argv: Sequence[str], timeout: float
+    ) -> ExecResult:
+        return await self._call(
+            self.hosts.exec(instance_id=instance_id, handle=handle, argv=argv, timeout=timeout)
+        )
+
+    async def logs(self, *, instance_id: str, lines: int) -> str:
+        return await self._call(self.hosts.logs(instance_id=instance_id, lines=lines))
+
+    async def aclose(self) -> None:
+        """Let go of the hosts and stop the SSH thread (a later call starts them again)."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            await self._call(self.hosts.aclose())
+        finally:
+            self._loop = self._thread = None
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.to_thread(thread.join, 10)
+            if not thread.is_alive():
+                loop.close()
 
 
 def _join(address: str, port: int) -> str:
