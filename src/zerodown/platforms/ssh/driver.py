@@ -40,6 +40,7 @@ log = logging.getLogger("zerodown.platforms.ssh")
 
 HOST_ENV = "ZERODOWN_HOST"
 OBSERVE_TIMEOUT = 3.0
+DOWN_RETRY = 1.0  # seconds between attempts to reach a host that does not answer
 KILL_WAIT = 10.0  # the host program's wait after SIGKILL
 
 
@@ -67,9 +68,14 @@ class Hosts:
             self.watcher = asyncio.create_task(self._watch_loop(), name="ssh hosts")
 
     async def _watch_loop(self) -> None:
+        await asyncio.gather(*(self._watch_host(link) for link in self.links.values()))
+
+    @staticmethod
+    async def _watch_host(link: HostLink) -> None:
+        """One loop per host, so that a host that hangs delays no other host's ping."""
         while True:
-            await asyncio.gather(*(link.check() for link in self.links.values()))
-            await asyncio.sleep(PING_EVERY)
+            state = await link.check()
+            await asyncio.sleep(PING_EVERY if state.up else DOWN_RETRY)
 
     async def host_states(self) -> Sequence[HostState]:
         self._watch()
