@@ -50,6 +50,10 @@ class Host:
     def ssh(self) -> str:
         return f"root@{self.address}"
 
+    @property
+    def subnet(self) -> str:
+        return self.gateway.rpartition(".")[0] + ".0/24"
+
 
 @dataclass
 class HostLab:
@@ -102,6 +106,10 @@ class HostLab:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     host.sshd.wait(timeout=5)
             subprocess.run(["ip", "link", "del", host.link], capture_output=True)
+            subprocess.run(
+                ["ip", "route", "del", "unreachable", host.subnet, "metric", "4000"],
+                capture_output=True,
+            )
             subprocess.run(["ip", "netns", "del", host.netns], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -187,6 +195,9 @@ def _make_host(name: str, subnet: int, tag: str, root: Path, identity: Path) -> 
     _ip("netns", "add", host.netns)
     _ip("link", "add", host.link, "type", "veth", "peer", "name", "eth0", "netns", host.netns)
     _ip("addr", "add", f"{host.gateway}/24", "dev", host.link)
+    # While the link is down its connected route is gone: without this, traffic to the host
+    # would follow the default route off the machine. Unreachable instead, as a dead host is.
+    _ip("route", "add", "unreachable", host.subnet, "metric", "4000")
     _ip("link", "set", host.link, "up")
     inside = ("ip", "netns", "exec", host.netns, "ip")
     subprocess.run([*inside, "addr", "add", f"{host.address}/24", "dev", "eth0"], check=True)
