@@ -81,7 +81,9 @@ class Plan:
                 )
             )
             if not placed:
-                self.record("hold", f"no host answers: {release} waits to launch {count}")
+                held = f"no host answers: {release} waits to launch {count}"
+                if self.status.last_decision != held:  # once, not every pass
+                    self.record("hold", held)
                 return
         self.launches.append(Launch(release=release, count=count, hosts=placed))
         plural = "instance" if count == 1 else "instances"

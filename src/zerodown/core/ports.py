@@ -149,7 +149,8 @@ class Platform(Protocol):
 @runtime_checkable
 class HostWatch(Protocol):
     """A platform with several hosts (a separate capability, as RouterStats is): which of them
-    answer now. The engine turns it into `core.hosts.HostView`s for `decide`."""
+    answer now. The engine turns it into `core.hosts.HostView`s for `decide`, and asks for the
+    host core placed an instance on with ZERODOWN_HOST in `launch`'s `env`."""
 
     async def host_states(self) -> Sequence[HostState]: ...
 

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from zerodown.core.errors import PermanentDriverError, TransientDriverError
 from zerodown.core.ports import ExecResult, Exited, HostState, Placement
 from zerodown.platforms.ssh.connection import PING_EVERY, HostLink
-from zerodown.platforms.ssh.ship import manifest, ship
+from zerodown.platforms.ssh.ship import LocalFile, manifest, ship
 from zerodown.spec.model import RunSpec, Spec
 
 log = logging.getLogger("zerodown.platforms.ssh")
@@ -117,8 +117,9 @@ class Hosts:
                     "%s is down: %s gets %s when it is back", link.where, link.name, release
                 )
 
-    async def _ship(self, link: HostLink, release: str, workdir: Path, files: object) -> None:
-        assert isinstance(files, dict)
+    async def _ship(
+        self, link: HostLink, release: str, workdir: Path, files: dict[str, LocalFile]
+    ) -> None:
         try:
             done = await ship(
                 link,
