@@ -1,4 +1,3 @@
-# mypy: ignore-errors
 """The host side of the ssh platform: one small program on the standard library only, shipped to
 each host and run there as `python3 remote.py SERVICE_DIR`, which serves requests as JSON lines on
 its stdin and stdout for as long as the controller's SSH channel lasts.
@@ -10,9 +9,11 @@ releases (`stage`, `commit`): a release directory is staged from the last copy o
 newest other release), the controller sends only the files whose hash differs, and `commit`
 swaps it in and prunes old releases.
 
-This file must run on any host's python3 (3.8 and newer): no zerodown imports, no annotations
-that need a newer Python at run time.
+This file must run on any host's python3 (3.8 and newer): no zerodown imports, and annotations
+are never evaluated (`from __future__ import annotations`).
 """
+
+from __future__ import annotations
 
 import hashlib
 import json
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 INSTANCE = "ZERODOWN_INSTANCE"
 STATE = "ZERODOWN_STATE_DIR"
@@ -32,12 +34,13 @@ LOG_TAIL = 8192
 KILL_WAIT = 10.0
 PORTS = (20000, 32000)  # below Linux's ephemeral range: no outgoing connection takes one
 
-children = {}  # (pid, ticks) -> Popen: to reap and read exit statuses
+# (pid, ticks) -> Popen: to reap our children and read their exit statuses
+children: dict[tuple[int, int], subprocess.Popen[bytes]] = {}
 children_lock = threading.Lock()
 write_lock = threading.Lock()
 
 
-def ticks_of(pid, zombie=False):
+def ticks_of(pid: int, zombie: bool = False) -> int | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
@@ -49,7 +52,7 @@ def ticks_of(pid, zombie=False):
     return int(fields[19])
 
 
-def environ_of(pid):
+def environ_of(pid: int) -> dict[str, str] | None:
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             raw = f.read()
@@ -59,7 +62,7 @@ def environ_of(pid):
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, _, v in pairs}
 
 
-def alive(pid, ticks):
+def alive(pid: int, ticks: int) -> bool:
     with children_lock:
         child = children.get((pid, ticks))
     if child is not None:
@@ -67,7 +70,7 @@ def alive(pid, ticks):
     return ticks_of(pid) == ticks
 
 
-def free_port(address, taken):
+def free_port(address: str, taken: set[int]) -> int:
     import random
 
     candidates = [p for p in range(*PORTS) if p not in taken]
@@ -82,7 +85,7 @@ def free_port(address, taken):
     raise RuntimeError(f"no free port on {address}")
 
 
-def tail(path, lines):
+def tail(path: str, lines: int) -> str:
     try:
         with open(path, "rb") as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - LOG_TAIL))
@@ -93,31 +96,31 @@ def tail(path, lines):
 
 
 class Host:
-    def __init__(self, base):
+    def __init__(self, base: str) -> None:
         self.base = os.path.abspath(os.path.expanduser(base))
         self.logs = os.path.join(self.base, "logs")
         self.releases = os.path.join(self.base, "releases")
         os.makedirs(self.logs, exist_ok=True)
         os.makedirs(self.releases, exist_ok=True)
 
-    def log_path(self, iid):
+    def log_path(self, iid: str) -> str:
         if not iid or "/" in iid or iid.startswith("."):
             raise ValueError(f"{iid!r} cannot name a log file")
         return os.path.join(self.logs, iid + ".log")
 
     # --- processes -----------------------------------------------------------------------
 
-    def op_ping(self, req):
+    def op_ping(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"pong": True}
 
-    def op_launch(self, req):
+    def op_launch(self, req: dict[str, Any]) -> dict[str, Any]:
         address, release = req["address"], req["release"]
         port = free_port(address, set(req.get("taken", [])))
         cwd = os.path.join(self.releases, release)
         if not os.path.isdir(cwd):
             return {"error": f"release {release} is not on this host ({cwd})"}
 
-        def fill(text):
+        def fill(text: str) -> str:
             return (
                 text.replace("{port}", str(port))
                 .replace("{version}", release)
@@ -157,7 +160,7 @@ class Host:
             time.sleep(0.001)
         return {"port": port, "pid": child.pid, "ticks": ticks}
 
-    def op_observe(self, req):
+    def op_observe(self, req: dict[str, Any]) -> dict[str, Any]:
         pid, ticks = req["pid"], req["ticks"]
         if alive(pid, ticks):
             return {"running": True}
@@ -175,14 +178,14 @@ class Host:
             status = f"status {code}"
         return {"running": False, "status": status, "tail": tail(self.log_path(req["instance"]), 5)}
 
-    def signal_group(self, pid, ticks, sig):
+    def signal_group(self, pid: int, ticks: int, sig: int) -> None:
         if ticks_of(pid) == ticks:
             try:
                 os.killpg(pid, sig)
             except ProcessLookupError:
                 pass
 
-    def gone_within(self, pid, ticks, seconds):
+    def gone_within(self, pid: int, ticks: int, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while alive(pid, ticks):
             if time.monotonic() >= deadline:
@@ -192,7 +195,7 @@ class Host:
             children.pop((pid, ticks), None)
         return True
 
-    def op_stop(self, req):
+    def op_stop(self, req: dict[str, Any]) -> dict[str, Any]:
         pid, ticks, name, grace = req["pid"], req["ticks"], req["signal"], req["grace"]
         if not alive(pid, ticks):
             with children_lock:
@@ -206,7 +209,7 @@ class Host:
             return {"how": f"killed (SIGKILL) {grace:g}s after {name}"}
         return {"how": f"still there {KILL_WAIT:g}s after SIGKILL"}
 
-    def instances(self, state, host):
+    def instances(self, state: str, host: str) -> list[tuple[int, int, dict[str, str]]]:
         """This controller's instances on this host: process group leaders with its markers."""
         found = []
         for entry in os.listdir("/proc"):
@@ -226,7 +229,7 @@ class Host:
             found.append((pid, ticks, environ))
         return found
 
-    def op_adopt(self, req):
+    def op_adopt(self, req: dict[str, Any]) -> dict[str, Any]:
         return {
             "instances": [
                 {"instance": env[INSTANCE], "port": int(env["PORT"]), "pid": pid, "ticks": t}
@@ -234,7 +237,7 @@ class Host:
             ]
         }
 
-    def op_exec(self, req):
+    def op_exec(self, req: dict[str, Any]) -> dict[str, Any]:
         pid, ticks = req["pid"], req["ticks"]
         try:
             cwd = os.readlink(f"/proc/{pid}/cwd")
@@ -264,17 +267,17 @@ class Host:
             "output": done.stdout.decode(errors="replace").strip()[-200:],
         }
 
-    def op_logs(self, req):
+    def op_logs(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"text": tail(self.log_path(req["instance"]), req["lines"])}
 
     # --- releases ------------------------------------------------------------------------
 
-    def release_dir(self, release):
+    def release_dir(self, release: str) -> str:
         if not release or "/" in release or release.startswith("."):
             raise ValueError(f"{release!r} cannot name a release directory")
         return os.path.join(self.releases, release)
 
-    def op_stage(self, req):
+    def op_stage(self, req: dict[str, Any]) -> dict[str, Any]:
         """A staging copy of the release to update: its last copy, else the newest release."""
         final = self.release_dir(req["release"])
         stage = os.path.join(self.releases, ".stage-" + req["release"])
@@ -297,7 +300,7 @@ class Host:
                 files[os.path.relpath(path, stage)] = digest.hexdigest()
         return {"stage": stage, "files": files, "seed": os.path.basename(seed) if seed else None}
 
-    def newest(self):
+    def newest(self) -> str | None:
         dirs = [
             os.path.join(self.releases, d)
             for d in os.listdir(self.releases)
@@ -305,7 +308,7 @@ class Host:
         ]
         return max(dirs, key=os.path.getmtime) if dirs else None
 
-    def op_commit(self, req):
+    def op_commit(self, req: dict[str, Any]) -> dict[str, Any]:
         """Delete what the release no longer has, set modes, swap the staged copy in, prune.
         An unchanged release is left where it is (its running instances keep their files)."""
         stage = os.path.join(self.releases, ".stage-" + req["release"])
@@ -327,7 +330,7 @@ class Host:
             os.utime(final)
         return {"pruned": self.prune(req["keep"], req["state"], req["host"], req["release"])}
 
-    def prune(self, keep, state, host, current):
+    def prune(self, keep: int, state: str, host: str, current: str) -> list[str]:
         """All but the `keep` newest releases, except any a running instance still uses."""
         in_use = set()
         for pid, _t, _env in self.instances(state, host):
@@ -353,10 +356,10 @@ class Host:
         return pruned
 
 
-def serve(host):
+def serve(host: Host) -> None:
     out = sys.stdout
 
-    def answer(req):
+    def answer(req: dict[str, Any]) -> None:
         try:
             result = getattr(host, "op_" + req["op"])(req)
             reply = {"id": req["id"], "result": result}
