@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the host lab the tests use
 
-from support.hosts import HostLab, host_lab, hosts_spec  # noqa: E402
+from support.hosts import HostLab, host_lab, hosts_spec, kill_controller  # noqa: E402
 from support.workspace import APP, Workspace  # noqa: E402
 from zerodown.platforms.ssh.driver import SshPlatform  # noqa: E402
 from zerodown.spec.model import Spec  # noqa: E402
@@ -68,6 +68,7 @@ def one_round(rate: float, files: int) -> dict[str, Any]:
             finally:
                 lab.link_up("web2")
                 ws.teardown()
+                kill_controller(ws)  # in case `down` gave up
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

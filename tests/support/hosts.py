@@ -18,6 +18,7 @@ namespaces. Needs root and iproute2; skips (or fails under ZERODOWN_REQUIRE_ALL=
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -267,3 +268,13 @@ def hosts_spec(ws: Workspace, lab: HostLab, **overrides: Any) -> dict[str, Any]:
     spec["hosts"] = lab.spec()
     spec["ssh"] = {**lab.ssh_spec(), "host_grace": "2s", **overrides.get("ssh", {})}
     return spec
+
+
+def kill_controller(ws: Workspace) -> None:
+    """SIGKILL the workspace's controller and router, so that nothing of it goes on calling
+    hosts the lab is about to remove (their addresses would then follow the default route)."""
+    for pidfile, key in (("controller.json", "pid"), ("router.pid", None)):
+        path = ws.root / ".zerodown" / pidfile
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            text = path.read_text()
+            os.kill(int(json.loads(text)[key]) if key else int(text), signal.SIGKILL)

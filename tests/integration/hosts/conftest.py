@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from support.hosts import HostLab, host_lab, hosts_spec
+from support.hosts import HostLab, host_lab, hosts_spec, kill_controller
 from support.workspace import APP, Workspace
 
 
@@ -22,4 +22,6 @@ def hosted(tmp_path: Path, lab: HostLab) -> Iterator[Workspace]:
     shutil.copy(APP, ws.root / "app.py")
     ws.write_spec(hosts_spec(ws, lab))
     yield ws
-    ws.teardown()
+    # No `zerodown down` (the strategies test runs it and checks every host): the controller
+    # and the router are killed here, and the lab's teardown kills everything on the hosts.
+    kill_controller(ws)

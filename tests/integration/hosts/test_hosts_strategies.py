@@ -52,3 +52,6 @@ def test_rolling_canary_blue_green_on_three_hosts(hosted: Workspace, lab: HostLa
         assert lab.run(host.name, f"ls {RELEASES}").split() == ["v2", "v3", "v4"]
     status = hosted.zd("status").stdout
     assert "hosts" in status and "DOWN" not in status
+    hosted.zd("down")  # stops what runs on every host
+    for host in lab.hosts:
+        assert "app.py" not in lab.run(host.name, "ps ax -o args"), host.name
