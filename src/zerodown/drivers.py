@@ -99,7 +99,11 @@ routers: Registry[Router] = Registry(
 platforms: Registry[Platform] = Registry(
     "platform",
     "zerodown.platforms",
-    {"local": "zerodown.platforms.local:create", "ssh": "zerodown.platforms.ssh:create"},
+    {
+        "local": "zerodown.platforms.local:create",
+        "container": "zerodown.platforms.container:create",
+        "ssh": "zerodown.platforms.ssh:create",
+    },
 )
 stores: Registry[StateStore] = Registry(
     "state store", "zerodown.stores", {"sqlite": "zerodown.store.sqlite:create"}

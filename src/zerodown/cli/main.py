@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
+from zerodown.cli.export import export_app
 from zerodown.cli.flags import flags_app, set_connection_defaults
 from zerodown.cli.keys import keys_app
 from zerodown.cli.migrate import migrate_app
@@ -37,6 +38,7 @@ app = typer.Typer(
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(keys_app, name="keys")
 app.add_typer(flags_app, name="flags")
+app.add_typer(export_app, name="export")
 console = Console()
 err = Console(stderr=True)
 

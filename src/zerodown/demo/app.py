@@ -23,7 +23,9 @@ import sys
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("PORT", "8000"))
 VERSION = sys.argv[2] if len(sys.argv) > 2 else os.environ.get("APP_VERSION", "dev")
-LISTEN = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"  # {host} on several hosts
+# The address to listen on: {host} on several hosts (a third argument); in a container on a
+# bridge network, 0.0.0.0 (APP_HOST): its 127.0.0.1 is its own, unreachable from outside
+HOST = sys.argv[3] if len(sys.argv) > 3 else os.environ.get("APP_HOST", "127.0.0.1")
 FAULTS = json.loads(os.environ.get("ZD_APP_FAULTS") or "{}").get(VERSION, {})
 FAIL_RATE = float(FAULTS.get("fail_rate", 0))
 LATENCY = float(FAULTS.get("latency_ms", 0)) / 1000
@@ -132,7 +134,7 @@ async def main() -> None:
     global closing
     if STARTUP_DELAY:
         await asyncio.sleep(STARTUP_DELAY)
-    server = await asyncio.start_server(serve_connection, LISTEN, PORT, backlog=1024)
+    server = await asyncio.start_server(serve_connection, HOST, PORT, backlog=1024)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

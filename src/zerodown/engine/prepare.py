@@ -25,6 +25,7 @@ class Preparations:
         self.platform = platform
         self.poke = poke
         self.done: set[int] = set()  # revisions prepared by this controller
+        self.wait = PREPARE_WAIT
         self.tasks: dict[int, asyncio.Task[None]] = {}
 
     async def ready(self, revision: int, release: str, run: RunSpec) -> bool:
@@ -41,7 +42,7 @@ class Preparations:
             )
             task.add_done_callback(lambda _t: self.poke())
             self.tasks[revision] = task
-        await asyncio.wait({task}, timeout=PREPARE_WAIT)
+        await asyncio.wait({task}, timeout=self.wait)
         if not task.done():
             return False
         del self.tasks[revision]

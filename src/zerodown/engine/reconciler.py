@@ -308,9 +308,14 @@ class Engine:
 
     async def adopt(self) -> None:
         """Match the store's instances with the platform's running ones; record placements we
-        never saw, and forget launches that never started (the controller stopped in between)."""
+        never saw, and forget launches that never started (the controller stopped in between).
+        With no instance in the store there is nothing to match: the platform is not asked (a
+        first `up` then reaches the rollout, which says why the platform cannot serve)."""
+        instances = self.store.instances(self.service)
+        if not instances:
+            return
         found = await self.platform.adopt()
-        for instance in self.store.instances(self.service):
+        for instance in instances:
             placement = found.get(instance.id)
             if placement is not None and (instance.address, instance.handle) != (
                 placement.address,
@@ -499,7 +504,8 @@ class Engine:
 
     async def _launch(self, status: ServiceStatus, launch: Launch) -> None:
         spec = self.spec_of(self.revision_of(status, launch.release))
-        env = {"ZERODOWN_SERVICE": self.service}
+        revision = str(self.revision_of(status, launch.release))
+        env = {"ZERODOWN_SERVICE": self.service, "ZERODOWN_REVISION": revision}
         failure = None
         if spec.migrations is not None:
             try:

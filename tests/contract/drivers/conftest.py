@@ -1,5 +1,5 @@
-"""Each driver of a port under the same contract suite: the platforms `local` (real processes)
-and `fake`, the routers `builtin` (a real router process) and `fake`. Every driver is
+"""Each driver of a port under the same contract suite: the platforms `local` (real processes),
+`fake` and `container` (real containers on Podman: slow), the routers `builtin` (a real router process) and `fake`. Every driver is
 made through its registry, as the controller makes it."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 from drivers_kit import PlatformUnderTest, RouterUnderTest, context
 from zerodown_fake_drivers import FakeWorld
 
+from support.containers import VOLUMES, Engine
 from support.hosts import host_lab
 from support.services import free_port
 from zerodown import drivers
@@ -23,8 +24,20 @@ from zerodown.spec.hosts import HostSpec, SshSpec
 from zerodown.spec.model import PlatformSpec, RunSpec
 
 
-@pytest.fixture(params=["local", "fake", pytest.param("ssh", marks=pytest.mark.slow)])
-def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PlatformUnderTest]:
+@pytest.fixture(
+    params=[
+        "local",
+        "fake",
+        pytest.param("container", marks=pytest.mark.slow),
+        pytest.param("ssh", marks=pytest.mark.slow),
+    ]
+)
+def platform(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PlatformUnderTest]:
+    if request.param == "container":
+        yield from container_platform(request, tmp_path, monkeypatch)
+        return
     if request.param == "ssh":  # one network-namespace host over SSH (support/hosts.py)
         with ssh_platform(tmp_path) as under_test:
             yield under_test
@@ -52,6 +65,35 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platfor
 
     asyncio.run(stop_everything(made))
     world.close()
+
+
+SLEEPER_HANDLING_SIGTERM = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); time.sleep(60)"
+
+
+def container_platform(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PlatformUnderTest]:
+    """The container platform on Podman's service (support/containers.py), found through
+    DOCKER_HOST as a user's would be."""
+    engine: Engine = request.getfixturevalue("container_engine")
+    monkeypatch.setenv("DOCKER_HOST", engine.docker_host)
+    image = engine.image("contract")
+    made = drivers.platforms.create("container", context(tmp_path))
+    yield PlatformUnderTest(
+        platform=made,
+        run=RunSpec(
+            image=image,
+            # PID 1 of its container: it ignores SIGTERM unless it handles it
+            command=["/usr/bin/python3", "-c", SLEEPER_HANDLING_SIGTERM],
+            volumes=VOLUMES,
+        ),
+        stale=lambda handle: "f" * len(handle),  # another container's id
+        cannot_start=lambda: RunSpec(
+            image=image, command=["/nonexistent/zerodown-app"], volumes=VOLUMES
+        ),
+    )
+    asyncio.run(stop_everything(made))
+    assert not engine.ours(), "containers left behind"
 
 
 async def stop_everything(made: Platform) -> None:

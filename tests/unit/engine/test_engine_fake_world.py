@@ -204,6 +204,21 @@ async def test_a_release_that_cannot_be_prepared_fails_before_anything_starts_or
 
 
 @on_fake_world()
+async def test_a_slow_preparation_holds_the_rollout_and_fails_no_pass(service: FakeService) -> None:
+    await service.up("v1")
+    service.engine.preparations.wait = 0.001  # the pass's own wait for it, in real seconds
+    service.world.prepare_wait = lambda: service.clock.sleep(10)  # a pull of 10 s
+    service.deploy("v2")
+    for _ in range(20):  # 5 s
+        await service.tick()
+    assert not service.instances("v2") and service.world.stopped == []
+    assert service.status().rollout.phase is RolloutPhase.PROGRESSING
+    assert service.engine.health.last_error is None
+    await service.run_until(lambda: service.status().stable == "v2", what="v2 stable")
+    assert service.world.prepared == ["v1", "v2"]
+
+
+@on_fake_world()
 async def test_router_admin_gone_is_recorded_once_and_traffic_is_left_alone(
     service: FakeService,
 ) -> None:

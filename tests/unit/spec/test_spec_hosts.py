@@ -45,3 +45,12 @@ def test_host_mistakes_are_named(extra: str, expected: str) -> None:
     with pytest.raises(SpecError) as caught:
         parse(extra)
     assert expected in str(caught.value)
+
+
+def test_an_image_on_hosts_is_named_as_not_supported_yet() -> None:
+    text = (
+        'service: shop\nrun: {command: [app], image: "shop:1"}\nhosts:\n  - {name: a, ssh: "r@a"}\n'
+    )
+    with pytest.raises(SpecError) as caught:
+        parse_model(text, Spec, file="zerodown.yaml")
+    assert "run.image is for `platform: {kind: container}`; the ssh platform" in str(caught.value)
