@@ -78,7 +78,12 @@ def _link_down_mid_rollout(hosted: Workspace, lab: HostLab) -> None:
         lambda: all(h["up"] for h in hosted.status()["hosts"]), what="web2 to answer again"
     )
     hosted.wait_for(
-        lambda: len(hosted.status()["instances"]) == 3, what="web2's stale instances to stop"
+        lambda: (
+            sorted(i["address"].rpartition(".")[0] for i in hosted.status()["instances"])
+            == sorted(h.address.rpartition(".")[0] for h in lab.hosts)
+        ),
+        timeout=60,
+        what="web2's stale instance stopped and one instance moved back to it",
     )
     assert "DOWN" not in hosted.zd("status").stdout
 

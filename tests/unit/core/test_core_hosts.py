@@ -136,6 +136,9 @@ def test_a_host_that_stops_answering_is_replaced_after_the_grace_then_used_again
     retired = [r.message for r in world.records if r.kind == "retire"]
     assert any("host web2 has not answered for" in m and "replaced" in m for m in retired)
     del world.down["web2"]
+    world.run(10)  # back in use: one instance moves back to it, capacity kept all along
+    assert world.per_host("v1") == {"web1": 1, "web2": 1, "web3": 1}
+    assert len(world.launched) == 5  # 3, the replacement, the move back
     world.deploy("v2")
     world.run(20)
     assert world.status.rollout is not None
