@@ -99,8 +99,9 @@ def default_platform(data: Any) -> Any:
 def check_platform(kind: str, hosts: list[HostSpec]) -> None:
     if kind == "ssh" and not hosts:
         raise ValueError("platform ssh needs hosts: a list of {name, ssh: user@address}")
-    if kind == "local" and hosts:
+    if hosts and kind != "ssh":
         raise ValueError(
-            "platform local runs instances on this machine only: remove hosts:, or leave"
-            " platform.kind out (with hosts: it is ssh)"
+            f"platform {kind} does not run instances on hosts: remove hosts:, or leave"
+            " platform.kind out (with hosts: it is ssh; containers on hosts are not supported"
+            " yet)"
         )

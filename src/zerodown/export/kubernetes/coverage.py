@@ -222,6 +222,11 @@ FIELDS: dict[str, Disposition] = {
         "Argo analyses releases, not flag variants: keep the flag guard on zerodown's flag "
         "service or in your flag system"
     ),
+    "hosts": Reported(
+        "the cluster's nodes are the hosts: the scheduler spreads the pods (add a "
+        "topologySpreadConstraint to keep them on different nodes)"
+    ),
+    "ssh": Reported("Kubernetes reaches its nodes itself: no SSH settings carry over"),
 }
 
 # Sub-models whose fields are all covered by the entry of the field that holds them.
