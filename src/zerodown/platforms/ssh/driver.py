@@ -198,7 +198,17 @@ class Hosts:
 
     # --- observe, stop, adopt ------------------------------------------------------------
 
+    def _gone_from_spec(self, handle: str) -> str | None:
+        """Why a handle's host is not ours any more (hosts: changed, then a restart)."""
+        name = handle.partition(":")[0]
+        if name in self.links:
+            return None
+        return f"its host {name} is no longer in hosts: (left running there, if it runs)"
+
     async def observe(self, *, instance_id: str, handle: str) -> Exited | None:
+        gone = self._gone_from_spec(handle)
+        if gone is not None:
+            return Exited(gone)
         link, pid, ticks = self._link(handle)
         if self._known_down(link):
             return None  # the host's fate is the engine's to decide (host_states)
@@ -216,6 +226,9 @@ class Hosts:
         )
 
     async def stop(self, *, instance_id: str, handle: str, stop_signal: str, grace: float) -> str:
+        gone = self._gone_from_spec(handle)
+        if gone is not None:
+            return f"not stopped: {gone}"
         link, pid, ticks = self._link(handle)
         done = await link.request(
             "stop",
