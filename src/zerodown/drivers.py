@@ -102,6 +102,7 @@ platforms: Registry[Platform] = Registry(
     {
         "local": "zerodown.platforms.local:create",
         "container": "zerodown.platforms.container:create",
+        "ssh": "zerodown.platforms.ssh:create",
     },
 )
 stores: Registry[StateStore] = Registry(

@@ -364,6 +364,7 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         "caution": caution.summary(spec, status.rollout, strategy=status.rollout.strategy)
         if spec is not None and status.rollout is not None
         else "",
+        "hosts": [h.to_json() for h in controller.engine.host_views.views],
     }
 
 

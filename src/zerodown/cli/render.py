@@ -139,6 +139,8 @@ def status_view(state: dict[str, Any]) -> Group:
         parts.append(_steps(state["steps"], rollout["step"]))
     if rollout and rollout.get("checks"):
         parts.append(_checks(rollout["checks"]))
+    if state.get("hosts"):
+        parts.append(_hosts(state["hosts"], now))
     parts.append(_instances(state["instances"]))
     per_release = Counter(i["release"] for i in state["instances"] if i["ready"])
     summary = ", ".join(f"{r}: {n} ready" for r, n in sorted(per_release.items()))
@@ -163,6 +165,19 @@ def _checks(checks: dict[str, dict[str, Any]]) -> Table:
         outcome = str(check["state"])
         shown = f"[{colors[outcome]}]{outcome}[/]" if outcome in colors else esc(outcome)
         table.add_row(esc(key), shown, esc(check.get("reason") or ""))
+    return table
+
+
+def _hosts(hosts: list[dict[str, Any]], now: float) -> Table:
+    table = Table(title="hosts", title_justify="left")
+    for column in ("host", "address", "state", "why"):
+        table.add_column(column)
+    for h in hosts:
+        if h["up"]:
+            state, why = "[green]up[/]", ""
+        else:
+            state, why = f"[red]DOWN[/] since {ago(h['down_since'], now)}", h["reason"] or ""
+        table.add_row(esc(h["name"]), esc(h["address"]), state, esc(why))
     return table
 
 

@@ -8,8 +8,10 @@ killed at any point and restarted decides again from the same facts and reaches 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from zerodown.core import bluegreen, canary, checks, rolling
+from zerodown.core.hosts import HostView, lost
 from zerodown.core.model import Decision, Instance, RolloutPhase, ServiceStatus
 from zerodown.core.plan import Plan
 from zerodown.core.routes import RouteTable
@@ -18,13 +20,20 @@ from zerodown.spec.types import format_duration
 
 
 def decide(
-    spec: Spec, status: ServiceStatus, instances: Sequence[Instance], now: float
+    spec: Spec,
+    status: ServiceStatus,
+    instances: Sequence[Instance],
+    now: float,
+    hosts: Sequence[HostView] = (),
 ) -> Decision:
-    plan = Plan(status=status, instances=instances, now=now)
+    """`hosts`: with several hosts, each and whether it answers (the engine asks the platform)."""
+    instances = _unready_on_down_hosts(instances, hosts)
+    plan = Plan(status=status, instances=instances, now=now, hosts=hosts, total=spec.instances)
     if status.stopping:
         plan.retire([i for i in instances if i.live], "zerodown down")
         return plan.decision(RouteTable(generation=status.routes.generation))
 
+    _retire_on_lost_hosts(plan, spec)
     _retire_failed(plan)
     _check_progress_deadline(plan, spec)
     rollout = plan.status.rollout
@@ -92,10 +101,46 @@ def _rolling(plan: Plan, spec: Spec) -> RouteTable:
     return table
 
 
+def _unready_on_down_hosts(
+    instances: Sequence[Instance], hosts: Sequence[HostView]
+) -> Sequence[Instance]:
+    """An instance on a host that does not answer gets no traffic from this pass on, without
+    waiting for its readiness probe to notice."""
+    down = {h.address for h in hosts if not h.up}
+    if not down:
+        return instances
+    return [
+        replace(i, ready=False, ready_since=None)
+        if i.address.rpartition(":")[0].strip("[]") in down and i.ready
+        else i
+        for i in instances
+    ]
+
+
+def _retire_on_lost_hosts(plan: Plan, spec: Spec) -> None:
+    """A host that has not answered for ssh.host_grace: its instances are replaced on the
+    others (they leave the routes and the count now; they are stopped when it answers again).
+    An instance that failed while its host was down failed with its host, not by itself."""
+    down = {h.name: h for h in plan.hosts if not h.up}
+    gone = {h.name for h in lost(plan.hosts, plan.now, spec.ssh.host_grace)}
+    for instance in plan.instances:
+        name = plan.host_of(instance)
+        if not instance.live or name not in down:
+            continue
+        host = down[name]
+        if name in gone or instance.failure is not None:
+            since = round(plan.now - (host.down_since or plan.now), 1)
+            plan.retire(
+                [instance],
+                f"host {name} has not answered for {format_duration(since)}"
+                f" ({host.reason or 'no answer'}): replaced on the other hosts",
+            )
+
+
 def _retire_failed(plan: Plan) -> None:
     """Instances that can never serve leave; if one is of the new release, the rollout fails."""
     for instance in plan.instances:
-        if not instance.live or instance.failure is None:
+        if not instance.live or instance.failure is None or instance.id in plan.retired:
             continue
         plan.crashed(instance)
         plan.retire([instance], instance.failure)

@@ -351,10 +351,12 @@ class ApplyRoutes:
 
 @dataclass(frozen=True, slots=True)
 class Launch:
-    """Start `count` instances of `release` (the engine runs them with that release's spec)."""
+    """Start `count` instances of `release` (the engine runs them with that release's spec);
+    with several hosts, `hosts` names the host of each (core/hosts.py)."""
 
     release: str
     count: int
+    hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

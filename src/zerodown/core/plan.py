@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from zerodown.core.hosts import HostView, host_of, place
 from zerodown.core.model import (
     Action,
     ApplyRoutes,
@@ -31,6 +32,8 @@ class Plan:
     records: list[Record] = field(default_factory=list)
     launches: list[Launch] = field(default_factory=list)
     retired: dict[str, str] = field(default_factory=dict)  # instance id -> reason
+    hosts: Sequence[HostView] = ()  # with several hosts: each, and whether it answers
+    total: int = 0  # the spec's instances: what each host's share is of
 
     # --- what strategies read -------------------------------------------------------------
 
@@ -45,6 +48,9 @@ class Plan:
             and (release is None or i.release == release)
         ]
 
+    def host_of(self, instance: Instance) -> str | None:
+        return host_of(instance, self.hosts) if self.hosts else None
+
     def launching(self, release: str) -> int:
         return sum(launch.count for launch in self.launches if launch.release == release)
 
@@ -57,9 +63,32 @@ class Plan:
     def launch(self, release: str, count: int, why: str) -> None:
         if count <= 0 or self.crash_held(release):
             return
-        self.launches.append(Launch(release=release, count=count))
+        placed: tuple[str, ...] = ()
+        if self.hosts:
+            planned: dict[str, int] = {}
+            for earlier in self.launches:
+                if earlier.release == release:
+                    for name in earlier.hosts:
+                        planned[name] = planned.get(name, 0) + 1
+            placed = tuple(
+                place(
+                    release,
+                    count,
+                    total=self.total or count,
+                    hosts=self.hosts,
+                    live=self.live(),
+                    planned=planned,
+                )
+            )
+            if not placed:
+                held = f"no host answers: {release} waits to launch {count}"
+                if self.status.last_decision != held:  # once, not every pass
+                    self.record("hold", held)
+                return
+        self.launches.append(Launch(release=release, count=count, hosts=placed))
         plural = "instance" if count == 1 else "instances"
-        self.record("launch", f"launch {count} {plural} of {release}: {why}")
+        where = f" on {', '.join(placed)}" if placed else ""
+        self.record("launch", f"launch {count} {plural} of {release}{where}: {why}")
 
     def crash_held(self, release: str) -> bool:
         """Its instances keep failing: wait out the backoff before starting another."""

@@ -151,6 +151,23 @@ class Platform(Protocol):
         ...
 
 
+@runtime_checkable
+class HostWatch(Protocol):
+    """A platform with several hosts (a separate capability, as RouterStats is): which of them
+    answer now. The engine turns it into `core.hosts.HostView`s for `decide`, and asks for the
+    host core placed an instance on with ZERODOWN_HOST in `launch`'s `env`."""
+
+    async def host_states(self) -> Sequence[HostState]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    name: str
+    address: str  # where its instances listen
+    up: bool
+    reason: str = ""  # why it does not answer
+
+
 class StateStore(Protocol):
     def status(self, service: str) -> ServiceStatus: ...
     def save(self, status: ServiceStatus, events: Sequence[EventRow] = ()) -> None:

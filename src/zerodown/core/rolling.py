@@ -13,9 +13,12 @@ Invariants (DESIGN.md, rules of the rollout):
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from zerodown.core.hosts import floors, shares
 from zerodown.core.model import Instance
 from zerodown.core.plan import Plan, pool_of
-from zerodown.core.routes import RouteTable
+from zerodown.core.routes import Pool, RouteTable
 from zerodown.spec.model import RollingSpec
 from zerodown.spec.types import resolve_count
 
@@ -48,6 +51,10 @@ def converge(
     live = [i for i in plan.live() if i.release not in keep]
     new = [i for i in live if i.release == target]
     old = [i for i in live if i.release != target]
+    moved = _beyond_share(plan, new, instances)  # replaced like old ones, on the hosts short
+    if moved:
+        new = [i for i in new if i not in moved]
+        old = [*old, *moved]
 
     extra = len(new) - instances
     if extra > 0:
@@ -71,7 +78,7 @@ def converge(
         can_go = 0
     if can_go > 0 and old_serving:
         plan.retire(
-            old_serving[:can_go],
+            _per_host(plan, old_serving, new_available, instances, unavailable)[:can_go],
             f"{len(new_available)} of {instances} {target} instances available"
             f" (max_unavailable {unavailable})",
         )
@@ -84,7 +91,68 @@ def converge(
             if i.serving and i.id not in plan.retired:
                 by_release.setdefault(i.release, []).append(i)
         pools += [pool_of(r, len(group), group) for r, group in by_release.items()]
-    return RouteTable(generation=plan.status.routes.generation, pools=tuple(pools))
+    return RouteTable(generation=plan.status.routes.generation, pools=_one_per_release(pools))
+
+
+def _beyond_share(plan: Plan, new: list[Instance], instances: int) -> list[Instance]:
+    """Instances of the target on hosts above their share, while another answering host is
+    below its own (one that answers again) or the target has more than `instances`: as many
+    as that, newest first. They are replaced like old ones (on the hosts short, by `place`), so
+    a move keeps max_unavailable too, and a surplus leaves from the hosts with too many."""
+    if not plan.hosts:
+        return []
+    share = shares(instances, plan.hosts)
+    on: dict[str, list[Instance]] = {name: [] for name in share}
+    for i in new:
+        name = plan.host_of(i)
+        if name in on:
+            on[name].append(i)
+    short = sum(max(0, share[name] - len(group)) for name, group in on.items())
+    short += max(0, len(new) - instances)
+    beyond: list[Instance] = []
+    for name, group in on.items():
+        newest_first = sorted(group, key=lambda i: (i.serving, -i.launched_at))
+        beyond += newest_first[: max(0, len(group) - share[name])]
+    return beyond[:short]
+
+
+def _one_per_release(pools: list[Pool]) -> tuple[Pool, ...]:
+    """Instances of the target being moved serve in the target's pool, not a second one."""
+    merged: dict[str, Pool] = {}
+    for pool in pools:
+        if pool.release in merged:
+            first = merged[pool.release]
+            pool = replace(
+                first, weight=first.weight + pool.weight, backends=first.backends + pool.backends
+            )
+        merged[pool.release] = pool
+    return tuple(merged.values())
+
+
+def _per_host(
+    plan: Plan,
+    old_serving: list[Instance],
+    new_available: list[Instance],
+    instances: int,
+    unavailable: int,
+) -> list[Instance]:
+    """The old instances that may leave, oldest first, keeping on every host that answers at
+    least its share less max_unavailable (and one), as overall (core/hosts.py)."""
+    if not plan.hosts:
+        return old_serving
+    floor = floors(instances, unavailable, plan.hosts)
+    available: dict[str | None, int] = {}
+    for i in [*old_serving, *new_available]:
+        name = plan.host_of(i)
+        available[name] = available.get(name, 0) + 1
+    leaving = []
+    for i in old_serving:
+        name = plan.host_of(i)
+        if name in floor and available[name] - 1 < floor[name]:
+            continue  # its host would fall below its floor: a new instance there first
+        available[name] -= 1
+        leaving.append(i)
+    return leaving
 
 
 def is_complete(plan: Plan, *, target: str, instances: int, rolling: RollingSpec) -> bool:

@@ -1,5 +1,5 @@
 """The sample service: a small HTTP/1.1 server on the standard library only, so `python3 app.py`
-runs it anywhere. Started as `python3 app.py PORT VERSION`.
+runs it anywhere. Started as `python3 app.py PORT VERSION [ADDRESS]` (default 127.0.0.1).
 
   GET /          200 "ok VERSION"        (X-Version header on every response)
   GET /healthz   200 while alive          GET /ready  200 while ready
@@ -25,8 +25,9 @@ import sys
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("PORT", "8000"))
 VERSION = sys.argv[2] if len(sys.argv) > 2 else os.environ.get("APP_VERSION", "dev")
-# In a container on a bridge network, 0.0.0.0: its 127.0.0.1 is its own, unreachable from outside
-HOST = os.environ.get("APP_HOST", "127.0.0.1")
+# The address to listen on: {host} on several hosts (a third argument); in a container on a
+# bridge network, 0.0.0.0 (APP_HOST): its 127.0.0.1 is its own, unreachable from outside
+HOST = sys.argv[3] if len(sys.argv) > 3 else os.environ.get("APP_HOST", "127.0.0.1")
 FAULTS = json.loads(os.environ.get("ZD_APP_FAULTS") or "{}").get(VERSION, {})
 FAIL_RATE = float(FAULTS.get("fail_rate", 0))
 LATENCY = float(FAULTS.get("latency_ms", 0)) / 1000

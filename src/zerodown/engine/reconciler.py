@@ -66,6 +66,7 @@ from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.engine.faults import PassHealth, describe
 from zerodown.engine.guards import FlagGuards
 from zerodown.engine.health import Monitor
+from zerodown.engine.hosts import HostViews, host_env
 from zerodown.engine.prepare import Preparations
 from zerodown.flags.stores import FlagStore
 from zerodown.migrations.url import database_url
@@ -167,6 +168,7 @@ class Engine:
         )
         self.notifiers: dict[int, Notifier] = {}
         self.preparations = Preparations(platform, poke=self.poke)
+        self.host_views = HostViews(platform, clock=clock, post=self._post)
         last = store.events(service, limit=1)
         self._notified = last[-1].id if last else 0  # no replay of what happened before a restart
 
@@ -343,6 +345,7 @@ class Engine:
         if not self.stopping:
             await self.router.start()  # not to stop it: `down` goes on without a router
         exits = await self._exits()
+        hosts = await self.host_views.refresh()
         if not await self._prepared():
             return False  # the rollout waits for its release; old instances serve on
         # From reading the store to saving the decision, nothing awaits: the API's commands
@@ -355,7 +358,7 @@ class Engine:
         if spec is None:
             return status.stopping  # nothing was ever deployed, so nothing runs to be stopped
         self._watch(status, instances)
-        decision = decide(spec, status, instances, now)
+        decision = decide(spec, status, instances, now, hosts)
         records = [a for a in decision.actions if isinstance(a, Record)]
         if decision.status != status or records:
             self.store.save(
@@ -524,7 +527,7 @@ class Engine:
             except Exception as exc:
                 failure = f"cannot prepare its database environment: {describe(exc)}"
         taken = {i.address for i in self.store.instances(self.service) if i.address}
-        for _ in range(launch.count):
+        for index in range(launch.count):
             iid = instance_id(self.service, launch.release)
             # No address yet: the platform picks it. Stored first all the same (see adopt()).
             instance = Instance(
@@ -538,7 +541,7 @@ class Engine:
                         instance_id=iid,
                         release=launch.release,
                         run=spec.run,
-                        env=env,
+                        env=env | host_env(launch, index),
                         taken=taken,
                     )
                 except Exception as exc:

@@ -109,7 +109,11 @@ class LocalPlatform:
             raise PermanentDriverError(str(exc)) from None
 
         def fill(text: str) -> str:
-            return text.replace("{port}", str(port)).replace("{version}", release)
+            return (
+                text.replace("{port}", str(port))
+                .replace("{version}", release)
+                .replace("{host}", HOST)  # the address it listens on, as on several hosts
+            )
 
         argv = [fill(a) for a in run.command]
         child_env = {

@@ -7,7 +7,7 @@ says 25%): a tool whose promise is zero failed requests should not give up capac
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -18,6 +18,14 @@ from zerodown.spec.caution import CautionSpec
 from zerodown.spec.compat import CompatSpec
 from zerodown.spec.gates import GateSpec, SmokeSpec
 from zerodown.spec.guards import FlagGuardSpec
+from zerodown.spec.hosts import (
+    MAX_HOSTS,
+    HostSpec,
+    SshSpec,
+    check_hosts,
+    check_platform,
+    default_platform,
+)
 from zerodown.spec.notify import NotifySpec
 from zerodown.spec.run_checks import run_problems
 from zerodown.spec.types import (
@@ -324,6 +332,25 @@ class Spec(StrictModel):
     caution: CautionSpec = Field(
         default_factory=CautionSpec, description="more care where a release's risk is higher"
     )
+    # Several hosts over SSH (spec/hosts.py): with `hosts:` the platform is ssh unless named.
+    hosts: list[HostSpec] = Field(default_factory=list, max_length=MAX_HOSTS)
+    ssh: SshSpec = Field(default_factory=SshSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hosts_platform(cls, data: Any) -> Any:
+        return default_platform(data)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_distinct(cls, hosts: list[HostSpec]) -> list[HostSpec]:
+        check_hosts(hosts)
+        return hosts
+
+    @model_validator(mode="after")
+    def _hosts_need_ssh(self) -> Spec:
+        check_platform(self.platform.kind, self.hosts)
+        return self
 
     @property
     def rolling(self) -> RollingSpec:

@@ -24,14 +24,14 @@ def run_problems(kind: str, run: RunSpec) -> list[Problem]:
     problems: list[Problem] = []
     if not run.command:
         problems.append((("command",), "this field is required: the argv to run"))
-    if kind == "local":
+    if kind in ("local", "ssh"):  # ssh: processes on several hosts (spec/hosts.py)
         for name in CONTAINER_ONLY:
             # by value, not by fields set: a spec dumped with its defaults must load again
             if getattr(run, name) != RUN_DEFAULTS[name]:
                 problems.append(
                     (
                         (name,),
-                        f"run.{name} is for `platform: {{kind: container}}`; the local platform"
+                        f"run.{name} is for `platform: {{kind: container}}`; the {kind} platform"
                         " runs run.command as a process: remove it, or set the platform kind",
                     )
                 )

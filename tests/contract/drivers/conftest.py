@@ -5,6 +5,7 @@ made through its registry, as the controller makes it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,19 +15,32 @@ from drivers_kit import PlatformUnderTest, RouterUnderTest, context
 from zerodown_fake_drivers import FakeWorld
 
 from support.containers import VOLUMES, Engine
+from support.hosts import host_lab
 from support.services import free_port
 from zerodown import drivers
 from zerodown.core.errors import PermanentDriverError
 from zerodown.core.ports import Platform
-from zerodown.spec.model import RunSpec
+from zerodown.spec.hosts import HostSpec, SshSpec
+from zerodown.spec.model import PlatformSpec, RunSpec
 
 
-@pytest.fixture(params=["local", "fake", pytest.param("container", marks=pytest.mark.slow)])
+@pytest.fixture(
+    params=[
+        "local",
+        "fake",
+        pytest.param("container", marks=pytest.mark.slow),
+        pytest.param("ssh", marks=pytest.mark.slow),
+    ]
+)
 def platform(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[PlatformUnderTest]:
     if request.param == "container":
         yield from container_platform(request, tmp_path, monkeypatch)
+        return
+    if request.param == "ssh":  # one network-namespace host over SSH (support/hosts.py)
+        with ssh_platform(tmp_path) as under_test:
+            yield under_test
         return
     ctx = context(tmp_path)
     made = drivers.platforms.create(request.param, ctx)
@@ -86,6 +100,32 @@ async def stop_everything(made: Platform) -> None:
     for iid, placement in (await made.adopt()).items():
         await made.stop(instance_id=iid, handle=placement.handle, stop_signal="SIGKILL", grace=1)
     await made.aclose()
+
+
+@contextlib.contextmanager
+def ssh_platform(tmp_path: Path) -> Iterator[PlatformUnderTest]:
+    with host_lab(1, hide=(tmp_path,)) as lab:
+        base = context(tmp_path)
+        spec = base.spec.model_copy(
+            update={
+                "hosts": [HostSpec.model_validate(h) for h in lab.spec()],
+                "ssh": SshSpec.model_validate(lab.ssh_spec()),
+                "platform": PlatformSpec(kind="ssh"),
+            }
+        )
+        made = drivers.platforms.create("ssh", drivers.DriverContext(spec=spec, paths=base.paths))
+
+        def stale(handle: str) -> str:
+            host, pid, ticks = handle.split(":")
+            return f"{host}:{pid}:{int(ticks) + 1}"  # the same pid, started at another time
+
+        yield PlatformUnderTest(
+            platform=made,
+            run=RunSpec(command=["python3", "-c", "import time; time.sleep(60)"]),
+            stale=stale,
+            cannot_start=lambda: RunSpec(command=["/nonexistent/zerodown-app"]),
+        )
+        asyncio.run(stop_everything(made))
 
 
 @pytest.fixture(params=["builtin", "fake"])

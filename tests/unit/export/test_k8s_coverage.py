@@ -126,11 +126,25 @@ def test_every_unmappable_field_that_is_set_is_reported() -> None:
     expected -= {  # places this spec leaves out (one strategy at a time)
         "strategy.blue_green.pre_promotion_analysis.starting_step",
         "strategy.blue_green.post_promotion_analysis.starting_step",
+        # the ssh platform's (containers or hosts, one at a time): see the test below
+        "hosts",
+        "ssh",
     }
     assert expected - reported == set()
     rollout_comments = "\n".join(bundle.manifests[0].comments)
     for path in ("gate", "smoke", "compat", "notify", "flag_guards", "strategy.canary.steps[0]"):
         assert f"- {path}" in rollout_comments
+
+
+def test_hosts_and_ssh_are_reported() -> None:
+    hosts = {
+        "service": "shop",
+        "run": {"command": ["app"]},
+        "hosts": [{"name": "web1", "ssh": "root@10.0.0.1"}],
+        "ssh": {"keep_releases": 2},
+    }
+    bundle = export(Spec.model_validate(hosts), ExportOptions(image="r.example/shop", version="v2"))
+    assert {"hosts", "ssh"} <= {_key(n.path) for n in bundle.notes if n.dropped}
 
 
 def test_docs_show_the_mapping_table() -> None:

@@ -227,6 +227,11 @@ FIELDS: dict[str, Disposition] = {
         "cannot be undone, write the longer pauses and a manual pause step into the rollout, "
         "and run `zerodown migrate complete` by hand"
     ),
+    "hosts": Reported(
+        "the cluster's nodes are the hosts: the scheduler spreads the pods (add a "
+        "topologySpreadConstraint to keep them on different nodes)"
+    ),
+    "ssh": Reported("Kubernetes reaches its nodes itself: no SSH settings carry over"),
 }
 
 # Sub-models whose fields are all covered by the entry of the field that holds them.
