@@ -82,6 +82,7 @@ PASS_TIMEOUT = 60.0  # a pass still running after this is cancelled and counted 
 LOG_MAINTENANCE_EVERY = 60.0  # seconds between log rotation and pruning runs
 OUT_OF_ROUTES_ON_DOWN = 10.0  # `zerodown down` stops an instance the router cannot confirm gone
 RETIRE_RETRY = 1.0  # seconds before a retirement that failed is started again
+VERIFY_ROUTES_EVERY = 1.0  # seconds between checks that the router runs the table we applied
 
 # Decision records that are worth a webhook, by the event name `notify.events` uses.
 NOTIFY_EVENTS = {
@@ -141,6 +142,7 @@ class Engine:
         self.monitors: dict[str, Monitor] = {}
         self.retiring: dict[str, asyncio.Task[None]] = {}
         self.applied: RouteTable | None = None
+        self._routes_verified_at = 0.0
         self._specs: dict[int, Spec] = {}
         self.stopped = asyncio.Event()  # set once `zerodown down` has finished, and only then
         self.health = PassHealth(started_at=clock.now())
@@ -380,6 +382,8 @@ class Engine:
         self._notify()
         if self.applied is None or self.applied.generation != decision.status.routes.generation:
             await self._apply(decision.status.routes)
+        else:
+            await self._converge_routes(decision.status.routes)
         return decision.status.stopping and not any(
             i.phase is not InstancePhase.STOPPED for i in self.store.instances(self.service)
         )
@@ -515,6 +519,21 @@ class Engine:
                 raise
             log.warning("zerodown down: going on without the router: %s", exc)
         self.applied = table
+
+    async def _converge_routes(self, table: RouteTable) -> None:
+        """Apply `table` again when the router no longer runs it: a router restarted from a
+        state file older than its last table (killed before it was written), or changed by
+        someone else, would otherwise keep sending traffic to instances that are gone."""
+        now = self.clock.now()
+        if now - self._routes_verified_at < VERIFY_ROUTES_EVERY:
+            return
+        self._routes_verified_at = now
+        if await self.router.verify(table) is False:
+            self._post(
+                "routes",
+                f"the router ran another table; applied generation {table.generation} again",
+            )
+            await self._apply(table)
 
     async def _launch(self, status: ServiceStatus, launch: Launch) -> None:
         spec = self.spec_of(self.revision_of(status, launch.release))
