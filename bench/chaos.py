@@ -377,11 +377,37 @@ def explain(failure: Sample, injected: list[Injected]) -> str | None:
             return kind  # the killed process held it
         if kind == "stop_instance" and start <= f.ended + 0.05 and end >= f.started:
             return kind  # held by a stopped process (then killed by liveness or resumed)
-        if kind == "kill_router" and (
-            start <= f.started <= end + 0.05 or f.started <= start <= f.ended
-        ):
-            return kind  # held by the router, or sent while it was down
+        if kind == "kill_router" and start <= f.started <= end + 0.05:
+            return kind  # held by the router
+        if kind == "kill_router" and f.started <= start <= f.ended:
+            return "kill_router (refused until restarted)"
     return None
+
+
+def clusters(failures: list[Sample], injected: list[Injected], t0: float) -> list[str]:
+    """Unexplained failures grouped by time (a gap of a second starts a new group), each with
+    the fault that came last before it: where to look."""
+    groups: list[list[Sample]] = []
+    for f in sorted(failures, key=lambda x: x.at):
+        if groups and f.at - groups[-1][-1].at <= 1.0:
+            groups[-1].append(f)
+        else:
+            groups.append([f])
+    lines = []
+    for g in groups:
+        before = [i for i in injected if i.started <= g[0].at]
+        last = max(before, key=lambda i: i.started) if before else None
+        kinds = Counter(x.error.split(":")[0] if x.error else str(x.status) for x in g)
+        where = (
+            f"{last.fault.kind} {last.target} at {last.started - t0:.2f} s (rollout {last.rollout})"
+            if last
+            else "none"
+        )
+        lines.append(
+            f"{g[0].at - t0:8.2f}-{g[-1].at - t0:8.2f} s: {len(g)} failed {dict(kinds)};"
+            f" last fault {where}"
+        )
+    return lines
 
 
 def main() -> int:
@@ -500,6 +526,11 @@ def main() -> int:
     print(f"violations: {len(run.violations)}")
     for v in run.violations:
         print(f"  rollout {v.rollout}: {v.invariant}: {v.detail}")
+    groups = clusters(unexplained, run.injected, started)
+    if groups:
+        print("unexplained failures, by time:")
+        for line in groups[:30]:
+            print("  " + line)
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -515,6 +546,7 @@ def main() -> int:
                         "phases": dict(run.phases),
                         "checks": dict(run.checks),
                         "violations": [asdict(v) for v in run.violations],
+                        "unexplained_by_time": groups,
                     }
                 },
                 indent=1,
