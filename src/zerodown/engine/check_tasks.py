@@ -222,7 +222,8 @@ class CheckTasks:
 
         assert spec.migrations is not None
         url = database_url(spec.migrations.database)
-        directory = self.spec_dir / spec.migrations.dir
+        directory = self.spec_dir / spec.migrations.source
+        allow = tuple(spec.migrations.allow)
         others = {i.release for i in instances if i.live} - {status.stable}
 
         def expand() -> Outcome:
@@ -251,7 +252,7 @@ class CheckTasks:
                     notes.append(f"completed {active.get('name')}")
                 # Otherwise a rollback went back before this migration: the stable release still
                 # uses the old schema, so it stays started and the new release uses it again.
-            path = api.pending(url, directory)
+            path = api.pending(url, directory, allow=allow)
             if path is None:
                 schema = api.schema_for(url, rollout.version, service=self.service)
                 return (

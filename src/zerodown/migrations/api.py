@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from zerodown.core.errors import SpecError
 
-from . import state
+from . import alembic_source, state
 from .actions import DBAction, MigrationError
 from .catalog import grants_sql, read_schema
 from .executor import Executor, Options, Stats, drop_schema_action
@@ -182,7 +182,7 @@ def _previous_schema(conn: psycopg.Connection[Any], base: str) -> str:
 # start / complete / rollback ---------------------------------------------------------------
 def start(
     db_url: str,
-    file: str | Path,
+    file: str | Path | Migration,
     *,
     service: str | None = None,
     version: str | None = None,
@@ -191,7 +191,9 @@ def start(
 ) -> str:
     """Expand: returns the new version's schema name. Running it again resumes or returns."""
     o = options or Options()
-    m = load_migration(file)
+    m = file if isinstance(file, Migration) else load_migration(file)
+    if isinstance(file, Migration):
+        file = f"revision {m.alembic.revision if m.alembic else m.name}"
     base = o.base_schema
     with _session(db_url, base) as conn:
         ex = Executor(conn, o, log)
@@ -311,9 +313,13 @@ def complete(db_url: str, *, options: Options | None = None, log: Log | None = N
         ex.run_all(a for a in p.complete if not a.transactional)
         previous = str(active["previous_schema"])
         drops = [] if previous in (base, p.version_schema) else [drop_schema_action(previous)]
-        raw_only = Migration.model_validate(active["definition"]).raw_only
+        migration = Migration.model_validate(active["definition"])
+        raw_only = migration.raw_only
 
         def finish() -> None:
+            if migration.alembic is not None:  # Alembic's history agrees with the database
+                for sql, args in alembic_source.stamp_sql(migration.alembic.revision):
+                    conn.execute(sql, args)
             if drops:  # releases that used the dropped schema are gone by now
                 conn.execute("DELETE FROM zerodown.versions WHERE schema_name = %s", (previous,))
             if raw_only:
@@ -433,10 +439,25 @@ def migration_files(migrations_dir: str | Path) -> list[Path]:
 
 
 def pending(
-    db_url: str, migrations_dir: str | Path, *, options: Options | None = None
-) -> Path | None:
-    """The first migration file in `migrations_dir` not yet completed (an active one counts)."""
+    db_url: str,
+    migrations_dir: str | Path,
+    *,
+    options: Options | None = None,
+    allow: tuple[str, ...] = (),
+) -> Path | Migration | None:
+    """The first migration file in `migrations_dir` not yet completed (an active one counts).
+
+    Given an Alembic configuration file (`alembic.ini`) instead of a directory: the first
+    Alembic revision after the database's alembic_version, as a Migration (`allow` lets it hold
+    operations that are refused otherwise, see alembic_source.ALLOWABLE).
+    """
     base = (options or Options()).base_schema
+    if str(migrations_dir).endswith(".ini"):
+        with _connect(db_url) as conn:
+            conn.execute(f"SET search_path = {ident(base)}")
+            heads = alembic_source.current_heads(conn)
+        revisions = alembic_source.pending_revisions(Path(migrations_dir), heads)
+        return alembic_source.to_migration(revisions[0], allow) if revisions else None
     files = migration_files(migrations_dir)
     with _connect(db_url) as conn:
         done: set[str] = set()

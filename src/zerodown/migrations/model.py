@@ -82,10 +82,19 @@ class OperationItem(BaseModel):
         raise AssertionError("validated to hold one operation")
 
 
+class AlembicOrigin(BaseModel):
+    """Set on migrations read from an Alembic revision: complete stamps alembic_version."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    revision: str
+    down_revision: str | None = None
+
+
 class Migration(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     name: MigrationName | None = None
     operations: Annotated[list[OperationItem], Field(min_length=1)]
+    alembic: AlembicOrigin | None = None
 
     @model_validator(mode="after")
     def _raw_alone(self) -> Migration:

@@ -303,13 +303,33 @@ SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class MigrationsSpec(StrictModel):
-    database: str = Field(description="PostgreSQL URL; ${VAR} is read from the environment")
+    database: str = Field(
+        description="postgresql:// or mysql:// (MariaDB too) URL; ${VAR} is read from the environment"
+    )
     dir: str = Field("migrations/", description="relative to zerodown.yaml")
     quiet_period: Duration | None = Field(
         None,
         description="contract once no old-version connection was seen this long after a rollout;"
         " unset: at the next deploy or `zerodown migrate complete`",
     )
+    alembic: str | None = Field(
+        None, description="alembic.ini (relative to zerodown.yaml): run its pending revisions"
+    )
+    allow: list[Literal["drop_column", "drop_table", "execute"]] = Field(
+        default_factory=list,
+        description="Alembic operations that break the old version or that zerodown cannot see",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MigrationsSpec:
+        if self.alembic is not None and "dir" in self.model_fields_set:
+            raise ValueError("give either dir (zerodown migration files) or alembic, not both")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The migrations directory, or the Alembic configuration file."""
+        return self.alembic if self.alembic is not None else self.dir
 
 
 class Spec(StrictModel):
