@@ -263,7 +263,9 @@ class CheckTasks:
                         "started": False,
                     },
                 )
-            schema = api.start(url, path, service=self.service, version=rollout.version)
+            schema = api.start(
+                url, path, service=self.service, version=rollout.version, allow=allow
+            )
             notes.append(f"started {path.name}: {rollout.version} uses schema {schema}")
             irreversible = reasons_for(directory, path.name)
             if irreversible:

@@ -28,6 +28,7 @@ from .actions import DBAction, MigrationError
 from .catalog import grants_sql, read_schema
 from .executor import Executor, Options, Stats, drop_schema_action
 from .model import Migration, load_migration
+from .mysql import api as mysql_api
 from .planner import MigrationPlan, plan_migration, view_sql, views_action
 from .schema import Schema, ident
 
@@ -165,6 +166,8 @@ def plan(db_url: str, file: str | Path, *, options: Options | None = None) -> Pl
     """The SQL every phase of `file` would run against the database as it is now."""
     o = options or Options()
     m = load_migration(file)
+    if mysql_api.is_mysql_url(db_url):
+        raise MigrationError("`migrate plan` is for PostgreSQL; on MySQL `start` runs the change")
     with _connect(db_url) as conn:
         schema = read_schema(conn, o.base_schema)
         previous = _previous_schema(conn, o.base_schema)
@@ -188,8 +191,11 @@ def start(
     version: str | None = None,
     options: Options | None = None,
     log: Log | None = None,
+    allow: tuple[str, ...] = (),
 ) -> str:
     """Expand: returns the new version's schema name. Running it again resumes or returns."""
+    if mysql_api.is_mysql_url(db_url):
+        return mysql_api.start(db_url, file, service=service, version=version, allow=allow, log=log)
     o = options or Options()
     m = file if isinstance(file, Migration) else load_migration(file)
     if isinstance(file, Migration):
@@ -300,6 +306,8 @@ def _active_plan(
 
 def complete(db_url: str, *, options: Options | None = None, log: Log | None = None) -> str:
     """Contract: drop what only the old version used; returns the migration's name."""
+    if mysql_api.is_mysql_url(db_url):
+        return mysql_api.complete(db_url, log=log)
     o = options or Options()
     base = o.base_schema
     with _session(db_url, base) as conn:
@@ -345,6 +353,8 @@ def complete(db_url: str, *, options: Options | None = None, log: Log | None = N
 
 def rollback(db_url: str, *, options: Options | None = None, log: Log | None = None) -> str:
     """Undo a started (or half-started) migration; returns its name."""
+    if mysql_api.is_mysql_url(db_url):
+        return mysql_api.rollback(db_url, log=log)
     o = options or Options()
     base = o.base_schema
     with _session(db_url, base) as conn:
@@ -390,6 +400,8 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 def status(db_url: str, *, options: Options | None = None) -> dict[str, Any]:
     """The active migration (phase, backfill progress), the history, each release's schema."""
+    if mysql_api.is_mysql_url(db_url):
+        return mysql_api.status(db_url)
     base = (options or Options()).base_schema
     with _connect(db_url) as conn:
         if not _state_ready(conn):
@@ -459,6 +471,8 @@ def pending(
         revisions = alembic_source.pending_revisions(Path(migrations_dir), heads)
         return alembic_source.to_migration(revisions[0], allow) if revisions else None
     files = migration_files(migrations_dir)
+    if mysql_api.is_mysql_url(db_url):
+        return mysql_api.pending(db_url, files)
     with _connect(db_url) as conn:
         done: set[str] = set()
         if _state_ready(conn):
@@ -474,7 +488,11 @@ def pending(
 
 
 def old_version_connections(db_url: str, service: str, version: str) -> int:
-    """Connections tagged `zerodown:<service>:<version>` (application_name) open right now."""
+    """Connections tagged `zerodown:<service>:<version>` (application_name) open right now.
+
+    MySQL/MariaDB: 0 (its contract only drops the old table's copy, which no version uses)."""
+    if mysql_api.is_mysql_url(db_url):
+        return 0
     with _connect(db_url) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
@@ -493,6 +511,8 @@ def schema_for(
     before the active migration) gets the schema of the last completed migration, or the base
     schema when there is none.
     """
+    if mysql_api.is_mysql_url(db_url):  # one physical schema: the database
+        return str(mysql_api.connect_args(db_url)["database"])
     base = (options or Options()).base_schema
     with _connect(db_url) as conn:
         if not _state_ready(conn):

@@ -315,9 +315,10 @@ class MigrationsSpec(StrictModel):
     alembic: str | None = Field(
         None, description="alembic.ini (relative to zerodown.yaml): run its pending revisions"
     )
-    allow: list[Literal["drop_column", "drop_table", "execute"]] = Field(
+    allow: list[Literal["drop_column", "drop_table", "execute", "rename_column"]] = Field(
         default_factory=list,
-        description="Alembic operations that break the old version or that zerodown cannot see",
+        description="operations that break the old version or that zerodown cannot see (Alembic:"
+        " drop_column, drop_table, execute; MySQL: rename_column)",
     )
 
     @model_validator(mode="after")
