@@ -383,45 +383,53 @@ def rollback(url: str, *, options: MysqlOptions | None = None, log: Any = None) 
 
 
 def status(url: str) -> dict[str, Any]:
+    """The same shape as PostgreSQL's status: active migration, copy progress, history."""
     database = str(connect_args(url)["database"])
+    empty: dict[str, Any] = {
+        "base_schema": database,
+        "active": None,
+        "current_schema": database,
+        "history": [],
+        "versions": [],
+    }
     with _connect(url) as conn:
         r = Runner(conn, MysqlOptions())
         if not r.table_exists("zerodown_migrations"):
-            return {
-                "base_schema": database,
-                "active": None,
-                "current_schema": database,
-                "history": [],
-                "versions": [],
-            }
+            return empty
         history = [
-            {"id": i, "name": n, "phase": p, "service": s, "version": v}
-            for i, n, p, s, v in r.execute(
-                "SELECT id, name, phase, service, version FROM zerodown_migrations"
+            {
+                "id": i,
+                "name": n,
+                "phase": p,
+                "service": s,
+                "version": v,
+                "started_at": t.isoformat(),
+                "version_schema": database,
+                "unsafe": False,
+            }
+            for i, n, p, s, v, t in r.execute(
+                "SELECT id, name, phase, service, version, started_at FROM zerodown_migrations"
                 " ORDER BY id DESC LIMIT 50"
             )
         ]
         active = next((h for h in history if h["phase"] in ("starting", "started")), None)
         if active is not None:
-            active = {
-                **active,
-                "version_schema": database,
-                "backfills": [
-                    {"table": t, "phase": p, "rows": n, "cursor": c}
-                    for t, p, n, c in r.execute(
-                        "SELECT table_name, phase, rows_copied, cursor_key FROM zerodown_osc"
-                        " WHERE migration_id = %s ORDER BY table_name",
-                        (active["id"],),
-                    )
-                ],
-            }
-        return {
-            "base_schema": database,
-            "active": active,
-            "current_schema": database,
-            "history": history,
-            "versions": [],
-        }
+            active = dict(active)
+            active["backfills"] = [
+                {
+                    "table": t,
+                    "step": p,
+                    "rows": n,
+                    "done": p in ("copied", "swapped"),
+                    "cursor": c,
+                }
+                for t, p, n, c in r.execute(
+                    "SELECT table_name, phase, rows_copied, cursor_key FROM zerodown_osc"
+                    " WHERE migration_id = %s ORDER BY table_name",
+                    (active["id"],),
+                )
+            ]
+        return {**empty, "active": active, "history": history}
 
 
 def pending(url: str, files: list[Path]) -> Path | None:
