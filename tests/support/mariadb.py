@@ -50,6 +50,7 @@ def mariadb_server() -> Iterator[str]:
     subprocess.run(
         [
             install,
+            "--no-defaults",  # the machine's my.cnf may point at its own datadir and socket
             f"--datadir={datadir}/data",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
@@ -57,7 +58,7 @@ def mariadb_server() -> Iterator[str]:
         ],
         check=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         timeout=120,
     )
     proc = subprocess.Popen(

@@ -465,6 +465,10 @@ def pending(
     """
     base = (options or Options()).base_schema
     if str(migrations_dir).endswith(".ini"):
+        if mysql_api.is_mysql_url(db_url):
+            raise MigrationError(
+                "Alembic revisions run on PostgreSQL only; on MySQL/MariaDB use migration files"
+            )
         with _connect(db_url) as conn:
             conn.execute(f"SET search_path = {ident(base)}")
             heads = alembic_source.current_heads(conn)
