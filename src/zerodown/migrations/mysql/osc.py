@@ -159,7 +159,7 @@ class Runner:
         if upper is None:
             return
         size = self.o.batch_size or self.o.batch_first
-        sql = t.copy_sql()
+        sql, lock = t.copy_sql(), t.lock_sql()
         started = time.monotonic()
         while cursor is None or cursor < upper:
             if self.o.max_batches is not None and self.stats.batches >= self.o.max_batches:
@@ -180,10 +180,11 @@ class Runner:
                 self.conn.begin()
                 try:
                     with self.conn.cursor() as cur:
-                        if low is None:
-                            n = cur.execute(sql.replace(f"{q(t.pk)} > %s AND ", ""), (high,))
-                        else:
-                            n = cur.execute(sql, (low, high))
+                        first = f"{q(t.pk)} > %s AND "
+                        args = (high,) if low is None else (low, high)
+                        cur.execute(lock.replace(first, "") if low is None else lock, args)
+                        cur.fetchall()
+                        n = cur.execute(sql.replace(first, "") if low is None else sql, args)
                         cur.execute("SHOW WARNINGS")
                         bad = [w for w in cur.fetchall() if w[1] != DUPLICATE_KEY]
                     if bad:

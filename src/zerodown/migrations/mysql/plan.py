@@ -73,6 +73,17 @@ class TableChange:
             " LOCK IN SHARE MODE"
         )
 
+    def lock_sql(self) -> str:
+        """Run first in the batch's transaction: lock the source rows before the copy touches
+        the shadow. INSERT … SELECT holds the shadow's table-level AUTO-INC lock for the whole
+        statement; if it still had source rows to lock, an app write holding one of them whose
+        trigger waits for that AUTO-INC lock would deadlock with it (and the app's one-row
+        transaction would be the victim)."""
+        return (
+            f"SELECT {q(self.pk)} FROM {q(self.table)} FORCE INDEX (PRIMARY)"
+            f" WHERE {q(self.pk)} > %s AND {q(self.pk)} <= %s LOCK IN SHARE MODE"
+        )
+
     def keeper_sql(self) -> list[tuple[str, str]]:
         """BEFORE triggers on the shadow (they move with the swap) that keep an added column
         filled by `up` for the old version's writes until complete: an insert that leaves it
