@@ -119,6 +119,7 @@ def one_round(server: str, rows: int, way: str, migration: Path) -> dict[str, fl
     return {
         "seconds": seconds,
         "rows/s": rows / seconds,
+        "p99 before ms": p99_before,
         "p99 ms": p99,
         "max ms": worst,
         "failed": float(work.errors),
