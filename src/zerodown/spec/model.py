@@ -323,7 +323,8 @@ class MigrationsSpec(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> MigrationsSpec:
-        if self.alembic is not None and "dir" in self.model_fields_set:
+        # compared with the default, not fields_set: the controller re-validates dumped specs
+        if self.alembic is not None and self.dir != "migrations/":
             raise ValueError("give either dir (zerodown migration files) or alembic, not both")
         return self
 
