@@ -112,7 +112,10 @@ def start(
         )
     )
     typer.echo(name)
-    typer.echo(f"new version: set ZERODOWN_DB_SCHEMA={name} (search_path)", err=True)
+    if api.is_mysql_url(database):
+        typer.echo(f"swapped: every version now uses the new shape in {name}", err=True)
+    else:
+        typer.echo(f"new version: set ZERODOWN_DB_SCHEMA={name} (search_path)", err=True)
 
 
 @migrate_app.command()

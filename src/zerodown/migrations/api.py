@@ -10,6 +10,7 @@ or  rollback(db_url)                                       (undo; the old versio
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from .catalog import grants_sql, read_schema
 from .executor import Executor, Options, Stats, drop_schema_action
 from .model import Migration, load_migration
 from .mysql import api as mysql_api
+from .mysql.osc import MysqlOptions
 from .planner import MigrationPlan, plan_migration, view_sql, views_action
 from .schema import Schema, ident
 
@@ -195,7 +197,15 @@ def start(
 ) -> str:
     """Expand: returns the new version's schema name. Running it again resumes or returns."""
     if mysql_api.is_mysql_url(db_url):
-        return mysql_api.start(db_url, file, service=service, version=version, allow=allow, log=log)
+        return mysql_api.start(
+            db_url,
+            file,
+            service=service,
+            version=version,
+            allow=allow,
+            log=log,
+            options=_mysql_options(options),
+        )
     o = options or Options()
     m = file if isinstance(file, Migration) else load_migration(file)
     if isinstance(file, Migration):
@@ -276,6 +286,13 @@ def start(
 _last_stats: dict[str, Stats] = {}
 
 
+def _mysql_options(o: Options | None) -> MysqlOptions | None:
+    """--lock-timeout (whole seconds on MySQL, at least 1) and --batch-size carry over."""
+    if o is None:
+        return None
+    return MysqlOptions(lock_timeout=max(1, math.ceil(o.lock_timeout)), batch_size=o.batch_size)
+
+
 def last_stats(db_url: str) -> Stats | None:
     """Counters of the last start/complete/rollback in this process (retries, rows)."""
     return _last_stats.get(db_url)
@@ -307,7 +324,7 @@ def _active_plan(
 def complete(db_url: str, *, options: Options | None = None, log: Log | None = None) -> str:
     """Contract: drop what only the old version used; returns the migration's name."""
     if mysql_api.is_mysql_url(db_url):
-        return mysql_api.complete(db_url, log=log)
+        return mysql_api.complete(db_url, log=log, options=_mysql_options(options))
     o = options or Options()
     base = o.base_schema
     with _session(db_url, base) as conn:
@@ -354,7 +371,7 @@ def complete(db_url: str, *, options: Options | None = None, log: Log | None = N
 def rollback(db_url: str, *, options: Options | None = None, log: Log | None = None) -> str:
     """Undo a started (or half-started) migration; returns its name."""
     if mysql_api.is_mysql_url(db_url):
-        return mysql_api.rollback(db_url, log=log)
+        return mysql_api.rollback(db_url, log=log, options=_mysql_options(options))
     o = options or Options()
     base = o.base_schema
     with _session(db_url, base) as conn:
@@ -528,6 +545,11 @@ def schema_for(
             args.append(service)
         row = conn.execute(query + " ORDER BY recorded_at DESC LIMIT 1", args).fetchone()
         return str(row[0]) if row else _previous_schema(conn, base)
+
+
+def is_mysql_url(db_url: str) -> bool:
+    """A MySQL or MariaDB URL: its migrations run as online schema changes (mysql/)."""
+    return mysql_api.is_mysql_url(db_url)
 
 
 def app_env(service: str, version: str, schema: str) -> dict[str, str]:

@@ -4,6 +4,8 @@ under a concurrent read/write workload of the old version."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +31,15 @@ def _sql(url: str, *statements: str) -> list[tuple[Any, ...]]:
         for s in statements:
             cur.execute(s)
         return list(cur.fetchall())
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zerodown.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _write(tmp: Path, name: str, *ops: dict[str, Any]) -> Path:
@@ -224,8 +235,16 @@ def test_refusals_rename_and_rollback(mysql_db: str, tmp_path: Path) -> None:
     }
     assert _sql(mysql_db, "SHOW TRIGGERS") == []
 
+    # what a user sees: the refusal in one line, exit 2
+    refused = _cli("migrate", "start", str(rename), "--database", mysql_db)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "allow: [rename_column]" in refused.stderr and "Traceback" not in refused.stderr
+
     # allowed: renamed by the swap; a rollback after it is refused (roll forward)
     api.start(mysql_db, rename, allow=("rename_column",))
+    shown = _cli("migrate", "status", "--database", mysql_db)
+    assert "active:         0002_rename (started)" in shown.stdout, shown.stdout
+    assert "backfill users: 300 rows, done" in shown.stdout, shown.stdout
     assert _sql(mysql_db, "SELECT count(*) FROM users WHERE mail LIKE 'u%'") == [(300,)]
     with pytest.raises(MigrationError, match="roll forward"):
         api.rollback(mysql_db)
