@@ -314,9 +314,8 @@ def _active_changes(r: Runner, verb: str) -> tuple[dict[str, Any], list[TableCha
     changes: list[TableChange] = []
     for name in dict.fromkeys(str(getattr(op, "table", "")) for op in m.ops):
         state = _table_phase(r, active["id"], name)
-        if state is None:
-            continue
-        info = _table_info(r, t_old(name) if state[0] == "swapped" else name)
+        # no step recorded: a start killed while making the shadow (rollback still drops it)
+        info = _table_info(r, t_old(name) if state and state[0] == "swapped" else name)
         if info is None:
             continue
         info = TableInfo(name, info.columns, info.primary_key, not_null=info.not_null)
