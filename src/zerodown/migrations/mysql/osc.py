@@ -48,7 +48,7 @@ class MysqlOptions:
     backoff: float = 0.05
     backoff_cap: float = 2.0
     batch_size: int | None = None  # rows per copy batch; None: adapted to batch_target
-    batch_target: float = 0.1
+    batch_target: float = 0.05
     batch_first: int = 1000
     batch_max: int = 50_000
     batch_delay: float = 0.002
@@ -202,11 +202,15 @@ class Runner:
                         self.conn.rollback()
                     raise
 
+            retries = self.stats.retries
             copied = self.retried(f"copy {t.table}", batch)
+            waited = self.stats.retries > retries
             self.stats.rows += copied
             self.stats.batches += 1
             cursor = high
-            if self.o.batch_size is None:  # aim each batch at batch_target seconds of locks
+            if self.o.batch_size is None and waited:  # it met someone's locks: back off
+                size = max(100, size // 2)
+            elif self.o.batch_size is None:  # aim each batch at batch_target seconds of locks
                 took = max(time.monotonic() - began, 1e-4)
                 size = int(
                     min(self.o.batch_max, max(100, size * min(2.0, self.o.batch_target / took)))
