@@ -267,7 +267,7 @@ class CheckTasks:
                 url, path, service=self.service, version=rollout.version, allow=allow
             )
             notes.append(f"started {path.name}: {rollout.version} uses schema {schema}")
-            irreversible = reasons_for(directory, path.name)
+            irreversible = reasons_for(directory, str(path.name))
             if irreversible:
                 effects = "; ".join(caution.effects(spec, strategy=rollout.strategy))
                 notes.append(f"caution raised ({'; '.join(irreversible)}): {effects}")

@@ -396,6 +396,20 @@ def pending_revisions(ini: Path, heads: list[str]) -> list[Any]:
     return list(reversed(revs))
 
 
+def all_migrations(ini: Path) -> list[Any]:
+    """Every revision as a migration, oldest first, everything allowed: for the risk of a
+    contract (migrations/risk.py), which follows column types from the first revision on.
+    Revisions with no zerodown form are left out (they are refused when they are pending)."""
+    scripts = _script_directory(ini)
+    out = []
+    for script in reversed(list(scripts.walk_revisions())):
+        try:
+            out.append(to_migration(script, ALLOWABLE))
+        except MigrationError:
+            continue
+    return out
+
+
 def stamp_sql(revision: str) -> list[tuple[str, tuple[Any, ...]]]:
     """Statements that leave `revision` the one head in alembic_version (a linear history)."""
     return [

@@ -26,9 +26,15 @@ def migration_outlook(
         return None
     from .api import migration_files  # the one place that orders the files
 
-    files = migration_files(spec_dir / spec.migrations.dir)
-    loaded = [load_migration(f) for f in files]
-    risks = assess(loaded, [f.stem for f in files])
+    if spec.migrations.alembic is not None:  # every revision of the Alembic project, in order
+        from .alembic_source import all_migrations
+
+        loaded = all_migrations(spec_dir / spec.migrations.alembic)
+        risks = assess(loaded, [str(m.name) for m in loaded])
+    else:
+        files = migration_files(spec_dir / spec.migrations.dir)
+        loaded = [load_migration(f) for f in files]
+        risks = assess(loaded, [f.stem for f in files])
     names = [r.migration for r in risks]
     schemas = [version_schema_name(Options().base_schema, n) for n in names]
     used = {r.db_schema for r in revisions if r.db_schema}

@@ -175,6 +175,11 @@ def assess_dir(directory: str | Path) -> list[Risk]:
     """The risk of every migration file in `directory`, in the order zerodown applies them."""
     from .api import migration_files  # the one place that orders the files
 
+    if str(directory).endswith(".ini"):  # an Alembic project (migrations: {alembic: …})
+        from .alembic_source import all_migrations
+
+        revisions = all_migrations(Path(directory))
+        return assess(revisions, [str(m.name) for m in revisions])
     files = migration_files(directory)
     return assess([load_migration(f) for f in files], [f.stem for f in files])
 

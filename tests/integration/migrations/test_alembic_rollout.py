@@ -52,6 +52,8 @@ def test_alembic_revision_renames_a_column_under_load(service: Workspace, db: st
     service.zd("up", "--version", "v1")
     assert migration_phases(db) == {"alembic_u1": "started"}
     shutil.copy(PROJECT / "later" / "u2_rename_email.py", service.root / "alembic" / "versions")
+    planned = service.zd("plan", "--version", "v2").stdout  # reads the Alembic project too
+    assert "alembic_u2" in planned, planned
     with UserLoad(service.port, rate=150) as load:
         time.sleep(0.5)
         service.zd("deploy", "v2", "--wait")
