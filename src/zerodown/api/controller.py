@@ -265,6 +265,8 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         "instances_wanted": spec.instances if spec else None,
         "events": [e.to_json() for e in controller.store.events(controller.service, limit=20)],
         "controller": controller.engine.health.summary(controller.clock.now()),
+        # upgraded connections (WebSockets) retiring instances still hold, closed at drain.upgraded
+        "tunnels": [t.to_json() for t in controller.engine.draining_tunnels.values()],
         "now": controller.clock.now(),
     }
 

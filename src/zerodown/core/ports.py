@@ -44,8 +44,17 @@ class BackendLoad:
     """What the router knows of one backend address."""
 
     release: str
-    inflight: int
+    inflight: int  # requests being answered, upgraded connections (tunnels) included
     requests: int
+    tunnels: int = 0  # upgraded connections (WebSockets...) open on it, part of `inflight`
+
+
+@runtime_checkable
+class TunnelCloser(Protocol):
+    """A router that can close the upgraded connections of a backend that left the table (at
+    the deploy's `drain.upgraded`), so that their clients reconnect to a backend that stays."""
+
+    async def close_tunnels(self, address: str) -> int: ...
 
 
 @runtime_checkable

@@ -56,7 +56,40 @@ class RunSpec(StrictModel):
     drain: Duration = Field(
         10.0, description="after leaving the route table, for in-flight requests"
     )
+    drain_upgraded: Duration | None = Field(
+        None,
+        description="after leaving the route table, how long upgraded connections (WebSockets) "
+        "stay open before the router closes them so they reconnect to the new release; default: "
+        "drain. Also written drain: {requests: 10s, upgraded: 2m}",
+    )
     stop_timeout: Duration = Field(30.0, description="after the stop signal, then SIGKILL")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drain_parts(cls, data: object) -> object:
+        """`drain: {requests: 10s, upgraded: 2m}` is `drain: 10s` and `drain_upgraded: 2m`."""
+        if not isinstance(data, dict) or not isinstance(data.get("drain"), dict):
+            return data
+        parts = data["drain"]
+        unknown = sorted(set(parts) - {"requests", "upgraded"})
+        if unknown:
+            raise ValueError(
+                f"drain has no key {unknown[0]!r}: write drain: 10s, or "
+                "drain: {requests: 10s, upgraded: 2m}"
+            )
+        if "upgraded" in parts and "drain_upgraded" in data:
+            raise ValueError("drain.upgraded and drain_upgraded say the same thing: keep one")
+        rest = {k: v for k, v in data.items() if k != "drain"}
+        if "requests" in parts:
+            rest["drain"] = parts["requests"]
+        if "upgraded" in parts:
+            rest["drain_upgraded"] = parts["upgraded"]
+        return rest
+
+    @property
+    def upgraded_drain(self) -> float:
+        """How long a retiring instance's upgraded connections are kept."""
+        return self.drain if self.drain_upgraded is None else self.drain_upgraded
 
 
 class TcpCheck(StrictModel):

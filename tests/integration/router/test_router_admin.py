@@ -169,6 +169,7 @@ def test_stats_samples_and_metrics(
         "release": "a",
         "inflight": 0,
         "requests": a["requests"],
+        "tunnels": 0,
     }
     samples = router.admin().get("/samples", params={"release": "a", "since": before}).json()
     assert len(samples) == a["requests"]

@@ -6,6 +6,7 @@ PUT  /routes                   replace the table (validated, persisted, then swa
 GET  /stats                    per-release counters and per-backend in-flight/requests
 GET  /samples?release=R&since=T   recent [ts, latency, status] of release R after T
 GET  /metrics                  Prometheus text exposition
+POST /tunnels/close?backend=A  close the upgraded connections (WebSockets) open on backend A
 
 On the unix socket, file permissions (0600) are the access control. On TCP, reads are open
 (for Prometheus) and anything that changes state needs `Authorization: Bearer <token>`.
@@ -116,6 +117,7 @@ class RouterControl(Protocol):
     def install(self, table: RouteTable) -> None: ...
     def stats_json(self) -> dict[str, Any]: ...
     def metrics_text(self) -> str: ...
+    def close_tunnels(self, address: str | None = None) -> int: ...
 
 
 class Admin:
@@ -189,6 +191,13 @@ class Admin:
                 )
             if path == "/routes" and req.method == "PUT":
                 return await self.put_routes(b"".join(req.body))
+            if path == "/tunnels/close" and req.method == "POST":
+                backend = parse_qs(parts.query).get("backend", [""])[0]
+                if not backend:
+                    return _error(400, "/tunnels/close needs ?backend=HOST:PORT")
+                closed = router.close_tunnels(backend)
+                log("router.tunnels_closed", backend=backend, closed=closed)
+                return _json(200, {"closed": closed})
             if path in ("/routes", "/healthz", "/stats", "/samples", "/metrics"):
                 return _error(405, f"{req.method} is not allowed on {path}")
             return _error(404, f"no such endpoint: {path}")

@@ -94,10 +94,22 @@ class ProxyRouter:
         data = await self._get_json("/stats")
         return {
             address: BackendLoad(
-                release=str(b["release"]), inflight=int(b["inflight"]), requests=int(b["requests"])
+                release=str(b["release"]),
+                inflight=int(b["inflight"]),
+                requests=int(b["requests"]),
+                tunnels=int(b.get("tunnels", 0)),  # a router of an older zerodown has none
             )
             for address, b in data["backends"].items()
         }
+
+    async def close_tunnels(self, address: str) -> int:
+        """Close the upgraded connections open on `address`; how many there were."""
+        r = await self._request("POST", "/tunnels/close", params={"backend": address})
+        if r.status_code == 404:
+            return 0  # a router of an older zerodown: it has no tunnels to close
+        if r.status_code != 200:
+            raise TransientDriverError(f"router /tunnels/close answered {r.status_code}: {r.text}")
+        return int(r.json()["closed"])
 
     async def verify(self, table: RouteTable) -> bool | None:
         """True when the router runs this table (same routing and generation); None: unknown."""

@@ -165,6 +165,9 @@ class BuiltinRouter:
     async def backends(self) -> dict[str, BackendLoad]:
         return await self.client.backends()
 
+    async def close_tunnels(self, address: str) -> int:
+        return await self.client.close_tunnels(address)
+
     async def stats(self) -> dict[str, ReleaseStats]:
         return await self.client.stats()
 

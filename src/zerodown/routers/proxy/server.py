@@ -24,7 +24,12 @@ from zerodown.routers.proxy.dataplane import ClientConn
 from zerodown.routers.proxy.events import log
 from zerodown.routers.proxy.memory import give_back
 from zerodown.routers.proxy.routing import CompiledTable
-from zerodown.routers.proxy.stats import DEFAULT_SAMPLES, ReleaseCounters, prometheus_text
+from zerodown.routers.proxy.stats import (
+    DEFAULT_SAMPLES,
+    ReleaseCounters,
+    TunnelCounts,
+    prometheus_text,
+)
 from zerodown.routers.proxy.upstream import BackendState
 from zerodown.routers.proxy.validate import parse_address
 
@@ -58,6 +63,7 @@ class Router:
         self.slow_heads: dict[bytes, int] = {}
         self.backends: dict[str, BackendState] = {}
         self.releases: dict[str, ReleaseCounters] = {}
+        self.tunnels: dict[str, TunnelCounts] = {}  # upgraded connections, per release
         self.clients: set[ClientConn] = set()
         self.clients_peak = 0  # most client connections at once since memory was last given back
         self.tasks: set[asyncio.Task[None]] = set()
@@ -84,6 +90,23 @@ class Router:
         if c is None:
             c = self.releases[release] = ReleaseCounters(self.samples)
         return c
+
+    def tunnel_counts(self, release: str) -> TunnelCounts:
+        t = self.tunnels.get(release)
+        if t is None:
+            t = self.tunnels[release] = TunnelCounts()
+        return t
+
+    def close_tunnels(self, address: str | None = None) -> int:
+        """Close the upgraded connections of one backend (all: None), so that their clients
+        reconnect, through the table, to a backend that stays. How many were closed."""
+        closed = 0
+        for b in list(self.backends.values()):
+            if address is None or b.address == address:
+                for t in list(b.tunnels):
+                    t.end_tunnel("router")
+                    closed += 1
+        return closed
 
     def install(self, table: RouteTable) -> None:
         """Swap in a new table (atomic: one assignment); retire backends that left it."""
@@ -117,7 +140,8 @@ class Router:
         backend.close_idle()
 
     def inflight(self) -> int:
-        return sum(1 for c in self.clients if c.active is not None)
+        """Requests being answered (open tunnels aside: they have no end to wait for)."""
+        return sum(1 for c in self.clients if c.active is not None and not c.active.tunneling)
 
     def sweep(self) -> None:
         now = self.now()
@@ -146,9 +170,15 @@ class Router:
             "generation": self.table.generation,
             "releases": {n: c.snapshot().to_json() for n, c in self.releases.items()},
             "backends": {
-                a: {"release": b.release, "inflight": b.inflight, "requests": b.requests}
+                a: {
+                    "release": b.release,
+                    "inflight": b.inflight,
+                    "requests": b.requests,
+                    "tunnels": len(b.tunnels),
+                }
                 for a, b in self.backends.items()
             },
+            "tunnels": {n: t.to_json() for n, t in self.tunnels.items()},
             "clients": {
                 "connections": len(self.clients),
                 "sending_headers": sum(self.slow_heads.values()),
@@ -265,7 +295,8 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
     while router.inflight() and loop.time() < deadline:
         await asyncio.sleep(0.02)
     left = router.inflight()
-    log("router.stopping", unfinished=left)
+    tunnels = router.close_tunnels()  # their clients reconnect to the next router
+    log("router.stopping", unfinished=left, tunnels_closed=tunnels)
     for c in list(router.clients):
         c.close()
     for b in router.backends.values():
