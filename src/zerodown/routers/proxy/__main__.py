@@ -59,6 +59,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default=SLOW_HEADS_PER_ADDRESS,
         help="connections of one client address that may be part-way through their headers",
     )
+    p.add_argument(
+        "--take-over",
+        action="store_true",
+        help="take the listening sockets of the router running on --admin-socket (a restart "
+        "that refuses no connection); it finishes its requests and exits",
+    )
+    p.add_argument("--listen-fd", type=int, help="serve clients on this inherited socket")
+    p.add_argument("--preview-listen-fd", type=int, help="the same for --preview-listen")
     a = p.parse_args(argv)
     token = None
     if a.admin_listen:
@@ -90,6 +98,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         connect_timeout=a.connect_timeout,
         header_timeout=a.header_timeout,
         max_slow_heads=a.slow_clients_per_address,
+        take_over=a.take_over,
+        listen_fd=a.listen_fd,
+        preview_listen_fd=a.preview_listen_fd,
     )
 
 
@@ -108,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     try:
         return runner(serve(opts, table))
+    except StateFileError as e:  # read again when taking over
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         log("router.failed", error=str(e))
         print(f"error: {e}", file=sys.stderr)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import os
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httptools
 
+from zerodown import __version__
 from zerodown.routers.proxy.events import log
 from zerodown.routers.proxy.statefile import save_state
 from zerodown.routers.proxy.validate import TableError, parse_table
@@ -47,6 +49,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    503: "Service Unavailable",
     413: "Content Too Large",
     500: "Internal Server Error",
 }
@@ -118,6 +121,8 @@ class RouterControl(Protocol):
     def stats_json(self) -> dict[str, Any]: ...
     def metrics_text(self) -> str: ...
     def close_tunnels(self, address: str | None = None) -> int: ...
+    @property
+    def handed_over(self) -> bool: ...
 
 
 class Admin:
@@ -152,9 +157,11 @@ class Admin:
                         return
                 req = collector.ready.popleft()
                 reply = await self.dispatch(req, tcp=tcp)
-                self._write(writer, reply, close=not req.keep_alive)
+                # After a handover the client must reconnect: to the router that took over.
+                close = not req.keep_alive or self.router.handed_over
+                self._write(writer, reply, close=close)
                 await writer.drain()
-                if not req.keep_alive:
+                if close:
                     return
         except (ConnectionError, asyncio.CancelledError):
             pass
@@ -184,6 +191,8 @@ class Admin:
         parts = urlsplit(req.url.decode("latin-1"))
         path = parts.path
         router = self.router
+        if req.method != "GET" and router.handed_over:
+            return _error(503, "this router handed its sockets to a successor: send it again")
         if req.method != "GET":
             if tcp and not self._authorized(req):
                 return _error(
@@ -202,7 +211,16 @@ class Admin:
                 return _error(405, f"{req.method} is not allowed on {path}")
             return _error(404, f"no such endpoint: {path}")
         if path == "/healthz":
-            return _json(200, {"ok": True, "generation": router.table.generation})
+            return _json(
+                200,
+                {
+                    "ok": True,
+                    "generation": router.table.generation,
+                    "pid": os.getpid(),
+                    "version": __version__,
+                    "handed_over": router.handed_over,
+                },
+            )
         if path == "/routes":
             return _json(200, router.table.table.to_json())
         if path == "/stats":
@@ -228,6 +246,8 @@ class Admin:
         except TableError as e:
             return _error(400, f"invalid route table: {e}")
         async with self.lock:
+            if self.router.handed_over:  # waited for the lock while a successor took over
+                return _error(503, "this router handed its sockets to a successor: send it again")
             current = self.router.table.generation
             if table.generation < current:
                 return _error(

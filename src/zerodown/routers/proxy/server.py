@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zerodown import __version__
 from zerodown.core.routes import RouteTable
 from zerodown.routers.proxy.admin import Admin
 from zerodown.routers.proxy.dataplane import ClientConn
 from zerodown.routers.proxy.events import log
+from zerodown.routers.proxy.handover import handover_path, request_sockets, send_sockets
 from zerodown.routers.proxy.memory import give_back
 from zerodown.routers.proxy.routing import CompiledTable
+from zerodown.routers.proxy.statefile import load_state
 from zerodown.routers.proxy.stats import (
     DEFAULT_SAMPLES,
     ReleaseCounters,
@@ -38,6 +41,11 @@ CLIENT_IDLE = 75.0  # close client connections idle this long
 HEADER_TIMEOUT = 10.0  # a client still sending its request headers after this is cut (408)
 SLOW_HEADS_PER_ADDRESS = 32  # connections of one address that may sit in a partial head
 SWEEP_EVERY = 1.0
+IDLE_GRACE = 1.0
+"""Stopping: an idle keep-alive connection is closed once idle this long. A client sending
+steadily gets its next answer with `Connection: close` first (and reconnects, to the router
+that took over); closing at once could cross a request the client was sending."""
+HANDOVER_WAIT = 15.0  # seconds a successor has to say `ready` after it got the sockets
 GIVE_BACK_AFTER = 128  # connections gone (and at least half of the peak) before memory is returned
 
 
@@ -68,6 +76,7 @@ class Router:
         self.clients_peak = 0  # most client connections at once since memory was last given back
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
+        self.handed_over = False  # a successor serves our sockets: the admin API refuses changes
         self.table: CompiledTable[BackendState] = CompiledTable(RouteTable(0), self._unused)
 
     @staticmethod
@@ -204,6 +213,9 @@ class Options:
     connect_timeout: float = 3.0
     header_timeout: float = HEADER_TIMEOUT
     max_slow_heads: int = SLOW_HEADS_PER_ADDRESS
+    take_over: bool = False  # take the sockets of the router running on admin_socket
+    listen_fd: int | None = None  # an inherited listening socket (the controller keeps a copy)
+    preview_listen_fd: int | None = None
 
 
 def unix_listener(path: Path) -> socket.socket:
@@ -230,6 +242,71 @@ def unix_listener(path: Path) -> socket.socket:
     return sock
 
 
+def tcp_listener(address: str) -> socket.socket:
+    host, port = parse_address(address)
+    sock = socket.create_server((host, port), backlog=2048)  # SO_REUSEADDR on POSIX
+    sock.setblocking(False)
+    return sock
+
+
+def inherited(fd: int) -> socket.socket:
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    return sock
+
+
+class Handover:
+    """The `.handover` socket's server side (see handover.py): gives the sockets away, and after
+    a `take` answered `ready`, sets `stop` with `router.handed_over` set."""
+
+    def __init__(
+        self,
+        router: Router,
+        admin: Admin,
+        sockets: dict[str, socket.socket],
+        stop: asyncio.Event,
+    ) -> None:
+        self.router = router
+        self.admin = admin
+        self.sockets = sockets
+        self.stop = stop
+
+    async def serve(self) -> None:
+        loop = self.router.loop
+        listener = self.sockets["handover"]
+        while True:
+            conn, _ = await loop.sock_accept(listener)
+            self.router.spawn(self.answer(conn))
+
+    async def answer(self, conn: socket.socket) -> None:
+        loop = self.router.loop
+        conn.setblocking(False)
+        with conn:
+            try:
+                verb = (await asyncio.wait_for(loop.sock_recv(conn, 16), 5.0)).strip()
+            except (TimeoutError, OSError):
+                return
+            meta = {"pid": os.getpid(), "version": __version__}
+            if verb == b"give":
+                send_sockets(conn, self.sockets, **meta)
+                return
+            if verb != b"take" or self.router.handed_over:
+                return
+            # No table change between the successor reading the state file and taking over.
+            async with self.admin.lock:
+                send_sockets(conn, self.sockets, **meta)
+                try:
+                    ready = await asyncio.wait_for(loop.sock_recv(conn, 16), HANDOVER_WAIT)
+                except (TimeoutError, OSError):
+                    ready = b""
+                if ready.strip() != b"ready":
+                    log("router.handover_failed", reason="the successor did not become ready")
+                    return
+                self.router.handed_over = True
+            log("router.handed_over")
+            self.stop.set()
+
+
 async def serve(opts: Options, table: RouteTable | None) -> int:
     loop = asyncio.get_running_loop()
     router = Router(
@@ -239,33 +316,53 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
         header_timeout=opts.header_timeout,
         max_slow_heads=opts.max_slow_heads,
     )
+    successor_of: socket.socket | None = None
+    sockets: dict[str, socket.socket] = {}
+    if opts.take_over:
+        # Blocking, on purpose: nothing else runs yet. The old router holds its admin lock
+        # from here until we say ready, so the state file is the table it serves.
+        successor_of, sockets, meta = request_sockets(handover_path(opts.admin_socket), b"take")
+        log("router.taking_over", pid=meta.get("pid"), version=meta.get("version"))
+        for sock in sockets.values():
+            sock.setblocking(False)
+        table = load_state(opts.state_file)
+    if "listen" not in sockets:
+        sockets["listen"] = (
+            inherited(opts.listen_fd) if opts.listen_fd is not None else tcp_listener(opts.listen)
+        )
+    if opts.preview_listen and "preview" not in sockets:
+        sockets["preview"] = (
+            inherited(opts.preview_listen_fd)
+            if opts.preview_listen_fd is not None
+            else tcp_listener(opts.preview_listen)
+        )
+    if "admin" not in sockets:
+        sockets["admin"] = unix_listener(opts.admin_socket)
+        path = handover_path(opts.admin_socket)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # only ever ours: the admin socket above proved no router runs
+        sockets["handover"] = unix_listener(path)
     if table is not None:
         router.install(table)
-    servers: list[asyncio.Server] = []
-    host, port = parse_address(opts.listen)
-    servers.append(
-        await loop.create_server(
-            lambda: ClientConn(router, False), host, port, backlog=2048, reuse_address=True
-        )
-    )
-    if opts.preview_listen:
-        host, port = parse_address(opts.preview_listen)
+    servers: list[asyncio.Server] = [
+        await loop.create_server(lambda: ClientConn(router, False), sock=sockets["listen"])
+    ]
+    if "preview" in sockets:
         servers.append(
-            await loop.create_server(
-                lambda: ClientConn(router, True), host, port, backlog=2048, reuse_address=True
-            )
+            await loop.create_server(lambda: ClientConn(router, True), sock=sockets["preview"])
         )
     admin = Admin(router, opts.state_file, opts.admin_token)
-    admin_servers = [
-        await asyncio.start_unix_server(admin.handle_unix, sock=unix_listener(opts.admin_socket))
-    ]
+    admin_servers = [await asyncio.start_unix_server(admin.handle_unix, sock=sockets["admin"])]
     if opts.admin_listen:
         host, port = parse_address(opts.admin_listen)
-        admin_servers.append(await asyncio.start_server(admin.handle_tcp, host, port))
+        admin_servers.append(
+            await asyncio.start_server(admin.handle_tcp, host, port, reuse_port=True)
+        )
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    handover_task = loop.create_task(Handover(router, admin, sockets, stop).serve())
 
     async def sweeper() -> None:
         while True:
@@ -273,6 +370,10 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
             router.sweep()
 
     sweep_task = loop.create_task(sweeper())
+    if successor_of is not None:
+        with successor_of:
+            successor_of.setblocking(True)
+            successor_of.sendall(b"ready\n")
     log(
         "router.started",
         listen=opts.listen,
@@ -281,30 +382,36 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
         admin_listen=opts.admin_listen,
         generation=router.table.generation,
         pid=os.getpid(),
+        took_over=opts.take_over,
     )
     await stop.wait()
 
-    # Graceful stop: no new connections, finish what is in flight (bounded), then exit 0.
+    # Graceful stop: no new connections (a successor, if any, accepts them now), finish what
+    # is in flight and let keep-alive clients go (bounded), then exit 0.
     router.draining = True
+    handover_task.cancel()
     for s in servers:
         s.close()
-    for c in list(router.clients):
-        if c.active is None:
-            c.close()
+    for s in admin_servers:
+        s.close()
+    tunnels = router.close_tunnels()  # their clients reconnect, to the successor if there is one
     deadline = loop.time() + opts.drain_timeout
-    while router.inflight() and loop.time() < deadline:
+    while router.clients and loop.time() < deadline:
+        idle_before = router.now() - IDLE_GRACE
+        for c in list(router.clients):
+            if c.active is None and c.idle_since < idle_before:
+                c.close()
         await asyncio.sleep(0.02)
     left = router.inflight()
-    tunnels = router.close_tunnels()  # their clients reconnect to the next router
-    log("router.stopping", unfinished=left, tunnels_closed=tunnels)
+    log("router.stopping", unfinished=left, tunnels_closed=tunnels, handed_over=router.handed_over)
     for c in list(router.clients):
         c.close()
     for b in router.backends.values():
         b.close_idle()
     sweep_task.cancel()
-    for s in admin_servers:
-        s.close()
-    with contextlib.suppress(OSError):
-        opts.admin_socket.unlink()
+    if not router.handed_over:  # the successor serves on these paths now
+        for path in (opts.admin_socket, handover_path(opts.admin_socket)):
+            with contextlib.suppress(OSError):
+                path.unlink()
     await asyncio.sleep(0)  # let the transports close
     return 0
