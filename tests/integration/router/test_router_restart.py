@@ -48,7 +48,7 @@ def test_restart_under_load_fails_nothing(
                 old_pid = healthz(router)["pid"]
                 new = take_over(router, tmp_path / f"successor-{n}.log")
                 successors.append(new)
-                wait_for(lambda: healthz(router)["pid"] == new.pid, "the successor's admin API")
+                wait_for(lambda p=new: healthz(router)["pid"] == p.pid, "the successor's admin API")
                 wait_for(
                     lambda pid=old_pid: (
                         not Path(f"/proc/{pid}").exists()
