@@ -7,6 +7,8 @@ GET  /stats                    per-release counters and per-backend in-flight/re
 GET  /samples?release=R&since=T   recent [ts, latency, status] of release R after T
 GET  /metrics                  Prometheus text exposition
 POST /tunnels/close?backend=A  close the upgraded connections (WebSockets) open on backend A
+POST /hold?max=S               queue new requests, at most S seconds (hold.py)
+POST /release                  route the held requests, in order
 
 On the unix socket, file permissions (0600) are the access control. On TCP, reads are open
 (for Prometheus) and anything that changes state needs `Authorization: Bearer <token>`.
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from zerodown.routers.proxy.stats import ReleaseCounters
 
 MAX_BODY = 16 * 1024 * 1024
+MAX_HOLD = 3600.0  # seconds: the longest hold a request may ask for
 
 _REASONS = {
     200: "OK",
@@ -123,6 +126,8 @@ class RouterControl(Protocol):
     def close_tunnels(self, address: str | None = None) -> int: ...
     @property
     def handed_over(self) -> bool: ...
+    def hold_traffic(self, seconds: float) -> dict[str, Any]: ...
+    def release_traffic(self) -> dict[str, Any]: ...
 
 
 class Admin:
@@ -207,6 +212,19 @@ class Admin:
                 closed = router.close_tunnels(backend)
                 log("router.tunnels_closed", backend=backend, closed=closed)
                 return _json(200, {"closed": closed})
+            if path == "/hold" and req.method == "POST":
+                try:
+                    seconds = float(parse_qs(parts.query).get("max", ["30"])[0])
+                except ValueError:
+                    seconds = -1.0
+                if not 0 < seconds <= MAX_HOLD:  # also refuses nan
+                    return _error(
+                        400,
+                        f"/hold?max=SECONDS: a number of seconds, more than 0, at most {MAX_HOLD:g}",
+                    )
+                return _json(200, router.hold_traffic(seconds))
+            if path == "/release" and req.method == "POST":
+                return _json(200, router.release_traffic())
             if path in ("/routes", "/healthz", "/stats", "/samples", "/metrics"):
                 return _error(405, f"{req.method} is not allowed on {path}")
             return _error(404, f"no such endpoint: {path}")

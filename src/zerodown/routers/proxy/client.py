@@ -21,6 +21,9 @@ def router_command(
     admin_listen: str | None = None,
     admin_token_file: str | None = None,
     header_timeout: float | None = None,
+    take_over: bool = False,
+    listen_fd: int | None = None,
+    preview_listen_fd: int | None = None,
 ) -> list[str]:
     """argv that starts the router process."""
     argv = [sys.executable, "-m", "zerodown.routers.proxy", "--listen", listen]
@@ -33,6 +36,12 @@ def router_command(
         argv += ["--admin-token-file", admin_token_file]
     if header_timeout is not None:
         argv += ["--header-timeout", repr(float(header_timeout))]
+    if take_over:
+        argv.append("--take-over")
+    if listen_fd is not None:
+        argv += ["--listen-fd", str(listen_fd)]
+    if preview_listen_fd is not None:
+        argv += ["--preview-listen-fd", str(preview_listen_fd)]
     return argv
 
 
@@ -126,6 +135,14 @@ class ProxyRouter:
     async def metrics(self) -> str:
         r = await self._request("GET", "/metrics")
         return r.text
+
+    async def health(self) -> dict[str, Any] | None:
+        """What /healthz says (pid, version, generation); None when the router cannot be reached."""
+        try:
+            r = await self._http.get("/healthz")
+        except httpx.TransportError:
+            return None
+        return dict(r.json()) if r.status_code == 200 else None
 
     async def healthy(self) -> bool:
         try:

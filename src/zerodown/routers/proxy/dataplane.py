@@ -36,6 +36,7 @@ from zerodown.routers.proxy.framing import (
     response_codings,
     valid_host,
 )
+from zerodown.routers.proxy.hold import RETRY_AFTER, Hold
 from zerodown.routers.proxy.stats import (
     FLAGS_HEADER,
     MAX_RELEASES,
@@ -117,6 +118,8 @@ class RouterState(Protocol):
     def releases(self) -> dict[str, ReleaseCounters]: ...
     @property
     def clients(self) -> set[ClientConn]: ...
+    @property
+    def hold(self) -> Hold: ...
 
     clients_peak: int  # the only attribute the data plane assigns
 
@@ -134,13 +137,14 @@ class RouterState(Protocol):
         ...
 
 
-def error_response(status: int, message: bytes, *, close: bool) -> bytes:
+def error_response(status: int, message: bytes, *, close: bool, retry_after: int = 0) -> bytes:
     body = message + b"\n"
     return b"".join(
         [
             b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
             b"Content-Type: text/plain; charset=utf-8\r\n",
             b"Content-Length: %d\r\n" % len(body),
+            b"Retry-After: %d\r\n" % retry_after if retry_after else b"",
             b"Connection: close\r\n" if close else b"",
             b"\r\n",
             body,
@@ -655,6 +659,23 @@ class Exchange:
             self.keep_alive = False
             self.fail(405, b"CONNECT is not supported")
             return
+        hold = router.hold
+        if hold.until:  # `zerodown hold`: queued, routed in order on release
+            if not hold.admit(self):
+                self.refuse_held(b"the router is holding traffic and its queue is full")
+            return
+        if hold.releasing:
+            hold.releasing.append(self)  # behind the released ones: arrival order is kept
+            return
+        self.route(now)
+
+    def route(self, now: float = 0.0) -> None:
+        """Choose the pool and a backend (at once, or when a hold releases the request)."""
+        router = self.router
+        if not now:
+            # A held request: the router's latency figures start here, so that a hold does not
+            # read as a slow release (its client saw the hold time on top).
+            self.t0 = now = router.now()
         table = router.table
         if self.client.preview:
             pool = table.preview
@@ -1064,15 +1085,23 @@ class Exchange:
         if backend.inflight == 0 and not backend.in_table:
             self.router.forget(backend)
 
-    def fail(self, status: int, message: bytes) -> None:
+    def fail(self, status: int, message: bytes, retry_after: int = 0) -> None:
         """Answer from the router itself (no backend answered)."""
         if self.done:
             return
         if not self.request_complete:
             self.keep_alive = False
-        self.client.out.append(error_response(status, message, close=not self.keep_alive))
+        self.client.out.append(
+            error_response(status, message, close=not self.keep_alive, retry_after=retry_after)
+        )
         self.response_complete = True
         self.finish(status, transport_error=True)
+
+    def refuse_held(self, why: bytes) -> None:
+        """A request the hold could not keep (queue full, or its time ran out): 503 and when to
+        try again."""
+        self.fail(503, why, retry_after=RETRY_AFTER)
+        self.client.flush()  # outside a read of this client: nothing else flushes it
 
     def abort_client(self) -> None:
         """The response broke after it started: the client must see a truncated response."""

@@ -24,6 +24,7 @@ from zerodown.routers.proxy.admin import Admin
 from zerodown.routers.proxy.dataplane import ClientConn
 from zerodown.routers.proxy.events import log
 from zerodown.routers.proxy.handover import handover_path, request_sockets, send_sockets
+from zerodown.routers.proxy.hold import Hold
 from zerodown.routers.proxy.memory import give_back
 from zerodown.routers.proxy.routing import CompiledTable
 from zerodown.routers.proxy.statefile import load_state
@@ -77,6 +78,8 @@ class Router:
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.handed_over = False  # a successor serves our sockets: the admin API refuses changes
+        self.hold = Hold()
+        self._hold_timer: asyncio.TimerHandle | None = None
         self.table: CompiledTable[BackendState] = CompiledTable(RouteTable(0), self._unused)
 
     @staticmethod
@@ -116,6 +119,39 @@ class Router:
                     t.end_tunnel("router")
                     closed += 1
         return closed
+
+    # holding traffic (hold.py)
+
+    def hold_traffic(self, seconds: float) -> dict[str, Any]:
+        """Queue new requests for at most `seconds` (a second call sets a new limit)."""
+        now = self.now()
+        self.hold.until = now + seconds
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        self._hold_timer = self.loop.call_later(seconds, self._hold_ran_out)
+        log("router.holding", seconds=seconds)
+        return self.hold.to_json(now)
+
+    def release_traffic(self) -> dict[str, Any]:
+        """Route the held requests, in order; new ones flow again."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        released = self.hold.end(refuse=False)
+        log("router.released", requests=released)
+        self._pump()
+        return {**self.hold.to_json(self.now()), "released": released}
+
+    def _hold_ran_out(self) -> None:
+        self._hold_timer = None
+        refused = self.hold.end(refuse=True)
+        log("router.hold_expired", refused=refused)
+
+    def _pump(self) -> None:
+        hold = self.hold
+        hold.pump(sum(b.inflight for b in self.backends.values()))
+        if hold.releasing:
+            self.loop.call_later(0.002, self._pump)
 
     def install(self, table: RouteTable) -> None:
         """Swap in a new table (atomic: one assignment); retire backends that left it."""
@@ -188,6 +224,7 @@ class Router:
                 for a, b in self.backends.items()
             },
             "tunnels": {n: t.to_json() for n, t in self.tunnels.items()},
+            "hold": self.hold.to_json(self.now()),
             "clients": {
                 "connections": len(self.clients),
                 "sending_headers": sum(self.slow_heads.values()),
@@ -386,6 +423,8 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
     )
     await stop.wait()
 
+    if router.hold.until:
+        router.release_traffic()  # nothing held is left behind (a successor starts unheld)
     # Graceful stop: no new connections (a successor, if any, accepts them now), finish what
     # is in flight and let keep-alive clients go (bounded), then exit 0.
     router.draining = True

@@ -1,0 +1,71 @@
+"""Holding traffic: queued in order while held, routed on release, 503 + Retry-After past the
+queue's bounds or its time."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+from router_kit import BackendProc, RouterProc, table, wait_for
+
+from zerodown.loadgen import LoadGenerator
+
+
+def test_hold_queues_and_release_routes_them(
+    router: RouterProc, backend_a: BackendProc
+) -> None:
+    router.apply(table(1, ("a", 1, [backend_a])))
+    assert router.admin().post("/hold", params={"max": "30"}).json()["holding"] is True
+    answers: list[tuple[int, int]] = []
+
+    def ask(n: int) -> None:
+        r = httpx.get(router.url + f"/n{n}", timeout=30)
+        answers.append((n, r.status_code))
+
+    threads = []
+    for n in range(3):
+        t = threading.Thread(target=ask, args=(n,))
+        t.start()
+        threads.append(t)
+        wait_for(lambda n=n: router.stats()["hold"]["held"] == n + 1, f"request {n} held")
+    assert answers == []
+    r = router.admin().post("/release").json()
+    assert r["released"] == 3 and r["holding"] is False
+    for t in threads:
+        t.join(10)
+    assert sorted(answers) == [(n, 200) for n in range(3)]
+    assert httpx.get(router.url + "/").status_code == 200  # flows again
+    assert router.admin().post("/hold", params={"max": "0"}).status_code == 400
+
+
+def test_hold_runs_out_with_503_and_retry_after(router: RouterProc, backend_a: BackendProc) -> None:
+    router.apply(table(1, ("a", 1, [backend_a])))
+    router.admin().post("/hold", params={"max": "0.3"})
+    r = httpx.get(router.url + "/", timeout=10)
+    assert (r.status_code, r.headers["retry-after"]) == (503, "1")
+    assert "held this request as long as it could" in r.text
+    assert httpx.get(router.url + "/").status_code == 200
+    assert router.stats()["hold"]["refused_total"] == 1
+
+
+@pytest.mark.slow
+def test_five_second_hold_under_load_fails_nothing(
+    router: RouterProc, backend_a: BackendProc
+) -> None:
+    router.apply(table(1, ("a", 1, [backend_a])))
+    # Enough connections that the rate holds while each waits out the hold with its request.
+    load = LoadGenerator(router.url, rate=300, connections=1800, max_seconds=30, timeout=15)
+    with load:
+        time.sleep(0.5)
+        router.admin().post("/hold", params={"max": "30"})
+        held_at = time.time()
+        time.sleep(5)
+        released = router.admin().post("/release").json()["released"]
+        time.sleep(1)
+    report = load.report
+    assert [(s.status, s.error) for s in report.failed] == []
+    assert released >= 1000
+    during = [s for s in report.samples if s.at >= held_at]
+    assert max(s.latency for s in during) < 5 + 2
