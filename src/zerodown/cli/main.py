@@ -477,6 +477,11 @@ def demo(keep: Annotated[bool, typer.Option("--keep", help="keep the workspace")
     raise typer.Exit(run_guarded(lambda: run_demo(keep=keep)))
 
 
+from zerodown.cli.router_ops import register_router_commands  # noqa: E402 (needs run_guarded)
+
+register_router_commands(app, run_guarded)  # router restart, hold, release
+
+
 def main() -> None:
     app()
 

@@ -58,6 +58,16 @@ class TunnelCloser(Protocol):
 
 
 @runtime_checkable
+class RouterOps(Protocol):
+    """A router whose process zerodown runs: restarted without refusing a connection
+    (`zerodown router restart`), and able to hold new requests (`zerodown hold` / `release`)."""
+
+    async def restart(self) -> dict[str, Any]: ...
+    async def hold(self, seconds: float) -> dict[str, Any]: ...
+    async def release(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class Router(Protocol):
     async def start(self) -> None:
         """Make sure the router runs; cheap when it does (called before every pass)."""

@@ -120,6 +120,20 @@ class ProxyRouter:
             raise TransientDriverError(f"router /tunnels/close answered {r.status_code}: {r.text}")
         return int(r.json()["closed"])
 
+    async def _post_json(self, path: str, **params: Any) -> dict[str, Any]:
+        r = await self._request("POST", path, params=params or None)
+        if r.status_code != 200:
+            raise TransientDriverError(f"router {path} answered {r.status_code}: {r.text[:200]}")
+        return dict(r.json())
+
+    async def hold(self, seconds: float) -> dict[str, Any]:
+        """Queue new requests for at most `seconds` (503 + Retry-After after that)."""
+        return await self._post_json("/hold", max=repr(float(seconds)))
+
+    async def release(self) -> dict[str, Any]:
+        """Route the held requests, in order."""
+        return await self._post_json("/release")
+
     async def verify(self, table: RouteTable) -> bool | None:
         """True when the router runs this table (same routing and generation); None: unknown."""
         try:

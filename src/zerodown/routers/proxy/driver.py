@@ -255,6 +255,12 @@ class BuiltinRouter:
     async def backends(self) -> dict[str, BackendLoad]:
         return await self.client.backends()
 
+    async def hold(self, seconds: float) -> dict[str, Any]:
+        return await self.client.hold(seconds)
+
+    async def release(self) -> dict[str, Any]:
+        return await self.client.release()
+
     async def close_tunnels(self, address: str) -> int:
         return await self.client.close_tunnels(address)
 

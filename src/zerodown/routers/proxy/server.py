@@ -42,10 +42,12 @@ CLIENT_IDLE = 75.0  # close client connections idle this long
 HEADER_TIMEOUT = 10.0  # a client still sending its request headers after this is cut (408)
 SLOW_HEADS_PER_ADDRESS = 32  # connections of one address that may sit in a partial head
 SWEEP_EVERY = 1.0
-IDLE_GRACE = 1.0
+IDLE_GRACE = 5.0
 """Stopping: an idle keep-alive connection is closed once idle this long. A client sending
 steadily gets its next answer with `Connection: close` first (and reconnects, to the router
-that took over); closing at once could cross a request the client was sending."""
+that took over); closing an idle connection can cross a request the client is just sending
+(and a client that reuses a connection without noticing it was closed fails its next request),
+so only connections that look abandoned are closed."""
 HANDOVER_WAIT = 15.0  # seconds a successor has to say `ready` after it got the sockets
 GIVE_BACK_AFTER = 128  # connections gone (and at least half of the peak) before memory is returned
 
