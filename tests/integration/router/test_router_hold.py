@@ -13,9 +13,7 @@ from router_kit import BackendProc, RouterProc, table, wait_for
 from zerodown.loadgen import LoadGenerator
 
 
-def test_hold_queues_and_release_routes_them(
-    router: RouterProc, backend_a: BackendProc
-) -> None:
+def test_hold_queues_and_release_routes_them(router: RouterProc, backend_a: BackendProc) -> None:
     router.apply(table(1, ("a", 1, [backend_a])))
     assert router.admin().post("/hold", params={"max": "30"}).json()["holding"] is True
     answers: list[tuple[int, int]] = []
