@@ -164,6 +164,21 @@ def _store_url(url: str) -> str:
     return url
 
 
+class CertificateSpec(StrictModel):
+    cert: str = Field(description="PEM certificate (chain) file, relative to this file's folder")
+    key: str = Field(description="its PEM private key file")
+
+
+class RouterTlsSpec(StrictModel):
+    """TLS 1.2+ on the router's listeners (built-in router); SNI picks the certificate whose
+    names match, the first one otherwise; files replaced on disk are picked up."""
+
+    certificates: list[CertificateSpec] = Field(min_length=1, max_length=100)
+    redirect_http: Address | None = Field(
+        None, description="a plain-HTTP listener answering 308 to https, e.g. 127.0.0.1:80"
+    )
+
+
 class RouterSpec(StrictModel):
     kind: Annotated[str, _known("router")] = Field(
         "builtin", description="the router driver: builtin, or one a plug-in registers"
@@ -173,6 +188,7 @@ class RouterSpec(StrictModel):
     header_timeout: Timeout = Field(
         10.0, description="a client still sending its request headers after this is cut off"
     )
+    tls: RouterTlsSpec | None = None
 
 
 class PlatformSpec(StrictModel):

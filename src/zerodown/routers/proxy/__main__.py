@@ -20,6 +20,7 @@ from zerodown.routers.proxy.server import (
     serve,
 )
 from zerodown.routers.proxy.statefile import StateFileError, load_state
+from zerodown.routers.proxy.tls import CertPair
 from zerodown.routers.proxy.validate import parse_address
 
 
@@ -65,6 +66,18 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="take the listening sockets of the router running on --admin-socket (a restart "
         "that refuses no connection); it finishes its requests and exits",
     )
+    p.add_argument(
+        "--tls-cert",
+        action="append",
+        default=[],
+        metavar="CERT",
+        help="TLS on the client listeners: a PEM certificate (chain); repeat with --tls-key for "
+        "more names (SNI picks)",
+    )
+    p.add_argument("--tls-key", action="append", default=[], metavar="KEY", help="its key")
+    p.add_argument(
+        "--redirect-http", type=_address, help="host:port answering plain HTTP with a redirect"
+    )
     p.add_argument("--listen-fd", type=int, help="serve clients on this inherited socket")
     p.add_argument("--preview-listen-fd", type=int, help="the same for --preview-listen")
     a = p.parse_args(argv)
@@ -80,6 +93,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
             p.error(
                 f"--admin-token-file {a.admin_token_file}: the file is empty; put a token in it"
             )
+    if len(a.tls_cert) != len(a.tls_key):
+        p.error("each --tls-cert needs its --tls-key (given in the same order)")
+    if a.redirect_http and not a.tls_cert:
+        p.error("--redirect-http redirects to TLS: give --tls-cert and --tls-key too")
     if a.samples < 1:
         p.error("--samples must be at least 1")
     if not 0 < a.header_timeout <= 3600:  # also refuses nan
@@ -101,6 +118,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         take_over=a.take_over,
         listen_fd=a.listen_fd,
         preview_listen_fd=a.preview_listen_fd,
+        tls=tuple(CertPair(c, k) for c, k in zip(a.tls_cert, a.tls_key, strict=True)),
+        redirect_http=a.redirect_http,
     )
 
 

@@ -24,6 +24,8 @@ def router_command(
     take_over: bool = False,
     listen_fd: int | None = None,
     preview_listen_fd: int | None = None,
+    tls: list[tuple[str, str]] | None = None,
+    redirect_http: str | None = None,
 ) -> list[str]:
     """argv that starts the router process."""
     argv = [sys.executable, "-m", "zerodown.routers.proxy", "--listen", listen]
@@ -36,6 +38,10 @@ def router_command(
         argv += ["--admin-token-file", admin_token_file]
     if header_timeout is not None:
         argv += ["--header-timeout", repr(float(header_timeout))]
+    for cert, key in tls or ():
+        argv += ["--tls-cert", cert, "--tls-key", key]
+    if redirect_http:
+        argv += ["--redirect-http", redirect_http]
     if take_over:
         argv.append("--take-over")
     if listen_fd is not None:

@@ -184,6 +184,7 @@ class ClientConn(asyncio.Protocol):
         "counted",
         "cur",
         "head_since",
+        "https",
         "idle_since",
         "in_head",
         "out",
@@ -201,9 +202,10 @@ class ClientConn(asyncio.Protocol):
         "write_paused",
     )
 
-    def __init__(self, router: RouterState, preview: bool) -> None:
+    def __init__(self, router: RouterState, preview: bool, https: bool = False) -> None:
         self.router = router
         self.preview = preview
+        self.https = https  # the client came over TLS: X-Forwarded-Proto says so
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.peer = b""
@@ -776,7 +778,9 @@ class Exchange:
             parts += (name, b": ", value, b"\r\n")
         peer = self.client.peer
         parts += (b"X-Forwarded-For: ", self.xff + b", " + peer if self.xff else peer, b"\r\n")
-        parts.append(b"X-Forwarded-Proto: http\r\n")
+        parts.append(
+            b"X-Forwarded-Proto: https\r\n" if self.client.https else b"X-Forwarded-Proto: http\r\n"
+        )
         if self.upgrade is not None:
             parts += (b"Connection: upgrade\r\nUpgrade: ", self.upgrade, b"\r\n")
         if self.chunked:

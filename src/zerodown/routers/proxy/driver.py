@@ -143,6 +143,23 @@ class BuiltinRouter:
             self._held[name] = sock
         return sock
 
+    def _tls_files(self) -> list[tuple[str, str]]:
+        """The certificate files, relative to the spec's folder; a missing one is named."""
+        tls = self.spec.router.tls
+        pairs: list[tuple[str, str]] = []
+        for n, c in enumerate(tls.certificates if tls else ()):
+            pair = []
+            for which in ("cert", "key"):
+                path = self.paths.spec_dir / getattr(c, which)
+                if not path.is_file():
+                    raise SpecError(
+                        f"{path}: no such file; give the PEM {which} file of this certificate",
+                        field=f"router.tls.certificates[{n}].{which}",
+                    )
+                pair.append(str(path.resolve()))
+            pairs.append((pair[0], pair[1]))
+        return pairs
+
     def _release_sockets(self) -> None:
         for sock in self._held.values():
             sock.close()
@@ -167,6 +184,8 @@ class BuiltinRouter:
             admin_listen=router.admin_listen,
             admin_token_file=str(self.paths.token_file) if router.admin_listen else None,
             header_timeout=router.header_timeout,
+            tls=self._tls_files(),
+            redirect_http=router.tls.redirect_http if router.tls else None,
             take_over=take_over,
             listen_fd=fds.get("listen"),
             preview_listen_fd=fds.get("preview"),

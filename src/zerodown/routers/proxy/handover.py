@@ -22,7 +22,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-NAMES = ("listen", "preview", "admin", "handover")
+NAMES = ("listen", "preview", "admin", "handover", "redirect")
 MAX_MESSAGE = 4096
 
 

@@ -26,6 +26,7 @@ from zerodown.routers.proxy.events import log
 from zerodown.routers.proxy.handover import handover_path, request_sockets, send_sockets
 from zerodown.routers.proxy.hold import Hold
 from zerodown.routers.proxy.memory import give_back
+from zerodown.routers.proxy.redirect import RedirectConn
 from zerodown.routers.proxy.routing import CompiledTable
 from zerodown.routers.proxy.statefile import load_state
 from zerodown.routers.proxy.stats import (
@@ -34,6 +35,7 @@ from zerodown.routers.proxy.stats import (
     TunnelCounts,
     prometheus_text,
 )
+from zerodown.routers.proxy.tls import Certificates, CertPair
 from zerodown.routers.proxy.upstream import BackendState
 from zerodown.routers.proxy.validate import parse_address
 
@@ -255,6 +257,8 @@ class Options:
     take_over: bool = False  # take the sockets of the router running on admin_socket
     listen_fd: int | None = None  # an inherited listening socket (the controller keeps a copy)
     preview_listen_fd: int | None = None
+    tls: tuple[CertPair, ...] = ()  # TLS on the client listeners (listen, preview)
+    redirect_http: str | None = None  # a plain listener that redirects to https (with tls)
 
 
 def unix_listener(path: Path) -> socket.socket:
@@ -375,6 +379,8 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
             if opts.preview_listen_fd is not None
             else tcp_listener(opts.preview_listen)
         )
+    if opts.redirect_http and "redirect" not in sockets:
+        sockets["redirect"] = tcp_listener(opts.redirect_http)
     if "admin" not in sockets:
         sockets["admin"] = unix_listener(opts.admin_socket)
         path = handover_path(opts.admin_socket)
@@ -383,12 +389,31 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
         sockets["handover"] = unix_listener(path)
     if table is not None:
         router.install(table)
+    certs = Certificates(list(opts.tls)) if opts.tls else None
+    ssl_ctx = certs.server if certs else None
+    https = certs is not None
+    timeout = opts.header_timeout if certs else None  # a handshake is part of the head's time
     servers: list[asyncio.Server] = [
-        await loop.create_server(lambda: ClientConn(router, False), sock=sockets["listen"])
+        await loop.create_server(
+            lambda: ClientConn(router, False, https),
+            sock=sockets["listen"],
+            ssl=ssl_ctx,
+            ssl_handshake_timeout=timeout,
+        )
     ]
     if "preview" in sockets:
         servers.append(
-            await loop.create_server(lambda: ClientConn(router, True), sock=sockets["preview"])
+            await loop.create_server(
+                lambda: ClientConn(router, True, https),
+                sock=sockets["preview"],
+                ssl=ssl_ctx,
+                ssl_handshake_timeout=timeout,
+            )
+        )
+    if "redirect" in sockets:
+        https_port = sockets["listen"].getsockname()[1]
+        servers.append(
+            await loop.create_server(lambda: RedirectConn(https_port), sock=sockets["redirect"])
         )
     admin = Admin(router, opts.state_file, opts.admin_token)
     admin_servers = [await asyncio.start_unix_server(admin.handle_unix, sock=sockets["admin"])]
@@ -407,6 +432,8 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
         while True:
             await asyncio.sleep(SWEEP_EVERY)
             router.sweep()
+            if certs is not None:
+                certs.reload_if_changed()  # a certificate replaced on disk: new handshakes
 
     sweep_task = loop.create_task(sweeper())
     if successor_of is not None:
