@@ -11,6 +11,7 @@ import pytest
 from router_kit import BackendProc, RouterProc, table, wait_for
 
 from zerodown.loadgen import LoadGenerator
+from zerodown.routers.proxy.handover import handover_path, request_sockets
 
 
 def test_hold_queues_and_release_routes_them(router: RouterProc, backend_a: BackendProc) -> None:
@@ -67,3 +68,12 @@ def test_five_second_hold_under_load_fails_nothing(
     assert released >= 1000
     during = [s for s in report.samples if s.at >= held_at]
     assert max(s.latency for s in during) < 5 + 2
+
+
+def test_no_handover_while_holding(router: RouterProc, backend_a: BackendProc) -> None:
+    router.apply(table(1, ("a", 1, [backend_a])))
+    router.admin().post("/hold", params={"max": "30"})
+    with pytest.raises(OSError, match="holding traffic"):
+        request_sockets(handover_path(router.admin_socket), b"take")
+    router.admin().post("/release")
+    assert httpx.get(router.url + "/").status_code == 200

@@ -126,6 +126,8 @@ class RouterControl(Protocol):
     def close_tunnels(self, address: str | None = None) -> int: ...
     @property
     def handed_over(self) -> bool: ...
+    @property
+    def holding(self) -> bool: ...
     def hold_traffic(self, seconds: float) -> dict[str, Any]: ...
     def release_traffic(self) -> dict[str, Any]: ...
 
@@ -237,6 +239,7 @@ class Admin:
                     "pid": os.getpid(),
                     "version": __version__,
                     "handed_over": router.handed_over,
+                    "hold": {"holding": router.holding},
                 },
             )
         if path == "/routes":

@@ -106,6 +106,10 @@ class BuiltinRouter:
         """Replace the router by a new process without refusing a connection: the successor
         takes the sockets over, the old router finishes its requests and exits."""
         health = await self.client.health()
+        if health is not None and health.get("hold", {}).get("holding"):
+            raise TransientDriverError(
+                "the router is holding traffic: `zerodown release` first, then restart it"
+            )
         if health is None:
             self._checked_at = -math.inf
             await self.start()

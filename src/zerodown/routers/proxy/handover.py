@@ -51,6 +51,8 @@ def request_sockets(
         if not message:
             raise OSError(f"{path}: the router closed the handover connection")
         meta = json.loads(message)
+        if "error" in meta:
+            raise OSError(f"{path}: {meta['error']}; `zerodown release` first")
         names = meta.pop("names")
     except BaseException:
         conn.close()

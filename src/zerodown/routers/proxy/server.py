@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -125,6 +126,10 @@ class Router:
         return closed
 
     # holding traffic (hold.py)
+
+    @property
+    def holding(self) -> bool:
+        return bool(self.hold.until)
 
     def hold_traffic(self, seconds: float) -> dict[str, Any]:
         """Queue new requests for at most `seconds` (a second call sets a new limit)."""
@@ -334,6 +339,12 @@ class Handover:
                 send_sockets(conn, self.sockets, **meta)
                 return
             if verb != b"take" or self.router.handed_over:
+                return
+            if self.router.hold.until:
+                # Held requests cannot move to another process: release (or let lapse) first.
+                await loop.sock_sendall(
+                    conn, json.dumps({"error": "the router is holding traffic"}).encode()
+                )
                 return
             # No table change between the successor reading the state file and taking over.
             async with self.admin.lock:
