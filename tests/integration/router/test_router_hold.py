@@ -14,7 +14,9 @@ from zerodown.loadgen import LoadGenerator
 from zerodown.routers.proxy.handover import handover_path, request_sockets
 
 
-def test_hold_queues_and_release_routes_them(router: RouterProc, backend_a: BackendProc) -> None:
+def test_hold_release_run_out_and_no_handover_meanwhile(
+    router: RouterProc, backend_a: BackendProc
+) -> None:
     router.apply(table(1, ("a", 1, [backend_a])))
     assert router.admin().post("/hold", params={"max": "30"}).json()["holding"] is True
     answers: list[tuple[int, int]] = []
@@ -38,15 +40,20 @@ def test_hold_queues_and_release_routes_them(router: RouterProc, backend_a: Back
     assert httpx.get(router.url + "/").status_code == 200  # flows again
     assert router.admin().post("/hold", params={"max": "0"}).status_code == 400
 
-
-def test_hold_runs_out_with_503_and_retry_after(router: RouterProc, backend_a: BackendProc) -> None:
-    router.apply(table(1, ("a", 1, [backend_a])))
+    # A hold that runs out answers what it held with 503 + Retry-After.
     router.admin().post("/hold", params={"max": "0.3"})
     r = httpx.get(router.url + "/", timeout=10)
     assert (r.status_code, r.headers["retry-after"]) == (503, "1")
     assert "held this request as long as it could" in r.text
     assert httpx.get(router.url + "/").status_code == 200
     assert router.stats()["hold"]["refused_total"] == 1
+
+    # No handover while holding: held requests cannot move to another process.
+    router.admin().post("/hold", params={"max": "30"})
+    with pytest.raises(OSError, match="holding traffic"):
+        request_sockets(handover_path(router.admin_socket), b"take")
+    router.admin().post("/release")
+    assert httpx.get(router.url + "/").status_code == 200
 
 
 @pytest.mark.slow
@@ -68,12 +75,3 @@ def test_five_second_hold_under_load_fails_nothing(
     assert released >= 1000
     during = [s for s in report.samples if s.at >= held_at]
     assert max(s.latency for s in during) < 5 + 2
-
-
-def test_no_handover_while_holding(router: RouterProc, backend_a: BackendProc) -> None:
-    router.apply(table(1, ("a", 1, [backend_a])))
-    router.admin().post("/hold", params={"max": "30"})
-    with pytest.raises(OSError, match="holding traffic"):
-        request_sockets(handover_path(router.admin_socket), b"take")
-    router.admin().post("/release")
-    assert httpx.get(router.url + "/").status_code == 200

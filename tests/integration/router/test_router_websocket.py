@@ -55,11 +55,7 @@ def test_websocket_echo_counted_and_closed_by_each_side(
     t = tunnels(router, "a")
     assert t == {"opened": 4, "open": 0, "closed_by": {"client": 1, "backend": 2, "router": 1}}
 
-
-def test_upgrade_the_backend_declines_is_a_plain_response_then_close(
-    router: RouterProc, backend_a: BackendProc
-) -> None:
-    router.apply(table(1, ("a", 1, [backend_a])))
+    # An upgrade the backend declines is a plain response, then the connection closes.
     answer = raw_http(
         router.port,
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
