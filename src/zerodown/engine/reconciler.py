@@ -177,6 +177,7 @@ class Engine:
             spec_of_revision=self.spec_of,
             poke=self.poke,
             clock=clock,
+            router=router,
         )
         self.guards = (
             FlagGuards(service=service, flags=flags, stats_source=stats, record=self._record)

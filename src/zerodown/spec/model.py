@@ -266,6 +266,9 @@ class CanaryStep(StrictModel):
     set_header_route: HeaderRoute | None = None
     analysis: AnalysisRef | None = None
     set_flag: SetFlagStep | None = None
+    hold: Annotated[Duration, Field(gt=0, le=3600)] | None = Field(
+        None, description="the router holds new requests this long, then sends them on in order"
+    )
 
     @model_validator(mode="after")
     def _one_action(self) -> CanaryStep:
@@ -273,7 +276,7 @@ class CanaryStep(StrictModel):
         if len(given) != 1:
             raise ValueError(
                 "each step has exactly one of set_weight, pause, set_header_route, analysis,"
-                " set_flag"
+                " set_flag, hold"
             )
         return self
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from support.workspace import Workspace
 
@@ -46,7 +47,7 @@ def test_router_restart_hold_release_and_kill_9(workspace: Workspace) -> None:
         said = ws.zd("hold", "--max", "20s").stdout
         assert "holding new requests for at most 20s" in said, said
         marks["held"] = time.time() - t0
-        time.sleep(1)
+        time.sleep(5)
         said = ws.zd("release").stdout
         marks["released"] = time.time() - t0
         assert said.startswith("released ") and "held request" in said, said
@@ -55,6 +56,22 @@ def test_router_restart_hold_release_and_kill_9(workspace: Workspace) -> None:
     assert report.total >= 600
     assert [(round(s.at - t0, 2), s.status, s.error) for s in report.failed][:20] == [], marks
     assert ws.zd("hold", "--max", "2h", check=False).returncode == 2
+    held = [s for s in report.samples if marks["held"] <= s.at - t0 <= marks["released"]]
+    assert len(held) >= 300  # requests sent during the hold, all answered (above)
+
+    # A canary step that holds traffic for a named time, under load.
+    spec = yaml.safe_load(ws.spec_file.read_text())
+    spec["strategy"] = {
+        "canary": {"steps": [{"set_weight": 50}, {"hold": "2s"}, {"set_weight": 100}]}
+    }
+    ws.write_spec(spec)
+    with ws.load(connections=400, timeout=30) as load:
+        time.sleep(0.5)
+        ws.zd("deploy", "v2", "--wait")
+    assert [(s.status, s.error) for s in load.report.failed] == []
+    checks = ws.status()["status"]["rollout"]["checks"]
+    assert checks["hold:step-2"]["state"] == "passed", checks
+    assert checks["hold:step-2"]["reason"].startswith("held "), checks
 
     # kill -9: the controller starts another router (the figure is measured in bench/).
     second = router_pid(ws)
