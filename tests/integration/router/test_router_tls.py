@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trustme
 from router_kit import BackendProc, RouterProc, start_router, table, wait_for
+from websockets.sync.client import connect
 
 from support.services import free_port
 
@@ -75,6 +76,11 @@ def test_tls_sni_alpn_redirect_and_reload(
     assert r.status_code == 200 and r.http_version == "HTTP/1.1"
     seen = json.loads(r.content)["headers"]
     assert seen["x-forwarded-proto"] == "https"
+
+    with connect(f"wss://localhost:{router.port}/ws", ssl=ctx, open_timeout=5) as ws:
+        assert ws.recv(timeout=5) == "a"  # a WebSocket over TLS: the tunnel is the same
+        ws.send("over tls")
+        assert ws.recv(timeout=5) == "over tls"
 
     cert, alpn = peer_cert(router.port, ca, "other.test")
     assert alpn == "http/1.1"
