@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -78,6 +79,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument(
         "--redirect-http", type=_address, help="host:port answering plain HTTP with a redirect"
     )
+    p.add_argument(
+        "--standby",
+        action="store_true",
+        help="start up, then wait for a byte on stdin before serving (the driver keeps one ready "
+        "to replace a router that dies); end of input: exit",
+    )
     p.add_argument("--listen-fd", type=int, help="serve clients on this inherited socket")
     p.add_argument("--preview-listen-fd", type=int, help="the same for --preview-listen")
     a = p.parse_args(argv)
@@ -120,11 +127,18 @@ def parse_args(argv: list[str] | None = None) -> Options:
         preview_listen_fd=a.preview_listen_fd,
         tls=tuple(CertPair(c, k) for c, k in zip(a.tls_cert, a.tls_key, strict=True)),
         redirect_http=a.redirect_http,
+        standby=a.standby,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    if opts.standby:
+        with contextlib.suppress(ImportError):  # imported before waiting: start-up it saves
+            import uvloop
+        # Everything is imported: serving starts in milliseconds once the driver says so.
+        if not sys.stdin.buffer.read(1):
+            return 0  # the driver is gone, or needs no standby any more
     try:
         table = load_state(opts.state_file)
     except StateFileError as e:

@@ -69,6 +69,9 @@ class BuiltinRouter:
         self._children: list[subprocess.Popen[bytes]] = []  # routers we started, to reap them
         self._held: dict[str, socket.socket] = {}  # copies of the router's listening sockets
         self._version_checked = False
+        # A router process that has started up and waits on its stdin to serve: it replaces a
+        # router that dies in milliseconds instead of a Python start-up (--standby).
+        self._standby: subprocess.Popen[bytes] | None = None
 
     # --- the process -------------------------------------------------------------------------
 
@@ -91,6 +94,7 @@ class BuiltinRouter:
                         "the router runs zerodown %s, not %s: restarting it", version, __version__
                     )
                     await self.restart()
+            self._ensure_standby()
             return
         running = self.pid()
         if running is not None:
@@ -99,8 +103,44 @@ class BuiltinRouter:
                 f"{self.paths.router_socket}; traffic still flows through it. If this lasts, "
                 "stop that process: the next pass starts a new router"
             )
+        standby, self._standby = self._standby, None
+        if standby is not None and standby.poll() is None and standby.stdin is not None:
+            try:
+                standby.stdin.write(b"\n")  # serve now
+                standby.stdin.close()
+            except OSError:
+                standby = None
+            if standby is not None:
+                await self._ready(standby, take_over=False, log_from=None)
+                self._checked_at = time.monotonic()
+                return
         await self._spawn()
         self._checked_at = time.monotonic()
+
+    def _ensure_standby(self) -> None:
+        """Keep one standby router (only once we hold the listening sockets it would use)."""
+        if "listen" not in self._held:
+            return
+        if self._standby is not None and self._standby.poll() is None:
+            return
+        argv, fds = self._argv(take_over=False)
+        with open(self.paths.logs / "router.log", "ab") as out:
+            self._standby = subprocess.Popen(
+                [*argv, "--standby"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=fds,
+            )
+
+    def _drop_standby(self) -> None:
+        standby, self._standby = self._standby, None
+        if standby is not None and standby.stdin is not None:
+            with contextlib.suppress(OSError):
+                standby.stdin.close()  # end of input: it exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                standby.wait(2)
 
     async def restart(self) -> dict[str, Any]:
         """Replace the router by a new process without refusing a connection: the successor
@@ -169,7 +209,8 @@ class BuiltinRouter:
             sock.close()
         self._held.clear()
 
-    async def _spawn(self, *, take_over: bool = False) -> subprocess.Popen[bytes]:
+    def _argv(self, *, take_over: bool) -> tuple[list[str], tuple[int, ...]]:
+        """The router's argv, and the inherited sockets to pass (none to a successor)."""
         router = self.spec.router
         blue_green = self.spec.strategy.blue_green
         preview = blue_green.preview_listen if blue_green else None
@@ -194,6 +235,10 @@ class BuiltinRouter:
             listen_fd=fds.get("listen"),
             preview_listen_fd=fds.get("preview"),
         )
+        return argv, tuple(fds.values())
+
+    async def _spawn(self, *, take_over: bool = False) -> subprocess.Popen[bytes]:
+        argv, fds = self._argv(take_over=take_over)
         log_file = self.paths.logs / "router.log"
         with open(log_file, "ab") as out:
             written_before = out.tell()  # what this start writes is what explains a failure
@@ -203,8 +248,16 @@ class BuiltinRouter:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                pass_fds=tuple(fds.values()),
+                pass_fds=fds,
             )
+        return await self._ready(child, take_over=take_over, log_from=written_before)
+
+    async def _ready(
+        self, child: subprocess.Popen[bytes], *, take_over: bool, log_from: int | None
+    ) -> subprocess.Popen[bytes]:
+        """Wait until `child` answers on the admin socket; then it is the router."""
+        router = self.spec.router
+        log_file = self.paths.logs / "router.log"
         self._children.append(child)
         deadline = time.monotonic() + START_WAIT
         while time.monotonic() < deadline and child.poll() is None:
@@ -214,12 +267,14 @@ class BuiltinRouter:
                 how = "took over" if take_over else "started"
                 log.info("router %s (pid %s) on %s", how, child.pid, router.listen)
                 return child
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.005)
         with contextlib.suppress(OSError):
             child.kill()
-        with open(log_file, "rb") as written:
-            written.seek(written_before)
-            tail = written.read(4096).decode(errors="replace").strip().splitlines()[-LOG_TAIL:]
+        tail: list[str] = []
+        if log_from is not None:
+            with open(log_file, "rb") as written:
+                written.seek(log_from)
+                tail = written.read(4096).decode(errors="replace").strip().splitlines()[-LOG_TAIL:]
         raise SpecError(
             f"the router did not start on {router.listen}: {' | '.join(tail)}",
             field="router.listen",
@@ -236,6 +291,7 @@ class BuiltinRouter:
         return pid if ours and _running(pid) else None
 
     async def stop(self, *, grace: float) -> None:
+        self._drop_standby()
         self._release_sockets()  # nothing should wait for a router that is going away
         pid = self.pid()
         if pid is None:
@@ -294,7 +350,8 @@ class BuiltinRouter:
         return await self.client.samples(release, since)
 
     async def aclose(self) -> None:
-        """Close the admin connection; the router process keeps serving."""
+        """Close the admin connection; the router process keeps serving (not the standby)."""
+        self._drop_standby()
         await self.client.aclose()
 
 

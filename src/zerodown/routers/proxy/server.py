@@ -264,6 +264,7 @@ class Options:
     preview_listen_fd: int | None = None
     tls: tuple[CertPair, ...] = ()  # TLS on the client listeners (listen, preview)
     redirect_http: str | None = None  # a plain listener that redirects to https (with tls)
+    standby: bool = False  # wait for a byte on stdin before serving (__main__)
 
 
 def unix_listener(path: Path) -> socket.socket:
