@@ -4,7 +4,8 @@ POST /api/router/restart   replace the router process without refusing a connect
 POST /api/router/hold      {"max": "30s"}: queue new requests, at most that long
 POST /api/router/release   route the held requests, in order
 
-Only for a router driver that runs its own process (core.ports.RouterOps); others get 409.
+Only for a router driver that runs its own process (core.ports.RouterOps); others get 409, as
+does a router that cannot do it now (not running, or holding traffic during a restart).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def make_router_ops_router(controller: Any, admin: list[Depends]) -> APIRouter:
     async def call(what: str, coro: Any) -> dict[str, Any]:
         try:
             result: dict[str, Any] = await coro
-        except DriverError as exc:
-            raise HTTPException(503, f"{what}: {exc}") from None
+        except DriverError as exc:  # the router's state, not a fault of the controller
+            raise HTTPException(409, f"{what}: {exc}") from None
         return result
 
     @routes.post("/api/router/restart", dependencies=admin)

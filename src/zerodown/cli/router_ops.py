@@ -48,13 +48,10 @@ def register_router_commands(app: typer.Typer, guarded: Callable[[Callable[[], i
 
         def go() -> int:
             r = post(file, "/api/router/restart", {})
-            if r.get("took_over"):
-                _out.print(
-                    f"router restarted: pid {r['old_pid']} handed its sockets to pid {r['pid']}; "
-                    "the old one exits once its requests are answered"
-                )
-            else:
-                _out.print(f"no router was running: started one (pid {r['pid']})")
+            _out.print(
+                f"router restarted: pid {r['old_pid']} handed its sockets to pid {r['pid']}; "
+                "the old one exits once its requests are answered"
+            )
             return 0
 
         raise typer.Exit(guarded(go))

@@ -151,9 +151,10 @@ class BuiltinRouter:
                 "the router is holding traffic: `zerodown release` first, then restart it"
             )
         if health is None:
-            self._checked_at = -math.inf
-            await self.start()
-            return {"old_pid": None, "pid": self.pid(), "took_over": False}
+            raise TransientDriverError(
+                f"no router answers on {self.paths.router_socket}: nothing to restart "
+                "(the controller starts one by itself; `zerodown up` if it does not run)"
+            )
         child = await self._spawn(take_over=True)
         return {"old_pid": health.get("pid"), "pid": child.pid, "took_over": True}
 
