@@ -177,6 +177,7 @@ class RouterTlsSpec(StrictModel):
     redirect_http: Address | None = Field(
         None, description="a plain-HTTP listener answering 308 to https, e.g. 127.0.0.1:80"
     )
+    admin: bool = Field(False, description="router.admin_listen over TLS too")
 
 
 class RouterSpec(StrictModel):

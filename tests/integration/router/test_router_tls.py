@@ -58,8 +58,8 @@ def tls_router(
     extra: list[str] = []
     for cert, key in pairs:
         extra += ["--tls-cert", str(cert), "--tls-key", str(key)]
-    extra += ["--redirect-http", f"127.0.0.1:{redirect_port}"]
-    router = start_router(tmp_path, extra=tuple(extra))
+    extra += ["--redirect-http", f"127.0.0.1:{redirect_port}", "--admin-tls"]
+    router = start_router(tmp_path, admin_listen=True, extra=tuple(extra))
     router.apply(table(1, ("a", 1, [backend_a])))
     yield router, redirect_port, pairs
     router.stop()
@@ -100,6 +100,11 @@ def test_tls_sni_alpn_redirect_and_reload(
     old.set_ciphers("ALL:@SECLEVEL=0")
     with pytest.raises((ssl.SSLError, OSError)):
         peer_cert_with(router.port, old)
+
+    # The TCP admin API over TLS too (--admin-tls): reads open, changes need the token.
+    admin = f"https://localhost:{router.admin_port}"
+    assert httpx.get(admin + "/metrics", verify=ctx).status_code == 200
+    assert httpx.post(admin + "/release", verify=ctx).status_code == 401
 
     # Plain HTTP on the redirect listener: 308 to https, same path.
     r = httpx.get(f"http://localhost:{redirect_port}/a/b?c=1")

@@ -77,6 +77,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     p.add_argument("--tls-key", action="append", default=[], metavar="KEY", help="its key")
     p.add_argument(
+        "--admin-tls",
+        action="store_true",
+        help="serve --admin-listen over TLS too, with the --tls-cert certificates",
+    )
+    p.add_argument(
         "--redirect-http", type=_address, help="host:port answering plain HTTP with a redirect"
     )
     p.add_argument(
@@ -102,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
             )
     if len(a.tls_cert) != len(a.tls_key):
         p.error("each --tls-cert needs its --tls-key (given in the same order)")
+    if a.admin_tls and not (a.tls_cert and a.admin_listen):
+        p.error("--admin-tls needs --admin-listen and --tls-cert/--tls-key")
     if a.redirect_http and not a.tls_cert:
         p.error("--redirect-http redirects to TLS: give --tls-cert and --tls-key too")
     if a.samples < 1:
@@ -128,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         tls=tuple(CertPair(c, k) for c, k in zip(a.tls_cert, a.tls_key, strict=True)),
         redirect_http=a.redirect_http,
         standby=a.standby,
+        admin_tls=a.admin_tls,
     )
 
 

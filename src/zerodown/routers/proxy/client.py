@@ -26,6 +26,7 @@ def router_command(
     preview_listen_fd: int | None = None,
     tls: list[tuple[str, str]] | None = None,
     redirect_http: str | None = None,
+    admin_tls: bool = False,
 ) -> list[str]:
     """argv that starts the router process."""
     argv = [sys.executable, "-m", "zerodown.routers.proxy", "--listen", listen]
@@ -42,6 +43,8 @@ def router_command(
         argv += ["--tls-cert", cert, "--tls-key", key]
     if redirect_http:
         argv += ["--redirect-http", redirect_http]
+    if admin_tls:
+        argv.append("--admin-tls")
     if take_over:
         argv.append("--take-over")
     if listen_fd is not None:

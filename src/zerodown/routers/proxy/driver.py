@@ -232,6 +232,7 @@ class BuiltinRouter:
             header_timeout=router.header_timeout,
             tls=self._tls_files(),
             redirect_http=router.tls.redirect_http if router.tls else None,
+            admin_tls=bool(router.tls and router.tls.admin and router.admin_listen),
             take_over=take_over,
             listen_fd=fds.get("listen"),
             preview_listen_fd=fds.get("preview"),

@@ -265,6 +265,7 @@ class Options:
     tls: tuple[CertPair, ...] = ()  # TLS on the client listeners (listen, preview)
     redirect_http: str | None = None  # a plain listener that redirects to https (with tls)
     standby: bool = False  # wait for a byte on stdin before serving (__main__)
+    admin_tls: bool = False  # the TCP admin API over TLS too (the same certificates)
 
 
 def unix_listener(path: Path) -> socket.socket:
@@ -432,7 +433,14 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
     if opts.admin_listen:
         host, port = parse_address(opts.admin_listen)
         admin_servers.append(
-            await asyncio.start_server(admin.handle_tcp, host, port, reuse_port=True)
+            await asyncio.start_server(
+                admin.handle_tcp,
+                host,
+                port,
+                reuse_port=True,
+                ssl=ssl_ctx if opts.admin_tls else None,
+                ssl_handshake_timeout=timeout if opts.admin_tls else None,
+            )
         )
 
     stop = asyncio.Event()
