@@ -97,7 +97,12 @@ routers: Registry[Router] = Registry(
     "router", "zerodown.routers", {"builtin": "zerodown.routers.proxy.driver:create"}
 )
 platforms: Registry[Platform] = Registry(
-    "platform", "zerodown.platforms", {"local": "zerodown.platforms.local:create"}
+    "platform",
+    "zerodown.platforms",
+    {
+        "local": "zerodown.platforms.local:create",
+        "container": "zerodown.platforms.container:create",
+    },
 )
 stores: Registry[StateStore] = Registry(
     "state store", "zerodown.stores", {"sqlite": "zerodown.store.sqlite:create"}

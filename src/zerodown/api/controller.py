@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from zerodown import drivers
-from zerodown.core import commands
+from zerodown.core import caution, commands
 from zerodown.core.errors import SpecError, StateError
 from zerodown.core.model import Revision, RolloutPhase, ServiceStatus
 from zerodown.core.ports import RouterStats
@@ -268,6 +268,9 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         # upgraded connections (WebSockets) retiring instances still hold, closed at drain.upgraded
         "tunnels": [t.to_json() for t in controller.engine.draining_tunnels.values()],
         "now": controller.clock.now(),
+        "caution": caution.summary(spec, status.rollout, strategy=status.rollout.strategy)
+        if spec is not None and status.rollout is not None
+        else "",
     }
 
 

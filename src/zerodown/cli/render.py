@@ -97,6 +97,8 @@ def status_view(state: dict[str, Any]) -> Group:
             head.add_row("why", esc(rollout["reason"]))
         if rollout["pause_reason"]:
             head.add_row("paused", esc(rollout["pause_reason"]))
+        if state.get("caution"):
+            head.add_row("caution", f"[yellow]{esc(state['caution'])}[/]")
     if status["last_decision"]:
         head.add_row(
             "decision",

@@ -21,7 +21,9 @@ What every driver guarantees:
   the instances of this state directory still running, with their placement, even ones whose
   launch was never recorded (the controller died in between). `stop` drains nothing (the engine
   did): it sends the stop signal, waits `grace`, then kills, and always returns. `launch` raises
-  PermanentDriverError with what to fix when this release cannot start this way.
+  PermanentDriverError with what to fix when this release cannot start this way. `prepare` gets a
+  release ready everywhere it may run before its rollout launches or stops anything, and is
+  cheap when it is ready already (a restarted controller calls it again).
 - **StateStore**: one writer (the controller); `save` writes the status and its decision records
   in one transaction; reads never see half a save. Every call returns or raises StoreUnavailable
   within seconds, never hangs (the calls run on the controller's event loop).
@@ -117,6 +119,12 @@ class ExecResult:
 
 @runtime_checkable
 class Platform(Protocol):
+    async def prepare(self, *, release: str, run: RunSpec) -> None:
+        """Get `release` ready to launch everywhere it may run (pull the image, ship the files)
+        before the rollout starts; raises PermanentDriverError with the reason (e.g. the
+        registry's answer), which fails the rollout before any instance starts or leaves."""
+        ...
+
     async def launch(
         self,
         *,

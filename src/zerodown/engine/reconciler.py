@@ -10,7 +10,9 @@ the same decisions. The order inside a pass keeps the rules of the rollout:
 1. the decision and its records are persisted before anything is acted on;
 2. routes are applied (atomically, by the router) before any instance leaves them;
 3. an instance drains and stops only once the router confirms it is out of the table;
-4. a launch is written to the store before the platform starts it, then adopted if we crash.
+4. a launch is written to the store before the platform starts it, then adopted if we crash;
+5. an active rollout's release is prepared on the platform (`prepare.py`) before its first
+   decision: a release that cannot be had fails the rollout before anything starts or leaves.
 
 No error ends the loop (faults.py): a failed pass is logged with its traceback, written to the
 decision log once as an `error` event, and retried after a capped backoff; `status` shows the
@@ -69,6 +71,7 @@ from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.engine.faults import PassHealth, describe
 from zerodown.engine.guards import FlagGuards
 from zerodown.engine.health import Monitor
+from zerodown.engine.prepare import Preparations
 from zerodown.flags.stores import FlagStore
 from zerodown.migrations.url import database_url
 from zerodown.notify import Notifier
@@ -185,6 +188,7 @@ class Engine:
             else None
         )
         self.notifiers: dict[int, Notifier] = {}
+        self.preparations = Preparations(platform, poke=self.poke)
         last = store.events(service, limit=1)
         self._notified = last[-1].id if last else 0  # no replay of what happened before a restart
 
@@ -330,9 +334,14 @@ class Engine:
 
     async def adopt(self) -> None:
         """Match the store's instances with the platform's running ones; record placements we
-        never saw, and forget launches that never started (the controller stopped in between)."""
+        never saw, and forget launches that never started (the controller stopped in between).
+        With no instance in the store there is nothing to match: the platform is not asked (a
+        first `up` then reaches the rollout, which says why the platform cannot serve)."""
+        instances = self.store.instances(self.service)
+        if not instances:
+            return
         found = await self.platform.adopt()
-        for instance in self.store.instances(self.service):
+        for instance in instances:
             placement = found.get(instance.id)
             if placement is not None and (instance.address, instance.handle) != (
                 placement.address,
@@ -349,6 +358,8 @@ class Engine:
         if not self.stopping:
             await self.router.start()  # not to stop it: `down` goes on without a router
         exits = await self._exits()
+        if not await self._prepared():
+            return False  # the rollout waits for its release; old instances serve on
         # From reading the store to saving the decision, nothing awaits: the API's commands
         # run on this same event loop, so none can slip in between and be overwritten.
         now = self.clock.now()
@@ -384,6 +395,40 @@ class Engine:
         return decision.status.stopping and not any(
             i.phase is not InstancePhase.STOPPED for i in self.store.instances(self.service)
         )
+
+    async def _prepared(self) -> bool:
+        """False while the active rollout's release is still being prepared. A release that
+        cannot be prepared fails its rollout here, before any decision of it; a transient
+        error fails the pass (and the next one tries again)."""
+        status = self.store.status(self.service)
+        rollout = status.rollout
+        if status.stopping or rollout is None or not rollout.active:
+            return True
+        try:
+            return await self.preparations.ready(
+                rollout.revision, rollout.version, self.spec_of(rollout.revision).run
+            )
+        except TransientDriverError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, DriverError):
+                log.exception("preparing %s", rollout.version)
+            self._fail_unprepared(rollout.revision, f"cannot prepare it: {describe(exc)}")
+            return True
+
+    def _fail_unprepared(self, revision: int, reason: str) -> None:
+        status = self.store.status(self.service)  # read again: the preparation awaited
+        rollout = status.rollout
+        if rollout is None or rollout.revision != revision or not rollout.active:
+            return
+        now = self.clock.now()
+        failed = replace(
+            rollout, phase=RolloutPhase.FAILED, reason=reason, finished_at=now, pause_reason=""
+        )
+        back = f"; traffic stays on {status.stable}" if status.stable else ""
+        message = f"rollout of {rollout.version} failed: {reason}{back}"
+        self.store.save(replace(status, rollout=failed), [(now, revision, "failed", message)])
+        log.warning("%s", message)
 
     # --- observing -------------------------------------------------------------------------
 
@@ -484,7 +529,8 @@ class Engine:
 
     async def _launch(self, status: ServiceStatus, launch: Launch) -> None:
         spec = self.spec_of(self.revision_of(status, launch.release))
-        env = {"ZERODOWN_SERVICE": self.service}
+        revision = str(self.revision_of(status, launch.release))
+        env = {"ZERODOWN_SERVICE": self.service, "ZERODOWN_REVISION": revision}
         failure = None
         if spec.migrations is not None:
             try:
@@ -674,6 +720,7 @@ class Engine:
         if self.guards is not None:
             await self.guards.aclose()
         await self.check_tasks.aclose()
+        await self.preparations.aclose()
         for notifier in self.notifiers.values():
             await notifier.drain(timeout=5)
             await notifier.aclose()
