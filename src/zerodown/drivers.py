@@ -105,7 +105,14 @@ platforms: Registry[Platform] = Registry(
     },
 )
 stores: Registry[StateStore] = Registry(
-    "state store", "zerodown.stores", {"sqlite": "zerodown.store.sqlite:create"}
+    "state store",
+    "zerodown.stores",
+    {
+        "sqlite": "zerodown.store.sqlite:create",
+        # libpq reads both schemes; two controllers can share this one (docs/controllers.md)
+        "postgresql": "zerodown.store.postgres:create",
+        "postgres": "zerodown.store.postgres:create",
+    },
 )
 
 

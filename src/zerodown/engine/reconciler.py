@@ -35,6 +35,7 @@ import logging
 import re
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from zerodown import logs
 from zerodown.core.decide import decide
 from zerodown.core.errors import (
     DriverError,
+    NotLeader,
     PermanentDriverError,
     StoreUnavailable,
     TransientDriverError,
@@ -147,6 +149,7 @@ class Engine:
         clock: Clock = SYSTEM_CLOCK,
         log_dir: Path | None = None,
         log_policy: logs.LogPolicy | None = None,
+        must_act: Callable[[str], None] = lambda _what: None,
     ) -> None:
         self.service = service
         self.store = store
@@ -155,6 +158,9 @@ class Engine:
         self.spec_dir = spec_dir
         self.prober = prober or PlatformProber(platform)
         self.clock = clock
+        # Raises NotLeader when another controller leads (engine/leadership.py): asked before
+        # every action outside the store, whose own writes are fenced by the lease.
+        self.must_act = must_act
         self.wake = asyncio.Event()
         self.monitors: dict[str, Monitor] = {}
         self.retiring: dict[str, asyncio.Task[None]] = {}
@@ -246,6 +252,9 @@ class Engine:
                 await self.start()
                 self._started = True
             done = await self._pass()
+        except NotLeader as exc:  # another controller leads: not a fault of this pass
+            log.warning("%s", exc)
+            done, backoff = False, PASS_INTERVAL
         except Exception as exc:  # per pass: recorded, then retried (CancelledError is not)
             done, backoff = False, self._failed(exc)
             if not isinstance(exc, StoreUnavailable):  # else the next pass that works writes
@@ -266,8 +275,11 @@ class Engine:
 
     async def start(self) -> None:
         """Before the first pass: the router (it may have died while no controller ran), then
-        the instances a previous controller left running."""
-        await self.router.start()
+        the instances a previous controller left running (not the router, once `zerodown down`
+        has begun: a standby taking over then only finishes it)."""
+        self.must_act("starting")
+        if not self.store.status(self.service).stopping:
+            await self.router.start()
         await self.adopt()
 
     async def _pass(self) -> bool:
@@ -354,6 +366,7 @@ class Engine:
 
     async def reconcile(self) -> bool:
         """One pass. True when `zerodown down` has finished."""
+        self.must_act("reconciling")
         self.stopping = self.store.status(self.service).stopping
         if not self.stopping:
             await self.router.start()  # not to stop it: `down` goes on without a router
@@ -519,6 +532,7 @@ class Engine:
     # --- acting ----------------------------------------------------------------------------
 
     async def _apply(self, table: RouteTable) -> None:
+        self.must_act("applying routes")
         try:
             await self.router.apply(table)
         except DriverError as exc:
@@ -546,6 +560,7 @@ class Engine:
             )
             self.store.put_instance(self.service, instance)
             if failure is None:
+                self.must_act("launching")
                 try:
                     placement = await self.platform.launch(
                         instance_id=iid,
@@ -609,6 +624,7 @@ class Engine:
             await self._wait_out_of_routes(instance.address)
             await self._drain(instance, spec.run.drain, spec.run.upgraded_drain)
         if instance.handle is not None:
+            self.must_act("stopping an instance")
             how = await self.platform.stop(
                 instance_id=instance.id,
                 handle=instance.handle,
@@ -716,7 +732,14 @@ class Engine:
         self._post(kind, message)
 
     async def shutdown(self) -> None:
-        """Stop watching (the processes and the router keep running)."""
+        """Stop watching (the processes and the router keep running). Probes and retirements
+        first: a controller stepping down to standby stops acting before it waits for the
+        webhooks it still owes."""
+        for monitor in self.monitors.values():
+            monitor.cancel()
+        for task in list(self.retiring.values()):
+            task.cancel()
+        await asyncio.gather(*self.retiring.values(), return_exceptions=True)
         if self.guards is not None:
             await self.guards.aclose()
         await self.check_tasks.aclose()
@@ -724,8 +747,3 @@ class Engine:
         for notifier in self.notifiers.values():
             await notifier.drain(timeout=5)
             await notifier.aclose()
-        for monitor in self.monitors.values():
-            monitor.cancel()
-        for task in list(self.retiring.values()):
-            task.cancel()
-        await asyncio.gather(*self.retiring.values(), return_exceptions=True)

@@ -77,6 +77,7 @@ P99 = (
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # starts a Prometheus server: the full suite runs it
 async def test_a_slow_canary_fails_its_p99(prometheus: str) -> None:
     query = P99
     slow = await until_data(prom(prometheus, query, success_condition="result < 0.2"))
@@ -90,6 +91,7 @@ async def test_a_slow_canary_fails_its_p99(prometheus: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.slow  # starts a Prometheus server: the full suite runs it
 async def test_compare_with_the_baseline(prometheus: str) -> None:
     metric = prom(
         prometheus,
@@ -103,6 +105,7 @@ async def test_compare_with_the_baseline(prometheus: str) -> None:
     assert m.message == "0.2 > 0.01 + 0.05"
 
 
+@pytest.mark.slow  # starts a Prometheus server: the full suite runs it
 async def test_no_data_is_inconclusive_and_bad_promql_is_an_error(prometheus: str) -> None:
     m = await measure(prom(prometheus, 'app_error_ratio{release="v9"}'), CTX)
     assert m.phase is Phase.INCONCLUSIVE and "no data" in m.message
@@ -115,6 +118,7 @@ async def test_unreachable_prometheus_is_an_error() -> None:
     assert m.phase is Phase.ERROR and "ConnectError" in m.message
 
 
+@pytest.mark.slow  # starts a Prometheus server: the full suite runs it
 def test_prometheus_reads_the_exporter(prometheus: str) -> None:
     # a sanity check of the fixture itself: the target is up
     deadline = time.monotonic() + 30

@@ -54,6 +54,7 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
                 proc.wait(10)
 
 
+@pytest.mark.slow  # a Python start with the app's imports: seconds on a busy machine
 def test_usage_error() -> None:
     out = subprocess.run(
         [sys.executable, authapp.__file__], capture_output=True, text=True, timeout=30
