@@ -358,14 +358,10 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         "steps": steps,
         "instances_wanted": spec.instances if spec else None,
         "events": [e.to_json() for e in controller.store.events(controller.service, limit=20)],
-<<<<<<< HEAD
-        "controller": controller.engine.health.summary(controller.clock.now()),
-        # upgraded connections (WebSockets) retiring instances still hold, closed at drain.upgraded
-        "tunnels": [t.to_json() for t in controller.engine.draining_tunnels.values()],
-=======
         "controller": health,
         "leadership": leadership.summary() if leadership else None,
->>>>>>> main
+        # upgraded connections (WebSockets) retiring instances still hold, closed at drain.upgraded
+        "tunnels": [t.to_json() for t in controller.engine.draining_tunnels.values()],
         "now": controller.clock.now(),
         "caution": caution.summary(spec, status.rollout, strategy=status.rollout.strategy)
         if spec is not None and status.rollout is not None
