@@ -32,6 +32,7 @@ def make_router_ops_router(controller: Any, admin: list[Depends]) -> APIRouter:
     routes = APIRouter()
 
     def ops() -> RouterOps:
+        controller._commands_here()  # a standby controller names the leader (NotLeader)
         router = controller.router
         if not isinstance(router, RouterOps):
             kind = controller.spec.router.kind
