@@ -7,7 +7,9 @@
 Starts, all on 127.0.0.1: one fast backend (nginx, one worker, static 200), then zerodown's router,
 HAProxy and nginx as reverse proxies in front of it with equivalent settings (one worker/thread,
 keep-alive to clients and to the backend), and runs wrk against the backend directly and through
-each proxy. Prints requests/s and p50/p99 latency per case (best round of `--rounds`).
+each proxy. The cases take turns within each round (so the router and HAProxy meet the same
+machine load), and the figures are the median and the spread (min-max) over `--rounds`, with
+the router/HAProxy ratios computed per round.
 
 Needs the Debian packages wrk, haproxy and nginx (`apt-get install -y wrk haproxy nginx`).
 
@@ -29,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -300,7 +303,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     p.add_argument("--connections", type=int, default=50, help="wrk connections")
-    p.add_argument("--rounds", type=int, default=2, help="runs per case; the best is kept")
+    p.add_argument("--rounds", type=int, default=3, help="rounds; each runs every case once")
     p.add_argument("--slowloris", type=int, metavar="N", help="measure memory under N slow clients")
     p.add_argument("--addresses", type=int, default=64, help="source addresses of slow clients")
     p.add_argument("--header-bytes", type=int, default=16000, help="header bytes per slow client")
@@ -355,31 +358,43 @@ def main() -> None:
             ("haproxy", ports["haproxy"]),
             ("nginx proxy", ports["nginx"]),
         ]
-        results: list[Result] = []
-        for name, port in cases:
-            url = f"http://127.0.0.1:{port}/"
-            run_wrk(url, duration=1, connections=args.connections)  # warm up pools
-            best: tuple[float, float, float] | None = None
-            for _ in range(args.rounds):
-                r = run_wrk(url, duration=args.duration, connections=args.connections)
-                if best is None or r[0] > best[0]:
-                    best = r
-            assert best is not None
-            results.append(Result(name, *best))
-            print(f"  {name}: {best[0]:,.0f} req/s", file=sys.stderr, flush=True)
+        for _name, port in cases:
+            run_wrk(f"http://127.0.0.1:{port}/", duration=1, connections=args.connections)
+        rounds: list[dict[str, Result]] = []
+        for n in range(args.rounds):
+            this: dict[str, Result] = {}
+            for name, port in cases:
+                r = run_wrk(
+                    f"http://127.0.0.1:{port}/",
+                    duration=args.duration,
+                    connections=args.connections,
+                )
+                this[name] = Result(name, *r)
+                print(f"  round {n + 1} {name}: {r[0]:,.0f} req/s", file=sys.stderr, flush=True)
+            rounds.append(this)
+
+    def spread(values: list[float], fmt: str) -> str:
+        return (
+            f"{format(statistics.median(values), fmt)} "
+            f"({format(min(values), fmt)}-{format(max(values), fmt)})"
+        )
 
     print(
-        f"\nwrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds}, "
-        "one worker/thread per proxy, keep-alive on both sides"
+        f"\nwrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds (cases in turn), "
+        "one worker/thread per proxy, keep-alive on both sides; median (min-max)\n"
     )
-    print(f"{'case':<20} {'requests/s':>12} {'p50 ms':>8} {'p99 ms':>8}")
-    for r in results:
-        print(f"{r.case:<20} {r.rps:>12,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}")
-    by = {r.case: r for r in results}
-    ours, ha = by["zerodown router"], by["haproxy"]
+    print("| case | requests/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
+    for name, _port in cases:
+        rs = [r[name] for r in rounds]
+        print(
+            f"| {name} | {spread([r.rps for r in rs], ',.0f')} | "
+            f"{spread([r.p50_ms for r in rs], '.2f')} | {spread([r.p99_ms for r in rs], '.2f')} |"
+        )
+    rps = [r["zerodown router"].rps / r["haproxy"].rps for r in rounds]
+    p99 = [r["zerodown router"].p99_ms / r["haproxy"].p99_ms for r in rounds]
     print(
-        f"\nzerodown/haproxy: {ours.rps / ha.rps:.2f}x requests/s, "
-        f"{ours.p99_ms / ha.p99_ms:.2f}x p99 latency"
+        f"\nzerodown/haproxy per round: {spread(rps, '.2f')}x requests/s, "
+        f"{spread(p99, '.2f')}x p99 latency"
     )
 
 

@@ -256,5 +256,8 @@ def make_app(controller: Controller, token: str) -> FastAPI:
     async def down(body: CommandRequest) -> dict[str, Any]:
         return controller.down(who=body.who)
 
+    from zerodown.api.router_ops import make_router_ops_router  # router restart, hold, release
+
+    app.include_router(make_router_ops_router(controller, admin))
     mount_dashboard(app)
     return app

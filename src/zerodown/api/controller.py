@@ -360,6 +360,8 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         "events": [e.to_json() for e in controller.store.events(controller.service, limit=20)],
         "controller": health,
         "leadership": leadership.summary() if leadership else None,
+        # upgraded connections (WebSockets) retiring instances still hold, closed at drain.upgraded
+        "tunnels": [t.to_json() for t in controller.engine.draining_tunnels.values()],
         "now": controller.clock.now(),
         "caution": caution.summary(spec, status.rollout, strategy=status.rollout.strategy)
         if spec is not None and status.rollout is not None

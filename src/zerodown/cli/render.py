@@ -145,6 +145,16 @@ def status_view(state: dict[str, Any]) -> Group:
     per_release = Counter(i["release"] for i in state["instances"] if i["ready"])
     summary = ", ".join(f"{r}: {n} ready" for r, n in sorted(per_release.items()))
     parts.append(Text(summary or "no instance is ready", style="dim"))
+    for t in state.get("tunnels") or ():  # absent from older controllers
+        left = max(0.0, t["closes_at"] - now)
+        parts.append(
+            Text(
+                f"{t['release']} still holds {t['open']} upgraded connection"
+                f"{'s' if t['open'] != 1 else ''} (WebSockets) on {t['address']}: "
+                f"closed in {left:.0f}s so they reconnect to the new release",
+                style="yellow",
+            )
+        )
     return Group(*parts)
 
 

@@ -157,6 +157,14 @@ def _waiting_on(plan: Plan, spec: Spec, index: int, n: int) -> str | None:
             plan.fail(f"set_flag {step.set_flag.key}: {check.reason}")
             return ""
         return None
+    if step.hold is not None:  # the router holds new requests (engine check "hold")
+        check = plan.need(f"hold:step-{index + 1}", "hold")
+        if check is None or check.state is CheckState.RUNNING:
+            return ""
+        if check.state is not CheckState.PASSED:
+            plan.fail(f"hold {format_duration(step.hold)}: {check.reason}")
+            return ""
+        return None
     if step.set_header_route is not None:
         serving = any(i.serving for i in plan.live(rollout.version))
         return None if serving and checks.cleared_for_traffic(plan, spec) else ""
@@ -172,6 +180,8 @@ def describe(step: CanaryStep) -> str:
         r = step.set_header_route
         key = f"header {r.header}" if r.header else f"cookie {r.cookie}"
         return f"route {key}={r.value} to the canary"
+    if step.hold is not None:
+        return f"hold traffic {format_duration(step.hold)}"
     if step.set_flag is not None:
         f = step.set_flag
         what = f"rollout {f.rollout}" if f.rollout is not None else f"enabled {f.enabled}"

@@ -51,8 +51,27 @@ class BackendLoad:
     """What the router knows of one backend address."""
 
     release: str
-    inflight: int
+    inflight: int  # requests being answered, upgraded connections (tunnels) included
     requests: int
+    tunnels: int = 0  # upgraded connections (WebSockets...) open on it, part of `inflight`
+
+
+@runtime_checkable
+class TunnelCloser(Protocol):
+    """A router that can close the upgraded connections of a backend that left the table (at
+    the deploy's `drain.upgraded`), so that their clients reconnect to a backend that stays."""
+
+    async def close_tunnels(self, address: str) -> int: ...
+
+
+@runtime_checkable
+class RouterOps(Protocol):
+    """A router whose process zerodown runs: restarted without refusing a connection
+    (`zerodown router restart`), and able to hold new requests (`zerodown hold` / `release`)."""
+
+    async def restart(self) -> dict[str, Any]: ...
+    async def hold(self, seconds: float) -> dict[str, Any]: ...
+    async def release(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable

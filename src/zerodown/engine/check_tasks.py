@@ -28,7 +28,7 @@ from zerodown.core.analysis.context import AnalysisContext, StatsSource
 from zerodown.core.analysis.model import Phase as AnalysisPhase
 from zerodown.core.analysis.model import RunState
 from zerodown.core.model import CheckState, Instance, Rollout, ServiceStatus
-from zerodown.core.ports import StateStore
+from zerodown.core.ports import Router, RouterOps, StateStore
 from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.flags.steps import FlagRevert, apply_with_revert, revert_flag_change, still_as_changed
 from zerodown.migrations.url import database_url
@@ -40,6 +40,7 @@ from zerodown.spec.model import Spec
 log = logging.getLogger("zerodown.checks")
 
 Outcome = tuple[CheckState, str, dict[str, Any]]
+HOLD_MARGIN = 30.0  # seconds the router's hold outlasts a `hold` step, should we be gone
 
 
 class CheckTasks:
@@ -56,7 +57,9 @@ class CheckTasks:
         spec_of_revision: Callable[[int], Spec],
         poke: Callable[[], None],
         clock: Clock = SYSTEM_CLOCK,
+        router: Router | None = None,  # for a canary `hold` step
     ) -> None:
+        self.router = router
         self.service = service
         self.store = store
         self.spec_dir = spec_dir
@@ -164,6 +167,7 @@ class CheckTasks:
             "smoke-post": lambda: self._smoke(spec, f"http://{spec.router.listen}"),
             "set-flag": lambda: self._set_flag(spec, rollout, key),
             "revert-flags": lambda: self._revert_flags(rollout),
+            "hold": lambda: self._hold(spec, key),
         }
         if kind not in runners:
             return _done(CheckState.FAILED, f"unknown check kind {kind!r}")
@@ -325,6 +329,24 @@ class CheckTasks:
             f"flag {step.key} changed",
             {"revert": revert.model_dump(mode="json")},
         )
+
+    async def _hold(self, spec: Spec, key: str) -> Outcome:
+        """A canary `hold` step: the router queues new requests for the step's time, then sends
+        them on in order (a margin on the router's own limit: it lapses if we are gone)."""
+        canary = spec.strategy.canary
+        assert canary is not None
+        seconds = canary.steps[int(key.rsplit("-", 1)[1]) - 1].hold
+        assert seconds is not None
+        router = self.router
+        if not isinstance(router, RouterOps):
+            return CheckState.FAILED, f"the {spec.router.kind} router cannot hold traffic", {}
+        await router.hold(seconds + HOLD_MARGIN)
+        try:
+            await self.clock.sleep(seconds)
+        finally:
+            released = await router.release()
+        n = released.get("released", 0)
+        return CheckState.PASSED, f"held {n} request{'s' if n != 1 else ''} for {seconds:g}s", {}
 
     async def _revert_flags(self, rollout: Rollout) -> Outcome:
         notes = []

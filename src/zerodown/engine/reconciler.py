@@ -36,7 +36,7 @@ import re
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from zerodown import logs
@@ -59,7 +59,14 @@ from zerodown.core.model import (
     RolloutPhase,
     ServiceStatus,
 )
-from zerodown.core.ports import Placement, Platform, Router, RouterStats, StateStore
+from zerodown.core.ports import (
+    Placement,
+    Platform,
+    Router,
+    RouterStats,
+    StateStore,
+    TunnelCloser,
+)
 from zerodown.core.routes import RouteTable
 from zerodown.engine.check_tasks import CheckTasks
 from zerodown.engine.clock import SYSTEM_CLOCK, Clock
@@ -111,6 +118,24 @@ def instance_id(service: str, version: str) -> str:
     return f"{service}-{safe}-{uuid.uuid4().hex[:6]}"
 
 
+@dataclass(frozen=True, slots=True)
+class DrainingTunnels:
+    """Upgraded connections a retiring instance still holds, and when they will be closed."""
+
+    release: str
+    address: str
+    open: int
+    closes_at: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "release": self.release,
+            "address": self.address,
+            "open": self.open,
+            "closes_at": self.closes_at,
+        }
+
+
 class Engine:
     def __init__(
         self,
@@ -141,6 +166,8 @@ class Engine:
         self.wake = asyncio.Event()
         self.monitors: dict[str, Monitor] = {}
         self.retiring: dict[str, asyncio.Task[None]] = {}
+        # Retiring instances that still hold upgraded connections (WebSockets): for `status`.
+        self.draining_tunnels: dict[str, DrainingTunnels] = {}
         self.applied: RouteTable | None = None
         self._routes_verified_at = 0.0
         self._specs: dict[int, Spec] = {}
@@ -162,6 +189,7 @@ class Engine:
             spec_of_revision=self.spec_of,
             poke=self.poke,
             clock=clock,
+            router=router,
         )
         self.guards = (
             FlagGuards(service=service, flags=flags, stats_source=stats, record=self._record)
@@ -616,7 +644,7 @@ class Engine:
         instance = self._with_handle(instance)
         if instance.address:
             await self._wait_out_of_routes(instance.address)
-            await self._drain(instance.address, spec.run.drain)
+            await self._drain(instance, spec.run.drain, spec.run.upgraded_drain)
         if instance.handle is not None:
             self.must_act("stopping an instance")
             how = await self.platform.stop(
@@ -648,16 +676,41 @@ class Engine:
                 return
             await self.clock.sleep(0.1)
 
-    async def _drain(self, address: str, limit: float) -> None:
-        deadline = self.clock.now() + limit
-        while self.clock.now() < deadline:
-            try:
-                backend = (await self.router.backends()).get(address)
-            except DriverError:
-                backend = None
-            if backend is None or backend.inflight == 0:
-                return
-            await self.clock.sleep(0.05)
+    async def _drain(self, instance: Instance, limit: float, upgraded: float) -> None:
+        """Wait for the instance's in-flight requests (at most `limit`) and its upgraded
+        connections: those are kept `upgraded` seconds, then the router closes them so that
+        their clients reconnect to an instance that stays."""
+        address = instance.address
+        assert address is not None
+        start = self.clock.now()
+        closer = self.router if isinstance(self.router, TunnelCloser) else None
+        closed = False
+        try:
+            while True:
+                elapsed = self.clock.now() - start
+                try:
+                    backend = (await self.router.backends()).get(address)
+                except DriverError:
+                    backend = None
+                if backend is None or backend.inflight == 0:
+                    return
+                if backend.tunnels:
+                    self.draining_tunnels[instance.id] = DrainingTunnels(
+                        instance.release, address, backend.tunnels, start + upgraded
+                    )
+                else:
+                    self.draining_tunnels.pop(instance.id, None)
+                if elapsed >= upgraded and backend.tunnels and closer is not None and not closed:
+                    closed = True
+                    with contextlib.suppress(DriverError):
+                        n = await closer.close_tunnels(address)
+                        log.info("closed %d upgraded connections of %s", n, instance.id)
+                # Requests get `limit`; tunnels `upgraded` (and a moment to close).
+                if elapsed >= limit and (not backend.tunnels or elapsed >= upgraded + 1.0):
+                    return
+                await self.clock.sleep(0.05)
+        finally:
+            self.draining_tunnels.pop(instance.id, None)
 
     def _database_env(self, spec: Spec, release: str) -> dict[str, str]:
         """The release's own schema (expand-contract) and its connection tag."""

@@ -70,6 +70,12 @@ class RunSpec(StrictModel):
     drain: Duration = Field(
         10.0, description="after leaving the route table, for in-flight requests"
     )
+    drain_upgraded: Duration | None = Field(
+        None,
+        description="after leaving the route table, how long upgraded connections (WebSockets) "
+        "stay open before the router closes them so they reconnect to the new release; default: "
+        "drain. Also written drain: {requests: 10s, upgraded: 2m}",
+    )
     stop_timeout: Duration = Field(30.0, description="after the stop signal, then SIGKILL")
     # platform kind container (spec/run_checks.py says which fields go with which platform)
     image: str | None = Field(None, description="container: the image; {version} substituted")
@@ -78,6 +84,33 @@ class RunSpec(StrictModel):
     network: Literal["host", "bridge"] = Field(
         "host", description="container: host (zerodown picks {port}) or bridge (run.port)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drain_parts(cls, data: object) -> object:
+        """`drain: {requests: 10s, upgraded: 2m}` is `drain: 10s` and `drain_upgraded: 2m`."""
+        if not isinstance(data, dict) or not isinstance(data.get("drain"), dict):
+            return data
+        parts = data["drain"]
+        unknown = sorted(set(parts) - {"requests", "upgraded"})
+        if unknown:
+            raise ValueError(
+                f"drain has no key {unknown[0]!r}: write drain: 10s, or "
+                "drain: {requests: 10s, upgraded: 2m}"
+            )
+        if "upgraded" in parts and "drain_upgraded" in data:
+            raise ValueError("drain.upgraded and drain_upgraded say the same thing: keep one")
+        rest = {k: v for k, v in data.items() if k != "drain"}
+        if "requests" in parts:
+            rest["drain"] = parts["requests"]
+        if "upgraded" in parts:
+            rest["drain_upgraded"] = parts["upgraded"]
+        return rest
+
+    @property
+    def upgraded_drain(self) -> float:
+        """How long a retiring instance's upgraded connections are kept."""
+        return self.drain if self.drain_upgraded is None else self.drain_upgraded
 
 
 class TcpCheck(StrictModel):
@@ -152,6 +185,22 @@ def _store_url(url: str) -> str:
     return url
 
 
+class CertificateSpec(StrictModel):
+    cert: str = Field(description="PEM certificate (chain) file, relative to this file's folder")
+    key: str = Field(description="its PEM private key file")
+
+
+class RouterTlsSpec(StrictModel):
+    """TLS 1.2+ on the router's listeners (built-in router); SNI picks the certificate whose
+    names match, the first one otherwise; files replaced on disk are picked up."""
+
+    certificates: list[CertificateSpec] = Field(min_length=1, max_length=100)
+    redirect_http: Address | None = Field(
+        None, description="a plain-HTTP listener answering 308 to https, e.g. 127.0.0.1:80"
+    )
+    admin: bool = Field(False, description="router.admin_listen over TLS too")
+
+
 class RouterSpec(StrictModel):
     kind: Annotated[str, _known("router")] = Field(
         "builtin", description="the router driver: builtin, or one a plug-in registers"
@@ -161,6 +210,7 @@ class RouterSpec(StrictModel):
     header_timeout: Timeout = Field(
         10.0, description="a client still sending its request headers after this is cut off"
     )
+    tls: RouterTlsSpec | None = None
 
 
 class PlatformSpec(StrictModel):
@@ -238,6 +288,9 @@ class CanaryStep(StrictModel):
     set_header_route: HeaderRoute | None = None
     analysis: AnalysisRef | None = None
     set_flag: SetFlagStep | None = None
+    hold: Annotated[Duration, Field(gt=0, le=3600)] | None = Field(
+        None, description="the router holds new requests this long, then sends them on in order"
+    )
 
     @model_validator(mode="after")
     def _one_action(self) -> CanaryStep:
@@ -245,7 +298,7 @@ class CanaryStep(StrictModel):
         if len(given) != 1:
             raise ValueError(
                 "each step has exactly one of set_weight, pause, set_header_route, analysis,"
-                " set_flag"
+                " set_flag, hold"
             )
         return self
 

@@ -84,15 +84,16 @@ def test_down_finishes_when_the_router_is_dead_and_cannot_come_back(workspace: W
     os.kill(controller, signal.SIGSTOP)  # so that it cannot restart the router before we look
     try:
         os.kill(router, signal.SIGKILL)
-        # Its port, taken: once all its threads are gone (the leader is a zombie a bit before).
-        squatter = workspace.wait_for(lambda: _bound(workspace.port), what="the router's port")
+        # The controller keeps the router's listening socket (a squatter cannot take the port),
+        # so what keeps a new router from coming back is a state file it cannot read.
+        paths = Paths.for_spec(workspace.spec_file)
+        paths.router_state.write_text("{not a route table")
     finally:
         os.kill(controller, signal.SIGCONT)
-    with squatter:
-        workspace.wait_for(
-            lambda: workspace.status()["controller"]["last_error"], what="the failed restart"
-        )
-        workspace.zd("down", timeout=60)
+    workspace.wait_for(
+        lambda: workspace.status()["controller"]["last_error"], what="the failed restart"
+    )
+    workspace.zd("down", timeout=60)
     assert proc_start_ticks(controller) is None
     assert all(proc_start_ticks(pid) is None for pid in instances)
 
@@ -144,7 +145,9 @@ def _bound(port: int) -> socket.socket | None:
 
 
 def _runs_router(proc: Path, admin: str) -> bool:
+    """A router serving on this admin socket (the driver's standby, waiting, is not one)."""
     try:
-        return admin.encode() in (proc / "cmdline").read_bytes().split(b"\0")
+        argv = (proc / "cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
+    return admin.encode() in argv and b"--standby" not in argv

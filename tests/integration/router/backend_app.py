@@ -9,6 +9,7 @@ Plain ASGI under uvicorn (a real HTTP server process on 127.0.0.1):
   GET  /big?n=N     → N bytes, streamed in 64 KiB pieces without Content-Length
   GET  /hop         → a response carrying hop-by-hop headers the router must strip
   GET  /status?code=C → answers with that status
+  WebSocket /ws     → sends NAME, then echoes; /ws/close: sends NAME, then closes
 """
 
 from __future__ import annotations
@@ -37,6 +38,25 @@ async def _send_json(send: Any, data: Any, status: int = 200) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """/ws: says its name first, then echoes every message; /ws/close: the backend closes
+    first, after its greeting."""
+    msg = await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": NAME})
+    if scope["path"] == "/ws/close":
+        await send({"type": "websocket.close", "code": 1000})
+        return
+    while True:
+        msg = await receive()
+        if msg["type"] == "websocket.disconnect":
+            return
+        if msg.get("text") is not None:
+            await send({"type": "websocket.send", "text": msg["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": msg.get("bytes") or b""})
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         while True:
@@ -46,6 +66,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             elif msg["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await _websocket(scope, receive, send)
+        return
     path = scope["path"]
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     headers: dict[str, str] = {}

@@ -38,7 +38,8 @@ def test_put_routes_validates_and_orders_generations(
     assert r.json()["error"].startswith("invalid route table: pools[0].backends[0].address")
     r = admin.put("/routes", content=b"{not json")
     assert r.status_code == 400 and "not JSON" in r.json()["error"]
-    assert admin.get("/healthz").json() == {"ok": True, "generation": 5}
+    health = admin.get("/healthz").json()
+    assert health == {**health, "ok": True, "generation": 5, "pid": router.proc.pid}
     # The table on disk is the one that was acknowledged.
     assert RouteTable.from_json(json.loads(router.state_file.read_text())) == t1
     assert admin.get("/nope").status_code == 404
@@ -169,6 +170,7 @@ def test_stats_samples_and_metrics(
         "release": "a",
         "inflight": 0,
         "requests": a["requests"],
+        "tunnels": 0,
     }
     samples = router.admin().get("/samples", params={"release": "a", "since": before}).json()
     assert len(samples) == a["requests"]

@@ -34,6 +34,7 @@ class Fwd:
     target: str = ""
     host: str | None = "h"  # None: the backend's own address (HTTP/1.0 without Host)
     xff: str = "127.0.0.1"
+    upgrade: str | None = None  # an upgrade request: Connection and Upgrade are the router's
 
     def target_in(self, path: str) -> str:
         return (self.target or "{T}").replace("{T}", path)
@@ -304,7 +305,18 @@ CORPUS = [
     forwarded(
         "upgrade-websocket",
         get(b"Connection: Upgrade", b"Upgrade: websocket"),
+        Fwd(upgrade="websocket"),  # forwarded; the backend declines it (200, not 101)
         closes=True,  # what follows an Upgrade request is not read as HTTP
+    ),
+    forwarded(
+        "upgrade-without-connection-upgrade",
+        get(b"Upgrade: websocket"),  # Upgrade counts only when Connection names it: dropped
+    ),
+    forwarded(
+        "upgrade-http10",
+        get(b"Connection: Upgrade", b"Upgrade: websocket", version=b"HTTP/1.0"),
+        Fwd(),
+        closes=True,
     ),
 ]
 
@@ -346,7 +358,12 @@ def check_forwarded(seen: Seen, want: Fwd, path: str, backend: RecordingBackend)
     assert seen.values("x-forwarded-for") == [want.xff]  # the router's, always appended
     assert seen.values("x-forwarded-proto") == ["http"]
     for name in HOP_BY_HOP:
-        assert not seen.values(name), name
+        if want.upgrade and name == "connection":
+            assert seen.values(name) == ["upgrade"]
+        elif want.upgrade and name == "upgrade":
+            assert seen.values(name) == [want.upgrade]
+        else:
+            assert not seen.values(name), name
     framing = seen.values("content-length") + seen.values("transfer-encoding")
     if seen.values("transfer-encoding"):
         assert framing == ["chunked"]

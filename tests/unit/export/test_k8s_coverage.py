@@ -71,8 +71,14 @@ EVERYTHING_UNMAPPABLE: dict[str, Any] = {
         "network": "bridge",
         "port": 8000,
         "volumes": ["/srv/uploads:/uploads"],
+        "drain": {"requests": "5s", "upgraded": "1m"},
     },
-    "router": {"kind": "builtin", "admin_listen": "127.0.0.1:9000", "header_timeout": "5s"},
+    "router": {
+        "kind": "builtin",
+        "admin_listen": "127.0.0.1:9000",
+        "header_timeout": "5s",
+        "tls": {"certificates": [{"cert": "site.crt", "key": "site.key"}]},
+    },
     "platform": {"kind": "container"},
     "state": {"url": "sqlite:///.zerodown/state.db"},
     "api": {"read_token": "secret"},
@@ -106,6 +112,7 @@ EVERYTHING_UNMAPPABLE: dict[str, Any] = {
             "steps": [
                 {"set_flag": {"key": "x", "rollout": "10%"}},
                 {"analysis": {"templates": ["t"], "starting_step": 1}},
+                {"hold": "5s"},
             ],
         }
     },

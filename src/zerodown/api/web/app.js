@@ -310,6 +310,14 @@ function renderInstances(state) {
   if (state.instances_wanted) {
     groups.push(h("p", { class: "note" }, `${state.instances_wanted} wanted per release`));
   }
+  // upgraded connections (WebSockets) a retiring instance still holds, until drain.upgraded
+  for (const t of state.tunnels || []) {
+    const left = Math.max(0, Math.round(t.closes_at - state.now));
+    groups.push(
+      h("p", { class: "note tunnels", "data-release": t.release },
+        `${t.release} still holds ${t.open} upgraded connection${t.open === 1 ? "" : "s"} (WebSockets) on ${t.address}: closed in ${left}s`),
+    );
+  }
   $("instances").replaceChildren(...groups);
 }
 

@@ -45,6 +45,10 @@ FIELDS: dict[str, Disposition] = {
     "run.workdir": Maps("container workingDir when absolute", partly=True),
     "run.stop_signal": Maps("SIGTERM is Kubernetes' own", partly=True),
     "run.drain": Maps("lifecycle.preStop.sleep.seconds (whole seconds)", partly=True),
+    "run.drain_upgraded": Reported(
+        "upgraded connections (WebSockets) end with the pod: raise terminationGracePeriodSeconds "
+        "and close them in the app's preStop so clients reconnect"
+    ),
     "run.stop_timeout": Maps("terminationGracePeriodSeconds = drain + stop_timeout"),
     # the container platform's fields (docs/containers.md)
     "run.image": Reported("--image and --version name the image; run.image is not read"),
@@ -80,6 +84,10 @@ FIELDS: dict[str, Disposition] = {
     ),
     "router.header_timeout": Reported(
         "ingress-nginx sets it for all Ingresses: client-header-timeout in its ConfigMap"
+    ),
+    "router.tls": Reported(
+        "TLS is the ingress controller's: put the certificates in a Secret and name it in the "
+        "Ingress spec.tls (or the Gateway's listener); cert-manager can keep them renewed"
     ),
     "platform": Reported("Kubernetes is the platform: the Rollout's pods replace local processes"),
     "state": Reported("Argo Rollouts keeps a rollout's state in the Rollout's status"),
@@ -123,6 +131,9 @@ FIELDS: dict[str, Disposition] = {
     ),
     "strategy.canary.steps[].set_header_route.value": Maps("match[].headerValue.exact"),
     "strategy.canary.steps[].analysis": Maps("an analysis step (inline)"),
+    "strategy.canary.steps[].hold": Reported(
+        "Argo Rollouts has no step that holds traffic; left out (the steps around it are kept)"
+    ),
     "strategy.canary.steps[].set_flag": Reported(
         "Argo Rollouts has no flag step; change the flag from your pipeline (`zerodown flags`) "
         "once the rollout reaches this step, and revert it on abort"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from zerodown.routers.proxy.server import (
     serve,
 )
 from zerodown.routers.proxy.statefile import StateFileError, load_state
+from zerodown.routers.proxy.tls import CertPair
 from zerodown.routers.proxy.validate import parse_address
 
 
@@ -59,6 +61,37 @@ def parse_args(argv: list[str] | None = None) -> Options:
         default=SLOW_HEADS_PER_ADDRESS,
         help="connections of one client address that may be part-way through their headers",
     )
+    p.add_argument(
+        "--take-over",
+        action="store_true",
+        help="take the listening sockets of the router running on --admin-socket (a restart "
+        "that refuses no connection); it finishes its requests and exits",
+    )
+    p.add_argument(
+        "--tls-cert",
+        action="append",
+        default=[],
+        metavar="CERT",
+        help="TLS on the client listeners: a PEM certificate (chain); repeat with --tls-key for "
+        "more names (SNI picks)",
+    )
+    p.add_argument("--tls-key", action="append", default=[], metavar="KEY", help="its key")
+    p.add_argument(
+        "--admin-tls",
+        action="store_true",
+        help="serve --admin-listen over TLS too, with the --tls-cert certificates",
+    )
+    p.add_argument(
+        "--redirect-http", type=_address, help="host:port answering plain HTTP with a redirect"
+    )
+    p.add_argument(
+        "--standby",
+        action="store_true",
+        help="start up, then wait for a byte on stdin before serving (the driver keeps one ready "
+        "to replace a router that dies); end of input: exit",
+    )
+    p.add_argument("--listen-fd", type=int, help="serve clients on this inherited socket")
+    p.add_argument("--preview-listen-fd", type=int, help="the same for --preview-listen")
     a = p.parse_args(argv)
     token = None
     if a.admin_listen:
@@ -72,6 +105,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
             p.error(
                 f"--admin-token-file {a.admin_token_file}: the file is empty; put a token in it"
             )
+    if len(a.tls_cert) != len(a.tls_key):
+        p.error("each --tls-cert needs its --tls-key (given in the same order)")
+    if a.admin_tls and not (a.tls_cert and a.admin_listen):
+        p.error("--admin-tls needs --admin-listen and --tls-cert/--tls-key")
+    if a.redirect_http and not a.tls_cert:
+        p.error("--redirect-http redirects to TLS: give --tls-cert and --tls-key too")
     if a.samples < 1:
         p.error("--samples must be at least 1")
     if not 0 < a.header_timeout <= 3600:  # also refuses nan
@@ -90,11 +129,24 @@ def parse_args(argv: list[str] | None = None) -> Options:
         connect_timeout=a.connect_timeout,
         header_timeout=a.header_timeout,
         max_slow_heads=a.slow_clients_per_address,
+        take_over=a.take_over,
+        listen_fd=a.listen_fd,
+        preview_listen_fd=a.preview_listen_fd,
+        tls=tuple(CertPair(c, k) for c, k in zip(a.tls_cert, a.tls_key, strict=True)),
+        redirect_http=a.redirect_http,
+        standby=a.standby,
+        admin_tls=a.admin_tls,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    if opts.standby:
+        with contextlib.suppress(ImportError):  # imported before waiting: start-up it saves
+            import uvloop
+        # Everything is imported: serving starts in milliseconds once the driver says so.
+        if not sys.stdin.buffer.read(1):
+            return 0  # the driver is gone, or needs no standby any more
     try:
         table = load_state(opts.state_file)
     except StateFileError as e:
@@ -108,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     try:
         return runner(serve(opts, table))
+    except StateFileError as e:  # read again when taking over
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         log("router.failed", error=str(e))
         print(f"error: {e}", file=sys.stderr)

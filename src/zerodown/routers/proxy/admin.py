@@ -6,6 +6,9 @@ PUT  /routes                   replace the table (validated, persisted, then swa
 GET  /stats                    per-release counters and per-backend in-flight/requests
 GET  /samples?release=R&since=T   recent [ts, latency, status] of release R after T
 GET  /metrics                  Prometheus text exposition
+POST /tunnels/close?backend=A  close the upgraded connections (WebSockets) open on backend A
+POST /hold?max=S               queue new requests, at most S seconds (hold.py)
+POST /release                  route the held requests, in order
 
 On the unix socket, file permissions (0600) are the access control. On TCP, reads are open
 (for Prometheus) and anything that changes state needs `Authorization: Bearer <token>`.
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import os
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httptools
 
+from zerodown import __version__
 from zerodown.routers.proxy.events import log
 from zerodown.routers.proxy.statefile import save_state
 from zerodown.routers.proxy.validate import TableError, parse_table
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from zerodown.routers.proxy.stats import ReleaseCounters
 
 MAX_BODY = 16 * 1024 * 1024
+MAX_HOLD = 3600.0  # seconds: the longest hold a request may ask for
 
 _REASONS = {
     200: "OK",
@@ -46,6 +52,7 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    503: "Service Unavailable",
     413: "Content Too Large",
     500: "Internal Server Error",
 }
@@ -116,6 +123,13 @@ class RouterControl(Protocol):
     def install(self, table: RouteTable) -> None: ...
     def stats_json(self) -> dict[str, Any]: ...
     def metrics_text(self) -> str: ...
+    def close_tunnels(self, address: str | None = None) -> int: ...
+    @property
+    def handed_over(self) -> bool: ...
+    @property
+    def holding(self) -> bool: ...
+    def hold_traffic(self, seconds: float) -> dict[str, Any]: ...
+    def release_traffic(self) -> dict[str, Any]: ...
 
 
 class Admin:
@@ -150,9 +164,11 @@ class Admin:
                         return
                 req = collector.ready.popleft()
                 reply = await self.dispatch(req, tcp=tcp)
-                self._write(writer, reply, close=not req.keep_alive)
+                # After a handover the client must reconnect: to the router that took over.
+                close = not req.keep_alive or self.router.handed_over
+                self._write(writer, reply, close=close)
                 await writer.drain()
-                if not req.keep_alive:
+                if close:
                     return
         except (ConnectionError, asyncio.CancelledError):
             pass
@@ -182,6 +198,8 @@ class Admin:
         parts = urlsplit(req.url.decode("latin-1"))
         path = parts.path
         router = self.router
+        if req.method != "GET" and router.handed_over:
+            return _error(503, "this router handed its sockets to a successor: send it again")
         if req.method != "GET":
             if tcp and not self._authorized(req):
                 return _error(
@@ -189,11 +207,41 @@ class Admin:
                 )
             if path == "/routes" and req.method == "PUT":
                 return await self.put_routes(b"".join(req.body))
+            if path == "/tunnels/close" and req.method == "POST":
+                backend = parse_qs(parts.query).get("backend", [""])[0]
+                if not backend:
+                    return _error(400, "/tunnels/close needs ?backend=HOST:PORT")
+                closed = router.close_tunnels(backend)
+                log("router.tunnels_closed", backend=backend, closed=closed)
+                return _json(200, {"closed": closed})
+            if path == "/hold" and req.method == "POST":
+                try:
+                    seconds = float(parse_qs(parts.query).get("max", ["30"])[0])
+                except ValueError:
+                    seconds = -1.0
+                if not 0 < seconds <= MAX_HOLD:  # also refuses nan
+                    return _error(
+                        400,
+                        f"/hold?max=SECONDS: a number of seconds, more than 0, at most {MAX_HOLD:g}",
+                    )
+                return _json(200, router.hold_traffic(seconds))
+            if path == "/release" and req.method == "POST":
+                return _json(200, router.release_traffic())
             if path in ("/routes", "/healthz", "/stats", "/samples", "/metrics"):
                 return _error(405, f"{req.method} is not allowed on {path}")
             return _error(404, f"no such endpoint: {path}")
         if path == "/healthz":
-            return _json(200, {"ok": True, "generation": router.table.generation})
+            return _json(
+                200,
+                {
+                    "ok": True,
+                    "generation": router.table.generation,
+                    "pid": os.getpid(),
+                    "version": __version__,
+                    "handed_over": router.handed_over,
+                    "hold": {"holding": router.holding},
+                },
+            )
         if path == "/routes":
             return _json(200, router.table.table.to_json())
         if path == "/stats":
@@ -219,6 +267,8 @@ class Admin:
         except TableError as e:
             return _error(400, f"invalid route table: {e}")
         async with self.lock:
+            if self.router.handed_over:  # waited for the lock while a successor took over
+                return _error(503, "this router handed its sockets to a successor: send it again")
             current = self.router.table.generation
             if table.generation < current:
                 return _error(

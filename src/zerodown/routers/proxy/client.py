@@ -21,6 +21,12 @@ def router_command(
     admin_listen: str | None = None,
     admin_token_file: str | None = None,
     header_timeout: float | None = None,
+    take_over: bool = False,
+    listen_fd: int | None = None,
+    preview_listen_fd: int | None = None,
+    tls: list[tuple[str, str]] | None = None,
+    redirect_http: str | None = None,
+    admin_tls: bool = False,
 ) -> list[str]:
     """argv that starts the router process."""
     argv = [sys.executable, "-m", "zerodown.routers.proxy", "--listen", listen]
@@ -33,6 +39,18 @@ def router_command(
         argv += ["--admin-token-file", admin_token_file]
     if header_timeout is not None:
         argv += ["--header-timeout", repr(float(header_timeout))]
+    for cert, key in tls or ():
+        argv += ["--tls-cert", cert, "--tls-key", key]
+    if redirect_http:
+        argv += ["--redirect-http", redirect_http]
+    if admin_tls:
+        argv.append("--admin-tls")
+    if take_over:
+        argv.append("--take-over")
+    if listen_fd is not None:
+        argv += ["--listen-fd", str(listen_fd)]
+    if preview_listen_fd is not None:
+        argv += ["--preview-listen-fd", str(preview_listen_fd)]
     return argv
 
 
@@ -94,10 +112,36 @@ class ProxyRouter:
         data = await self._get_json("/stats")
         return {
             address: BackendLoad(
-                release=str(b["release"]), inflight=int(b["inflight"]), requests=int(b["requests"])
+                release=str(b["release"]),
+                inflight=int(b["inflight"]),
+                requests=int(b["requests"]),
+                tunnels=int(b.get("tunnels", 0)),  # a router of an older zerodown has none
             )
             for address, b in data["backends"].items()
         }
+
+    async def close_tunnels(self, address: str) -> int:
+        """Close the upgraded connections open on `address`; how many there were."""
+        r = await self._request("POST", "/tunnels/close", params={"backend": address})
+        if r.status_code == 404:
+            return 0  # a router of an older zerodown: it has no tunnels to close
+        if r.status_code != 200:
+            raise TransientDriverError(f"router /tunnels/close answered {r.status_code}: {r.text}")
+        return int(r.json()["closed"])
+
+    async def _post_json(self, path: str, **params: Any) -> dict[str, Any]:
+        r = await self._request("POST", path, params=params or None)
+        if r.status_code != 200:
+            raise TransientDriverError(f"router {path} answered {r.status_code}: {r.text[:200]}")
+        return dict(r.json())
+
+    async def hold(self, seconds: float) -> dict[str, Any]:
+        """Queue new requests for at most `seconds` (503 + Retry-After after that)."""
+        return await self._post_json("/hold", max=repr(float(seconds)))
+
+    async def release(self) -> dict[str, Any]:
+        """Route the held requests, in order."""
+        return await self._post_json("/release")
 
     async def verify(self, table: RouteTable) -> bool | None:
         """True when the router runs this table (same routing and generation); None: unknown."""
@@ -114,6 +158,14 @@ class ProxyRouter:
     async def metrics(self) -> str:
         r = await self._request("GET", "/metrics")
         return r.text
+
+    async def health(self) -> dict[str, Any] | None:
+        """What /healthz says (pid, version, generation); None when the router cannot be reached."""
+        try:
+            r = await self._http.get("/healthz")
+        except httpx.TransportError:
+            return None
+        return dict(r.json()) if r.status_code == 200 else None
 
     async def healthy(self) -> bool:
         try:

@@ -36,7 +36,13 @@ from zerodown.routers.proxy.framing import (
     response_codings,
     valid_host,
 )
-from zerodown.routers.proxy.stats import FLAGS_HEADER, MAX_RELEASES, parse_flags_header
+from zerodown.routers.proxy.hold import RETRY_AFTER, Hold
+from zerodown.routers.proxy.stats import (
+    FLAGS_HEADER,
+    MAX_RELEASES,
+    TunnelCounts,
+    parse_flags_header,
+)
 from zerodown.routers.proxy.upstream import (
     CONNECTION,
     CONTENT_LENGTH,
@@ -46,6 +52,7 @@ from zerodown.routers.proxy.upstream import (
     LOOKALIKE,
     PAUSE_UPSTREAM,
     TRANSFER_ENCODING,
+    UPGRADE,
     XFF,
     BackendState,
     UpstreamConn,
@@ -67,6 +74,7 @@ BUFFER_LIMIT = 256 * 1024  # request body bytes held while connecting before rea
 PAUSE_BUFFER = 2  # waiting for a backend connection with a full buffer
 PAUSE_PIPELINE = 4  # a pipelined request waits for the one before it
 PAUSE_STOP = 8  # nothing more will be read from this client
+PAUSE_UPGRADE = 16  # an upgrade request waits for the backend's 101 (or its refusal)
 
 # Response body framing towards the client.
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
@@ -110,6 +118,8 @@ class RouterState(Protocol):
     def releases(self) -> dict[str, ReleaseCounters]: ...
     @property
     def clients(self) -> set[ClientConn]: ...
+    @property
+    def hold(self) -> Hold: ...
 
     clients_peak: int  # the only attribute the data plane assigns
 
@@ -122,14 +132,19 @@ class RouterState(Protocol):
         """Drop a backend that left the table once nothing is in flight to it."""
         ...
 
+    def tunnel_counts(self, release: str) -> TunnelCounts:
+        """The upgraded-connection counters of `release`, created on first use."""
+        ...
 
-def error_response(status: int, message: bytes, *, close: bool) -> bytes:
+
+def error_response(status: int, message: bytes, *, close: bool, retry_after: int = 0) -> bytes:
     body = message + b"\n"
     return b"".join(
         [
             b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
             b"Content-Type: text/plain; charset=utf-8\r\n",
             b"Content-Length: %d\r\n" % len(body),
+            b"Retry-After: %d\r\n" % retry_after if retry_after else b"",
             b"Connection: close\r\n" if close else b"",
             b"\r\n",
             body,
@@ -156,6 +171,11 @@ def _connection_tokens(values: list[bytes]) -> frozenset[bytes]:
     return tokens
 
 
+def _asks_upgrade(values: list[bytes]) -> bool:
+    """Connection lists `upgrade` (RFC 9110 7.8: Upgrade counts only when Connection names it)."""
+    return any(t.strip().lower() == b"upgrade" for v in values for t in v.split(b","))
+
+
 class ClientConn(asyncio.Protocol):
     __slots__ = (
         "active",
@@ -164,6 +184,7 @@ class ClientConn(asyncio.Protocol):
         "counted",
         "cur",
         "head_since",
+        "https",
         "idle_since",
         "in_head",
         "out",
@@ -177,12 +198,14 @@ class ClientConn(asyncio.Protocol):
         "stopped",
         "to_start",
         "transport",
+        "tunnel_to",
         "write_paused",
     )
 
-    def __init__(self, router: RouterState, preview: bool) -> None:
+    def __init__(self, router: RouterState, preview: bool, https: bool = False) -> None:
         self.router = router
         self.preview = preview
+        self.https = https  # the client came over TLS: X-Forwarded-Proto says so
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.peer = b""
@@ -205,6 +228,8 @@ class ClientConn(asyncio.Protocol):
         self.head_since = 0.0
         self.counted = False
         self.refusal: Refused | None = None  # why the connection is being refused
+        # After a 101: the backend's transport, which gets every byte from now on, as it comes.
+        self.tunnel_to: asyncio.Transport | None = None
 
     # asyncio.Protocol
 
@@ -221,14 +246,25 @@ class ClientConn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.stopped:
+            tunnel_to = self.tunnel_to
+            if tunnel_to is not None:
+                tunnel_to.write(data)
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # We strip Upgrade, so the request went on as plain HTTP; nothing after it is HTTP.
-            if self.cur is not None:
-                self.cur.keep_alive = False
-            self.stop_reading()
+        except httptools.HttpParserUpgrade as e:
+            # Nothing after an upgrade request's head is HTTP. When we forward the Upgrade, the
+            # bytes are the tunnel's once the backend answers 101; otherwise they are dropped.
+            cur = self.cur
+            if cur is not None and cur.upgrade is not None:
+                cur.tunnel_pending = data[e.args[0] :]
+                self.stopped = True
+                self.in_head = False
+                self.pause(PAUSE_UPGRADE)
+            else:
+                if cur is not None:
+                    cur.keep_alive = False
+                self.stop_reading()
         except httptools.HttpParserError as e:
             self.bad_request(e)
         if self.to_start:
@@ -317,6 +353,8 @@ class ClientConn(asyncio.Protocol):
             ex.te = value if ex.te is None else ex.te + b"," + value
         elif kind == LOOKALIKE:
             self.refuse(400, b"ambiguous header name %s (underscore)" % name)
+        elif kind == UPGRADE:
+            ex.upgrade = value if ex.upgrade is None else ex.upgrade + b", " + value
         # DROP and XFP (we are the edge: we say which protocol the client used) go no further.
 
     def on_headers_complete(self) -> None:
@@ -347,6 +385,10 @@ class ClientConn(asyncio.Protocol):
         except Refused as r:
             self.refuse(r.status, r.message)
         ex.keep_alive = parser.should_keep_alive() and not self.router.draining
+        if ex.upgrade is not None and not (
+            ex.http11 and method != b"CONNECT" and _asks_upgrade(ex.conn_tokens)
+        ):
+            ex.upgrade = None  # not a complete upgrade request: Upgrade is dropped, as hop-by-hop
         if ex.conn_tokens:
             named = _connection_tokens(ex.conn_tokens)
             if named:
@@ -554,7 +596,10 @@ class Exchange:
         "t_end",
         "te",
         "tried",
+        "tunnel_pending",
+        "tunneling",
         "until_close",
+        "upgrade",
         "upstream",
         "url",
         "xff",
@@ -602,6 +647,9 @@ class Exchange:
         self.mode = NO_BODY
         self.until_close = False
         self.flags = b""  # the response's X-Zerodown-Flags value(s), if any
+        self.upgrade: bytes | None = None  # the Upgrade asked for, when it is forwarded
+        self.tunnel_pending = b""  # client bytes that followed the upgrade request's head
+        self.tunneling = False  # the backend answered 101: bytes flow both ways untouched
 
     # request side
 
@@ -613,6 +661,23 @@ class Exchange:
             self.keep_alive = False
             self.fail(405, b"CONNECT is not supported")
             return
+        hold = router.hold
+        if hold.until:  # `zerodown hold`: queued, routed in order on release
+            if not hold.admit(self):
+                self.refuse_held(b"the router is holding traffic and its queue is full")
+            return
+        if hold.releasing:
+            hold.releasing.append(self)  # behind the released ones: arrival order is kept
+            return
+        self.route(now)
+
+    def route(self, now: float = 0.0) -> None:
+        """Choose the pool and a backend (at once, or when a hold releases the request)."""
+        router = self.router
+        if not now:
+            # A held request: the router's latency figures start here, so that a hold does not
+            # read as a slow release (its client saw the hold time on top).
+            self.t0 = now = router.now()
         table = router.table
         if self.client.preview:
             pool = table.preview
@@ -713,7 +778,11 @@ class Exchange:
             parts += (name, b": ", value, b"\r\n")
         peer = self.client.peer
         parts += (b"X-Forwarded-For: ", self.xff + b", " + peer if self.xff else peer, b"\r\n")
-        parts.append(b"X-Forwarded-Proto: http\r\n")
+        parts.append(
+            b"X-Forwarded-Proto: https\r\n" if self.client.https else b"X-Forwarded-Proto: http\r\n"
+        )
+        if self.upgrade is not None:
+            parts += (b"Connection: upgrade\r\nUpgrade: ", self.upgrade, b"\r\n")
         if self.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         elif self.content_length >= 0:
@@ -784,13 +853,15 @@ class Exchange:
                 self.upstream_broken(conn, b"backend sent status %d, not 100-599" % status)
                 return
             if status == 101:
-                self.upstream_broken(conn)  # we never asked for an upgrade
+                self.switch_protocols(conn)
                 return
             self.interim = True
             if self.http11:
                 self.client.out.append(b"HTTP/1.1 %d %s\r\n\r\n" % (status, conn.reason))
             return
         self.status = status
+        if self.upgrade is not None:
+            self.keep_alive = False  # what the client sent after its upgrade request is not HTTP
         te = conn.te
         codings = b""  # transfer codings besides chunked: forwarded for the client to undo
         if te is None or te == b"chunked":
@@ -855,6 +926,73 @@ class Exchange:
             conn.reset_parser = True
             self.response_end(conn)
 
+    def switch_protocols(self, conn: UpstreamConn) -> None:
+        """The backend answered 101: forward it, then carry bytes both ways untouched until one
+        side closes (or the router closes the tunnel: a deploy's `drain.upgraded`)."""
+        client = self.client
+        if (
+            self.upgrade is None
+            or conn.upgrade is None
+            or not self.request_complete
+            or not client.paused & PAUSE_UPGRADE  # the client's parser stopped at this head
+            or not _asks_upgrade(conn.conn_tokens)
+        ):
+            self.upstream_broken(conn, b"backend switched protocols without an upgrade asked for")
+            return
+        backend = self.backend
+        assert backend is not None
+        self.interim = True  # the parser ends the 101 message next: not the end of the exchange
+        self.status = 101
+        self.tunneling = True
+        self.response_started = True
+        named = _connection_tokens(conn.conn_tokens)
+        parts = [b"HTTP/1.1 101 %s\r\n" % conn.reason]
+        for name, value in conn.headers:
+            if not named or name.lower() not in named:
+                parts += (name, b": ", value, b"\r\n")
+        if self.set_cookie:
+            parts.append(self.set_cookie)
+        parts += (b"Connection: upgrade\r\nUpgrade: ", conn.upgrade, b"\r\n\r\n")
+        client.out.append(b"".join(parts))  # flushed before any tunnel byte (upstream.py)
+        conn.tunnel_to = client.transport
+        client.tunnel_to = conn.transport
+        if self.tunnel_pending:
+            conn.transport.write(self.tunnel_pending)  # type: ignore[union-attr]
+            self.tunnel_pending = b""
+        backend.tunnels.add(self)
+        router = self.router
+        release = self.served_by or backend.release
+        router.counters(release).record(
+            101, router.now() - self.t0, time.time(), transport_error=False
+        )
+        counts = router.tunnel_counts(release)
+        counts.opened += 1
+        counts.open += 1
+        client.unpause(PAUSE_UPGRADE)
+
+    def end_tunnel(self, side: str) -> None:
+        """Close both ends of the tunnel; `side` closed first (client, backend or router)."""
+        if not self.tunneling:
+            return
+        self.tunneling = False
+        self.done = True
+        backend = self.backend
+        if backend is not None:
+            backend.tunnels.discard(self)
+        counts = self.router.tunnel_counts(self.served_by or "")
+        counts.open -= 1
+        counts.closed[side] += 1
+        conn = self.upstream
+        self.upstream = None
+        self.release_backend()
+        client = self.client
+        client.tunnel_to = None
+        if conn is not None:
+            conn.tunnel_to = None
+            conn.close()  # what was written is still sent: close() flushes the buffer
+        client.flush()
+        client.close()
+
     def response_body(self, data: bytes) -> None:
         mode = self.mode
         if mode in (LENGTH, UNTIL_CLOSE):
@@ -899,6 +1037,9 @@ class Exchange:
     def upstream_lost(self, conn: UpstreamConn) -> None:
         """The backend connection closed while this exchange was using it."""
         if conn is not self.upstream or self.done:
+            return
+        if self.tunneling:
+            self.end_tunnel("backend")
             return
         self.upstream = None
         self.client.unpause(PAUSE_UPSTREAM)
@@ -948,15 +1089,23 @@ class Exchange:
         if backend.inflight == 0 and not backend.in_table:
             self.router.forget(backend)
 
-    def fail(self, status: int, message: bytes) -> None:
+    def fail(self, status: int, message: bytes, retry_after: int = 0) -> None:
         """Answer from the router itself (no backend answered)."""
         if self.done:
             return
         if not self.request_complete:
             self.keep_alive = False
-        self.client.out.append(error_response(status, message, close=not self.keep_alive))
+        self.client.out.append(
+            error_response(status, message, close=not self.keep_alive, retry_after=retry_after)
+        )
         self.response_complete = True
         self.finish(status, transport_error=True)
+
+    def refuse_held(self, why: bytes) -> None:
+        """A request the hold could not keep (queue full, or its time ran out): 503 and when to
+        try again."""
+        self.fail(503, why, retry_after=RETRY_AFTER)
+        self.client.flush()  # outside a read of this client: nothing else flushes it
 
     def abort_client(self) -> None:
         """The response broke after it started: the client must see a truncated response."""
@@ -994,6 +1143,9 @@ class Exchange:
     def client_gone(self) -> None:
         """The client closed its connection: stop work for it."""
         if self.done:
+            return
+        if self.tunneling:
+            self.end_tunnel("client")
             return
         self.done = True
         conn = self.upstream

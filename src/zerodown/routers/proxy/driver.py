@@ -9,6 +9,13 @@ Guarantees (the Router and RouterStats contract, core/ports.py, plus):
   state file by itself). A router process that runs but cannot be reached on its admin socket is
   reported (TransientDriverError), never doubled. A router that does not come up is a SpecError on
   `router.listen` that quotes what this start wrote to router.log.
+- The controller keeps a copy of the router's listening sockets (it binds them and passes them to
+  the router it starts, or asks a running router for copies over its `.handover` socket): while
+  no router runs (one killed -9, until the next pass starts another, within CHECK_EVERY plus
+  its start-up), connections wait in the listen backlog instead of being refused.
+- `restart` starts a successor with `--take-over` (see handover.py): no connection is refused,
+  no request fails. `start` does the same once when the running router is of another zerodown
+  version (one that reports its version, i.e. that can hand over).
 - `stop` sends SIGTERM, gives in-flight requests `grace` seconds, then SIGKILL; it signals only a
   process whose command line names this state directory's admin socket, so a pid the kernel
   recycled is never signalled.
@@ -22,11 +29,14 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from zerodown import __version__
 from zerodown.core.analysis.stats import Sample
 from zerodown.core.errors import SpecError, TransientDriverError
 from zerodown.core.ports import BackendLoad
@@ -34,11 +44,13 @@ from zerodown.core.routes import ReleaseStats, RouteTable
 from zerodown.drivers import DriverContext
 from zerodown.paths import Paths
 from zerodown.routers.proxy.client import ProxyRouter, router_command
+from zerodown.routers.proxy.handover import handover_path, request_sockets
+from zerodown.routers.proxy.validate import parse_address
 from zerodown.spec.model import Spec
 
 log = logging.getLogger("zerodown.router")
 
-CHECK_EVERY = 1.0  # seconds between health checks of a running router
+CHECK_EVERY = 0.2  # seconds between health checks of a running router (a dead one is restarted)
 START_WAIT = 5.0  # seconds a new router has to answer on its admin socket
 KILL_WAIT = 10.0  # seconds `stop` waits after SIGKILL before it gives up
 LOG_TAIL = 3  # lines of router.log quoted when the router does not start
@@ -54,7 +66,12 @@ class BuiltinRouter:
         self.spec = spec  # as it was when the controller started: listen addresses, timeouts
         self.client = ProxyRouter(str(paths.router_socket))
         self._checked_at = -math.inf
-        self._child: subprocess.Popen[bytes] | None = None  # the router we started, to reap it
+        self._children: list[subprocess.Popen[bytes]] = []  # routers we started, to reap them
+        self._held: dict[str, socket.socket] = {}  # copies of the router's listening sockets
+        self._version_checked = False
+        # A router process that has started up and waits on its stdin to serve: it replaces a
+        # router that dies in milliseconds instead of a Python start-up (--standby).
+        self._standby: subprocess.Popen[bytes] | None = None
 
     # --- the process -------------------------------------------------------------------------
 
@@ -62,9 +79,22 @@ class BuiltinRouter:
         now = time.monotonic()
         if now - self._checked_at < CHECK_EVERY:
             return
+        self._reap()
         # The socket file too: our pooled connection may outlive it, a new client could not.
-        if self.paths.router_socket.is_socket() and await self.client.healthy():
+        health = await self.client.health() if self.paths.router_socket.is_socket() else None
+        if health is not None:
             self._checked_at = now
+            if not self._held:
+                await self._hold_sockets()
+            if not self._version_checked:
+                self._version_checked = True
+                version = health.get("version")
+                if version is not None and version != __version__:
+                    log.info(
+                        "the router runs zerodown %s, not %s: restarting it", version, __version__
+                    )
+                    await self.restart()
+            self._ensure_standby()
             return
         running = self.pid()
         if running is not None:
@@ -73,21 +103,144 @@ class BuiltinRouter:
                 f"{self.paths.router_socket}; traffic still flows through it. If this lasts, "
                 "stop that process: the next pass starts a new router"
             )
+        standby, self._standby = self._standby, None
+        if standby is not None and standby.poll() is None and standby.stdin is not None:
+            try:
+                standby.stdin.write(b"\n")  # serve now
+                standby.stdin.close()
+            except OSError:
+                standby = None
+            if standby is not None:
+                await self._ready(standby, take_over=False, log_from=None)
+                self._checked_at = time.monotonic()
+                return
         await self._spawn()
         self._checked_at = time.monotonic()
 
-    async def _spawn(self) -> None:
+    def _ensure_standby(self) -> None:
+        """Keep one standby router (only once we hold the listening sockets it would use)."""
+        if "listen" not in self._held:
+            return
+        if self._standby is not None and self._standby.poll() is None:
+            return
+        argv, fds = self._argv(take_over=False)
+        with open(self.paths.logs / "router.log", "ab") as out:
+            self._standby = subprocess.Popen(
+                [*argv, "--standby"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=fds,
+            )
+
+    def _drop_standby(self) -> None:
+        standby, self._standby = self._standby, None
+        if standby is not None and standby.stdin is not None:
+            with contextlib.suppress(OSError):
+                standby.stdin.close()  # end of input: it exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                standby.wait(2)
+
+    async def restart(self) -> dict[str, Any]:
+        """Replace the router by a new process without refusing a connection: the successor
+        takes the sockets over, the old router finishes its requests and exits."""
+        health = await self.client.health()
+        if health is not None and health.get("hold", {}).get("holding"):
+            raise TransientDriverError(
+                "the router is holding traffic: `zerodown release` first, then restart it"
+            )
+        if health is None:
+            raise TransientDriverError(
+                f"no router answers on {self.paths.router_socket}: nothing to restart "
+                "(the controller starts one by itself; `zerodown up` if it does not run)"
+            )
+        child = await self._spawn(take_over=True)
+        return {"old_pid": health.get("pid"), "pid": child.pid, "took_over": True}
+
+    def _reap(self) -> None:
+        self._children = [c for c in self._children if c.poll() is None]
+
+    async def _hold_sockets(self) -> None:
+        try:
+            conn, sockets, _meta = await asyncio.to_thread(
+                request_sockets, handover_path(self.paths.router_socket), b"give", timeout=5.0
+            )
+        except (OSError, ValueError, KeyError):
+            return  # a router of an older zerodown: nothing to keep
+        conn.close()
+        for name, sock in sockets.items():
+            if name in ("listen", "preview"):
+                self._held[name] = sock
+            else:
+                sock.close()
+
+    def _bind(self, name: str, address: str, field: str) -> socket.socket:
+        sock = self._held.get(name)
+        if sock is None:
+            host, port = parse_address(address)
+            try:
+                sock = socket.create_server((host, port), backlog=2048)
+            except OSError as e:
+                raise SpecError(
+                    f"the router cannot listen on {address}: {e.strerror}", field=field
+                ) from None
+            self._held[name] = sock
+        return sock
+
+    def _tls_files(self) -> list[tuple[str, str]]:
+        """The certificate files, relative to the spec's folder; a missing one is named."""
+        tls = self.spec.router.tls
+        pairs: list[tuple[str, str]] = []
+        for n, c in enumerate(tls.certificates if tls else ()):
+            pair = []
+            for which in ("cert", "key"):
+                path = self.paths.spec_dir / getattr(c, which)
+                if not path.is_file():
+                    raise SpecError(
+                        f"{path}: no such file; give the PEM {which} file of this certificate",
+                        field=f"router.tls.certificates[{n}].{which}",
+                    )
+                pair.append(str(path.resolve()))
+            pairs.append((pair[0], pair[1]))
+        return pairs
+
+    def _release_sockets(self) -> None:
+        for sock in self._held.values():
+            sock.close()
+        self._held.clear()
+
+    def _argv(self, *, take_over: bool) -> tuple[list[str], tuple[int, ...]]:
+        """The router's argv, and the inherited sockets to pass (none to a successor)."""
         router = self.spec.router
         blue_green = self.spec.strategy.blue_green
+        preview = blue_green.preview_listen if blue_green else None
+        fds: dict[str, int] = {}
+        if not take_over:  # a successor gets the sockets from the router it replaces
+            fds["listen"] = self._bind("listen", router.listen, "router.listen").fileno()
+            if preview:
+                fds["preview"] = self._bind(
+                    "preview", preview, "strategy.blue_green.preview_listen"
+                ).fileno()
         argv = router_command(
             listen=router.listen,
-            preview_listen=blue_green.preview_listen if blue_green else None,
+            preview_listen=preview,
             admin_socket=str(self.paths.router_socket),
             state_file=str(self.paths.router_state),
             admin_listen=router.admin_listen,
             admin_token_file=str(self.paths.token_file) if router.admin_listen else None,
             header_timeout=router.header_timeout,
+            tls=self._tls_files(),
+            redirect_http=router.tls.redirect_http if router.tls else None,
+            admin_tls=bool(router.tls and router.tls.admin and router.admin_listen),
+            take_over=take_over,
+            listen_fd=fds.get("listen"),
+            preview_listen_fd=fds.get("preview"),
         )
+        return argv, tuple(fds.values())
+
+    async def _spawn(self, *, take_over: bool = False) -> subprocess.Popen[bytes]:
+        argv, fds = self._argv(take_over=take_over)
         log_file = self.paths.logs / "router.log"
         with open(log_file, "ab") as out:
             written_before = out.tell()  # what this start writes is what explains a failure
@@ -97,18 +250,33 @@ class BuiltinRouter:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                pass_fds=fds,
             )
-        self._child = child
-        self.paths.router_pid.write_text(str(child.pid))
+        return await self._ready(child, take_over=take_over, log_from=written_before)
+
+    async def _ready(
+        self, child: subprocess.Popen[bytes], *, take_over: bool, log_from: int | None
+    ) -> subprocess.Popen[bytes]:
+        """Wait until `child` answers on the admin socket; then it is the router."""
+        router = self.spec.router
+        log_file = self.paths.logs / "router.log"
+        self._children.append(child)
         deadline = time.monotonic() + START_WAIT
         while time.monotonic() < deadline and child.poll() is None:
-            if await self.client.healthy():
-                log.info("router started (pid %s) on %s", child.pid, router.listen)
-                return
-            await asyncio.sleep(0.05)
-        with open(log_file, "rb") as written:
-            written.seek(written_before)
-            tail = written.read(4096).decode(errors="replace").strip().splitlines()[-LOG_TAIL:]
+            health = await self.client.health()
+            if health is not None and health.get("pid") == child.pid:
+                self.paths.router_pid.write_text(str(child.pid))
+                how = "took over" if take_over else "started"
+                log.info("router %s (pid %s) on %s", how, child.pid, router.listen)
+                return child
+            await asyncio.sleep(0.005)
+        with contextlib.suppress(OSError):
+            child.kill()
+        tail: list[str] = []
+        if log_from is not None:
+            with open(log_file, "rb") as written:
+                written.seek(log_from)
+                tail = written.read(4096).decode(errors="replace").strip().splitlines()[-LOG_TAIL:]
         raise SpecError(
             f"the router did not start on {router.listen}: {' | '.join(tail)}",
             field="router.listen",
@@ -125,6 +293,8 @@ class BuiltinRouter:
         return pid if ours and _running(pid) else None
 
     async def stop(self, *, grace: float) -> None:
+        self._drop_standby()
+        self._release_sockets()  # nothing should wait for a router that is going away
         pid = self.pid()
         if pid is None:
             self.paths.router_pid.unlink(missing_ok=True)
@@ -145,8 +315,9 @@ class BuiltinRouter:
                 killed = True
             await asyncio.sleep(0.05)
         self.paths.router_pid.unlink(missing_ok=True)
-        if self._child is not None and self._child.pid == pid:
-            self._child.wait()  # reaped: a zombie is gone already, for the tests above
+        for child in self._children:
+            if child.pid == pid:
+                child.wait()  # reaped: a zombie is gone already, for the tests above
 
     # --- the admin API -----------------------------------------------------------------------
 
@@ -165,6 +336,15 @@ class BuiltinRouter:
     async def backends(self) -> dict[str, BackendLoad]:
         return await self.client.backends()
 
+    async def hold(self, seconds: float) -> dict[str, Any]:
+        return await self.client.hold(seconds)
+
+    async def release(self) -> dict[str, Any]:
+        return await self.client.release()
+
+    async def close_tunnels(self, address: str) -> int:
+        return await self.client.close_tunnels(address)
+
     async def stats(self) -> dict[str, ReleaseStats]:
         return await self.client.stats()
 
@@ -172,7 +352,8 @@ class BuiltinRouter:
         return await self.client.samples(release, since)
 
     async def aclose(self) -> None:
-        """Close the admin connection; the router process keeps serving."""
+        """Close the admin connection; the router process keeps serving (not the standby)."""
+        self._drop_standby()
         await self.client.aclose()
 
 

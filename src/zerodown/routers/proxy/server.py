@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -18,13 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zerodown import __version__
 from zerodown.core.routes import RouteTable
 from zerodown.routers.proxy.admin import Admin
 from zerodown.routers.proxy.dataplane import ClientConn
 from zerodown.routers.proxy.events import log
+from zerodown.routers.proxy.handover import handover_path, request_sockets, send_sockets
+from zerodown.routers.proxy.hold import Hold
 from zerodown.routers.proxy.memory import give_back
+from zerodown.routers.proxy.redirect import RedirectConn
 from zerodown.routers.proxy.routing import CompiledTable
-from zerodown.routers.proxy.stats import DEFAULT_SAMPLES, ReleaseCounters, prometheus_text
+from zerodown.routers.proxy.statefile import load_state
+from zerodown.routers.proxy.stats import (
+    DEFAULT_SAMPLES,
+    ReleaseCounters,
+    TunnelCounts,
+    prometheus_text,
+)
+from zerodown.routers.proxy.tls import Certificates, CertPair
 from zerodown.routers.proxy.upstream import BackendState
 from zerodown.routers.proxy.validate import parse_address
 
@@ -33,6 +45,13 @@ CLIENT_IDLE = 75.0  # close client connections idle this long
 HEADER_TIMEOUT = 10.0  # a client still sending its request headers after this is cut (408)
 SLOW_HEADS_PER_ADDRESS = 32  # connections of one address that may sit in a partial head
 SWEEP_EVERY = 1.0
+IDLE_GRACE = 5.0
+"""Stopping: an idle keep-alive connection is closed once idle this long. A client sending
+steadily gets its next answer with `Connection: close` first (and reconnects, to the router
+that took over); closing an idle connection can cross a request the client is just sending
+(and a client that reuses a connection without noticing it was closed fails its next request),
+so only connections that look abandoned are closed."""
+HANDOVER_WAIT = 15.0  # seconds a successor has to say `ready` after it got the sockets
 GIVE_BACK_AFTER = 128  # connections gone (and at least half of the peak) before memory is returned
 
 
@@ -58,10 +77,14 @@ class Router:
         self.slow_heads: dict[bytes, int] = {}
         self.backends: dict[str, BackendState] = {}
         self.releases: dict[str, ReleaseCounters] = {}
+        self.tunnels: dict[str, TunnelCounts] = {}  # upgraded connections, per release
         self.clients: set[ClientConn] = set()
         self.clients_peak = 0  # most client connections at once since memory was last given back
         self.tasks: set[asyncio.Task[None]] = set()
         self.draining = False
+        self.handed_over = False  # a successor serves our sockets: the admin API refuses changes
+        self.hold = Hold()
+        self._hold_timer: asyncio.TimerHandle | None = None
         self.table: CompiledTable[BackendState] = CompiledTable(RouteTable(0), self._unused)
 
     @staticmethod
@@ -84,6 +107,60 @@ class Router:
         if c is None:
             c = self.releases[release] = ReleaseCounters(self.samples)
         return c
+
+    def tunnel_counts(self, release: str) -> TunnelCounts:
+        t = self.tunnels.get(release)
+        if t is None:
+            t = self.tunnels[release] = TunnelCounts()
+        return t
+
+    def close_tunnels(self, address: str | None = None) -> int:
+        """Close the upgraded connections of one backend (all: None), so that their clients
+        reconnect, through the table, to a backend that stays. How many were closed."""
+        closed = 0
+        for b in list(self.backends.values()):
+            if address is None or b.address == address:
+                for t in list(b.tunnels):
+                    t.end_tunnel("router")
+                    closed += 1
+        return closed
+
+    # holding traffic (hold.py)
+
+    @property
+    def holding(self) -> bool:
+        return bool(self.hold.until)
+
+    def hold_traffic(self, seconds: float) -> dict[str, Any]:
+        """Queue new requests for at most `seconds` (a second call sets a new limit)."""
+        now = self.now()
+        self.hold.until = now + seconds
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        self._hold_timer = self.loop.call_later(seconds, self._hold_ran_out)
+        log("router.holding", seconds=seconds)
+        return self.hold.to_json(now)
+
+    def release_traffic(self) -> dict[str, Any]:
+        """Route the held requests, in order; new ones flow again."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        released = self.hold.end(refuse=False)
+        log("router.released", requests=released)
+        self._pump()
+        return {**self.hold.to_json(self.now()), "released": released}
+
+    def _hold_ran_out(self) -> None:
+        self._hold_timer = None
+        refused = self.hold.end(refuse=True)
+        log("router.hold_expired", refused=refused)
+
+    def _pump(self) -> None:
+        hold = self.hold
+        hold.pump(sum(b.inflight for b in self.backends.values()))
+        if hold.releasing:
+            self.loop.call_later(0.002, self._pump)
 
     def install(self, table: RouteTable) -> None:
         """Swap in a new table (atomic: one assignment); retire backends that left it."""
@@ -117,7 +194,8 @@ class Router:
         backend.close_idle()
 
     def inflight(self) -> int:
-        return sum(1 for c in self.clients if c.active is not None)
+        """Requests being answered (open tunnels aside: they have no end to wait for)."""
+        return sum(1 for c in self.clients if c.active is not None and not c.active.tunneling)
 
     def sweep(self) -> None:
         now = self.now()
@@ -146,9 +224,16 @@ class Router:
             "generation": self.table.generation,
             "releases": {n: c.snapshot().to_json() for n, c in self.releases.items()},
             "backends": {
-                a: {"release": b.release, "inflight": b.inflight, "requests": b.requests}
+                a: {
+                    "release": b.release,
+                    "inflight": b.inflight,
+                    "requests": b.requests,
+                    "tunnels": len(b.tunnels),
+                }
                 for a, b in self.backends.items()
             },
+            "tunnels": {n: t.to_json() for n, t in self.tunnels.items()},
+            "hold": self.hold.to_json(self.now()),
             "clients": {
                 "connections": len(self.clients),
                 "sending_headers": sum(self.slow_heads.values()),
@@ -174,6 +259,13 @@ class Options:
     connect_timeout: float = 3.0
     header_timeout: float = HEADER_TIMEOUT
     max_slow_heads: int = SLOW_HEADS_PER_ADDRESS
+    take_over: bool = False  # take the sockets of the router running on admin_socket
+    listen_fd: int | None = None  # an inherited listening socket (the controller keeps a copy)
+    preview_listen_fd: int | None = None
+    tls: tuple[CertPair, ...] = ()  # TLS on the client listeners (listen, preview)
+    redirect_http: str | None = None  # a plain listener that redirects to https (with tls)
+    standby: bool = False  # wait for a byte on stdin before serving (__main__)
+    admin_tls: bool = False  # the TCP admin API over TLS too (the same certificates)
 
 
 def unix_listener(path: Path) -> socket.socket:
@@ -200,6 +292,77 @@ def unix_listener(path: Path) -> socket.socket:
     return sock
 
 
+def tcp_listener(address: str) -> socket.socket:
+    host, port = parse_address(address)
+    sock = socket.create_server((host, port), backlog=2048)  # SO_REUSEADDR on POSIX
+    sock.setblocking(False)
+    return sock
+
+
+def inherited(fd: int) -> socket.socket:
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    return sock
+
+
+class Handover:
+    """The `.handover` socket's server side (see handover.py): gives the sockets away, and after
+    a `take` answered `ready`, sets `stop` with `router.handed_over` set."""
+
+    def __init__(
+        self,
+        router: Router,
+        admin: Admin,
+        sockets: dict[str, socket.socket],
+        stop: asyncio.Event,
+    ) -> None:
+        self.router = router
+        self.admin = admin
+        self.sockets = sockets
+        self.stop = stop
+
+    async def serve(self) -> None:
+        loop = self.router.loop
+        listener = self.sockets["handover"]
+        while True:
+            conn, _ = await loop.sock_accept(listener)
+            self.router.spawn(self.answer(conn))
+
+    async def answer(self, conn: socket.socket) -> None:
+        loop = self.router.loop
+        conn.setblocking(False)
+        with conn:
+            try:
+                verb = (await asyncio.wait_for(loop.sock_recv(conn, 16), 5.0)).strip()
+            except (TimeoutError, OSError):
+                return
+            meta = {"pid": os.getpid(), "version": __version__}
+            if verb == b"give":
+                send_sockets(conn, self.sockets, **meta)
+                return
+            if verb != b"take" or self.router.handed_over:
+                return
+            if self.router.hold.until:
+                # Held requests cannot move to another process: release (or let lapse) first.
+                await loop.sock_sendall(
+                    conn, json.dumps({"error": "the router is holding traffic"}).encode()
+                )
+                return
+            # No table change between the successor reading the state file and taking over.
+            async with self.admin.lock:
+                send_sockets(conn, self.sockets, **meta)
+                try:
+                    ready = await asyncio.wait_for(loop.sock_recv(conn, 16), HANDOVER_WAIT)
+                except (TimeoutError, OSError):
+                    ready = b""
+                if ready.strip() != b"ready":
+                    log("router.handover_failed", reason="the successor did not become ready")
+                    return
+                self.router.handed_over = True
+            log("router.handed_over")
+            self.stop.set()
+
+
 async def serve(opts: Options, table: RouteTable | None) -> int:
     loop = asyncio.get_running_loop()
     router = Router(
@@ -209,40 +372,94 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
         header_timeout=opts.header_timeout,
         max_slow_heads=opts.max_slow_heads,
     )
+    successor_of: socket.socket | None = None
+    sockets: dict[str, socket.socket] = {}
+    if opts.take_over:
+        # Blocking, on purpose: nothing else runs yet. The old router holds its admin lock
+        # from here until we say ready, so the state file is the table it serves.
+        successor_of, sockets, meta = request_sockets(handover_path(opts.admin_socket), b"take")
+        log("router.taking_over", pid=meta.get("pid"), version=meta.get("version"))
+        for sock in sockets.values():
+            sock.setblocking(False)
+        table = load_state(opts.state_file)
+    if "listen" not in sockets:
+        sockets["listen"] = (
+            inherited(opts.listen_fd) if opts.listen_fd is not None else tcp_listener(opts.listen)
+        )
+    if opts.preview_listen and "preview" not in sockets:
+        sockets["preview"] = (
+            inherited(opts.preview_listen_fd)
+            if opts.preview_listen_fd is not None
+            else tcp_listener(opts.preview_listen)
+        )
+    if opts.redirect_http and "redirect" not in sockets:
+        sockets["redirect"] = tcp_listener(opts.redirect_http)
+    if "admin" not in sockets:
+        sockets["admin"] = unix_listener(opts.admin_socket)
+        path = handover_path(opts.admin_socket)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # only ever ours: the admin socket above proved no router runs
+        sockets["handover"] = unix_listener(path)
     if table is not None:
         router.install(table)
-    servers: list[asyncio.Server] = []
-    host, port = parse_address(opts.listen)
-    servers.append(
+    certs = Certificates(list(opts.tls)) if opts.tls else None
+    ssl_ctx = certs.server if certs else None
+    https = certs is not None
+    timeout = opts.header_timeout if certs else None  # a handshake is part of the head's time
+    servers: list[asyncio.Server] = [
         await loop.create_server(
-            lambda: ClientConn(router, False), host, port, backlog=2048, reuse_address=True
+            lambda: ClientConn(router, False, https),
+            sock=sockets["listen"],
+            ssl=ssl_ctx,
+            ssl_handshake_timeout=timeout,
         )
-    )
-    if opts.preview_listen:
-        host, port = parse_address(opts.preview_listen)
+    ]
+    if "preview" in sockets:
         servers.append(
             await loop.create_server(
-                lambda: ClientConn(router, True), host, port, backlog=2048, reuse_address=True
+                lambda: ClientConn(router, True, https),
+                sock=sockets["preview"],
+                ssl=ssl_ctx,
+                ssl_handshake_timeout=timeout,
             )
         )
+    if "redirect" in sockets:
+        https_port = sockets["listen"].getsockname()[1]
+        servers.append(
+            await loop.create_server(lambda: RedirectConn(https_port), sock=sockets["redirect"])
+        )
     admin = Admin(router, opts.state_file, opts.admin_token)
-    admin_servers = [
-        await asyncio.start_unix_server(admin.handle_unix, sock=unix_listener(opts.admin_socket))
-    ]
+    admin_servers = [await asyncio.start_unix_server(admin.handle_unix, sock=sockets["admin"])]
     if opts.admin_listen:
         host, port = parse_address(opts.admin_listen)
-        admin_servers.append(await asyncio.start_server(admin.handle_tcp, host, port))
+        admin_servers.append(
+            await asyncio.start_server(
+                admin.handle_tcp,
+                host,
+                port,
+                reuse_port=True,
+                ssl=ssl_ctx if opts.admin_tls else None,
+                ssl_handshake_timeout=timeout if opts.admin_tls else None,
+            )
+        )
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    handover_task = loop.create_task(Handover(router, admin, sockets, stop).serve())
 
     async def sweeper() -> None:
         while True:
             await asyncio.sleep(SWEEP_EVERY)
             router.sweep()
+            if certs is not None:
+                certs.reload_if_changed()  # a certificate replaced on disk: new handshakes
 
     sweep_task = loop.create_task(sweeper())
+    if successor_of is not None:
+        with successor_of:
+            successor_of.setblocking(True)
+            successor_of.sendall(b"ready\n")
     log(
         "router.started",
         listen=opts.listen,
@@ -251,29 +468,38 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
         admin_listen=opts.admin_listen,
         generation=router.table.generation,
         pid=os.getpid(),
+        took_over=opts.take_over,
     )
     await stop.wait()
 
-    # Graceful stop: no new connections, finish what is in flight (bounded), then exit 0.
+    if router.hold.until:
+        router.release_traffic()  # nothing held is left behind (a successor starts unheld)
+    # Graceful stop: no new connections (a successor, if any, accepts them now), finish what
+    # is in flight and let keep-alive clients go (bounded), then exit 0.
     router.draining = True
+    handover_task.cancel()
     for s in servers:
         s.close()
-    for c in list(router.clients):
-        if c.active is None:
-            c.close()
+    for s in admin_servers:
+        s.close()
+    tunnels = router.close_tunnels()  # their clients reconnect, to the successor if there is one
     deadline = loop.time() + opts.drain_timeout
-    while router.inflight() and loop.time() < deadline:
+    while router.clients and loop.time() < deadline:
+        idle_before = router.now() - IDLE_GRACE
+        for c in list(router.clients):
+            if c.active is None and c.idle_since < idle_before:
+                c.close()
         await asyncio.sleep(0.02)
     left = router.inflight()
-    log("router.stopping", unfinished=left)
+    log("router.stopping", unfinished=left, tunnels_closed=tunnels, handed_over=router.handed_over)
     for c in list(router.clients):
         c.close()
     for b in router.backends.values():
         b.close_idle()
     sweep_task.cancel()
-    for s in admin_servers:
-        s.close()
-    with contextlib.suppress(OSError):
-        opts.admin_socket.unlink()
+    if not router.handed_over:  # the successor serves on these paths now
+        for path in (opts.admin_socket, handover_path(opts.admin_socket)):
+            with contextlib.suppress(OSError):
+                path.unlink()
     await asyncio.sleep(0)  # let the transports close
     return 0

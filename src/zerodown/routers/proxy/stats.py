@@ -160,3 +160,21 @@ def prometheus_text(
             f" {inflight}"
         )
     return "\n".join(out) + "\n"
+
+
+TUNNEL_SIDES = ("client", "backend", "router")
+
+
+class TunnelCounts:
+    """Upgraded connections (WebSockets...) of one release: opened, open now, and closed by
+    which side (`router`: the router closed it, at a deploy's `drain.upgraded` or its own stop)."""
+
+    __slots__ = ("closed", "open", "opened")
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.open = 0
+        self.closed = dict.fromkeys(TUNNEL_SIDES, 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"opened": self.opened, "open": self.open, "closed_by": dict(self.closed)}

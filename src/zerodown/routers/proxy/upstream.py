@@ -41,7 +41,10 @@ HOP_BY_HOP = frozenset(
 # What to do with a header, by its name as received. The cache keeps the hot path free of
 # lower-casing and string tests for the few dozen names real traffic uses; only short names are
 # cached, so odd clients can neither grow it without limit nor park large keys in it.
-KEEP, DROP, CONNECTION, TRANSFER_ENCODING, CONTENT_LENGTH, XFF, XFP, HOST, LOOKALIKE = range(9)
+# UPGRADE sorts below XFF: a response keeps the kinds from XFF up, never Upgrade (see on_header).
+KEEP, DROP, CONNECTION, TRANSFER_ENCODING, CONTENT_LENGTH, UPGRADE, XFF, XFP, HOST, LOOKALIKE = (
+    range(10)
+)
 HEADER_KINDS: dict[bytes, int] = {}
 
 
@@ -51,6 +54,8 @@ def header_kind(name: bytes) -> int:
         kind = CONNECTION
     elif lname == b"transfer-encoding":
         kind = TRANSFER_ENCODING
+    elif lname == b"upgrade":
+        kind = UPGRADE
     elif lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
         kind = DROP
     elif lname == b"content-length":
@@ -84,6 +89,12 @@ class ClientSide(Protocol):
     def unpause(self, reason: int) -> None: ...
 
 
+class TunnelEnd(Protocol):
+    """An upgraded exchange (a WebSocket, say) open on a backend: the router can close it."""
+
+    def end_tunnel(self, side: str) -> None: ...
+
+
 class Receiver(Protocol):
     """The exchange a connection carries (dataplane.Exchange): where its response goes. Only a
     type: each call is the same direct method call as on the exchange itself."""
@@ -113,6 +124,7 @@ class BackendState:
         "port",
         "release",
         "requests",
+        "tunnels",
     )
 
     def __init__(self, address: str, host: str, port: int, release: str) -> None:
@@ -125,6 +137,8 @@ class BackendState:
         self.requests = 0
         self.in_table = True
         self.failed_until = 0.0  # loop time until which a failed connect puts it last
+        # Upgraded connections open on this backend (each also counts in `inflight`).
+        self.tunnels: set[TunnelEnd] = set()
 
     def take_idle(self) -> UpstreamConn | None:
         idle = self.idle
@@ -166,6 +180,8 @@ class UpstreamConn(asyncio.Protocol):
         "te",
         "to_pool",
         "transport",
+        "tunnel_to",
+        "upgrade",
     )
 
     def __init__(self, backend: BackendState) -> None:
@@ -180,6 +196,8 @@ class UpstreamConn(asyncio.Protocol):
         self.reset_parser = False
         self.stray = False  # the backend sent bytes no exchange asked for
         self.to_pool = False  # released during this read: pooled once the read proves clean
+        # After a 101: the client's transport, which gets every byte from now on, as it comes.
+        self.tunnel_to: asyncio.Transport | None = None
         self._new_message()
 
     def _new_message(self) -> None:
@@ -188,6 +206,7 @@ class UpstreamConn(asyncio.Protocol):
         self.conn_tokens: list[bytes] = []
         self.content_length: bytes | None = None
         self.te: bytes | None = None  # Transfer-Encoding value(s), joined; judged by response_head
+        self.upgrade: bytes | None = None  # the Upgrade value; forwarded only with a 101
         self.keep_alive = True
 
     # asyncio.Protocol
@@ -196,6 +215,10 @@ class UpstreamConn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        tunnel_to = self.tunnel_to
+        if tunnel_to is not None:
+            tunnel_to.write(data)
+            return
         ex = self.ex
         if ex is None:
             # An idle connection must stay silent; anything else means it cannot be reused.
@@ -205,6 +228,17 @@ class UpstreamConn(asyncio.Protocol):
         client = ex.client
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            # A 101 the exchange accepted (response_head set tunnel_to): the rest is the tunnel's.
+            if self.tunnel_to is not None:
+                client.flush()  # the 101 head first, then what the backend sent after it
+                rest = data[e.args[0] :]
+                if rest:
+                    self.tunnel_to.write(rest)
+            elif self.ex is not None:
+                self.ex.upstream_broken(self)
+            else:
+                self.stray = True
         except httptools.HttpParserError:
             if self.ex is not None:
                 self.ex.upstream_broken(self)
@@ -265,6 +299,8 @@ class UpstreamConn(asyncio.Protocol):
             self.conn_tokens.append(value)
         elif kind == TRANSFER_ENCODING:
             self.te = value if self.te is None else self.te + b"," + value
+        elif kind == UPGRADE:
+            self.upgrade = value if self.upgrade is None else self.upgrade + b", " + value
 
     def on_headers_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()
