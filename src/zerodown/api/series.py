@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from zerodown.core.analysis.stats import Sample, is_error, quantile
+from zerodown.core.errors import DriverError
 from zerodown.spec.model import Spec
 
 MAX_POINTS = 300
@@ -89,11 +90,13 @@ def make_series_router(controller: Any, dependencies: Sequence[Any]) -> APIRoute
         start = max(now - window, rollout.started_at - 5 if rollout else now - window)
         releases = [r for r in (status.stable, rollout.version if rollout else None) if r]
         source = controller.engine.check_tasks.stats_source
-        samples = (
-            {r: await source.samples(r, start) for r in dict.fromkeys(releases)}
-            if source is not None
-            else {}
-        )
+        samples: dict[str, Sequence[Sample]] = {}
+        note = "" if source is not None else "this router keeps no per-request samples"
+        try:
+            for release in dict.fromkeys(releases) if source is not None else ():
+                samples[release] = await source.samples(release, start)
+        except DriverError as exc:  # no router yet, or restarting: no chart, not a 500
+            samples, note = {}, f"the router does not answer: {exc}"
         events = [
             {"at": e.at, "kind": e.kind, "message": e.message}
             for e in controller.store.events(controller.service, limit=200)
@@ -105,6 +108,7 @@ def make_series_router(controller: Any, dependencies: Sequence[Any]) -> APIRoute
             "canary": rollout.version if rollout and rollout.version != status.stable else None,
             "thresholds": thresholds(controller.engine.current_spec(status)),
             "decisions": events,
+            "note": note,
             "now": now,
         }
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from types import SimpleNamespace
 
-from zerodown.api.series import MAX_POINTS, buckets, thresholds
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from zerodown.api.series import MAX_POINTS, buckets, make_series_router, thresholds
+from zerodown.core.errors import TransientDriverError
+from zerodown.core.model import ServiceStatus
 from zerodown.spec.model import Spec
 
 
@@ -53,3 +60,37 @@ def test_thresholds_of_plain_conditions_on_charted_router_metrics() -> None:
         ("rate", 10.0, "health/busy passes when result > 10"),
     ]  # p50 is not charted; a comparison with the baseline is no fixed line
     assert thresholds(None) == []
+
+
+class _Gone:
+    """A router stats source whose router does not answer (not started yet, or restarting)."""
+
+    async def stats(self) -> dict[str, object]:
+        raise TransientDriverError("router admin socket unreachable")
+
+    async def samples(self, release: str, since: float) -> list[tuple[float, float, int]]:
+        raise TransientDriverError("router admin socket unreachable")
+
+
+def test_no_router_is_an_empty_chart_with_a_note_not_a_500() -> None:
+    controller = SimpleNamespace(
+        status=lambda: ServiceStatus(service="shop", stable="v1"),
+        clock=SimpleNamespace(now=lambda: 1000.0),
+        engine=SimpleNamespace(
+            check_tasks=SimpleNamespace(stats_source=_Gone()), current_spec=lambda _s: None
+        ),
+        store=SimpleNamespace(events=lambda _service, limit: []),
+        service="shop",
+    )
+    app = FastAPI()
+    app.include_router(make_series_router(controller, []))
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/api/series")
+
+    answer = asyncio.run(get())
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["releases"] == {} and body["note"].startswith("the router does not answer")

@@ -85,7 +85,7 @@ function chart(spec, series) {
 function renderCharts(series) {
   const box = $("charts");
   if (!Object.keys(series.releases).length) {
-    box.replaceChildren(h("p", { class: "muted" }, "no traffic through the router yet"));
+    box.replaceChildren(h("p", { class: "muted" }, series.note || "no traffic through the router yet"));
     return;
   }
   box.replaceChildren(...CHARTS.map((spec) => chart(spec, series)));
