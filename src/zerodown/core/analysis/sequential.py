@@ -41,131 +41,239 @@ from typing import Any
 # --- time-uniform confidence bounds ------------------------------------------------------------
 
 
-def _log_beta(a: float, b: float) -> float:
-    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
-
-
-def _bisect(f: Any, low: float, high: float, iterations: int = 60) -> float:
-    """The point in [low, high] where the increasing-then-false predicate `f` flips."""
-    for _ in range(iterations):
-        mid = (low + high) / 2
-        if f(mid):
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2
-
-
-def bernoulli_confidence(successes: int, trials: int, alpha: float) -> tuple[float, float]:
-    """A confidence sequence for a Bernoulli mean: the interval holds the true mean at every
-    trial count at once with probability >= 1 - alpha.
-
-    Robbins' method of mixtures with a Beta(1/2, 1/2) mixing distribution: for each candidate
-    p0, M(p0) = B(1/2 + S, 1/2 + F) / B(1/2, 1/2) / (p0^S (1 - p0)^F) is the mixture of the
-    likelihood ratios of every Bernoulli(theta) against Bernoulli(p0), a martingale with mean 1
-    when p0 is the truth, so it ever exceeds 1/alpha with probability <= alpha. The interval is
-    {p0 : M(p0) < 1/alpha}, which is convex because log M is convex in p0.
-    """
-    if trials == 0:
-        return 0.0, 1.0
-    failures = trials - successes
-    level = _log_beta(0.5 + successes, 0.5 + failures) - _log_beta(0.5, 0.5) - math.log(1 / alpha)
-
-    def inside(p: float) -> bool:
-        # log p0^S (1-p0)^F above `level` <=> M(p0) below 1/alpha
-        return successes * math.log(p) + failures * math.log1p(-p) > level
-
-    centre = min(max(successes / trials, 1e-300), 1 - 1e-16)
-    low = 0.0 if successes == 0 else _bisect(lambda p: not inside(p), 0.0, centre)
-    high = 1.0 if failures == 0 else _bisect(inside, centre, 1.0)
-    return low, high
+def _mean_exp(logs: list[float]) -> float:
+    """log of the average of exp(logs)."""
+    top = max(logs)
+    return top + math.log(sum(math.exp(x - top) for x in logs) / len(logs))
 
 
 _GRID = tuple(0.05 * 2 ** (k / 2) for k in range(16))
-"""Log-odds shifts (0.05 to about 9) of the alternatives mixed in `count_bound`."""
+"""Log-odds shifts (0.05 to about 9) of the alternatives a mixture weighs equally: fine steps
+near the null for long runs, coarse ones far from it for gross regressions."""
+
+
+_EXP_UP = tuple(math.exp(shift) for shift in _GRID)
+_EXP_DOWN = tuple(math.exp(-shift) for shift in _GRID)
+
+
+def _alternatives(rate: float, *, down: bool) -> list[tuple[float, float]]:
+    """(log(theta / rate), log((1 - theta) / (1 - rate))) for each alternative theta, whose odds
+    are rate's times e^shift (e^-shift, `down`): with L = log(1 - rate + rate e^shift) these are
+    (shift - L, -L)."""
+    terms = []
+    for shift, factor in zip(_GRID, _EXP_DOWN if down else _EXP_UP, strict=True):
+        common = math.log1p(rate * (factor - 1))
+        terms.append(((-shift if down else shift) - common, -common))
+    return terms
+
+
+def mixture_log(successes: int, trials: int, rate: float, *, down: bool = False) -> float:
+    """log of the one-sided mixture martingale: the average over alternatives theta above rate
+    (below it, `down`) of the likelihood ratio of `successes` in `trials` under theta vs rate.
+    Each ratio is a supermartingale when the true mean is at most rate (at least, `down`), so
+    their average ever reaches 1/alpha with probability at most alpha (Ville's inequality)."""
+    failures = trials - successes
+    return _mean_exp(
+        [successes * up + failures * miss for up, miss in _alternatives(rate, down=down)]
+    )
+
+
+def _mixture_and_slope(successes: int, trials: int, rate: float, down: bool) -> tuple[float, float]:
+    """`mixture_log` and its derivative in log(rate)."""
+    exponents, slopes = [], []
+    for shift, factor in zip(_GRID, _EXP_DOWN if down else _EXP_UP, strict=True):
+        grow = rate * (factor - 1)
+        common = math.log1p(grow)
+        exponents.append(successes * (-shift if down else shift) - trials * common)
+        slopes.append(-trials * grow / (1 + grow))
+    top = max(exponents)
+    weights = [math.exp(e - top) for e in exponents]
+    total = sum(weights)
+    value = top + math.log(total / len(weights))
+    return value, sum(w * d for w, d in zip(weights, slopes, strict=True)) / total
+
+
+def _solve(
+    successes: int, trials: int, level: float, *, down: bool, start: float, low: float, high: float
+) -> tuple[float, float]:
+    """Two rates 0.1% apart around where `mixture_log` equals `level`, between low (on one side)
+    and high (on the other): Newton's method on log(rate) from `start` (the last bound: bounds
+    move little between looks), kept inside the bracket, bisecting when a step leaves it."""
+    sign_low = _mixture_and_slope(successes, trials, low, down)[0] >= level
+    u_low, u_high = math.log(low), math.log(high)
+    u = min(max(math.log(max(start, low)), u_low), u_high)
+    for _ in range(100):
+        if u_high - u_low < 1e-3:
+            break
+        value, slope = _mixture_and_slope(successes, trials, math.exp(u), down)
+        if (value >= level) == sign_low:
+            u_low = u
+        else:
+            u_high = u
+        step = u - (value - level) / slope if slope else math.inf
+        # Newton lands just past the root, on purpose, to keep the bracket shrinking from both
+        nudge = 5e-4 if (step > u) else -5e-4
+        u = step + nudge if u_low < step + nudge < u_high else (u_low + u_high) / 2
+    return math.exp(u_low), math.exp(u_high)
+
+
+def rate_bounds(
+    successes: int, trials: int, alpha: float, near: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """One-sided confidence sequences for a Bernoulli mean, each holding at every trial count at
+    once with probability >= 1 - alpha: the upper bound is the largest p0 whose "mean >= p0"
+    mixture stays below 1/alpha, the lower one the smallest p0 whose "mean <= p0" mixture does.
+    Mixing over log-odds shifts keeps them tight for the small rates errors have. `near`: the
+    last bounds, where the search starts. Each is returned on its conservative side."""
+    if trials == 0:
+        return 0.0, 1.0
+    level = math.log(1 / alpha)
+    centre = min(max(successes / trials, 1e-12), 1 - 1e-9)
+    start_low, start_high = near if near is not None else (centre / 2, min(1.0, centre * 2))
+    high = 1.0
+    if successes < trials and _mixture_and_slope(successes, trials, 1 - 1e-9, True)[0] >= level:
+        high = _solve(
+            successes, trials, level, down=True, start=start_high, low=centre, high=1 - 1e-9
+        )[1]
+    low = 0.0
+    if successes > 0 and _mixture_and_slope(successes, trials, 1e-12, False)[0] >= level:
+        low = _solve(successes, trials, level, down=False, start=start_low, low=1e-12, high=centre)[
+            0
+        ]
+    return low, high
 
 
 def count_bound(trials: int, rate: float, alpha: float) -> int:
     """The largest count C such that a Bernoulli process with mean at most `rate` stays at or
-    below C successes in `trials`, at every trial count at once, with probability >= 1 - alpha.
+    below C successes in `trials`, at every trial count at once, with probability >= 1 - alpha:
+    the last count whose one-sided mixture (`mixture_log`) is still below 1/alpha.
 
-    A one-sided mixture (equal weights over alternatives theta whose log-odds exceed rate's by
-    `_GRID`) of likelihood ratios theta vs rate: each is a supermartingale when the mean is at
-    most rate, so is their average, which ever reaches 1/alpha with probability <= alpha. The
-    mixture grows with the count, so the bound is the largest count that keeps it below 1/alpha.
+    As a function of the count the mixture's log is a log-sum-exp of straight lines, convex and
+    increasing, so Newton's method from a point above the root (where one line alone crosses)
+    walks down to it in a few steps.
     """
     if trials == 0 or rate >= 1:
         return trials
     if rate <= 0:
         return 0
-    odds = rate / (1 - rate)
-    terms: list[tuple[float, float]] = []
-    for shift in _GRID:
-        theta = odds * math.exp(shift) / (1 + odds * math.exp(shift))
-        terms.append((math.log(theta / rate), math.log((1 - theta) / (1 - rate))))
-    threshold = math.log(1 / alpha) + math.log(len(terms))
+    level = math.log(1 / alpha) + math.log(len(_GRID))
+    lines = [(trials * miss, up - miss) for up, miss in _alternatives(rate, down=False)]
 
-    def below(count: int) -> bool:
-        exponents = [count * up + (trials - count) * down for up, down in terms]
+    def f(count: float) -> tuple[float, float]:
+        exponents = [a + b * count for a, b in lines]
         top = max(exponents)
-        return top + math.log(sum(math.exp(e - top) for e in exponents)) < threshold
+        weights = [math.exp(e - top) for e in exponents]
+        total = sum(weights)
+        slope = sum(w * b for w, (_, b) in zip(weights, lines, strict=True)) / total
+        return top + math.log(total) - level, slope
 
-    low, high = 0, trials  # below(low) holds for low = floor(rate * trials) at least
-    if below(high):
-        return trials
-    low = min(int(rate * trials), trials)
-    if not below(low):
-        low = 0
-    while high - low > 1:
-        mid = (low + high) // 2
-        if below(mid):
-            low = mid
-        else:
-            high = mid
-    return low
+    count = min((level - a) / b for a, b in lines)
+    for _ in range(50):
+        value, slope = f(count)
+        if value <= 1e-9:
+            break
+        count -= value / slope
+    bound = max(0, min(trials, math.floor(count)))
+    while bound > 0 and f(bound)[0] >= 0:  # rounding: the bound itself must stay below
+        bound -= 1
+    while bound < trials and f(bound + 1)[0] < 0:
+        bound += 1
+    return bound
 
 
 # --- the bet -----------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class Bet:
     """A one-sided bet on 0/1 outcomes against "their mean is at most (or, `down`, at least)
-    rate", with the rate given afresh for each outcome.
+    rate", with the rate set afresh before each batch of outcomes (`at`).
 
-    The stake is the likelihood ratio of a plug-in estimate (Krichevsky-Trofimov: (hits + 1/2) /
-    (n + 1), from earlier outcomes only) against the rate, kept on the alternative's side, which
-    is the bet 1 + lam * (x - rate) with lam = (est - rate) / (rate (1 - rate)) >= 0. Its expected
-    factor is <= 1 whenever the mean is on the null's side, so the wealth is a test supermartingale
-    (the `down` bet mirrors it). `log_wealth` is its logarithm.
+    The stake is spread over alternatives whose log-odds exceed the rate's by each of `_GRID`
+    (below it, `down`): each component is the likelihood ratio of its alternative against the
+    rate, i.e. the bet 1 + lam * (x - rate) with lam = (theta - rate) / (rate (1 - rate)) >= 0,
+    whose expected factor is <= 1 whenever the mean is on the null's side. Each component's
+    wealth is therefore a test supermartingale, and so is their average (`log_wealth`, in logs):
+    a method of mixtures, which never loses more than log(len(_GRID)) against the best single
+    alternative in hindsight.
+
+    Outcomes that lower the wealth (misses, or hits when `down`... see `add`) are applied in a
+    run, before the next outcome that may raise it, so a look costs O(1) per request and
+    O(len(_GRID)) per hit. `peak` is the largest log-wealth seen: a boundary once crossed stays
+    crossed (Ville's inequality bounds the chance of *ever* crossing).
     """
 
-    down: bool = False
-    n: int = 0
-    hits: int = 0
-    log_wealth: float = 0.0
-    peak: float = 0.0  # the largest log-wealth so far (what decides: it never un-crosses)
+    __slots__ = ("_hit", "_miss", "_pending", "down", "hits", "log_wealth", "logs", "n", "peak")
 
-    def add(self, outcome: bool, rate: float | None) -> None:
-        """Bet on one outcome; `rate` None means there is nothing to bet against yet."""
-        if rate is not None and 0.0 < rate < 1.0:
-            estimate = (self.hits + 0.5) / (self.n + 1)
-            estimate = min(max(estimate, 1e-12), 1 - 1e-12)
-            if (estimate < rate) if self.down else (estimate > rate):
-                p, q = (estimate, rate)
-                factor = p / q if outcome else (1 - p) / (1 - q)
-                self.log_wealth += math.log(factor)
-                self.peak = max(self.peak, self.log_wealth)
+    def __init__(
+        self,
+        *,
+        down: bool = False,
+        n: int = 0,
+        hits: int = 0,
+        logs: Iterable[float] | None = None,
+        peak: float = 0.0,
+    ) -> None:
+        self.down = down
+        self.n = n
+        self.hits = hits
+        self.logs = list(logs) if logs is not None else [0.0] * len(_GRID)
+        self.peak = peak
+        self.log_wealth = _mean_exp(self.logs)
+        self._hit: tuple[float, ...] = ()
+        self._miss: tuple[float, ...] = ()
+        self._pending = 0  # misses seen, not yet applied
+
+    def at(self, rate: float | None) -> None:
+        """The rate to bet against for the next outcomes; None: nothing to bet against yet."""
+        self.flush()
+        if rate is None or not 0.0 < rate < 1.0:
+            self._hit = self._miss = ()
+            return
+        terms = _alternatives(rate, down=self.down)
+        self._hit = tuple(hit for hit, _ in terms)
+        self._miss = tuple(miss for _, miss in terms)
+
+    def add(self, outcome: bool) -> None:
         self.n += 1
         self.hits += outcome
+        if not self._hit:
+            return
+        if outcome:
+            self.flush()
+            self.logs = [w + f for w, f in zip(self.logs, self._hit, strict=True)]
+            self._update()
+        else:
+            self._pending += 1
 
-    def to_json(self) -> list[float]:
-        return [self.n, self.hits, self.log_wealth, self.peak]
+    def flush(self) -> None:
+        """Apply the pending misses (at the end of a batch and before each hit)."""
+        if self._pending and self._miss:
+            m = self._pending
+            self.logs = [w + m * f for w, f in zip(self.logs, self._miss, strict=True)]
+            self._update()
+        self._pending = 0
+
+    def _update(self) -> None:
+        self.log_wealth = _mean_exp(self.logs)
+        self.peak = max(self.peak, self.log_wealth)
+
+    def to_json(self) -> dict[str, Any]:
+        self.flush()
+        return {"n": self.n, "hits": self.hits, "logs": self.logs, "peak": self.peak}
 
     @classmethod
-    def from_json(cls, data: Iterable[float], *, down: bool = False) -> Bet:
-        n, hits, log_wealth, peak = data
-        return cls(down=down, n=int(n), hits=int(hits), log_wealth=log_wealth, peak=peak)
+    def from_json(cls, data: Mapping[str, Any], *, down: bool = False) -> Bet:
+        logs = [float(x) for x in data["logs"]]
+        if len(logs) != len(_GRID):
+            raise ValueError("a bet's state has the wrong number of components")
+        return cls(
+            down=down, n=int(data["n"]), hits=int(data["hits"]), logs=logs, peak=float(data["peak"])
+        )
+
+
+REFRESH_GROWTH = 1.05
+"""Baseline bounds are recomputed once the baseline has this many times the requests it had
+(and at least 50 more)."""
 
 
 # --- decisions ---------------------------------------------------------------------------------
@@ -211,6 +319,7 @@ class ErrorRateJudge:
         self.pass_bet = Bet(down=True)
         self.decided: Decision = Decision.RUNNING
         self._bounds = (0.0, 1.0)
+        self._bounds_at = 0  # baseline requests when the bounds were computed
 
     @property
     def threshold(self) -> float:
@@ -220,22 +329,39 @@ class ErrorRateJudge:
     def add_baseline(self, requests: int, errors: int) -> None:
         self.baseline_n += requests
         self.baseline_errors += errors
-        self._bounds = bernoulli_confidence(self.baseline_errors, self.baseline_n, self.alpha / 2)
+        if self.baseline_n >= max(self._bounds_at * REFRESH_GROWTH, self._bounds_at + 50):
+            # a bound from any earlier moment still holds (it holds at every moment at once),
+            # so they are recomputed only once the baseline has grown by 5% (and by 50 requests): cheap looks
+            self._bounds = rate_bounds(
+                self.baseline_errors,
+                self.baseline_n,
+                self.alpha / 2,
+                near=self._bounds if self._bounds_at else None,
+            )
+            self._bounds_at = max(self.baseline_n, 1)
 
     def add_canary(self, errors: Iterable[bool]) -> Outcome:
         """Bet on each canary request in order; stop at the first boundary crossed."""
         low, high = self._bounds
         fail_rate = high + self.max_increase if self.baseline_n else None
         pass_rate = low + self.max_increase if self.baseline_n else None
+        self.fail_bet.at(fail_rate)
+        self.pass_bet.at(pass_rate)
+        threshold = self.threshold
         for error in errors:
             if self.decided is not Decision.RUNNING:
                 break
-            self.fail_bet.add(error, fail_rate)
-            self.pass_bet.add(error, pass_rate)
-            if self.fail_bet.log_wealth >= self.threshold:
+            self.fail_bet.add(error)
+            self.pass_bet.add(error)
+            # the failing wealth only rises on an error, where it is exact (see Bet.add)
+            if error and self.fail_bet.peak >= threshold:
                 self.decided = Decision.FAIL
-            elif self.pass_bet.log_wealth >= self.threshold:
+            elif self.pass_bet.peak >= threshold:
                 self.decided = Decision.PASS
+        self.fail_bet.flush()
+        self.pass_bet.flush()
+        if self.decided is Decision.RUNNING and self.pass_bet.peak >= threshold:
+            self.decided = Decision.PASS
         return self.outcome()
 
     def outcome(self) -> Outcome:
@@ -320,6 +446,7 @@ class LatencyJudge:
         self.decided: Decision = Decision.RUNNING
         self.upper: list[float | None] = [None] * len(QUANTILES)
         self.lower: list[float | None] = [None] * len(QUANTILES)
+        self._bounds_at = 0
 
     @property
     def threshold(self) -> float:
@@ -338,7 +465,9 @@ class LatencyJudge:
             if n:
                 self.bins[index] = self.bins.get(index, 0) + n
                 self.baseline_n += n
-        self._refresh_bounds()
+        if self.baseline_n >= max(self._bounds_at * REFRESH_GROWTH, self._bounds_at + 50):
+            self._refresh_bounds()  # stale bounds still hold: see ErrorRateJudge.add_baseline
+            self._bounds_at = max(self.baseline_n, 1)
 
     def _refresh_bounds(self) -> None:
         """Confidence bounds on the baseline's quantiles, at every moment at once.
@@ -361,32 +490,47 @@ class LatencyJudge:
     def add_canary(self, latencies: Iterable[float]) -> Outcome:
         threshold = self.threshold
         allowed = 1 + (self.max_increase or 0.0)
+        for i, q in enumerate(QUANTILES):
+            upper, lower = self.upper[i], self.lower[i]
+            self.fail_bets[i].at(None if upper is None else 1 - q)
+            self.pass_bets[i].at(None if lower is None or self.max_increase is None else 1 - q)
+        uppers = [math.inf if u is None else u for u in self.upper]
+        lowers = [math.inf if v is None else v * allowed for v in self.lower]
         for seconds in latencies:
             if self.decided is not Decision.RUNNING:
                 break
-            for i, q in enumerate(QUANTILES):
-                upper, lower = self.upper[i], self.lower[i]
-                self.fail_bets[i].add(
-                    upper is not None and seconds > upper, None if upper is None else 1 - q
-                )
-                if self.max_increase is not None:
-                    self.pass_bets[i].add(
-                        lower is not None and seconds > lower * allowed,
-                        None if lower is None else 1 - q,
-                    )
-            if self._mean_log_wealth(self.fail_bets) >= threshold:
+            raised = False
+            for i in range(len(QUANTILES)):
+                above = seconds > uppers[i]
+                raised = raised or above
+                self.fail_bets[i].add(above)
+                self.pass_bets[i].add(seconds > lowers[i])
+            if raised and self._mean_log_wealth(self.fail_bets) >= threshold:
                 self.decided = Decision.FAIL
-            elif self.max_increase is not None and all(
-                b.log_wealth >= threshold for b in self.pass_bets
-            ):
+            elif self.max_increase is not None and self._all_passed(threshold):
                 self.decided = Decision.PASS
+        for bet in (*self.fail_bets, *self.pass_bets):
+            bet.flush()
+        if (
+            self.decided is Decision.RUNNING
+            and self.max_increase is not None
+            and self._all_passed(threshold)
+        ):
+            self.decided = Decision.PASS
         return self.outcome()
+
+    def _all_passed(self, threshold: float) -> bool:
+        """Intersection-union: pass needs every quantile's bet to have crossed, each at the
+        full level (a canary slower at some quantile must beat that quantile's bet)."""
+        return all(b.peak >= threshold for b in self.pass_bets)
 
     @staticmethod
     def _mean_log_wealth(bets: list[Bet]) -> float:
-        """log of the average wealth: an average of test supermartingales is one too."""
-        top = max(b.log_wealth for b in bets)
-        return top + math.log(sum(math.exp(b.log_wealth - top) for b in bets) / len(bets))
+        """log of the average wealth (an average of test supermartingales is one too), with
+        every pending miss applied first so no wealth is overstated."""
+        for bet in bets:
+            bet.flush()
+        return _mean_exp([b.log_wealth for b in bets])
 
     def outcome(self) -> Outcome:
         canary_n = self.fail_bets[0].n
