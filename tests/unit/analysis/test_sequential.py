@@ -19,6 +19,7 @@ from zerodown.core.analysis.sequential import (
     Decision,
     ErrorRateJudge,
     LatencyJudge,
+    OddsBet,
     bin_edges,
     count_bound,
     latency_bin,
@@ -118,11 +119,47 @@ def stream_errors(
 ) -> Decision:
     for _ in range(looks):
         n_b, n_c = per_look
-        judge.add_baseline(n_b, sum(rng.random() < baseline for _ in range(n_b)))
-        outcome = judge.add_canary([rng.random() < canary for _ in range(n_c)])
+        outcome = judge.add_look(
+            [rng.random() < canary for _ in range(n_c)],
+            n_b,
+            sum(rng.random() < baseline for _ in range(n_b)),
+        )
         if outcome.decision is not Decision.RUNNING:
             return outcome.decision
     return Decision.RUNNING
+
+
+def noncentral(n_c: int, n_b: int, total: int, ratio: float) -> dict[int, float]:
+    """Fisher's noncentral hypergeometric distribution, by its definition."""
+    weights = {
+        k: math.comb(n_c, k) * math.comb(n_b, total - k) * ratio**k
+        for k in range(max(0, total - n_b), min(n_c, total) + 1)
+    }
+    norm = sum(weights.values())
+    return {k: w / norm for k, w in weights.items()}
+
+
+@pytest.mark.parametrize("margins", [(15, 285, 3), (5, 5, 4), (40, 60, 12), (15, 285, 0)])
+def test_the_odds_bet_is_a_supermartingale_at_and_below_its_null(
+    margins: tuple[int, int, int],
+) -> None:
+    n_c, n_b, total = margins
+    start = OddsBet()
+    start.add((10, 3), (100, 2), 1.5)  # some history
+    for true_ratio in (1.5, 1.0, 0.3):
+        expected = 0.0
+        for k, p in noncentral(n_c, n_b, total, true_ratio).items():
+            bet = OddsBet.from_json(start.to_json())
+            bet.add((n_c, k), (n_b, total - k), 1.5)
+            expected += p * math.exp(bet.log_wealth)
+        assert expected <= math.exp(start.log_wealth) * (1 + 1e-9)
+    # and it grows, on average, when the canary's odds are much higher
+    grown = 0.0
+    for k, p in noncentral(n_c, n_b, total, 10.0).items():
+        bet = OddsBet.from_json(start.to_json())
+        bet.add((n_c, k), (n_b, total - k), 1.5)
+        grown += p * bet.log_wealth
+    assert grown >= start.log_wealth
 
 
 def test_a_canary_with_many_more_errors_fails_and_stays_failed() -> None:
@@ -130,10 +167,10 @@ def test_a_canary_with_many_more_errors_fails_and_stays_failed() -> None:
     judge = ErrorRateJudge(false_abort=0.01, max_increase=0.01)
     decision = stream_errors(judge, rng, canary=0.2, baseline=0.01, looks=50, per_look=(95, 5))
     assert decision is Decision.FAIL
-    seen = judge.fail_bet.n
+    seen = judge.canary_n
     assert seen < 200
-    after = judge.add_canary([False] * 1000)  # decided: later requests change nothing
-    assert after.decision is Decision.FAIL and judge.fail_bet.n == seen
+    after = judge.add_look([False] * 1000, 100, 0)  # decided: later requests change nothing
+    assert after.decision is Decision.FAIL and judge.canary_n == seen
     assert "error rate above baseline + 1%" in after.message
 
 
@@ -145,15 +182,16 @@ def test_a_canary_as_good_as_the_baseline_passes_within_the_tolerance() -> None:
 
 
 def test_the_error_judge_resumes_from_its_state_exactly() -> None:
-    errors = [i % 7 == 0 for i in range(300)]
-    whole = ErrorRateJudge(false_abort=0.01, max_increase=0.0)
-    whole.add_baseline(5000, 50)
-    whole.add_canary(errors)
-    half = ErrorRateJudge(false_abort=0.01, max_increase=0.0)
-    half.add_baseline(5000, 50)
-    half.add_canary(errors[:150])
-    resumed = ErrorRateJudge.from_json(half.to_json(), false_abort=0.01, max_increase=0.0)
-    resumed.add_canary(errors[150:])
+    looks = [([i % 7 == 0 for i in range(look, look + 15)], 285, look % 4) for look in range(20)]
+    whole = ErrorRateJudge(false_abort=0.01, max_increase=0.01)
+    for look in looks:
+        whole.add_look(*look)
+    half = ErrorRateJudge(false_abort=0.01, max_increase=0.01)
+    for look in looks[:10]:
+        half.add_look(*look)
+    resumed = ErrorRateJudge.from_json(half.to_json(), false_abort=0.01, max_increase=0.01)
+    for look in looks[10:]:
+        resumed.add_look(*look)
     assert resumed.to_json() == whole.to_json()
 
 
@@ -168,15 +206,37 @@ def false_abort_share(make, run, streams: int) -> float:  # type: ignore[no-unty
 
 def test_monte_carlo_error_judge_false_aborts_at_most_the_setting() -> None:
     """Canaries exactly at baseline + max_increase (the least favourable healthy canary),
-    watched for 750 requests each, looked at after every 5."""
+    watched for 750 requests each (the bets against the baseline's
+    bounds), looked at after every 5."""
     alpha = 0.1
     share = false_abort_share(
         lambda: ErrorRateJudge(false_abort=alpha, max_increase=0.02),
         lambda judge, rng: stream_errors(
             judge, rng, canary=0.07, baseline=0.05, looks=150, per_look=(20, 5)
         ),
-        streams=80,
+        streams=60,
     )
+    assert share <= alpha
+
+
+def test_monte_carlo_error_judge_without_tolerance_false_aborts_at_most_the_setting() -> None:
+    """The conditional (odds-ratio) test: canaries exactly as good as the baseline, 1,500
+    requests each, whatever the baseline's rate does from look to look."""
+    alpha = 0.1
+
+    def drifting(judge: ErrorRateJudge, rng: random.Random) -> Decision:
+        for look in range(100):
+            rate = 0.02 if (look // 10) % 2 else 0.10  # the error rate changes over time
+            outcome = judge.add_look(
+                [rng.random() < rate for _ in range(15)],
+                60,
+                sum(rng.random() < rate for _ in range(60)),
+            )
+            if outcome.decision is not Decision.RUNNING:
+                return outcome.decision
+        return Decision.RUNNING
+
+    share = false_abort_share(lambda: ErrorRateJudge(false_abort=alpha), drifting, streams=100)
     assert share <= alpha
 
 

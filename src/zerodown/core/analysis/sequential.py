@@ -9,22 +9,24 @@ KDD 2022) and of the test-martingale literature they build on (Ville's inequalit
 supermartingale that starts at 1 ever reaches 1/a with probability at most a); the construction
 below is our own.
 
-Both judges bet, one canary request at a time, against "the canary is no worse than the
-baseline". The wealth of such a bet is a test supermartingale while that is true, so it reaches
-2/false_abort with probability at most false_abort/2 (Ville). The rate the bet is measured
-against depends on the baseline, which is unknown: it comes from a time-uniform confidence
-bound on the baseline, which holds at every moment with probability 1 - false_abort/2. Together:
-P(ever failing a canary as good as the baseline) <= false_abort, whatever the interleaving of
-canary and baseline requests, and however the bound and the bet sizes were chosen, as long as
-each bet is sized before the request it bets on is seen.
+Both judges bet against "the canary is no worse than the baseline". The wealth of such a bet is
+a test supermartingale while that is true, so it ever reaches 1/a with probability at most a
+(Ville). Where the bet needs a figure of the baseline's, that comes from a time-uniform
+confidence bound on the baseline, which holds at every moment at once with probability 1 - b;
+then P(ever failing a canary as good as the baseline) <= a + b = false_abort, whatever the
+interleaving of canary and baseline requests, as long as each bet is sized before the outcome
+it bets on is seen.
 
 - `ErrorRateJudge`: requests are errors or not. Fail when the canary's error rate is shown to be
-  above the baseline's plus `max_increase` (percentage points); pass when it is shown below it.
+  above the baseline's plus `max_increase` (percentage points), look by look, by a conditional
+  test of the odds ratio (Fisher's noncentral hypergeometric: no estimate of the baseline's rate
+  needed without a tolerance); pass when it is shown below it.
 - `LatencyJudge`: a test of stochastic order ("canary slower"). For q in 0.5, 0.9, 0.99 a canary
   that is not slower exceeds the baseline's q-quantile with probability at most 1 - q; the judge
-  bets on canary requests exceeding an upper confidence bound of that quantile, and fails when the
-  average wealth of the three bets is large. Pass, with a `max_increase`, when at each of the three
-  quantiles the canary is shown at most that much slower.
+  bets, request by request, on canary requests exceeding an upper confidence bound of that
+  quantile, and fails when the average wealth of the three bets is large. Pass, with a
+  `max_increase`, when at each of the three quantiles the canary is shown at most that much
+  slower.
 
 Pure: no I/O, no time. State is plain data (`to_json` / `from_json`) so a judge resumes after a
 controller restart, and samples are consumed incrementally: each call adds only new requests.
@@ -33,7 +35,7 @@ controller restart, and samples are consumed incrementally: each call adds only 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -305,8 +307,77 @@ def _pct(value: float) -> str:
 # --- error rate ---------------------------------------------------------------------------------
 
 
+def _log_choose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+class OddsBet:
+    """A bet, look by look, against "the canary's odds of an error are at most `null` times the
+    baseline's", that needs no estimate of the baseline's rate.
+
+    Within one look both releases see the same conditions, so given how many requests each got
+    and how many errors there were in all, the canary's share of the errors follows Fisher's
+    noncentral hypergeometric distribution with the odds ratio as its parameter (the baseline's
+    rate cancels out, even if it changes from one look to the next). The bet is the likelihood
+    ratio of that distribution at larger odds ratios (null * e^shift for each of `_GRID`, mixed
+    equally) against `null`; by monotone likelihood ratio its expected factor is <= 1 whenever
+    the true ratio is at most `null`, so the average is a test supermartingale. A look without
+    an error tells nothing and changes nothing.
+    """
+
+    __slots__ = ("log_wealth", "logs", "peak")
+
+    def __init__(self, logs: Iterable[float] | None = None, peak: float = 0.0) -> None:
+        self.logs = list(logs) if logs is not None else [0.0] * len(_GRID)
+        self.peak = peak
+        self.log_wealth = _mean_exp(self.logs)
+
+    def add(self, canary: tuple[int, int], baseline: tuple[int, int], null: float | None) -> None:
+        """(requests, errors) of each release in one look."""
+        (n_c, e_c), (n_b, e_b) = canary, baseline
+        total = e_c + e_b
+        if null is None or not 0 < null < math.inf or total == 0 or n_c == 0 or n_b == 0:
+            return
+        support = range(max(0, total - n_b), min(n_c, total) + 1)
+        weights = [_log_choose(n_c, k) + _log_choose(n_b, total - k) for k in support]
+
+        def log_norm(log_ratio: float) -> float:
+            return _mean_exp([w + k * log_ratio for w, k in zip(weights, support, strict=True)])
+
+        base = math.log(null)
+        at_null = log_norm(base)
+        self.logs = [
+            w + e_c * shift - (log_norm(base + shift) - at_null)
+            for w, shift in zip(self.logs, _GRID, strict=True)
+        ]
+        self.log_wealth = _mean_exp(self.logs)
+        self.peak = max(self.peak, self.log_wealth)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"logs": self.logs, "peak": self.peak}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OddsBet:
+        logs = [float(x) for x in data["logs"]]
+        if len(logs) != len(_GRID):
+            raise ValueError("a bet's state has the wrong number of components")
+        return cls(logs, float(data["peak"]))
+
+
 class ErrorRateJudge:
-    """Canary error rate against baseline error rate plus `max_increase` (absolute)."""
+    """Canary error rate against baseline error rate plus `max_increase` (absolute points).
+
+    Without a tolerance, fail is `OddsBet`, look by look, against "odds ratio <= 1": it needs no
+    figure of the baseline's, so it gets the whole `false_abort`, and holds even when the
+    baseline's rate drifts.
+
+    With a tolerance d, "p_c <= p_b + d" is no fixed odds ratio (and an unbounded one when the
+    baseline has no errors), so fail is a `Bet` on each canary request against U + d, U an upper
+    confidence bound of the baseline's rate from the looks before; pass is a `down` `Bet` against
+    L + d, "p_c >= p_b + d", with L the lower bound. Each bound holds at every moment at once with
+    probability 1 - false_abort / 2 and each bet gets the other half, so a false fail and a
+    false pass are each at most `false_abort` likely (for a baseline whose rate holds steady).
+    """
 
     def __init__(self, *, false_abort: float, max_increase: float = 0.0) -> None:
         if not 0 < false_abort < 1:
@@ -315,6 +386,9 @@ class ErrorRateJudge:
         self.max_increase = max_increase
         self.baseline_n = 0
         self.baseline_errors = 0
+        self.canary_n = 0
+        self.canary_errors = 0
+        self.odds_bet = OddsBet()
         self.fail_bet = Bet()
         self.pass_bet = Bet(down=True)
         self.decided: Decision = Decision.RUNNING
@@ -323,15 +397,38 @@ class ErrorRateJudge:
 
     @property
     def threshold(self) -> float:
-        """Log-wealth that decides: half the error budget, the other half is the baseline's."""
-        return math.log(2 / self.alpha)
+        """Log-wealth that decides: all of false_abort without a tolerance, else half."""
+        return math.log((2 if self.max_increase else 1) / self.alpha)
 
-    def add_baseline(self, requests: int, errors: int) -> None:
-        self.baseline_n += requests
-        self.baseline_errors += errors
-        if self.baseline_n >= max(self._bounds_at * REFRESH_GROWTH, self._bounds_at + 50):
-            # a bound from any earlier moment still holds (it holds at every moment at once),
-            # so they are recomputed only once the baseline has grown by 5% (and by 50 requests): cheap looks
+    @property
+    def log_evidence(self) -> float:
+        return self.fail_bet.log_wealth if self.max_increase else self.odds_bet.log_wealth
+
+    def add_look(
+        self, canary_errors: Sequence[bool], baseline_requests: int, baseline_errors: int
+    ) -> Outcome:
+        """One look: the canary's requests since the last one (error or not, in order) and the
+        baseline's counts over the same time."""
+        if self.decided is not Decision.RUNNING:
+            return self.outcome()
+        errors = sum(canary_errors)
+        if not self.max_increase:
+            self.odds_bet.add(
+                (len(canary_errors), errors), (baseline_requests, baseline_errors), 1.0
+            )
+            if self.odds_bet.peak >= self.threshold:
+                self.decided = Decision.FAIL
+        elif self.baseline_n:
+            self._bet_each(canary_errors)
+        self.canary_n += len(canary_errors)
+        self.canary_errors += errors
+        self.baseline_n += baseline_requests
+        self.baseline_errors += baseline_errors
+        if self.max_increase and self.baseline_n >= max(
+            self._bounds_at * REFRESH_GROWTH, self._bounds_at + 50
+        ):
+            # bounds for the next looks (a bound from any earlier moment still holds, since it
+            # holds at every moment at once: they are recomputed only as the baseline grows)
             self._bounds = rate_bounds(
                 self.baseline_errors,
                 self.baseline_n,
@@ -339,54 +436,54 @@ class ErrorRateJudge:
                 near=self._bounds if self._bounds_at else None,
             )
             self._bounds_at = max(self.baseline_n, 1)
+        return self.outcome()
 
-    def add_canary(self, errors: Iterable[bool]) -> Outcome:
-        """Bet on each canary request in order; stop at the first boundary crossed."""
+    def _bet_each(self, canary_errors: Sequence[bool]) -> None:
+        """With a tolerance: request by request, stopping at the first boundary crossed."""
         low, high = self._bounds
-        fail_rate = high + self.max_increase if self.baseline_n else None
-        pass_rate = low + self.max_increase if self.baseline_n else None
-        self.fail_bet.at(fail_rate)
-        self.pass_bet.at(pass_rate)
+        self.fail_bet.at(high + self.max_increase)
+        self.pass_bet.at(low + self.max_increase)
         threshold = self.threshold
-        for error in errors:
-            if self.decided is not Decision.RUNNING:
-                break
+        for error in canary_errors:
             self.fail_bet.add(error)
             self.pass_bet.add(error)
             # the failing wealth only rises on an error, where it is exact (see Bet.add)
             if error and self.fail_bet.peak >= threshold:
                 self.decided = Decision.FAIL
-            elif self.pass_bet.peak >= threshold:
+                break
+            if self.pass_bet.peak >= threshold:
                 self.decided = Decision.PASS
+                break
         self.fail_bet.flush()
         self.pass_bet.flush()
         if self.decided is Decision.RUNNING and self.pass_bet.peak >= threshold:
             self.decided = Decision.PASS
-        return self.outcome()
 
     def outcome(self) -> Outcome:
-        canary = self.fail_bet
-        rate_c = canary.hits / canary.n if canary.n else 0.0
+        rate_c = self.canary_errors / self.canary_n if self.canary_n else 0.0
         rate_b = self.baseline_errors / self.baseline_n if self.baseline_n else 0.0
         facts = (
-            f"canary {canary.hits}/{canary.n} errors ({_pct(rate_c)}), baseline "
+            f"canary {self.canary_errors}/{self.canary_n} errors ({_pct(rate_c)}), baseline "
             f"{self.baseline_errors}/{self.baseline_n} ({_pct(rate_b)})"
         )
         allowed = f"baseline + {_pct(self.max_increase)}" if self.max_increase else "baseline"
         confidence = f"{_pct(1 - self.alpha)} confidence"
-        evidence = _evalue(canary.log_wealth)
-        needed = 2 / self.alpha
+        evidence = _evalue(self.log_evidence)
+        needed = math.exp(self.threshold)
         if self.decided is Decision.FAIL:
             text = f"error rate above {allowed} ({confidence}): {facts}"
         elif self.decided is Decision.PASS:
             text = f"error rate within {allowed} ({confidence}): {facts}"
         else:
-            text = f"watching: {facts}; evidence {evidence:.3g} of {needed:g} to fail"
-        return Outcome(self.decided, text, canary.n, self.baseline_n, evidence)
+            text = f"watching: {facts}; evidence {evidence:.3g} of {needed:.3g} to fail"
+        return Outcome(self.decided, text, self.canary_n, self.baseline_n, evidence)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "baseline": [self.baseline_n, self.baseline_errors],
+            "canary": [self.canary_n, self.canary_errors],
+            "bounds": [*self._bounds, self._bounds_at],
+            "odds": self.odds_bet.to_json(),
             "fail": self.fail_bet.to_json(),
             "pass": self.pass_bet.to_json(),
             "decided": self.decided.value,
@@ -397,8 +494,11 @@ class ErrorRateJudge:
         cls, data: Mapping[str, Any], *, false_abort: float, max_increase: float
     ) -> ErrorRateJudge:
         judge = cls(false_abort=false_abort, max_increase=max_increase)
-        requests, errors = data["baseline"]
-        judge.add_baseline(int(requests), int(errors))
+        judge.baseline_n, judge.baseline_errors = (int(x) for x in data["baseline"])
+        judge.canary_n, judge.canary_errors = (int(x) for x in data["canary"])
+        low, high, at = data["bounds"]
+        judge._bounds, judge._bounds_at = (float(low), float(high)), int(at)
+        judge.odds_bet = OddsBet.from_json(data["odds"])
         judge.fail_bet = Bet.from_json(data["fail"])
         judge.pass_bet = Bet.from_json(data["pass"], down=True)
         judge.decided = Decision(data["decided"])
@@ -505,7 +605,13 @@ class LatencyJudge:
                 raised = raised or above
                 self.fail_bets[i].add(above)
                 self.pass_bets[i].add(seconds > lowers[i])
-            if raised and self._mean_log_wealth(self.fail_bets) >= threshold:
+            # a wealth with misses pending only overstates itself, and an average is at most
+            # its largest part: flush and average only when the largest could be enough
+            if (
+                raised
+                and max(b.log_wealth for b in self.fail_bets) >= threshold
+                and self._mean_log_wealth(self.fail_bets) >= threshold
+            ):
                 self.decided = Decision.FAIL
             elif self.max_increase is not None and self._all_passed(threshold):
                 self.decided = Decision.PASS

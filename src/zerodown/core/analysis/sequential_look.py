@@ -55,10 +55,10 @@ def look(
     fresh_canary = [s for s in canary if s[0] > canary_since]
     fresh_baseline = [s for s in baseline if s[0] > baseline_since]
     if isinstance(judge, ErrorRateJudge):
-        if fresh_baseline:
-            errors = sum(1 for s in fresh_baseline if is_error(s[2]))
-            judge.add_baseline(len(fresh_baseline), errors)
-        outcome = judge.add_canary(is_error(s[2]) for s in fresh_canary)
+        errors = sum(1 for s in fresh_baseline if is_error(s[2]))
+        outcome = judge.add_look(
+            [is_error(s[2]) for s in fresh_canary], len(fresh_baseline), errors
+        )
     else:
         # an unanswered request has no latency worth comparing; the error judge counts it
         if fresh_baseline:
