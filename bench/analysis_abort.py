@@ -11,6 +11,12 @@ background analysis on the router provider measures its error rate every second 
 
     python bench/analysis_abort.py [--rate 300] [--rounds 5] [--fail-rate 0.2]
                                    [--interval 1s] [--failure-limit 0]
+                                   [--judge threshold|sequential] [--false-abort 1%]
+                                   [--max-increase 1%] [--watch-healthy MINUTES]
+
+With `--judge sequential` the background analysis is issue 18's pair of sequential judges
+instead (errors with max_increase, latency canary_slower); `--watch-healthy 10` then deploys a
+canary as good as the stable release and watches it for ten minutes: it must not be aborted.
 
 Only loopback traffic; a throwaway workspace; every process it started is stopped at the end.
 """
@@ -43,35 +49,71 @@ def bad_version(n: int) -> str:
     return f"bad{n}"
 
 
+HEALTHY = "healthy"  # no faults: as good as the stable release
+
+
+def sequential_metrics(interval: str, false_abort: str, max_increase: str) -> list[dict[str, Any]]:
+    """Issue 18's example: both sequential judges, on the router's samples."""
+    errors: dict[str, Any] = {"metric": "error_rate", "false_abort": false_abort}
+    if max_increase:
+        errors["max_increase"] = max_increase
+    return [
+        {
+            "name": "errors",
+            "provider": "router",
+            "interval": interval,
+            "judge": {"sequential": errors},
+        },
+        {
+            "name": "latency",
+            "provider": "router",
+            "interval": interval,
+            "judge": {
+                "sequential": {
+                    "metric": "latency",
+                    "stochastic_order": "canary_slower",
+                    "false_abort": false_abort,
+                }
+            },
+        },
+    ]
+
+
 def bench_spec(
-    port: int, *, rounds: int, fail_rate: float, interval: str = "1s", failure_limit: int = 0
+    port: int,
+    *,
+    rounds: int,
+    fail_rate: float,
+    interval: str = "1s",
+    failure_limit: int = 0,
+    judge: str = "threshold",
+    false_abort: str = "1%",
+    max_increase: str = "1%",
+    pause: str = "2m",
 ) -> dict[str, Any]:
     faults = {bad_version(n): {"fail_rate": fail_rate} for n in range(1, rounds + 1)}
+    metrics: list[dict[str, Any]] = [
+        {
+            # defaults otherwise: min_samples 50, initial_delay one
+            # interval, window since the start (at most 60 s)
+            "name": "error-rate",
+            "provider": "router",
+            "query": "error_rate",
+            "interval": interval,
+            "failure_condition": "result > 0.05",
+            "failure_limit": failure_limit,
+        }
+    ]
+    if judge == "sequential":
+        metrics = sequential_metrics(interval, false_abort, max_increase)
     return {
         **sample_app_spec(port, faults),
-        "analysis": {
-            "templates": {
-                "health": {
-                    "metrics": [
-                        {
-                            # defaults otherwise: min_samples 50, initial_delay one
-                            # interval, window since the start (at most 60 s)
-                            "name": "error-rate",
-                            "provider": "router",
-                            "query": "error_rate",
-                            "interval": interval,
-                            "failure_condition": "result > 0.05",
-                            "failure_limit": failure_limit,
-                        }
-                    ]
-                }
-            }
-        },
+        "analysis": {"templates": {"health": {"metrics": metrics}}},
         "strategy": {
             "canary": {
                 "analysis": {"templates": ["health"]},
                 # the canary sits at 5% until analysis decides; a bad one never leaves this step
-                "steps": [{"set_weight": 5}, {"pause": {"duration": "2m"}}, {"set_weight": 100}],
+                "steps": [{"set_weight": 5}, {"pause": {"duration": pause}}, {"set_weight": 100}],
             }
         },
     }
@@ -170,6 +212,46 @@ def measure(version: str, report: Report, aborted_at: float, reason: str) -> Rou
     )
 
 
+@dataclass(frozen=True)
+class Watch:
+    minutes: float
+    aborted: bool
+    canary_requests: int
+    failed: int
+    metrics: list[str]  # each metric's last word at the end of the watch
+
+
+def watch_healthy(
+    client: Client, spec: dict[str, Any], port: int, rate: float, minutes: float
+) -> Watch:
+    """A canary as good as the stable release, watched at 5% for `minutes`: it must not be
+    aborted. Aborted by hand at the end (the bench keeps the stable release)."""
+    with LoadGenerator(
+        f"http://127.0.0.1:{port}/", rate=rate, max_seconds=minutes * 60 + 60
+    ) as load:
+        time.sleep(1)
+        deploy(client, HEALTHY, spec)
+        wait_status(
+            client,
+            lambda s: s["rollout"]["version"] == HEALTHY and s["rollout"]["step"] >= 1,
+            timeout=60,
+            what="the healthy canary to get traffic",
+        )
+        deadline = time.monotonic() + minutes * 60
+        aborted = False
+        while time.monotonic() < deadline and not aborted:
+            time.sleep(1)
+            rollout = client.get("/api/status")["status"]["rollout"]
+            aborted = rollout["phase"] == "aborted"
+        check = rollout["checks"].get("analysis:background", {})
+        result = check.get("detail", {}).get("result", {})
+        last = [f"{m['name']}: {m['phase']}: {m['message']}" for m in result.get("metrics", [])]
+        if not aborted:
+            client.post("/api/abort", {"who": "bench"})
+    canary = [s for s in load.report.samples if s.version == HEALTHY]
+    return Watch(minutes, aborted, len(canary), len(load.report.failed), last)
+
+
 def table(rounds: list[Round]) -> str:
     lines = [
         "| round | first 5xx → abort decision (s) | first 5xx → last canary response (s) "
@@ -193,6 +275,23 @@ def main() -> int:
     parser.add_argument("--fail-rate", type=float, default=0.2)
     parser.add_argument("--interval", default="1s", help="the metric's interval")
     parser.add_argument("--failure-limit", type=int, default=0, help="the metric's failure_limit")
+    parser.add_argument(
+        "--judge",
+        choices=["threshold", "sequential"],
+        default="threshold",
+        help="threshold: error_rate > 0.05 every interval; sequential: issue 18's judges",
+    )
+    parser.add_argument("--false-abort", default="1%", help="sequential judges' false_abort")
+    parser.add_argument(
+        "--max-increase", default="1%", help="sequential error judge's max_increase ('' = none)"
+    )
+    parser.add_argument(
+        "--watch-healthy",
+        type=float,
+        default=0,
+        metavar="MINUTES",
+        help="then watch a healthy canary this long (it must not be aborted)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the workspace afterwards")
     args = parser.parse_args()
 
@@ -205,15 +304,26 @@ def main() -> int:
         fail_rate=args.fail_rate,
         interval=args.interval,
         failure_limit=args.failure_limit,
+        judge=args.judge,
+        false_abort=args.false_abort,
+        max_increase=args.max_increase,
+        pause=f"{max(2.0, args.watch_healthy + 2):g}m",
     )
     (root / "zerodown.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     paths = Paths.for_spec(root / "zerodown.yaml")
+    judged = (
+        f"error-rate every {args.interval}, failure_condition result > 0.05, "
+        f"failure_limit {args.failure_limit}"
+        if args.judge == "threshold"
+        else f"sequential judges (errors: max_increase {args.max_increase or 'none'}, latency: "
+        f"canary_slower), false_abort {args.false_abort}, a look every {args.interval}"
+    )
     print(
         f"canary at 5% failing {args.fail_rate:.0%} of its requests; {args.rate:g} req/s through "
-        f"the router; error-rate every {args.interval}, failure_condition result > 0.05, "
-        f"failure_limit {args.failure_limit}; workspace {root}\n",
+        f"the router; {judged}; workspace {root}\n",
         flush=True,
     )
+    watch: Watch | None = None
     rounds: list[Round] = []
     started = False
     try:
@@ -232,6 +342,8 @@ def main() -> int:
                     flush=True,
                 )
                 time.sleep(2)  # let the aborted canary's instances stop before the next one
+            if args.watch_healthy:
+                watch = watch_healthy(client, spec, port, args.rate, args.watch_healthy)
     finally:
         if started:
             shut_down(paths, who="bench", timeout=60)
@@ -248,6 +360,16 @@ def main() -> int:
             f"failed meanwhile {statistics.median(r.failed_between for r in rounds):g}; "
             f"failed in round {statistics.median(r.failed_total for r in rounds):g}"
         )
+    if watch is not None:
+        print()
+        verdict = "ABORTED (a false abort)" if watch.aborted else "not aborted"
+        print(
+            f"healthy canary watched {watch.minutes:g} min at 5%: {verdict}; "
+            f"{watch.canary_requests} canary requests, {watch.failed} failed requests in all"
+        )
+        for line in watch.metrics:
+            print(f"  {line}")
+        return 1 if watch.aborted else 0
     return 0
 
 

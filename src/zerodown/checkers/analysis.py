@@ -107,6 +107,11 @@ class AnalysisRunner:
         window = DEFAULT_WINDOW if metric.window is None else metric.window
         start = max(self.state.started_at, now - window)
         ctx = replace(self.ctx, window_start=start, now=now)
+        if metric.sequential is not None:
+            # a sequential judge goes on from where its last look stopped (also after a restart)
+            states = [m.state for m in self.state.of(metric.name) if m.state is not None]
+            last = states[-1] if states else None
+            ctx = replace(ctx, window_start=self.state.started_at, judge_state=last)
         return await measure(metric, ctx, registry=self.registry)
 
 

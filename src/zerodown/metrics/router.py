@@ -4,16 +4,20 @@ The router driver keeps per-request samples; this provider asks for those of the
 with compare: baseline, of the stable release) over the measurement's window and computes the
 query from them. It reaches the router only through `ctx.stats_source` (drivers do not import
 each other).
+
+A metric with a sequential judge reads, at each look, only the requests since its last one and
+hands them to the judge (zerodown.core.analysis.sequential_look).
 """
 
 from __future__ import annotations
 
 import time
 
-from zerodown.core.analysis.context import AnalysisContext
+from zerodown.core.analysis.context import AnalysisContext, StatsSource
 from zerodown.core.analysis.evaluate import Observed, measurement
 from zerodown.core.analysis.judge import JudgeResult, judge
 from zerodown.core.analysis.model import Measurement, error
+from zerodown.core.analysis.sequential_look import cursors, look, measurement_of
 from zerodown.core.analysis.stats import judge_samples, window_stats
 from zerodown.spec.analysis import MetricSpec
 
@@ -24,6 +28,8 @@ class RouterProvider:
         source = ctx.stats_source
         if source is None:
             return error(started, time.time(), "no router stats source was given to the analysis")
+        if metric.sequential is not None:
+            return await _sequential_look(metric, ctx, source, started)
         assert metric.query is not None
         start, end = ctx.window_start, ctx.now
         canary_samples = list(await source.samples(ctx.canary, start))
@@ -42,7 +48,7 @@ class RouterProvider:
             stable_samples = list(await source.samples(ctx.stable, start))
             stable = window_stats(stable_samples, start, end)
             judged: JudgeResult | None = None
-            if metric.judge is not None:
+            if metric.judge is not None and metric.judge.mann_whitney is not None:
                 spec = metric.judge.mann_whitney
                 judged = judge(
                     judge_samples(canary_samples, metric.query, start, end),
@@ -59,3 +65,19 @@ class RouterProvider:
                 note=observed.note,
             )
         return measurement(metric, observed, started_at=started, finished_at=time.time())
+
+
+async def _sequential_look(
+    metric: MetricSpec, ctx: AnalysisContext, source: StatsSource, started: float
+) -> Measurement:
+    """Only the requests since the last look (the cursors in the judge's state) are read."""
+    assert metric.sequential is not None
+    if not ctx.stable:
+        return error(started, time.time(), "a sequential judge needs a stable release to compare")
+    canary_since, baseline_since = cursors(ctx.judge_state, ctx.window_start)
+    canary = await source.samples(ctx.canary, canary_since)
+    baseline = await source.samples(ctx.stable, baseline_since)
+    outcome, state = look(
+        metric.sequential, ctx.judge_state, canary, baseline, start=ctx.window_start
+    )
+    return measurement_of(outcome, state, started_at=started, finished_at=time.time())

@@ -163,8 +163,88 @@ class MannWhitneyJudge(StrictModel):
     allowed_effect: float = Field(0.6, ge=0.5, lt=1.0)
 
 
+def _probability(value: Any) -> Any:
+    """false_abort: '1%' or 0.01; strictly between 0 and 50%."""
+    share: float | None = None
+    if isinstance(value, str):
+        match = _PERCENT.match(value)
+        share = float(match.group(1)) / 100 if match else None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        share = float(value)
+    if share is None:
+        raise ValueError(f"{shorten(value)} is not a probability; write '1%' or 0.01")
+    if not 0 < share <= 0.5:
+        raise ValueError(f"false_abort must be above 0 and at most 50%, not {shorten(value)}")
+    return share
+
+
+def _share(value: Any) -> Any:
+    """max_increase of a sequential judge: '1%' or 0.01, from 0 to 100%."""
+    share: float | None = None
+    if isinstance(value, str):
+        match = _PERCENT.match(value)
+        share = float(match.group(1)) / 100 if match else None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        share = float(value)
+    if share is None or not 0 <= share <= 1:
+        raise ValueError(f"{shorten(value)} is not a share from 0 to 100%; write '1%' or 0.01")
+    return share
+
+
+Probability = Annotated[float, BeforeValidator(_probability, json_schema_input_type=str | float)]
+Share = Annotated[float, BeforeValidator(_share, json_schema_input_type=str | float)]
+
+SEQUENTIAL_INTERVAL = 1.0
+"""Seconds between two looks of a sequential judge without `interval` (each look takes every
+request since the last one, so the interval only sets how soon a decision is acted on)."""
+
+
+class SequentialJudge(StrictModel):
+    """Anytime-valid judge (zerodown.core.analysis.sequential): every canary and baseline request
+    as it arrives; fails the moment the evidence crosses its boundary. A canary as good as the
+    baseline is ever failed with probability at most `false_abort`, however long it is watched."""
+
+    metric: Literal["error_rate", "latency"] = Field(
+        description="error_rate: 5xx and unanswered requests; latency: per-request latencies"
+    )
+    false_abort: Probability = Field(
+        description="the probability of ever failing a canary as good as the baseline"
+    )
+    max_increase: Share | None = Field(
+        None,
+        description="error_rate: percentage points above the baseline's rate that are "
+        "tolerated (default 0); latency: how much slower at p50/p90/p99 still passes "
+        "(default: never pass, only watch)",
+    )
+    stochastic_order: Literal["canary_slower"] | None = Field(
+        None, description="latency: the alternative tested, that the canary is slower"
+    )
+
+    @model_validator(mode="after")
+    def _fits_metric(self) -> SequentialJudge:
+        if self.metric == "latency" and self.stochastic_order is None:
+            raise ValueError(
+                "a sequential latency judge needs stochastic_order: canary_slower "
+                "(the alternative it tests)"
+            )
+        if self.metric == "error_rate" and self.stochastic_order is not None:
+            raise ValueError("stochastic_order applies to metric: latency only")
+        return self
+
+
 class JudgeSpec(StrictModel):
-    mann_whitney: MannWhitneyJudge = Field(default_factory=MannWhitneyJudge)
+    """Exactly one judge; `judge: {}` is the Mann-Whitney judge with its defaults."""
+
+    mann_whitney: MannWhitneyJudge | None = None
+    sequential: SequentialJudge | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> JudgeSpec:
+        if self.mann_whitney is not None and self.sequential is not None:
+            raise ValueError("a metric has one judge: mann_whitney or sequential, not both")
+        if self.mann_whitney is None and self.sequential is None:
+            return self.model_copy(update={"mann_whitney": MannWhitneyJudge()})
+        return self
 
 
 class MetricSpec(StrictModel):
@@ -207,8 +287,14 @@ class MetricSpec(StrictModel):
     def provider_kind(self) -> str:
         return "router" if isinstance(self.provider, str) else self.provider.kind
 
+    @property
+    def sequential(self) -> SequentialJudge | None:
+        return None if self.judge is None else self.judge.sequential
+
     @model_validator(mode="after")
     def _consistent(self) -> MetricSpec:
+        if self.sequential is not None:
+            return self._sequential_ok()
         kind = self.provider_kind
         if kind == "router":
             if self.query not in ROUTER_QUERIES:
@@ -242,6 +328,37 @@ class MetricSpec(StrictModel):
                     "the judge needs per-request samples: router provider, query error_rate "
                     "or latency_p50/p90/p99"
                 )
+        return self
+
+    def _sequential_ok(self) -> MetricSpec:
+        """A sequential judge takes every request of the router: its own metric, no window,
+        no conditions; it compares with the baseline by definition."""
+        if self.provider_kind != "router":
+            raise ValueError("the sequential judge needs per-request samples: provider router")
+        clashes = [
+            name
+            for name in (
+                "query",
+                "window",
+                "max_increase",
+                "failure_condition",
+                "success_condition",
+            )
+            if getattr(self, name) is not None
+        ]
+        if clashes:
+            raise ValueError(
+                f"a metric with a sequential judge takes no {', '.join(clashes)}: the judge "
+                "names its metric (judge.sequential.metric), reads every request, and decides "
+                "by itself (max_increase goes inside judge.sequential)"
+            )
+        if self.interval is None or self.compare is None:
+            return self.model_copy(
+                update={
+                    "interval": self.interval or SEQUENTIAL_INTERVAL,
+                    "compare": "baseline",
+                }
+            )
         return self
 
     def _conditions(self) -> list[str]:

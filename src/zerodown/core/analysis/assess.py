@@ -139,6 +139,9 @@ def assess_metric(
             Phase.ERROR,
             f"{consecutive} measurements in a row could not be taken; last: {last.message}",
         )
+    if metric.sequential is not None and last.phase is Phase.SUCCESSFUL:
+        # a sequential judge that showed the canary within its tolerance has decided
+        return result(Phase.SUCCESSFUL, last.message)
     wanted = effective_count(metric)
     if (wanted is not None and count >= wanted) or terminating:
         counted = [m for m in measurements if m.phase is not Phase.ERROR]
@@ -164,6 +167,8 @@ def next_due(
     if wanted is not None and count >= wanted:
         return None
     last = measurements[-1]
+    if metric.sequential is not None and last.phase is Phase.SUCCESSFUL:
+        return None
     if metric.interval is not None:
         return last.finished_at + metric.interval
     if last.phase is Phase.ERROR:

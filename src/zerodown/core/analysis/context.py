@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from zerodown.core.analysis.stats import Sample
 from zerodown.core.routes import ReleaseStats
@@ -38,6 +38,7 @@ class AnalysisContext:
     window_start: float = 0.0  # wall-clock seconds; the runner sets it per measurement
     now: float = 0.0
     placeholders: Mapping[str, str] = field(default_factory=dict)  # more {name} substitutions
+    judge_state: Mapping[str, Any] | None = None  # a sequential judge's state from its last look
 
     def substitute(self, text: str) -> str:
         """Replace {canary}, {stable}, {service} (and extra placeholders) in a query or URL."""

@@ -56,6 +56,7 @@ class Measurement:
     insufficient: bool = False  # fewer than min_samples: may fail, can never pass
     verdict: Verdict | None = None  # the judge's score, when the metric has a judge
     message: str = ""
+    state: Mapping[str, Any] | None = None  # a sequential judge's state after this look
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -70,6 +71,8 @@ class Measurement:
             data["insufficient"] = True
         if self.verdict is not None:
             data["verdict"] = self.verdict.value
+        if self.state is not None:
+            data["state"] = dict(self.state)
         return data
 
     @classmethod
@@ -86,6 +89,7 @@ class Measurement:
             insufficient=bool(data.get("insufficient", False)),
             verdict=None if verdict is None else Verdict(verdict),
             message=str(data.get("message", "")),
+            state=data.get("state"),
         )
 
 
@@ -111,7 +115,11 @@ class RunState:
 
     def adding(self, metric: str, measurement: Measurement) -> RunState:
         updated = dict(self.measurements)
-        updated[metric] = (*self.of(metric), measurement)
+        earlier = self.of(metric)
+        if measurement.state is not None:
+            # a sequential judge's state is cumulative: only the latest one is ever needed
+            earlier = tuple(replace(m, state=None) for m in earlier)
+        updated[metric] = (*earlier, measurement)
         return replace(self, measurements=updated)
 
     def terminating(self) -> RunState:
