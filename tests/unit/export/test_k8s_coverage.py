@@ -85,7 +85,12 @@ EVERYTHING_UNMAPPABLE: dict[str, Any] = {
     "gate": {"command": ["pytest"]},
     "smoke": {"checks": [{"name": "home", "request": "GET /"}]},
     "notify": [{"webhook": "http://127.0.0.1:9/hook"}],
-    "migrations": {"database": "postgresql://db/x", "quiet_period": "1m"},
+    "migrations": {
+        "database": "postgresql://db/x",
+        "quiet_period": "1m",
+        "alembic": "alembic.ini",
+        "allow": ["drop_column"],
+    },
     "compat": {"session": {}},
     "analysis": {
         "templates": {

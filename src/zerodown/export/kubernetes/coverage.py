@@ -221,6 +221,15 @@ FIELDS: dict[str, Disposition] = {
     "migrations": Maps("a Job that runs `zerodown migrate start` before the rollout"),
     "migrations.database": Maps("DATABASE_URL of the Job and the pods (a Secret for ${VAR})"),
     "migrations.dir": Maps("the migration file the Job starts"),
+    "migrations.alembic": Reported(
+        "the Job starts zerodown migration files only: run the Alembic revisions with "
+        "`alembic upgrade` in a Job of their own (zerodown's expand-contract reading of them "
+        "stays with zerodown)"
+    ),
+    "migrations.allow": Reported(
+        "what zerodown lets through is decided when it reads the migrations; nothing in "
+        "Kubernetes checks it"
+    ),
     "migrations.quiet_period": Reported(
         "run `zerodown migrate complete` from your pipeline once the rollout is healthy and no "
         "old pod is left (`kubectl argo rollouts status`)"
