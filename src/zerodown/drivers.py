@@ -134,8 +134,14 @@ def _lazy(load: Callable[[], Any]) -> Callable[[DriverContext], Any]:
 routers: Registry[Router] = Registry(
     "router",
     "zerodown.routers",
-    {"builtin": "zerodown.routers.proxy.driver:create"},
-    validators={"builtin": "zerodown.routers.capabilities:builtin"},
+    {
+        "builtin": "zerodown.routers.proxy.driver:create",
+        "haproxy": "zerodown.routers.haproxy.driver:create",
+    },
+    validators={
+        "builtin": "zerodown.routers.capabilities:builtin",
+        "haproxy": "zerodown.routers.haproxy.validate:validate",
+    },
 )
 platforms: Registry[Platform] = Registry(
     "platform", "zerodown.platforms", {"local": "zerodown.platforms.local:create"}
