@@ -8,11 +8,13 @@ import time
 
 import pytest
 
+from support.routers import every_router
 from support.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
 
+@every_router
 def test_rolling_deploy_under_load_fails_no_request(workspace: Workspace) -> None:
     workspace.zd("up", "--version", "v1")
     with workspace.load() as load:
