@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import mmh3
 import pytest
 from router_kit import BackendProc, table
 
@@ -83,6 +84,16 @@ async def test_reloads_under_load_fail_no_request(
         counted = sum(s.requests for s in stats.values())
         print(f"reloads: {len(workers) - 1}, {report.total} requests, access log saw {counted}")
         assert set(stats) <= {"v1", "v2"} and counted > 0
+        # sticky users land where the built-in router puts them: murmur3(key) % 100 (Lua)
+        await router.apply(
+            table(generation, ("v2", 30, [backend_b]), ("v1", 70, [backend_a]), sticky=Sticky("zd"))
+        )
+        with httpx.Client() as client:
+            for n in range(40):
+                key = f"user-{n}"
+                cookie = {"Cookie": f"zd={key}"}
+                got = client.get(f"http://127.0.0.1:{port}/", headers=cookie).json()["name"]
+                assert got == ("b" if mmh3.hash(key, signed=False) % 100 < 30 else "a"), key
     finally:
         await router.stop(grace=5)
     assert router.pid() is None
