@@ -156,3 +156,19 @@ async def test_attach_touches_only_its_own_servers(
     finally:
         team.terminate()
         team.wait(10)
+
+
+def test_up_without_haproxy_names_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from support.workspace import Workspace
+
+    ws = Workspace.create(tmp_path, router_kind="haproxy")
+    monkeypatch.setenv("ZERODOWN_HAPROXY", str(tmp_path / "no-haproxy-here"))
+    result = ws.zd("up", "--version", "v1", check=False, timeout=60)
+    assert result.returncode != 0
+    assert (
+        "error: the controller did not start: router.kind: router kind haproxy needs the"
+        " haproxy binary, which is not installed: apt-get install haproxy" in result.stderr
+    )
+    assert "Traceback" not in result.stderr + result.stdout

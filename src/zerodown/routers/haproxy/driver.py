@@ -76,7 +76,9 @@ throughput). These are a static server's defaults."""
 def create(ctx: DriverContext) -> ManagedHaproxy | AttachedHaproxy:
     if ctx.spec.router.attach is not None:
         return AttachedHaproxy(paths=ctx.paths, spec=ctx.spec)
-    return ManagedHaproxy(paths=ctx.paths, spec=ctx.spec)
+    router = ManagedHaproxy(paths=ctx.paths, spec=ctx.spec)
+    router.binary()  # a missing or old haproxy stops the controller from starting, saying why
+    return router
 
 
 def spec_rules(spec: Spec) -> Rules:
