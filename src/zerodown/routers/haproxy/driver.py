@@ -24,6 +24,7 @@ sends one `zd1` line per request to run/access.sock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -252,6 +253,9 @@ class ManagedHaproxy(_Common):
 
     async def _spawn(self) -> None:
         binary = self.binary()
+        if self._child is not None:  # reap the master that died (it may be dying still)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._child.wait(5)
         try:
             want = desired(self._table, self.rules, self._slots)
         except TooManyReleases:
