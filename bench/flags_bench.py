@@ -2,7 +2,10 @@
 both in-process, both from a bootstrap of the same flags, over the same contexts; then how fast a
 kill (flag off through the API) reaches a streaming SDK client.
 
-    python bench/flags_bench.py [--seconds 3] [--users 1000] [--kills 20] [--redis URL]
+    python bench/flags_bench.py [--seconds 3] [--rounds 3] [--users 1000] [--kills 20]
+                                [--redis URL] [--json out.json]
+
+Each rate is measured --rounds times, alternating the SDKs; the median and the range are printed.
 
 It also checks that both give the same answer for every (flag, context) pair, variants included.
 The kill latency runs the flag API on uvicorn on 127.0.0.1 with a SQLite store (or Redis).
@@ -12,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import platform
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from zerodown.flags.client import FlagClient
@@ -119,6 +125,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--kills", type=int, default=20, help="flag changes to time; 0 to skip")
     parser.add_argument("--redis", default=None, help="run the kill timing on this Redis")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="write the figures here (for bench/all)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
@@ -184,14 +192,17 @@ def main() -> None:
                 unleash.get_variant("variants", c)
             return len(raw)
 
-        s = args.seconds
-        results = {
-            "zerodown is_enabled (context built once)": rate(ours_prebuilt, s),
-            "zerodown is_enabled (context from a dict per request)": rate(ours_from_dict, s),
-            "UnleashClient is_enabled": rate(theirs_is_enabled, s),
-            "zerodown variant": rate(ours_variant, s),
-            "UnleashClient get_variant": rate(theirs_variant, s),
+        cases = {
+            "zerodown is_enabled (context built once)": ours_prebuilt,
+            "zerodown is_enabled (context from a dict per request)": ours_from_dict,
+            "UnleashClient is_enabled": theirs_is_enabled,
+            "zerodown variant": ours_variant,
+            "UnleashClient get_variant": theirs_variant,
         }
+        results: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.rounds):  # rounds alternate, so a busy moment hits every case
+            for name, fn in cases.items():
+                results[name].append(rate(fn, args.seconds))
     finally:
         unleash.destroy()
         ours.close()
@@ -200,18 +211,28 @@ def main() -> None:
 
     print(
         f"python {platform.python_version()}, UnleashClient {md.version('UnleashClient')}, "
-        f"{len(FLAGS)} flags x {args.users} contexts, {args.seconds:.0f} s each"
+        f"{len(FLAGS)} flags x {args.users} contexts, {args.seconds:g} s each"
     )
     print(f"agreement: {pairs - mismatches}/{pairs} (flag, context) pairs give the same result")
-    for name, value in results.items():
-        print(f"  {name:55s} {value:>12,.0f} evaluations/s")
+    print(f"evaluations/s, median (range) over {args.rounds} rounds:")
+    for name, values in results.items():
+        print(
+            f"  {name:55s} {statistics.median(values):>12,.0f}"
+            f" ({min(values):,.0f}-{max(values):,.0f})"
+        )
+    summary: dict[str, Any] = {
+        "agreement": [pairs - mismatches, pairs],
+        "evaluations_per_s": {name: statistics.median(v) for name, v in results.items()},
+        "range": {name: [min(v), max(v)] for name, v in results.items()},
+    }
     if args.kills:
-        kill_latency(args.kills, args.redis)
+        summary["kill_ms"] = kill_latency(args.kills, args.redis)
+    if args.json:
+        args.json.write_text(json.dumps({"flags": summary}, indent=1))
 
 
-def kill_latency(kills: int, redis_url: str | None) -> None:
+def kill_latency(kills: int, redis_url: str | None) -> dict[str, float]:
     import socket
-    import statistics
     import threading
 
     import httpx
@@ -271,6 +292,7 @@ def kill_latency(kills: int, redis_url: str | None) -> None:
         f" median {statistics.median(ms):.0f} ms, max {ms[-1]:.0f} ms"
         " (from the PATCH request to the SDK answering the new value)"
     )
+    return {"median": statistics.median(ms), "max": ms[-1]}
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ pg_stat_activity (sampled every 20 ms).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import secrets
@@ -35,7 +36,7 @@ from zerodown.migrations.executor import Options
 class Workload:
     def __init__(self, url: str, rows: int, workers: int) -> None:
         self.url, self.rows, self.workers = url, rows, workers
-        self.samples: list[tuple[float, float]] = []  # (end time, latency)
+        self.samples: list[tuple[float, float]] = []  # (start time, latency)
         self.errors = 0
         self.error_kinds: dict[str, int] = {}
         self.stop = threading.Event()
@@ -63,7 +64,7 @@ class Workload:
                         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
                 t1 = time.perf_counter()
                 with self.lock:
-                    self.samples.append((t1, t1 - t0))
+                    self.samples.append((t0, t1 - t0))
                 time.sleep(0.002)
 
     def __enter__(self) -> Workload:
@@ -77,8 +78,10 @@ class Workload:
             t.join(30)
 
     def window(self, start: float, end: float) -> dict[str, float]:
+        """Statements that ran at any moment of [start, end]: one that began during the change
+        and was still waiting when it returned counts, with its whole latency."""
         with self.lock:
-            lat = sorted(x for t, x in self.samples if start <= t <= end)
+            lat = sorted(x for t, x in self.samples if t <= end and t + x >= start)
         if not lat:
             return {"ops": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
         return {
@@ -91,7 +94,8 @@ class Workload:
 
 
 class LockWatch:
-    """Longest time any backend has been waiting on a heavyweight lock, sampled."""
+    """Longest time any backend has been waiting on a heavyweight lock, sampled every 20 ms,
+    measured from when its wait began (pg_locks.waitstart, PostgreSQL 14+)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -103,9 +107,9 @@ class LockWatch:
         with psycopg.connect(self.url, autocommit=True) as c:
             while not self.stop.is_set():
                 row = c.execute(
-                    "SELECT coalesce(max(extract(epoch FROM clock_timestamp() - state_change)), 0)"
-                    " FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND datname = current_database()"
+                    "SELECT coalesce(max(extract(epoch FROM clock_timestamp() - l.waitstart)), 0)"
+                    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE NOT l.granted AND a.datname = current_database()"
                 ).fetchone()
                 self.longest = max(self.longest, float(row[0]) if row else 0.0)
                 time.sleep(0.02)
@@ -162,12 +166,81 @@ def fmt(name: str, r: dict[str, Any]) -> str:
     )
 
 
+def spread(values: list[float]) -> str:
+    """Median and range over the rounds, e.g. "23,120 (21,900-24,010)"."""
+    return f"{statistics.median(values):,.1f} ({min(values):,.1f}-{max(values):,.1f})"
+
+
+def one_round(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    load(url, args.rows)
+    options = Options(batch_size=args.batch_size)
+    events: list[str] = []
+    zd = measure(
+        url,
+        args.rows,
+        args.workers,
+        lambda: api.start(url, path, options=options, log=events.append),
+        args.warm,
+    )
+    started = time.perf_counter()
+    api.complete(url, options=options)
+    zd["complete_seconds"] = time.perf_counter() - started
+    print(fmt("zerodown migrate start", zd))
+    zd["backfill"] = next((e for e in events if ": done" in e), "")
+    print(f"{'':<26} {zd['backfill']}")
+    load(url, args.rows)
+
+    def plain() -> None:
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("ALTER TABLE items ALTER COLUMN qty TYPE bigint")
+            c.execute("UPDATE items SET qty = qty * 2")
+
+    base = measure(url, args.rows, args.workers, plain, args.warm)
+    print(fmt("plain ALTER + UPDATE", base))
+    return {"zerodown": zd, "plain": base}
+
+
+def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    def col(side: str, key: str, sub: str | None = None) -> list[float]:
+        return [float(r[side][key][sub] if sub else r[side][key]) for r in rounds]
+
+    zd_rate, plain_rate = col("zerodown", "rows_per_s"), col("plain", "rows_per_s")
+    before, during = col("zerodown", "before", "p99_ms"), col("zerodown", "during", "p99_ms")
+    return {
+        "rounds": len(rounds),
+        "zerodown_rows_per_s": statistics.median(zd_rate),
+        "plain_rows_per_s": statistics.median(plain_rate),
+        "rate_ratio": statistics.median(z / b for z, b in zip(zd_rate, plain_rate, strict=True)),
+        "zerodown_p99_increase": statistics.median(
+            d / b - 1 for d, b in zip(during, before, strict=True)
+        ),
+        "zerodown_longest_lock_wait_ms": max(col("zerodown", "longest_lock_wait_ms")),
+        "zerodown_failed_statements": sum(col("zerodown", "failed_statements")),
+        "plain_longest_lock_wait_ms": max(col("plain", "longest_lock_wait_ms")),
+        "plain_failed_statements": sum(col("plain", "failed_statements")),
+        "table": {
+            side: {
+                "seconds": spread(col(side, "seconds")),
+                "rows_per_s": spread(col(side, "rows_per_s")),
+                "p99_before_ms": spread(col(side, "before", "p99_ms")),
+                "p99_during_ms": spread(col(side, "during", "p99_ms")),
+                "longest_lock_wait_ms": spread(col(side, "longest_lock_wait_ms")),
+            }
+            for side in ("zerodown", "plain")
+        },
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--batch-size", type=int, default=None, help="a fixed batch size (default: adapted)"
+    )
     ap.add_argument("--warm", type=float, default=5.0, help="seconds of workload before")
+    ap.add_argument("--json", type=Path, help="write the summary here")
     ap.add_argument(
         "--database",
         default=os.environ.get(
@@ -181,10 +254,13 @@ def main() -> int:
         version = admin.execute("SHOW server_version").fetchone()
         admin.execute(f'CREATE DATABASE "{name}"')
     url = make_conninfo(args.database, dbname=name)
+    batch = args.batch_size or "adapted"
     print(
         f"PostgreSQL {version[0] if version else '?'}, {os.cpu_count()} CPUs, "
-        f"{args.rows:,} rows, {args.workers} workload clients, batch {args.batch_size}"
+        f"{args.rows:,} rows, {args.workers} workload clients, batch {batch}, "
+        f"{args.rounds} rounds"
     )
+    rounds = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "0001_qty_bigint.yaml"
@@ -192,32 +268,24 @@ def main() -> int:
                 "operations:\n  - alter_column:\n      table: items\n      column: qty\n"
                 "      type: bigint\n      up: qty * 2\n      down: (qty / 2)::integer\n"
             )
-            load(url, args.rows)
-            options = Options(batch_size=args.batch_size)
-            zd = measure(
-                url,
-                args.rows,
-                args.workers,
-                lambda: api.start(url, path, options=options),
-                args.warm,
-            )
-            print(fmt("zerodown migrate start", zd))
-            t = time.perf_counter()
-            api.complete(url, options=options)
-            print(f"{'zerodown migrate complete':<26} {time.perf_counter() - t:8.2f} s")
-
-            load(url, args.rows)
-
-            def plain() -> None:
-                with psycopg.connect(url, autocommit=True) as c:
-                    c.execute("ALTER TABLE items ALTER COLUMN qty TYPE bigint")
-                    c.execute("UPDATE items SET qty = qty * 2")
-
-            base = measure(url, args.rows, args.workers, plain, args.warm)
-            print(fmt("plain ALTER + UPDATE", base))
+            for n in range(args.rounds):
+                print(f"round {n + 1}:")
+                rounds.append(one_round(url, path, args))
     finally:
         with psycopg.connect(args.database, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    result = summary(rounds)
+    print("median (range) over the rounds:")
+    for side, row in result["table"].items():
+        print(f"  {side:<9} " + " | ".join(f"{k} {v}" for k, v in row.items()))
+    print(
+        f"zerodown's backfill at {result['rate_ratio']:.0%} of the plain UPDATE's rows/s, "
+        f"workload p99 {result['zerodown_p99_increase']:+.0%}, longest lock wait "
+        f"{result['zerodown_longest_lock_wait_ms']:.0f} ms, "
+        f"{result['zerodown_failed_statements']:.0f} failed statements"
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"migrations": result, "rounds": rounds}, indent=1))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Rehearsal: failed/total requests and p50/p99 latency during a rolling deploy under load,
 beside the same app restarted naively (stop, then start) as the baseline.
 
-    python bench/rolling_rehearsal.py [--rate 300] [--rounds 3]
+    python bench/rolling_rehearsal.py [--rate 300] [--rounds 3] [--json out.json]
 
 Only loopback traffic, bounded in time.
 """
@@ -9,6 +9,7 @@ Only loopback traffic, bounded in time.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import subprocess
@@ -67,7 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=300)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="write the figures here (for bench/all)")
     args = parser.parse_args()
+    rows: dict[str, list[dict[str, float]]] = {"zerodown": [], "naive": []}
     root = Path(tempfile.mkdtemp(prefix="zerodown-bench-"))
     port = free_port()
     spec = root / "zerodown.yaml"
@@ -94,23 +97,27 @@ def main() -> None:
     try:
         zd(spec, "up", "--version", "v0")
         for n in range(args.rounds):
-            print(
-                line(
-                    f"zerodown rolling deploy #{n + 1}",
-                    zerodown_round(args.rate, f"v{n + 1}", spec, port),
-                ),
-                flush=True,
-            )
+            report = zerodown_round(args.rate, f"v{n + 1}", spec, port)
+            rows["zerodown"].append(figures(report))
+            print(line(f"zerodown rolling deploy #{n + 1}", report), flush=True)
     finally:
         zd(spec, "down")
         shutil.rmtree(root, ignore_errors=True)
     for n in range(args.rounds):
-        print(
-            line(
-                f"naive stop-then-start #{n + 1}", naive_round(args.rate, free_port(), f"v{n + 1}")
-            ),
-            flush=True,
-        )
+        report = naive_round(args.rate, free_port(), f"v{n + 1}")
+        rows["naive"].append(figures(report))
+        print(line(f"naive stop-then-start #{n + 1}", report), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"rolling": rows}, indent=1))
+
+
+def figures(report: Report) -> dict[str, float]:
+    return {
+        "failed": len(report.failed),
+        "total": report.total,
+        "p50_ms": report.percentile(50) * 1000,
+        "p99_ms": report.percentile(99) * 1000,
+    }
 
 
 if __name__ == "__main__":

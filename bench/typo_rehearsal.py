@@ -7,7 +7,7 @@ whose command does not exist, and a `kill -9` of the controller followed by `zer
 each it prints the exit code and what was said, and at the end the requests failed out of those
 sent, and which version served them.
 
-    python bench/typo_rehearsal.py [--rate 300]
+    python bench/typo_rehearsal.py [--rate 300] [--json out.json]
 
 Only loopback traffic, bounded in time.
 """
@@ -77,6 +77,7 @@ def said(result: subprocess.CompletedProcess[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=300)
+    parser.add_argument("--json", type=Path, help="write the figures here (for bench/all)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="zerodown-typo-"))
     ws = Workspace(root, free_port())
@@ -131,6 +132,9 @@ def main() -> None:
     )
     if report.failed:
         print("failures:", Counter(sample.error or str(sample.status) for sample in report.failed))
+    if args.json:
+        figures = {"failed": len(report.failed), "total": report.total, "versions": versions}
+        args.json.write_text(json.dumps({"typo": figures}, indent=1))
 
 
 if __name__ == "__main__":

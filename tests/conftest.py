@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support.containers import Engine, podman_engine
 from support.servers import serve_asgi, serve_wsgi
 from support.services import postgres_server, redis_server
 from support.site import Site, serve_site
@@ -25,6 +26,13 @@ def postgres_url() -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def container_engine() -> Iterator[Engine]:
+    """Podman's Docker-compatible service on a socket of its own (support/containers.py)."""
+    with podman_engine() as engine:
+        yield engine
 
 
 Serve = Callable[[Any], AbstractContextManager[str]]

@@ -144,10 +144,22 @@ routers: Registry[Router] = Registry(
     },
 )
 platforms: Registry[Platform] = Registry(
-    "platform", "zerodown.platforms", {"local": "zerodown.platforms.local:create"}
+    "platform",
+    "zerodown.platforms",
+    {
+        "local": "zerodown.platforms.local:create",
+        "container": "zerodown.platforms.container:create",
+    },
 )
 stores: Registry[StateStore] = Registry(
-    "state store", "zerodown.stores", {"sqlite": "zerodown.store.sqlite:create"}
+    "state store",
+    "zerodown.stores",
+    {
+        "sqlite": "zerodown.store.sqlite:create",
+        # libpq reads both schemes; two controllers can share this one (docs/controllers.md)
+        "postgresql": "zerodown.store.postgres:create",
+        "postgres": "zerodown.store.postgres:create",
+    },
 )
 
 

@@ -32,6 +32,11 @@ class Paths:
         return self.state / "logs"
 
     @property
+    def screenshots(self) -> Path:
+        """What failed browser smoke checks saw."""
+        return self.state / "screenshots"
+
+    @property
     def token_file(self) -> Path:
         return self.state / "token"
 

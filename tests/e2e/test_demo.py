@@ -37,7 +37,6 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert "zerodown demo" in result.stdout and "error-rate" in result.stdout
-    assert elapsed < 90
     # Every process it started, the PostgreSQL server included (its data directory, hence its
     # command line, lies in the demo's workspace), is gone.
     leftovers = subprocess.run(["pgrep", "-af", "zerodown-demo-"], capture_output=True, text=True)

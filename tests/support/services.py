@@ -75,6 +75,25 @@ def postgres_server() -> Iterator[str]:
 
 
 @contextmanager
+def fresh_database(server_url: str, prefix: str = "zd_test") -> Iterator[str]:
+    """A database of its own on the server of `server_url`, as a URL (what a spec holds),
+    dropped with its connections afterwards."""
+    import secrets
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
 def redis_server() -> Iterator[str]:
     """A Redis URL: $ZERODOWN_TEST_REDIS_URL, the local server, or a redis-server we start."""
     url = os.environ.get("ZERODOWN_TEST_REDIS_URL")

@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+
+class Html(str):
+    """A body served as text/html (a page for a browser), not text/plain."""
+
+
 Answer = tuple[int, str | bytes | dict[str, Any] | list[Any]]
 
 
@@ -47,6 +52,8 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             status, content = answer(body) if answer else (404, "no such route")
             if isinstance(content, dict | list):
                 data, kind = json.dumps(content).encode(), "application/json"
+            elif isinstance(content, Html):
+                data, kind = content.encode(), "text/html; charset=utf-8"
             elif isinstance(content, str):
                 data, kind = content.encode(), "text/plain"
             else:

@@ -27,6 +27,7 @@ import uvicorn
 from zerodown import logs
 from zerodown.api.app import make_app
 from zerodown.api.controller import Controller
+from zerodown.control.client import controller_pid, controller_url
 from zerodown.core.errors import ZerodownError
 from zerodown.paths import Paths
 from zerodown.spec.load import load_spec
@@ -37,7 +38,8 @@ ROUTER_STOP_GRACE = 10.0  # seconds in-flight requests get when `down` stops the
 async def serve(paths: Paths) -> None:
     spec = load_spec(paths.spec)
     controller = Controller(paths, spec)
-    controller.resume_after_down()
+    url = ""  # this controller's API, once it listens (standbys are listed with theirs)
+    controller.elect(lambda: url)
     app = make_app(controller, paths.token())
     server = uvicorn.Server(
         uvicorn.Config(
@@ -51,7 +53,12 @@ async def serve(paths: Paths) -> None:
             timeout_graceful_shutdown=3,
         )
     )
-    engine = asyncio.create_task(controller.engine.run(), name="engine")
+    log = logging.getLogger("zerodown.controller")
+
+    def announce() -> None:
+        """controller.json names the leader, where the CLI sends commands."""
+        paths.controller_file.write_text(json.dumps({"pid": os.getpid(), "url": url}))
+
     api = asyncio.create_task(server.serve(), name="api")
     while not server.started and not api.done():
         await asyncio.sleep(0.02)
@@ -59,11 +66,18 @@ async def serve(paths: Paths) -> None:
         await api  # it could not start (uvicorn exits): that is the controller's error
         raise ZerodownError("the controller's API did not start")
     port = server.servers[0].sockets[0].getsockname()[1]
-    paths.controller_file.write_text(
-        json.dumps({"pid": os.getpid(), "url": f"http://127.0.0.1:{port}"})
+    url = f"http://127.0.0.1:{port}"
+    controller.claim()  # with its URL, for the standbys' list and the commands they refuse
+    engine = asyncio.create_task(controller.run(on_lead=announce), name="engine")
+    leadership = controller.leadership
+    if leadership is None or leadership.acting or controller_url(paths) is None:
+        announce()  # a standby does not hide a live leader from the CLI
+    log.info(
+        "controller %s on 127.0.0.1:%s (%s)",
+        leadership.me if leadership else os.getpid(),
+        port,
+        leadership.role.value if leadership else "alone",
     )
-    log = logging.getLogger("zerodown.controller")
-    log.info("controller on 127.0.0.1:%s", port)
     done, _ = await asyncio.wait({engine, api}, return_when=asyncio.FIRST_COMPLETED)
     finished_down = controller.engine.stopped.is_set()
     if finished_down:
@@ -80,9 +94,12 @@ async def serve(paths: Paths) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await engine
     await api
+    if leadership is not None:
+        leadership.release()  # a standby takes over at once, not after the lease
     await controller.aclose()
-    with contextlib.suppress(FileNotFoundError):
-        paths.controller_file.unlink()
+    if controller_pid(paths) == os.getpid():
+        with contextlib.suppress(FileNotFoundError):
+            paths.controller_file.unlink()
     if api in done and not api.cancelled() and api.exception() is not None:
         raise api.exception()  # type: ignore[misc]
     if engine in done and not finished_down:

@@ -28,6 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zerodown.api.controller import Controller, history, state_summary
 from zerodown.api.dashboard import mount_dashboard
+from zerodown.api.plan import plan_of
+from zerodown.api.series import make_series_router
 from zerodown.core.errors import SpecError, StateError, StoreUnavailable
 from zerodown.flags.api import ADMIN_TOKEN, READ_TOKEN, make_flags_router, require_token
 from zerodown.keys.jwks import make_jwks_router
@@ -171,6 +173,7 @@ def make_app(controller: Controller, token: str) -> FastAPI:
         if read_token
         else []
     )
+    app.include_router(make_series_router(controller, read))  # the dashboard's charts
 
     @app.exception_handler(StateError)
     async def _state_error(_: Request, exc: StateError) -> JSONResponse:
@@ -203,6 +206,11 @@ def make_app(controller: Controller, token: str) -> FastAPI:
     @app.get("/api/history", dependencies=read)
     def get_history() -> list[dict[str, Any]]:
         return history(controller)
+
+    @app.get("/api/plan", dependencies=read)
+    def rollback_plan() -> dict[str, Any]:
+        """The rollback plan of the current rollout, or of the next deploy (`zerodown plan`)."""
+        return plan_of(controller)
 
     @app.get("/api/events", dependencies=read)
     def events(

@@ -6,20 +6,30 @@ The controller picks its drivers by kind through the registries (`zerodown.drive
 by `router.kind`, the platform by `platform.kind`, the state store by the scheme of `state.url`.
 It imports no driver and starts no process itself: the router driver starts its router on the
 engine's first pass (and any pass that finds it gone) and stops it when `zerodown down` is done.
-Reads of the store raise StoreUnavailable (for the API to answer 503) instead of hanging."""
+Reads of the store raise StoreUnavailable (for the API to answer 503) instead of hanging.
+
+The controller process (`serve`) calls `elect`: on a store with leader leases (LeaseStore) this
+controller acts only while it leads (engine/leadership.py). `run` keeps the lease and runs the
+reconcile loop during each term; on losing the lease it stops that engine (its probes,
+retirements and checks) and keeps a fresh one for its next term; as a standby it refuses
+commands (NotLeader: the API answers 503 naming the leader) and serves reads. A Controller made
+in-process without `elect` (the tests' fake worlds) acts alone, as before."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from zerodown import drivers
-from zerodown.core import commands
-from zerodown.core.errors import SpecError, StateError
+from zerodown.core import caution, commands
+from zerodown.core.errors import NotLeader, SpecError, StateError, StoreUnavailable
 from zerodown.core.model import Revision, RolloutPhase, ServiceStatus
-from zerodown.core.ports import RouterStats
+from zerodown.core.ports import LeaseStore, RouterStats
 from zerodown.engine.clock import SYSTEM_CLOCK, Clock
+from zerodown.engine.leadership import Leadership, Role
 from zerodown.engine.reconciler import Engine
 from zerodown.flags.stores.sqlite import SqliteFlagStore
 from zerodown.migrations.url import database_url
@@ -48,17 +58,88 @@ class Controller:
         made = drivers.build(drivers.DriverContext(spec=spec, paths=paths))
         self.store, self.router, self.platform = made.store, made.router, made.platform
         self.flags = SqliteFlagStore(paths.state / "flags.db")
-        self.engine = Engine(
+        self._prober = prober
+        self.leadership: Leadership | None = None  # set by `elect`
+        self._resumes = True
+        self.engine = self._new_engine()
+
+    def _new_engine(self) -> Engine:
+        return Engine(
             service=self.service,
             store=self.store,
             platform=self.platform,
             router=self.router,
             stats=self.router if isinstance(self.router, RouterStats) else None,
-            spec_dir=paths.spec_dir,
+            spec_dir=self.paths.spec_dir,
             flags=self.flags,
-            prober=prober,
-            clock=clock,
-            log_dir=paths.logs,
+            prober=self._prober,
+            clock=self.clock,
+            log_dir=self.paths.logs,
+            must_act=self.leadership.must_act if self.leadership else lambda _what: None,
+        )
+
+    # --- leadership ------------------------------------------------------------------------
+
+    def elect(self, url: Callable[[], str]) -> None:
+        """Take part in the leader lease of the store, if it has one: a standby (writing
+        nothing, refusing commands) until `claim`."""
+        if not isinstance(self.store, LeaseStore):
+            return
+        self.leadership = Leadership(self.store, service=self.service, url=url)
+        self.engine = self._new_engine()
+
+    def claim(self) -> None:
+        """The first claim, once the API listens: a controller alone on its store leads from
+        its first pass."""
+        if self.leadership is None:
+            return
+        self.leadership.tick()
+        # Leading from the start, it is the controller `zerodown up` started; one that takes
+        # over later as a standby must not undo a `zerodown down` the leader was carrying out.
+        self._resumes = self.leadership.role is Role.LEADER
+
+    async def run(self, on_lead: Callable[[], None] = lambda: None) -> None:
+        """The reconcile loop during each term of this controller as leader (the whole life
+        of the controller without leases); returns once `zerodown down` has finished."""
+        leadership = self.leadership
+        if leadership is None:
+            self.resume_after_down()
+            await self.engine.run()
+            return
+        renewing = asyncio.create_task(leadership.run(), name="lease")
+        term: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await leadership.wait_for(Role.LEADER)
+                if leadership.terms == 1 and self._resumes:
+                    try:
+                        self.resume_after_down()
+                    except StoreUnavailable as exc:  # lost already, or the store is down
+                        log.warning("not resumed after down: %s", exc)
+                on_lead()
+                engine = asyncio.create_task(self.engine.run(), name="engine")
+                lost = asyncio.create_task(leadership.wait_for(Role.STANDBY), name="lost")
+                term = {engine, lost}
+                await asyncio.wait(term, return_when=asyncio.FIRST_COMPLETED)
+                if engine.done():
+                    return engine.result()
+                await _cancel(term)
+                await self.engine.shutdown()  # its probes, retirements and checks stop here
+                log.warning("standby now: the engine of the last term is stopped")
+                self.engine = self._new_engine()
+        finally:
+            await _cancel({renewing, *term})  # the engine too, when the controller exits
+
+    def _commands_here(self) -> None:
+        """Commands go to the leader; a standby says which one that is."""
+        leadership = self.leadership
+        if leadership is None or leadership.role is Role.LEADER:
+            return  # its writes are fenced all the same
+        leader = leadership.summary()["leader"]
+        where = f"{leader['id']} ({leader['url']})" if leader else "none yet (the lease is free)"
+        raise NotLeader(
+            f"this controller ({leadership.me}) is a standby; the leader is {where}. "
+            "Send commands to the leader"
         )
 
     async def aclose(self) -> None:
@@ -92,6 +173,7 @@ class Controller:
         who: str,
         rollback: bool = False,
     ) -> dict[str, Any]:
+        self._commands_here()
         try:
             check_version(version)  # the API and the CLI check too; this is the last line
         except ValueError as exc:
@@ -126,6 +208,7 @@ class Controller:
         return {"revision": revision, "attached": False}
 
     def rollback(self, *, to: int | None, who: str, force: bool = False) -> dict[str, Any]:
+        self._commands_here()
         status = self.status()
         if status.rollout is not None and status.rollout.active:
             self.abort(who=f"{who} (rollback)")
@@ -182,6 +265,7 @@ class Controller:
             )
 
     def _command(self, change: Any, kind: str, message: str) -> dict[str, Any]:
+        self._commands_here()
         status = self.status()
         new = change(status)
         rollout = new.rollout
@@ -230,6 +314,12 @@ class Controller:
         )
 
 
+async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def with_strategy(spec: dict[str, Any], strategy: str | None) -> dict[str, Any]:
     """The spec with its strategy overridden once (`zerodown deploy --strategy`)."""
     if strategy is None:
@@ -256,6 +346,10 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         steps = [
             {"n": n + 1, "step": describe(s)} for n, s in enumerate(spec.strategy.canary.steps)
         ]
+    health = controller.engine.health.summary(controller.clock.now())
+    leadership = controller.leadership
+    if leadership is not None and leadership.role is Role.STANDBY:
+        health["stalled_since"] = None  # a standby runs no passes: nothing of it is stalled
     return {
         "service": controller.service,
         "router": controller.spec.router.listen,
@@ -264,8 +358,12 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         "steps": steps,
         "instances_wanted": spec.instances if spec else None,
         "events": [e.to_json() for e in controller.store.events(controller.service, limit=20)],
-        "controller": controller.engine.health.summary(controller.clock.now()),
+        "controller": health,
+        "leadership": leadership.summary() if leadership else None,
         "now": controller.clock.now(),
+        "caution": caution.summary(spec, status.rollout, strategy=status.rollout.strategy)
+        if spec is not None and status.rollout is not None
+        else "",
     }
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from zerodown.checkers.browser import check_page
 from zerodown.checkers.proc import run_command
 from zerodown.spec.gates import SmokeCheck, SmokeSpec
 
@@ -66,8 +68,10 @@ async def run_smoke(
     *,
     headers: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    screenshots: Path | None = None,
 ) -> SmokeResult:
-    """Run every check against `base_url` (e.g. "http://127.0.0.1:8081")."""
+    """Run every check against `base_url` (e.g. "http://127.0.0.1:8081"); a failed browser
+    check leaves a screenshot in `screenshots`."""
     started = time.monotonic()
     deadline = started + spec.timeout
     results: list[CheckResult] = []
@@ -95,6 +99,13 @@ async def run_smoke(
             budget = min(remaining, check.timeout or remaining)
             if check.command is not None:
                 results.append(await _command_check(check, base_url, budget, cwd))
+            elif check.browser is not None:
+                started_check = time.monotonic()
+                passed, reason, status = await check_page(
+                    check.name, check.browser, base_url, budget=budget, screenshots=screenshots
+                )
+                took = time.monotonic() - started_check
+                results.append(CheckResult(check.name, passed, reason, took, status))
             else:
                 results.append(await _request_check(client, check, budget))
     passed = all(r.passed for r in results)

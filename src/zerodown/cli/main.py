@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
+from zerodown.cli.export import export_app
 from zerodown.cli.flags import flags_app, set_connection_defaults
 from zerodown.cli.keys import keys_app
 from zerodown.cli.migrate import migrate_app
@@ -37,6 +38,7 @@ app = typer.Typer(
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(keys_app, name="keys")
 app.add_typer(flags_app, name="flags")
+app.add_typer(export_app, name="export")
 console = Console()
 err = Console(stderr=True)
 
@@ -234,12 +236,17 @@ def deploy(
         str | None, typer.Option("--strategy", help="rolling, blue-green or canary, this once")
     ] = None,
     timeout: float = timeout_option(1800.0),
+    no_lint: Annotated[
+        bool, typer.Option("--no-lint", help="deploy even when `zerodown lint` finds errors")
+    ] = False,
 ) -> None:
     """Roll out VERSION. Deploying the version already rolling out attaches to it."""
     valid_version(version)
 
     def go() -> int:
         spec = spec_dict(file)
+        if not no_lint:
+            _lint_before_deploy(file)
         with Client(Paths.for_spec(file)) as client:
             seen = max((e["id"] for e in client.get("/api/events", limit=1)), default=0)
             result = client.post(
@@ -253,6 +260,17 @@ def deploy(
             return follow(client, timeout=timeout, after=seen) if wait else EXIT_OK
 
     raise typer.Exit(run_guarded(go))
+
+
+def _lint_before_deploy(file: Path) -> None:
+    """`zerodown lint` first: errors refuse the deploy (exit 2), warnings are shown."""
+    from zerodown.cli.plan import lint_file, render_findings
+
+    findings = [f for f in lint_file(file) if f.severity != "note"]
+    if findings:
+        err.print(render_findings(findings, str(file)), markup=False, highlight=False)
+    if any(f.severity == "error" for f in findings):
+        fail("lint found errors: fix them, or deploy with --no-lint", EXIT_USAGE)
 
 
 def follow(client: Client, *, timeout: float, until_serving: bool = False, after: int = 0) -> int:
@@ -475,6 +493,12 @@ def demo(keep: Annotated[bool, typer.Option("--keep", help="keep the workspace")
     from zerodown.demo.tour import run_demo
 
     raise typer.Exit(run_guarded(lambda: run_demo(keep=keep)))
+
+
+from zerodown.cli.plan import lint_command, plan_command  # noqa: E402 (they import this module)
+
+app.command(name="plan")(plan_command)
+app.command(name="lint")(lint_command)
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ def _run(fn: Callable[[], T]) -> T:
         _fail("interrupted; run the same command again to resume")
 
 
-def _options(schema: str, lock_timeout: str = "500ms", batch_size: int = 1000) -> Any:
+def _options(schema: str, lock_timeout: str = "500ms", batch_size: int | None = None) -> Any:
     from zerodown.migrations.executor import Options
     from zerodown.spec.types import parse_duration
 
@@ -63,7 +63,7 @@ def _options(schema: str, lock_timeout: str = "500ms", batch_size: int = 1000) -
         timeout = parse_duration(lock_timeout)
     except ValueError as e:
         _fail(f"--lock-timeout: {e}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         _fail("--batch-size must be at least 1")
     return Options(base_schema=schema, lock_timeout=timeout, batch_size=batch_size)
 
@@ -94,7 +94,13 @@ def start(
     service: Annotated[str | None, typer.Option(help="Service the new release belongs to.")] = None,
     version: Annotated[str | None, typer.Option(help="Version of the new release.")] = None,
     lock_timeout: LockTimeout = "500ms",
-    batch_size: Annotated[int, typer.Option(help="Rows per backfill batch.")] = 1000,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Rows per backfill batch; by default each batch is sized to hold its row"
+            " locks about 100 ms, and halves when anyone waited on it."
+        ),
+    ] = None,
 ) -> None:
     """Expand: create the new version schema of views, triggers, and backfill."""
     from zerodown.migrations import api

@@ -69,6 +69,33 @@ def controller_health(state: dict[str, Any]) -> str | None:
     return None
 
 
+def leadership(state: dict[str, Any]) -> str | None:
+    """Which controller leads and since when, and the standbys (None from a controller whose
+    store has no leases, or an older one)."""
+    seen = state.get("leadership")
+    if not seen:
+        return None
+    leader = seen.get("leader")
+    if leader:
+        since = clock(leader["since"])
+        line = f"[bold]{esc(leader['id'])}[/] since {since} ({duration(leader['for'])})"
+    else:
+        line = "[bold red]none[/]: the lease is free or ran out; a standby takes it"
+    standbys = [f"{esc(s['id'])} (seen {s['seen_ago']:.0f}s ago)" for s in seen["standbys"]]
+    line += "; standby: " + ", ".join(standbys) if standbys else "; no standby"
+    if seen.get("role") == "standby":
+        line += f" [yellow](answered by standby {esc(seen['this'])})[/]"
+    return line
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
 def status_view(state: dict[str, Any]) -> Group:
     status, now = state["status"], state["now"]
     rollout = status["rollout"]
@@ -80,6 +107,9 @@ def status_view(state: dict[str, Any]) -> Group:
     head.add_row("service", f"[bold]{esc(state['service'])}[/] on http://{esc(state['router'])}")
     if state.get("dashboard"):
         head.add_row("dashboard", esc(state["dashboard"]))
+    leads = leadership(state)
+    if leads:
+        head.add_row("leader", leads)
     head.add_row("stable", esc(status["stable"] or "-"))
     head.add_row("traffic", esc(weights(status)))
     if rollout:
@@ -97,6 +127,8 @@ def status_view(state: dict[str, Any]) -> Group:
             head.add_row("why", esc(rollout["reason"]))
         if rollout["pause_reason"]:
             head.add_row("paused", esc(rollout["pause_reason"]))
+        if state.get("caution"):
+            head.add_row("caution", f"[yellow]{esc(state['caution'])}[/]")
     if status["last_decision"]:
         head.add_row(
             "decision",

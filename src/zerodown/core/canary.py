@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from zerodown.core import checks
+from zerodown.core import caution, checks
 from zerodown.core.bluegreen import steady_blue
 from zerodown.core.model import CheckState, RolloutPhase
 from zerodown.core.plan import Plan, pool_of
@@ -118,9 +118,10 @@ def _advance(plan: Plan, spec: Spec, n: int) -> None:
         if waiting is None:
             moved = replace(rollout, step=rollout.step + 1, step_started_at=plan.now)
             plan.update(replace(plan.status, rollout=moved))
-            plan.record(
-                "step", f"step {rollout.step + 1}/{len(canary.steps)} done: {describe(step)}"
-            )
+            what = describe(step)
+            if step.pause is not None and step.pause.duration:
+                what = caution.describe_pause(spec, rollout, step.pause.duration)
+            plan.record("step", f"step {rollout.step + 1}/{len(canary.steps)} done: {what}")
             continue
         if waiting:
             plan.pause(f"step {rollout.step + 1}/{len(canary.steps)}: {waiting}")
@@ -138,11 +139,14 @@ def _waiting_on(plan: Plan, spec: Spec, index: int, n: int) -> str | None:
         ready = sum(1 for i in plan.live(rollout.version) if i.serving)
         if ready < wanted or not checks.cleared_for_traffic(plan, spec):
             return ""
+        if caution.analysis_after(spec, rollout, step):  # irreversible migration: check again
+            return None if checks.analysis(plan, caution.analysis_key(index)) else ""
         return None
     if step.pause is not None:
         if step.pause.duration is None:
             return "paused until `zerodown promote`"
-        return None if plan.now - rollout.step_started_at >= step.pause.duration else ""
+        pause = caution.pause_seconds(spec, rollout, step.pause.duration)
+        return None if plan.now - rollout.step_started_at >= pause else ""
     if step.analysis is not None:
         return None if checks.analysis(plan, f"analysis:step-{index + 1}") else ""
     if step.set_flag is not None:

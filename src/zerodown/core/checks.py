@@ -8,7 +8,8 @@
   promoted            smoke tests through the router after the last promotion
   clean_up            after an abort or failure: flag changes reverted, the migration rolled back
   contract_when_quiet after a completed rollout, with `migrations.quiet_period`: contract once
-                      no connection of the old version was seen for that long
+                      no connection of the old version was seen for that long (never when the
+                      contract cannot be undone and `caution.irreversible.manual_contract`)
 
 Each gate asks for checks through `plan.need`; the engine runs every check the status holds as
 running and writes back its outcome. A rollback goes to a release that already served, so it
@@ -17,6 +18,7 @@ skips the gates and goes as fast as its strategy allows.
 
 from __future__ import annotations
 
+from zerodown.core import caution
 from zerodown.core.model import CheckState, InstancePhase, RolloutPhase
 from zerodown.core.plan import Plan
 from zerodown.spec.model import Spec
@@ -108,6 +110,7 @@ def contract_when_quiet(plan: Plan, spec: Spec) -> None:
         and rollout.phase is RolloutPhase.COMPLETED
         and spec.migrations is not None
         and spec.migrations.quiet_period is not None
+        and not (caution.reasons(rollout) and spec.caution.irreversible.manual_contract)
         and migrate is not None
         and migrate.detail.get("started")
         and all(i.release == rollout.version for i in plan.live())

@@ -42,5 +42,11 @@ class StoreUnavailable(TransientDriverError):
     database unreachable). The API answers 503; the engine records it and retries."""
 
 
+class NotLeader(StoreUnavailable):
+    """A write refused because this controller does not hold the service's leader lease (it is
+    a standby, or a paused leader whose lease another controller has taken since): the write
+    was fenced off in the store's own transaction. The controller steps down to standby."""
+
+
 class StateError(ZerodownError):
     """The requested operation does not fit the current state (e.g. promote with no rollout)."""

@@ -21,10 +21,17 @@ What every driver guarantees:
   the instances of this state directory still running, with their placement, even ones whose
   launch was never recorded (the controller died in between). `stop` drains nothing (the engine
   did): it sends the stop signal, waits `grace`, then kills, and always returns. `launch` raises
-  PermanentDriverError with what to fix when this release cannot start this way.
+  PermanentDriverError with what to fix when this release cannot start this way. `prepare` gets a
+  release ready everywhere it may run before its rollout launches or stops anything, and is
+  cheap when it is ready already (a restarted controller calls it again).
 - **StateStore**: one writer (the controller); `save` writes the status and its decision records
   in one transaction; reads never see half a save. Every call returns or raises StoreUnavailable
   within seconds, never hangs (the calls run on the controller's event loop).
+- **LeaseStore** (a capability of the built-in stores): the leader lease of several controllers
+  on one store. `claim` renews or takes a service's lease in one transaction, with the store's
+  clock; a new holder gets a larger fencing token. Once `fence` names a token, every write of
+  this store object checks it in the write's own transaction and raises NotLeader when another
+  controller has taken the lease since (or when the token is None: a standby writes nothing).
 """
 
 from __future__ import annotations
@@ -98,6 +105,12 @@ class ExecResult:
 
 @runtime_checkable
 class Platform(Protocol):
+    async def prepare(self, *, release: str, run: RunSpec) -> None:
+        """Get `release` ready to launch everywhere it may run (pull the image, ship the files)
+        before the rollout starts; raises PermanentDriverError with the reason (e.g. the
+        registry's answer), which fails the rollout before any instance starts or leaves."""
+        ...
+
     async def launch(
         self,
         *,
@@ -160,3 +173,55 @@ class StateStore(Protocol):
     def end_revision(self, service: str, rollout: Rollout) -> None: ...
     def events(self, service: str, *, after: int = 0, limit: int = 200) -> list[Event]: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A service's leader lease: its holder (a controller id, hostname:pid), the fencing token
+    of the holder's term (one more at every change of holder), when the term began and when the
+    lease runs out unless renewed (both in the store's clock, seconds since the epoch)."""
+
+    holder: str
+    token: int
+    since: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSeen:
+    """A controller that claimed (leader) or asked for (standby) a service's lease."""
+
+    id: str
+    url: str
+    seen_at: float  # the store's clock
+
+
+@dataclass(frozen=True, slots=True)
+class Leadership:
+    """Who leads, who else was seen, and the store's clock when it was read."""
+
+    lease: Lease | None
+    controllers: tuple[ControllerSeen, ...]
+    now: float
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    def claim(
+        self, service: str, holder: str, *, ttl: float, url: str = "", dead: str | None = None
+    ) -> Lease | None:
+        """Renew `holder`'s lease, or take it when it is free, has run out, or is held by
+        `dead` (a holder known to be gone); None while another holder's lease runs. Records
+        that `holder` was seen, leader or not."""
+        ...
+
+    def fence(self, service: str, holder: str, token: int | None) -> None:
+        """From now on every write checks this lease in its own transaction (None: refuse
+        every write)."""
+        ...
+
+    def release(self, service: str, holder: str) -> None:
+        """End `holder`'s lease now (a clean exit), so that a standby need not wait it out."""
+        ...
+
+    def leadership(self, service: str) -> Leadership: ...

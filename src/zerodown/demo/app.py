@@ -6,6 +6,8 @@ runs it anywhere. Started as `python3 app.py PORT VERSION`.
   GET /slow?ms=N answers after N ms       POST /upload  answers the byte count it read
   GET /sse       five server-sent events
   POST /admin/ready?on=0|1, /admin/live?on=0|1   flip this instance's readiness or liveness
+  POST /admin/hang?on=0|1    its probe endpoints (/healthz, /ready) stop answering, or answer
+  POST /admin/slow?ms=N      every other answer comes N ms late (0: back to normal)
 
 Faults for demos and tests come from $ZD_APP_FAULTS, JSON keyed by version, for example
 {"v3": {"fail_rate": 0.2}, "v4": {"latency_ms": 300}, "v9": {"never_healthy": true}}.
@@ -23,6 +25,8 @@ import sys
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("PORT", "8000"))
 VERSION = sys.argv[2] if len(sys.argv) > 2 else os.environ.get("APP_VERSION", "dev")
+# In a container on a bridge network, 0.0.0.0: its 127.0.0.1 is its own, unreachable from outside
+HOST = os.environ.get("APP_HOST", "127.0.0.1")
 FAULTS = json.loads(os.environ.get("ZD_APP_FAULTS") or "{}").get(VERSION, {})
 FAIL_RATE = float(FAULTS.get("fail_rate", 0))
 LATENCY = float(FAULTS.get("latency_ms", 0)) / 1000
@@ -33,6 +37,8 @@ inflight = 0
 closing = False
 ready_switch = True  # flipped by POST /admin/ready, to show probes taking an instance out
 live_switch = True
+hang_probes = False  # POST /admin/hang: a probe endpoint that hangs (the chaos rehearsal)
+slow_ms = 0.0  # POST /admin/slow: a slow backend
 connections: set[asyncio.StreamWriter] = set()
 
 
@@ -48,9 +54,22 @@ def response(status: int, body: bytes, ctype: str = "text/plain") -> bytes:
 
 
 async def handle(method: str, target: str, body: bytes, writer: asyncio.StreamWriter) -> None:
-    global ready_switch, live_switch
+    global ready_switch, live_switch, hang_probes, slow_ms
     path, _, query = target.partition("?")
     params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+    if path == "/admin/hang" and method == "POST":
+        hang_probes = params.get("on", "1") == "1"
+        writer.write(response(200, f"probes {'hang' if hang_probes else 'answer'}\n".encode()))
+        return
+    if path == "/admin/slow" and method == "POST":
+        slow_ms = float(params.get("ms", "0"))
+        writer.write(response(200, f"slow {slow_ms:g} ms\n".encode()))
+        return
+    if path in ("/healthz", "/ready"):
+        while hang_probes:  # the probe times out; it answers again once released
+            await asyncio.sleep(0.05)
+    elif slow_ms:
+        await asyncio.sleep(slow_ms / 1000)
     if path in ("/admin/ready", "/admin/live") and method == "POST":
         on = params.get("on", "1") == "1"
         if path == "/admin/ready":
@@ -131,7 +150,7 @@ async def main() -> None:
     global closing
     if STARTUP_DELAY:
         await asyncio.sleep(STARTUP_DELAY)
-    server = await asyncio.start_server(serve_connection, "127.0.0.1", PORT, backlog=1024)
+    server = await asyncio.start_server(serve_connection, HOST, PORT, backlog=1024)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

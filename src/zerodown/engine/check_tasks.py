@@ -23,6 +23,7 @@ from typing import Any
 from zerodown.checkers.analysis import Analyses
 from zerodown.checkers.gate import run_gate
 from zerodown.checkers.smoke import run_smoke
+from zerodown.core import caution
 from zerodown.core.analysis.context import AnalysisContext, StatsSource
 from zerodown.core.analysis.model import Phase as AnalysisPhase
 from zerodown.core.analysis.model import RunState
@@ -31,8 +32,9 @@ from zerodown.core.ports import StateStore
 from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.flags.steps import FlagRevert, apply_with_revert, revert_flag_change, still_as_changed
 from zerodown.migrations.url import database_url
+from zerodown.paths import Paths
 from zerodown.sessions.compat import run_compat
-from zerodown.spec.analysis import AnalysisRef, resolve
+from zerodown.spec.analysis import AnalysisRef, ResolvedAnalysis, is_bounded, resolve
 from zerodown.spec.model import Spec
 
 log = logging.getLogger("zerodown.checks")
@@ -205,7 +207,9 @@ class CheckTasks:
 
     async def _smoke(self, spec: Spec, url: str) -> Outcome:
         assert spec.smoke is not None
-        result = await run_smoke(spec.smoke, url, cwd=str(self.spec_dir))
+        # the state directory depends on the spec's directory only, not on its file name
+        shots = Paths.for_spec(self.spec_dir / "zerodown.yaml").screenshots
+        result = await run_smoke(spec.smoke, url, cwd=str(self.spec_dir), screenshots=shots)
         state = CheckState.PASSED if result.passed else CheckState.FAILED
         reason = result.reason if not result.passed else f"{len(result.checks)} checks passed"
         return state, f"{reason} ({url})", result.to_json()
@@ -214,6 +218,7 @@ class CheckTasks:
         self, spec: Spec, status: ServiceStatus, rollout: Rollout, instances: list[Instance]
     ) -> Outcome:
         from zerodown.migrations import api
+        from zerodown.migrations.risk import reasons_for
 
         assert spec.migrations is not None
         url = database_url(spec.migrations.database)
@@ -238,6 +243,9 @@ class CheckTasks:
                     else None
                 )
                 if stable_schema == active.get("version_schema"):
+                    held = _contract_held(spec, directory, str(active.get("name")))
+                    if held:
+                        return CheckState.FAILED, held, {}
                     # "a separate, subsequent deployment" contracts the last one
                     api.complete(url)
                     notes.append(f"completed {active.get('name')}")
@@ -256,6 +264,10 @@ class CheckTasks:
                 )
             schema = api.start(url, path, service=self.service, version=rollout.version)
             notes.append(f"started {path.name}: {rollout.version} uses schema {schema}")
+            irreversible = reasons_for(directory, path.name)
+            if irreversible:
+                effects = "; ".join(caution.effects(spec, strategy=rollout.strategy))
+                notes.append(f"caution raised ({'; '.join(irreversible)}): {effects}")
             return (
                 CheckState.PASSED,
                 "; ".join(notes),
@@ -263,6 +275,7 @@ class CheckTasks:
                     "schema": schema,
                     "migration": path.name,
                     "started": True,
+                    caution.DETAIL_KEY: irreversible,
                 },
             )
 
@@ -339,6 +352,9 @@ class CheckTasks:
         it gets a new run instead of the finished result of the last attempt."""
         run_key = f"r{rollout.revision}/{key}/{rollout.checks[key].started_at!r}"
         ref = _analysis_ref(spec, key)
+        analysis = resolve(spec.analysis, ref)
+        if key.startswith("analysis:caution-"):  # a step's extra run must end by itself
+            analysis = bounded(analysis)
         saved = rollout.checks[key].detail.get("state")
         ctx = AnalysisContext(
             service=self.service,
@@ -348,7 +364,7 @@ class CheckTasks:
         )
         self.analyses.ensure(
             run_key,
-            resolve(spec.analysis, ref),
+            analysis,
             ctx,
             state=RunState.from_json(saved) if saved else None,
         )
@@ -394,7 +410,7 @@ def _analysis_ref(spec: Spec, key: str) -> AnalysisRef:
     which = key.split(":", 1)[1]
     canary, bg = spec.strategy.canary, spec.strategy.blue_green
     ref: AnalysisRef | None = None
-    if which == "background" and canary is not None:
+    if (which == "background" or which.startswith("caution-")) and canary is not None:
         ref = canary.analysis
     elif which.startswith("step-") and canary is not None:
         ref = canary.steps[int(which[5:]) - 1].analysis
@@ -405,6 +421,27 @@ def _analysis_ref(spec: Spec, key: str) -> AnalysisRef:
     if ref is None:
         raise RuntimeError(f"the spec has no analysis for {key}")
     return ref
+
+
+def _contract_held(spec: Spec, directory: Path, name: str) -> str:
+    """Caution's manual gate: why the next deploy does not contract `name` by itself ("" if it
+    may)."""
+    from zerodown.migrations.risk import reasons_for
+
+    reasons = reasons_for(directory, name) if spec.caution.irreversible.manual_contract else []
+    if not reasons:
+        return ""
+    return (
+        f"migration {name} is still to be contracted, and its contract cannot be undone "
+        f"({'; '.join(reasons)}): caution.irreversible.manual_contract holds it for a person. "
+        "Run `zerodown migrate complete` once the release is known good, then deploy again"
+    )
+
+
+def bounded(analysis: ResolvedAnalysis) -> ResolvedAnalysis:
+    """The same metrics, each ending by itself: `count` measurements, or one when unbounded."""
+    metrics = [m if is_bounded(m) else m.model_copy(update={"count": 1}) for m in analysis.metrics]
+    return ResolvedAnalysis(metrics=metrics, dry_run=analysis.dry_run)
 
 
 async def _done(state: CheckState, reason: str) -> Outcome:

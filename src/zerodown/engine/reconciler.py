@@ -10,7 +10,9 @@ the same decisions. The order inside a pass keeps the rules of the rollout:
 1. the decision and its records are persisted before anything is acted on;
 2. routes are applied (atomically, by the router) before any instance leaves them;
 3. an instance drains and stops only once the router confirms it is out of the table;
-4. a launch is written to the store before the platform starts it, then adopted if we crash.
+4. a launch is written to the store before the platform starts it, then adopted if we crash;
+5. an active rollout's release is prepared on the platform (`prepare.py`) before its first
+   decision: a release that cannot be had fails the rollout before anything starts or leaves.
 
 No error ends the loop (faults.py): a failed pass is logged with its traceback, written to the
 decision log once as an `error` event, and retried after a capped backoff; `status` shows the
@@ -33,6 +35,7 @@ import logging
 import re
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,6 +43,7 @@ from zerodown import logs
 from zerodown.core.decide import decide
 from zerodown.core.errors import (
     DriverError,
+    NotLeader,
     PermanentDriverError,
     StoreUnavailable,
     TransientDriverError,
@@ -62,6 +66,7 @@ from zerodown.engine.clock import SYSTEM_CLOCK, Clock
 from zerodown.engine.faults import PassHealth, describe
 from zerodown.engine.guards import FlagGuards
 from zerodown.engine.health import Monitor
+from zerodown.engine.prepare import Preparations
 from zerodown.flags.stores import FlagStore
 from zerodown.migrations.url import database_url
 from zerodown.notify import Notifier
@@ -119,6 +124,7 @@ class Engine:
         clock: Clock = SYSTEM_CLOCK,
         log_dir: Path | None = None,
         log_policy: logs.LogPolicy | None = None,
+        must_act: Callable[[str], None] = lambda _what: None,
     ) -> None:
         self.service = service
         self.store = store
@@ -127,6 +133,9 @@ class Engine:
         self.spec_dir = spec_dir
         self.prober = prober or PlatformProber(platform)
         self.clock = clock
+        # Raises NotLeader when another controller leads (engine/leadership.py): asked before
+        # every action outside the store, whose own writes are fenced by the lease.
+        self.must_act = must_act
         self.wake = asyncio.Event()
         self.monitors: dict[str, Monitor] = {}
         self.retiring: dict[str, asyncio.Task[None]] = {}
@@ -157,6 +166,7 @@ class Engine:
             else None
         )
         self.notifiers: dict[int, Notifier] = {}
+        self.preparations = Preparations(platform, poke=self.poke)
         last = store.events(service, limit=1)
         self._notified = last[-1].id if last else 0  # no replay of what happened before a restart
 
@@ -214,6 +224,9 @@ class Engine:
                 await self.start()
                 self._started = True
             done = await self._pass()
+        except NotLeader as exc:  # another controller leads: not a fault of this pass
+            log.warning("%s", exc)
+            done, backoff = False, PASS_INTERVAL
         except Exception as exc:  # per pass: recorded, then retried (CancelledError is not)
             done, backoff = False, self._failed(exc)
             if not isinstance(exc, StoreUnavailable):  # else the next pass that works writes
@@ -234,8 +247,11 @@ class Engine:
 
     async def start(self) -> None:
         """Before the first pass: the router (it may have died while no controller ran), then
-        the instances a previous controller left running."""
-        await self.router.start()
+        the instances a previous controller left running (not the router, once `zerodown down`
+        has begun: a standby taking over then only finishes it)."""
+        self.must_act("starting")
+        if not self.store.status(self.service).stopping:
+            await self.router.start()
         await self.adopt()
 
     async def _pass(self) -> bool:
@@ -302,9 +318,14 @@ class Engine:
 
     async def adopt(self) -> None:
         """Match the store's instances with the platform's running ones; record placements we
-        never saw, and forget launches that never started (the controller stopped in between)."""
+        never saw, and forget launches that never started (the controller stopped in between).
+        With no instance in the store there is nothing to match: the platform is not asked (a
+        first `up` then reaches the rollout, which says why the platform cannot serve)."""
+        instances = self.store.instances(self.service)
+        if not instances:
+            return
         found = await self.platform.adopt()
-        for instance in self.store.instances(self.service):
+        for instance in instances:
             placement = found.get(instance.id)
             if placement is not None and (instance.address, instance.handle) != (
                 placement.address,
@@ -317,10 +338,13 @@ class Engine:
 
     async def reconcile(self) -> bool:
         """One pass. True when `zerodown down` has finished."""
+        self.must_act("reconciling")
         self.stopping = self.store.status(self.service).stopping
         if not self.stopping:
             await self.router.start()  # not to stop it: `down` goes on without a router
         exits = await self._exits()
+        if not await self._prepared():
+            return False  # the rollout waits for its release; old instances serve on
         # From reading the store to saving the decision, nothing awaits: the API's commands
         # run on this same event loop, so none can slip in between and be overwritten.
         now = self.clock.now()
@@ -356,6 +380,40 @@ class Engine:
         return decision.status.stopping and not any(
             i.phase is not InstancePhase.STOPPED for i in self.store.instances(self.service)
         )
+
+    async def _prepared(self) -> bool:
+        """False while the active rollout's release is still being prepared. A release that
+        cannot be prepared fails its rollout here, before any decision of it; a transient
+        error fails the pass (and the next one tries again)."""
+        status = self.store.status(self.service)
+        rollout = status.rollout
+        if status.stopping or rollout is None or not rollout.active:
+            return True
+        try:
+            return await self.preparations.ready(
+                rollout.revision, rollout.version, self.spec_of(rollout.revision).run
+            )
+        except TransientDriverError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, DriverError):
+                log.exception("preparing %s", rollout.version)
+            self._fail_unprepared(rollout.revision, f"cannot prepare it: {describe(exc)}")
+            return True
+
+    def _fail_unprepared(self, revision: int, reason: str) -> None:
+        status = self.store.status(self.service)  # read again: the preparation awaited
+        rollout = status.rollout
+        if rollout is None or rollout.revision != revision or not rollout.active:
+            return
+        now = self.clock.now()
+        failed = replace(
+            rollout, phase=RolloutPhase.FAILED, reason=reason, finished_at=now, pause_reason=""
+        )
+        back = f"; traffic stays on {status.stable}" if status.stable else ""
+        message = f"rollout of {rollout.version} failed: {reason}{back}"
+        self.store.save(replace(status, rollout=failed), [(now, revision, "failed", message)])
+        log.warning("%s", message)
 
     # --- observing -------------------------------------------------------------------------
 
@@ -446,6 +504,7 @@ class Engine:
     # --- acting ----------------------------------------------------------------------------
 
     async def _apply(self, table: RouteTable) -> None:
+        self.must_act("applying routes")
         try:
             await self.router.apply(table)
         except DriverError as exc:
@@ -456,7 +515,8 @@ class Engine:
 
     async def _launch(self, status: ServiceStatus, launch: Launch) -> None:
         spec = self.spec_of(self.revision_of(status, launch.release))
-        env = {"ZERODOWN_SERVICE": self.service}
+        revision = str(self.revision_of(status, launch.release))
+        env = {"ZERODOWN_SERVICE": self.service, "ZERODOWN_REVISION": revision}
         failure = None
         if spec.migrations is not None:
             try:
@@ -472,6 +532,7 @@ class Engine:
             )
             self.store.put_instance(self.service, instance)
             if failure is None:
+                self.must_act("launching")
                 try:
                     placement = await self.platform.launch(
                         instance_id=iid,
@@ -535,6 +596,7 @@ class Engine:
             await self._wait_out_of_routes(instance.address)
             await self._drain(instance.address, spec.run.drain)
         if instance.handle is not None:
+            self.must_act("stopping an instance")
             how = await self.platform.stop(
                 instance_id=instance.id,
                 handle=instance.handle,
@@ -617,15 +679,18 @@ class Engine:
         self._post(kind, message)
 
     async def shutdown(self) -> None:
-        """Stop watching (the processes and the router keep running)."""
-        if self.guards is not None:
-            await self.guards.aclose()
-        await self.check_tasks.aclose()
-        for notifier in self.notifiers.values():
-            await notifier.drain(timeout=5)
-            await notifier.aclose()
+        """Stop watching (the processes and the router keep running). Probes and retirements
+        first: a controller stepping down to standby stops acting before it waits for the
+        webhooks it still owes."""
         for monitor in self.monitors.values():
             monitor.cancel()
         for task in list(self.retiring.values()):
             task.cancel()
         await asyncio.gather(*self.retiring.values(), return_exceptions=True)
+        if self.guards is not None:
+            await self.guards.aclose()
+        await self.check_tasks.aclose()
+        await self.preparations.aclose()
+        for notifier in self.notifiers.values():
+            await notifier.drain(timeout=5)
+            await notifier.aclose()

@@ -6,9 +6,12 @@
   Backoff and Jitter").
 - CREATE INDEX CONCURRENTLY cannot run in a transaction and leaves an INVALID index behind when
   it fails; that index is detected in pg_index, dropped CONCURRENTLY and built again.
-- The backfill touches rows in primary-key order, `batch_size` rows per transaction, pausing
+- The backfill touches rows in primary-key order, one batch per transaction, pausing
   `batch_delay` between batches; its cursor is committed with each batch, so a crashed start
-  resumes after the last finished batch. It stops at the highest key seen once the triggers were
+  resumes after the last finished batch. A batch's size adapts so that it holds its row locks
+  about `batch_target` seconds, and halves when anyone waited on it (batching.py); a fixed
+  `batch_size` turns that off. Its commits do not wait for the WAL flush (synchronous_commit
+  off): a batch lost in a server crash is done again, and filling a row twice changes nothing. It stops at the highest key seen once the triggers were
   in place: rows written after that were already filled by the triggers.
 """
 
@@ -24,6 +27,7 @@ import psycopg
 from psycopg import errors as pgerr
 
 from .actions import Backfill, DBAction, MigrationError
+from .batching import BatchOutcome, next_batch_size
 from .schema import ident, literal
 
 T = TypeVar("T")
@@ -36,21 +40,31 @@ class Options:
     retries: int = 30
     backoff: float = 0.05
     backoff_cap: float = 2.0
-    batch_size: int = 1000
+    batch_size: int | None = None  # rows per batch; None: adapted (see batching.py)
+    batch_target: float = 0.1  # seconds an adapted batch aims to hold its row locks
+    batch_first: int = 1000  # an adapted backfill's first batch
+    batch_max: int = 100_000
     batch_delay: float = 0.005
     max_batches: int | None = None  # stop (as if crashed) after this many batches: for tests
+    max_actions: int | None = None  # stop (as if crashed) after this many statements: for tests
 
 
-class BackfillInterrupted(MigrationError):
+class Interrupted(MigrationError):
+    """Stopped on purpose, as a crash would (max_actions, max_batches): for tests."""
+
+
+class BackfillInterrupted(Interrupted):
     """The backfill stopped on purpose (max_batches); running start again resumes it."""
 
 
 @dataclass
 class Stats:
     lock_retries: int = 0
+    actions: int = 0
     invalid_indexes_rebuilt: int = 0
     backfilled_rows: int = 0
     batches: int = 0
+    batch_sizes: tuple[int, int] | None = None  # smallest and largest batch, for the report
     events: list[str] = field(default_factory=list)
 
 
@@ -119,6 +133,9 @@ class Executor:
             ) from None
 
     def run(self, action: DBAction) -> None:
+        if self.o.max_actions is not None and self.stats.actions >= self.o.max_actions:
+            raise Interrupted(f"stopped after {self.stats.actions} statements (max_actions)")
+        self.stats.actions += 1
         if action.transactional:
             self.transaction(action.sql.split("\n", 1)[0][:80], [action])
         else:
@@ -201,43 +218,63 @@ class Executor:
         self.event(
             f"backfill {b.table}: resuming after {cursor}" if cursor else f"backfill {b.table}"
         )
-        join = " AND ".join(f"t.{ident(c)} = b.{ident(c)}" for c, _ in b.pk)
         first = ident(b.pk[0][0])
         self.conn.execute("SET zerodown.backfill = 'on'")
+        size = self.o.batch_size or self.o.batch_first
         try:
             while True:
+                # The batch is a key range, (cursor, end]: its end is found on the index
+                # alone, and the update is then one index range scan. (Joining the table to a
+                # list of keys let the planner pick a hash join and a full scan per batch once
+                # batches grew past a few thousand rows.)
                 lower = f" AND ({pk}) > ({params})" if cursor else ""
-                sql = (
-                    f"WITH b AS MATERIALIZED (SELECT {pk} FROM {qt} WHERE ({pk}) <= ({params})"
-                    f"{lower} ORDER BY {pk} LIMIT {int(self.o.batch_size)}),"
-                    f" u AS (UPDATE {qt} AS t SET {first} = t.{first} FROM b WHERE {join}"
-                    " RETURNING 1)"
-                    f" SELECT (SELECT count(*) FROM u), (SELECT ARRAY[{pk_text}] FROM b"
-                    f" ORDER BY {pk_desc} LIMIT 1)"
+                find_end = (
+                    f"SELECT ARRAY[{pk_text}] FROM {qt} WHERE ({pk}) <= ({params}){lower}"
+                    f" ORDER BY {pk} OFFSET {int(size) - 1} LIMIT 1"
                 )
-                args = [*(upper or []), *(cursor or [])]
+                update = f"UPDATE {qt} SET {first} = {first} WHERE ({pk}) <= ({params}){lower}"
+                bounds = [*(cursor or [])]
                 result: list[Any] = []
 
                 def batch(
-                    sql: str = sql, args: list[Any] = args, result: list[Any] = result
+                    find_end: str = find_end,
+                    update: str = update,
+                    bounds: list[Any] = bounds,
+                    result: list[Any] = result,
                 ) -> None:
                     result.clear()
-                    count, last = self.conn.execute(sql, args).fetchone()  # type: ignore[misc]
+                    self.conn.execute("SET LOCAL synchronous_commit = off")
+                    row = self.conn.execute(find_end, [*(upper or []), *bounds]).fetchone()
+                    end = row[0] if row else upper  # fewer than `size` rows left: the rest
+                    count = self.conn.execute(update, [*(end or []), *bounds]).rowcount
+                    last = None if end == upper else end
                     self.conn.execute(
                         "UPDATE zerodown.backfills SET cursor = coalesce(%s, cursor),"
                         " rows = rows + %s, done = %s WHERE migration_id = %s AND table_name = %s",
                         (last, count, last is None, migration_id, b.table),
                     )
-                    result.extend((count, last))
+                    waited = self.o.batch_size is None and _anyone_waits(self.conn)
+                    result.extend((count, last, waited))
 
+                retries, started = self.stats.lock_retries, time.perf_counter()
                 self.transaction(f"backfill {b.table}", [], then=batch)
-                count, last = result
-                if last is None:
-                    self.event(f"backfill {b.table}: done")
-                    return
-                cursor = last
+                count, last, waited = result
+                outcome = BatchOutcome(
+                    rows=count,
+                    seconds=time.perf_counter() - started,
+                    blocked=waited or self.stats.lock_retries > retries,
+                )
+                self._sized(size, count)
                 self.stats.backfilled_rows += count
                 self.stats.batches += 1
+                if last is None:
+                    self.event(f"backfill {b.table}: done{self._batches_said()}")
+                    return
+                if self.o.batch_size is None:
+                    size = next_batch_size(
+                        size, outcome, target=self.o.batch_target, lo=100, hi=self.o.batch_max
+                    )
+                cursor = last
                 if self.o.max_batches is not None and self.stats.batches >= self.o.max_batches:
                     raise BackfillInterrupted(
                         f"backfill of {b.table} stopped after {self.stats.batches} batches "
@@ -247,6 +284,28 @@ class Executor:
                     time.sleep(self.o.batch_delay)
         finally:
             self.conn.execute("RESET zerodown.backfill")
+
+    def _batches_said(self) -> str:
+        if self.stats.batch_sizes is None:
+            return ""
+        low, high = self.stats.batch_sizes
+        sizes = f"{low:,}" if low == high else f"{low:,} to {high:,}"
+        return f" ({self.stats.backfilled_rows:,} rows, {self.stats.batches} batches of {sizes})"
+
+    def _sized(self, size: int, count: int) -> None:
+        if count < size:
+            return  # the short last batch is not a size anyone chose
+        low, high = self.stats.batch_sizes or (size, size)
+        self.stats.batch_sizes = (min(low, size), max(high, size))
+
+
+def _anyone_waits(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a statement is waiting on a lock this session holds (the batch's rows)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted"
+        " AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def drop_schema_action(name: str) -> DBAction:

@@ -89,7 +89,10 @@ class LocalPlatform:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._children: dict[Process, subprocess.Popen[bytes]] = {}  # to read exit statuses
 
-    # --- launch ------------------------------------------------------------------------------
+    # --- prepare, launch ---------------------------------------------------------------------
+
+    async def prepare(self, *, release: str, run: RunSpec) -> None:
+        """Nothing to do: the command and its workdir are on this machine already."""
 
     async def launch(
         self,

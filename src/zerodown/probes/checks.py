@@ -10,6 +10,7 @@ A probe never raises: every failure is a ProbeResult with a message a person can
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,7 +52,11 @@ class PlatformProber:
             return await _http(probe.http, instance.address)
         if probe.tcp is not None:
             host, port = _host_port(instance.address, probe.tcp.port)
-            _, writer = await asyncio.open_connection(host, port)
+            try:
+                _, writer = await asyncio.open_connection(host, port)
+            except OSError as exc:  # asyncio's text is "Connect call failed (addr)": say why
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                return ProbeResult(False, f"tcp {port}: {why.lower()}")
             writer.close()
             await writer.wait_closed()
             return ProbeResult(True, f"tcp {port} open")

@@ -7,6 +7,7 @@ smoke:
   checks:
     - {name: home, request: GET /, expect: {status: 200, body_contains: "ok"}}
     - {name: suite, command: ["pytest", "tests/smoke", "-q"]}
+    - {name: page, browser: {path: /checkout, text: "Pay now"}}   # in Chromium; no console errors
 
 zerodown.checkers runs them; notifications are in zerodown.spec.notify.
 """
@@ -14,6 +15,7 @@ zerodown.checkers runs them; notifications are in zerodown.spec.notify.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -52,6 +54,27 @@ class Expect(StrictModel):
         return [self.status] if isinstance(self.status, int) else list(self.status)
 
 
+class BrowserCheck(StrictModel):
+    """A page loaded in a real browser (Chromium, through Playwright): the document's status,
+    text the page shows once loaded, and no errors in its console. A failure keeps a
+    screenshot in .zerodown/screenshots/."""
+
+    path: str = Field(description="the page, e.g. /checkout")
+    status: int = Field(200, ge=100, le=599, description="of the page's own response")
+    text: str | None = Field(None, description="text the rendered page must show")
+    console_errors: bool = Field(
+        False, description="allow errors in the browser console (uncaught exceptions included)"
+    )
+    wait_until: Literal["load", "domcontentloaded", "networkidle"] = "load"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() for c in value):
+            raise ValueError(f"path {value!r} should be a path starting with '/'")
+        return value
+
+
 class SmokeCheck(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     request: str | None = Field(None, description="'GET /path', sent to the release under test")
@@ -63,6 +86,7 @@ class SmokeCheck(StrictModel):
     command: list[str] | None = Field(
         None, min_length=1, description="argv; ZERODOWN_SMOKE_URL holds the base URL"
     )
+    browser: BrowserCheck | None = None
     timeout: Timeout | None = Field(None, description="for this check; default: the budget")
 
     @field_validator("request")
@@ -78,16 +102,22 @@ class SmokeCheck(StrictModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> SmokeCheck:
-        if (self.request is None) == (self.command is None):
-            raise ValueError(f"check {self.name!r} needs exactly one of request or command")
-        if self.command is not None:
+        kinds = [k for k in ("request", "command", "browser") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                f"check {self.name!r} needs exactly one of request, command or browser"
+            )
+        if self.request is None:
             extra = [
                 k
                 for k in ("json_", "body", "expect", "max_latency")
                 if getattr(self, k) is not None
             ]
             if extra or self.headers:
-                raise ValueError(f"check {self.name!r}: a command check takes no request fields")
+                raise ValueError(
+                    f"check {self.name!r}: a {kinds[0]} check takes no request fields"
+                    f" ({', '.join(k.rstrip('_') for k in extra) or 'headers'})"
+                )
         if self.json_ is not None and self.body is not None:
             raise ValueError(f"check {self.name!r}: give json or body, not both")
         return self

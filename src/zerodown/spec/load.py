@@ -252,6 +252,16 @@ def _message(err: Any) -> str:
     return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
+def line_of(text: str, loc: list[Any]) -> int | None:
+    """The line of field `loc` (a path such as ["probes", "liveness", "http"]) in a spec's text,
+    or of its nearest parent that is written there (for `zerodown lint`)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    return _line_of(root, loc)
+
+
 def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
     """The line of the deepest node on `loc` that exists in the YAML tree (for a mapping entry,
     the line of its key: `rolling:` rather than the first line inside it)."""

@@ -9,14 +9,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from zerodown.flags.steps import SetFlagStep
 from zerodown.spec.analysis import AnalysisRef, AnalysisSpec, is_bounded, resolve
+from zerodown.spec.caution import CautionSpec
 from zerodown.spec.compat import CompatSpec
 from zerodown.spec.gates import GateSpec, SmokeSpec
 from zerodown.spec.guards import FlagGuardSpec
 from zerodown.spec.notify import NotifySpec
+from zerodown.spec.run_checks import run_problems
 from zerodown.spec.types import (
     MAX_INSTANCES,
     CountOrPercent,
@@ -49,7 +52,10 @@ StopSignal = Literal["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUS
 
 
 class RunSpec(StrictModel):
-    command: list[str] = Field(min_length=1, description="argv; {port} and {version} substituted")
+    command: list[str] = Field(
+        default_factory=list,
+        description="argv; {port} and {version} substituted (a container: the image's if empty)",
+    )
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str = "."
     stop_signal: StopSignal = "SIGTERM"
@@ -57,6 +63,13 @@ class RunSpec(StrictModel):
         10.0, description="after leaving the route table, for in-flight requests"
     )
     stop_timeout: Duration = Field(30.0, description="after the stop signal, then SIGKILL")
+    # platform kind container (spec/run_checks.py says which fields go with which platform)
+    image: str | None = Field(None, description="container: the image; {version} substituted")
+    port: Port | None = Field(None, description="container, network bridge: the app's port")
+    volumes: list[str] = Field(default_factory=list, description="container: SRC:DEST[:ro]")
+    network: Literal["host", "bridge"] = Field(
+        "host", description="container: host (zerodown picks {port}) or bridge (run.port)"
+    )
 
 
 class TcpCheck(StrictModel):
@@ -324,10 +337,31 @@ class Spec(StrictModel):
     migrations: MigrationsSpec | None = None
     compat: CompatSpec | None = None
     flag_guards: list[FlagGuardSpec] = Field(default_factory=list)
+    caution: CautionSpec = Field(
+        default_factory=CautionSpec, description="more care where a release's risk is higher"
+    )
 
     @property
     def rolling(self) -> RollingSpec:
         return self.strategy.rolling or RollingSpec()
+
+    @model_validator(mode="after")
+    def _run_fits_the_platform(self) -> Spec:
+        """run.command for processes, run.image for containers (spec/run_checks.py)."""
+        problems = run_problems(self.platform.kind, self.run)
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Spec",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", message),
+                        loc=("run", *where),
+                        input=None,
+                    )
+                    for where, message in problems
+                ],
+            )
+        return self
 
     @model_validator(mode="after")
     def _templates_exist(self) -> Spec:

@@ -8,6 +8,11 @@ BUSY_TIMEOUT for a lock another process holds, and a caller waits at most LOCK_W
 connection another thread of the controller is using. A held lock is an error the engine records
 and retries, never a hang (the calls run on the controller's event loop).
 
+Leader lease (LeaseStore, core/ports.py): the same rule as on PostgreSQL (store/leases.py), with
+this machine's clock, which every controller of a SQLite file shares. A second controller started
+on the same file is a standby: it writes nothing until the first one's lease runs out or its
+process is gone.
+
 Chosen by the spec's `state.url` scheme: `sqlite:///<path>` (relative to the spec's directory;
 `sqlite:////<absolute path>` with four slashes), `create` is the registry's factory.
 """
@@ -18,13 +23,16 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from zerodown.core.errors import SpecError, StoreUnavailable
+from zerodown.core.errors import NotLeader, SpecError, StoreUnavailable
 from zerodown.core.model import Event, EventRow, Instance, Revision, Rollout, ServiceStatus
+from zerodown.core.ports import ControllerSeen, Leadership, Lease
 from zerodown.drivers import DriverContext
+from zerodown.store.leases import claimed
 
 BUSY_TIMEOUT = 1.0  # seconds SQLite waits for another process's lock before "database is locked"
 LOCK_WAIT = 5.0  # seconds a call waits for the connection (held at most ~BUSY_TIMEOUT per call)
@@ -41,6 +49,12 @@ CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY AUTOINCREMENT, service TEXT NOT NULL, at REAL NOT NULL,
   revision INTEGER, kind TEXT NOT NULL, message TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
+CREATE TABLE IF NOT EXISTS leases (
+  service TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, since REAL NOT NULL,
+  expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS controllers (
+  service TEXT NOT NULL, id TEXT NOT NULL, url TEXT NOT NULL, seen_at REAL NOT NULL,
+  PRIMARY KEY (service, id));
 """
 
 
@@ -64,6 +78,7 @@ class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
+        self._fence: tuple[str, str, int | None] | None = None  # (service, holder, token)
         with self._using():
             self._db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT
@@ -99,6 +114,7 @@ class SqliteStore:
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         with self._using(), self._transaction():
+            self._check_fence()
             for sql, args in statements:
                 self._db.execute(sql, args)
 
@@ -112,6 +128,81 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):  # the failed COMMIT may have ended it
                 self._db.execute("ROLLBACK")
             raise
+
+    # leader lease -------------------------------------------------------------------------
+
+    def _check_fence(self) -> None:
+        """Inside a write's transaction (BEGIN IMMEDIATE holds the write lock, so no claim
+        slips in before the commit): the fenced lease must still be ours and running."""
+        if self._fence is None:
+            return
+        service, holder, token = self._fence
+        if token is None:
+            raise NotLeader(f"this controller ({holder}) is a standby: it writes nothing")
+        row = self._db.execute(
+            "SELECT 1 FROM leases WHERE service = ? AND holder = ? AND token = ?"
+            " AND expires_at > ?",
+            (service, holder, token, time.time()),
+        ).fetchone()
+        if row is None:
+            raise NotLeader(f"{holder} no longer holds the lease of {service} (term {token})")
+
+    def claim(
+        self, service: str, holder: str, *, ttl: float, url: str = "", dead: str | None = None
+    ) -> Lease | None:
+        with self._using(), self._transaction():
+            now = time.time()
+            rows = self._db.execute(
+                "SELECT holder, token, since, expires_at FROM leases WHERE service = ?",
+                (service,),
+            ).fetchall()
+            current = Lease(*rows[0]) if rows else None
+            lease = claimed(current, holder, now=now, ttl=ttl, dead=dead)
+            if lease is not None:
+                self._db.execute(
+                    "INSERT INTO leases (service, holder, token, since, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (service) DO UPDATE SET"
+                    " holder = excluded.holder, token = excluded.token, since = excluded.since,"
+                    " expires_at = excluded.expires_at",
+                    (service, lease.holder, lease.token, lease.since, lease.expires_at),
+                )
+            self._db.execute(
+                "INSERT INTO controllers (service, id, url, seen_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (service, id) DO UPDATE SET url = excluded.url,"
+                " seen_at = excluded.seen_at",
+                (service, holder, url, now),
+            )
+        return lease
+
+    def fence(self, service: str, holder: str, token: int | None) -> None:
+        self._fence = (service, holder, token)
+
+    def release(self, service: str, holder: str) -> None:
+        with self._using(), self._transaction():
+            self._db.execute(
+                "UPDATE leases SET expires_at = 0 WHERE service = ? AND holder = ?",
+                (service, holder),
+            )
+            self._db.execute(
+                "DELETE FROM controllers WHERE service = ? AND id = ?", (service, holder)
+            )
+
+    def leadership(self, service: str) -> Leadership:
+        with self._using():
+            now = time.time()
+            lease = self._db.execute(
+                "SELECT holder, token, since, expires_at FROM leases WHERE service = ?",
+                (service,),
+            ).fetchall()
+            seen = self._db.execute(
+                "SELECT id, url, seen_at FROM controllers WHERE service = ? ORDER BY id",
+                (service,),
+            ).fetchall()
+        return Leadership(
+            lease=Lease(*lease[0]) if lease else None,
+            controllers=tuple(ControllerSeen(*row) for row in seen),
+            now=now,
+        )
 
     # status -------------------------------------------------------------------------------
 
@@ -162,6 +253,7 @@ class SqliteStore:
         self, service: str, *, version: str, strategy: str, spec: dict[str, Any], now: float
     ) -> int:
         with self._using(), self._transaction():
+            self._check_fence()
             (last,) = self._db.execute(
                 "SELECT COALESCE(MAX(number), 0) FROM revisions WHERE service = ?", (service,)
             ).fetchone()

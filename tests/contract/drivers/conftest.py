@@ -1,5 +1,5 @@
-"""Each driver of a port under the same contract suite: the platforms `local` (real processes)
-and `fake`, the routers `builtin` (a real router process) and `fake`. Every driver is
+"""Each driver of a port under the same contract suite: the platforms `local` (real processes),
+`fake` and `container` (real containers on Podman: slow), the routers `builtin` (a real router process) and `fake`. Every driver is
 made through its registry, as the controller makes it."""
 
 from __future__ import annotations
@@ -13,14 +13,21 @@ import pytest
 from drivers_kit import PlatformUnderTest, RouterUnderTest, context
 from zerodown_fake_drivers import FakeWorld
 
+from support.containers import VOLUMES, Engine
 from support.services import free_port
 from zerodown import drivers
 from zerodown.core.errors import PermanentDriverError
+from zerodown.core.ports import Platform
 from zerodown.spec.model import RunSpec
 
 
-@pytest.fixture(params=["local", "fake"])
-def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PlatformUnderTest]:
+@pytest.fixture(params=["local", "fake", pytest.param("container", marks=pytest.mark.slow)])
+def platform(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PlatformUnderTest]:
+    if request.param == "container":
+        yield from container_platform(request, tmp_path, monkeypatch)
+        return
     ctx = context(tmp_path)
     made = drivers.platforms.create(request.param, ctx)
     world = FakeWorld.at(ctx.paths.state)
@@ -42,15 +49,43 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platfor
         cannot_start=cannot_start,
     )
 
-    async def stop_everything() -> None:
-        for iid, placement in (await made.adopt()).items():
-            await made.stop(
-                instance_id=iid, handle=placement.handle, stop_signal="SIGKILL", grace=1
-            )
-        await made.aclose()
-
-    asyncio.run(stop_everything())
+    asyncio.run(stop_everything(made))
     world.close()
+
+
+SLEEPER_HANDLING_SIGTERM = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); time.sleep(60)"
+
+
+def container_platform(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PlatformUnderTest]:
+    """The container platform on Podman's service (support/containers.py), found through
+    DOCKER_HOST as a user's would be."""
+    engine: Engine = request.getfixturevalue("container_engine")
+    monkeypatch.setenv("DOCKER_HOST", engine.docker_host)
+    image = engine.image("contract")
+    made = drivers.platforms.create("container", context(tmp_path))
+    yield PlatformUnderTest(
+        platform=made,
+        run=RunSpec(
+            image=image,
+            # PID 1 of its container: it ignores SIGTERM unless it handles it
+            command=["/usr/bin/python3", "-c", SLEEPER_HANDLING_SIGTERM],
+            volumes=VOLUMES,
+        ),
+        stale=lambda handle: "f" * len(handle),  # another container's id
+        cannot_start=lambda: RunSpec(
+            image=image, command=["/nonexistent/zerodown-app"], volumes=VOLUMES
+        ),
+    )
+    asyncio.run(stop_everything(made))
+    assert not engine.ours(), "containers left behind"
+
+
+async def stop_everything(made: Platform) -> None:
+    for iid, placement in (await made.adopt()).items():
+        await made.stop(instance_id=iid, handle=placement.handle, stop_signal="SIGKILL", grace=1)
+    await made.aclose()
 
 
 @pytest.fixture(params=["builtin", "fake"])

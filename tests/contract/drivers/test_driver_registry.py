@@ -48,7 +48,7 @@ def test_the_defaults_are_the_built_in_drivers(tmp_path: Path) -> None:
     [
         ("router: {kind: haproxy}\n", "3: router.kind", "no router of kind 'haproxy'"),
         ("platform:\n  kind: k8s\n", "4: platform.kind", "no platform of kind 'k8s'"),
-        ("state: {url: 'postgres://db/x'}\n", "3: state.url", "names no state store"),
+        ("state: {url: 'mysql://db/x'}\n", "3: state.url", "names no state store"),
         ("state: {url: state.db}\n", "3: state.url", "sqlite:///.zerodown/state.db"),
     ],
 )

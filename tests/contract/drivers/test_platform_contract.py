@@ -13,6 +13,16 @@ def test_the_driver_is_a_platform(platform: PlatformUnderTest) -> None:
     assert isinstance(platform.platform, Platform)
 
 
+def test_prepare_gets_a_release_ready_and_is_cheap_the_second_time(
+    platform: PlatformUnderTest,
+) -> None:
+    async def scenario() -> None:
+        await platform.platform.prepare(release="v1", run=platform.run)
+        await platform.platform.prepare(release="v1", run=platform.run)  # a restarted controller
+
+    run(scenario())
+
+
 def test_launch_places_an_instance_that_runs_and_is_adopted(platform: PlatformUnderTest) -> None:
     async def scenario() -> None:
         p = platform.platform

@@ -93,16 +93,26 @@ async def test_web_timeout_is_an_error_measurement(site: Site) -> None:
     ("script", "fields", "phase", "fragment"),
     [
         ("print(0.3)", {"failure_condition": "result > 0.2"}, Phase.FAILED, "0.3 > 0.2"),
-        ("print('noise'); print(0.1)", {"failure_condition": "result > 0.2"}, Phase.SUCCESSFUL, ""),
+        (
+            "print('noise'); print(0.1)",
+            {"failure_condition": "result > 0.2"},
+            Phase.SUCCESSFUL,
+            "not (0.1 > 0.2)",  # the last line is the result
+        ),
         ("import sys; sys.exit(0)", {}, Phase.SUCCESSFUL, "exited 0"),
         ("import sys; print('boom'); sys.exit(3)", {}, Phase.FAILED, "exited 3: boom"),
-        ("import sys; sys.exit(3)", {"success_condition": "result == 3"}, Phase.SUCCESSFUL, ""),
+        (
+            "import sys; sys.exit(3)",
+            {"success_condition": "result == 3"},
+            Phase.SUCCESSFUL,
+            "3 == 3",
+        ),
         ("import sys; print(1); sys.exit(2)", {}, Phase.ERROR, "exited 2"),
         (
             "import os; print(1 if os.environ['ZERODOWN_CANARY'] == 'v2' else 0)",
             {"success_condition": "result == 1"},
             Phase.SUCCESSFUL,
-            "",
+            "1 == 1",
         ),
     ],
 )

@@ -218,6 +218,7 @@ def test_after_an_unexpected_error_the_connection_still_answers(tmp_path: Path) 
     assert next_one.startswith(b"HTTP/1.1 200 "), next_one
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_a_store_locked_by_another_process_is_a_503_to_retry(tmp_path: Path) -> None:
     with serve_controller(tmp_path) as locked:
         deploy = {"json": {"version": "v1", "spec": locked.spec}, "headers": locked.admin}

@@ -21,7 +21,13 @@ from zerodown.spec.load import load_spec
 READ = "read-secret"
 VAR = "ZD_TEST_READ_TOKEN"
 
-READS = ["/api/status", "/api/history", "/api/events?limit=5", "/api/flags/definitions"]
+READS = [
+    "/api/status",
+    "/api/history",
+    "/api/events?limit=5",
+    "/api/flags/definitions",
+    "/api/plan",
+]
 PUBLIC = ["/", "/static/app.js", "/openapi.json", "/.well-known/jwks.json"]
 
 

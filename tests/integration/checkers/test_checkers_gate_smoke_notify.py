@@ -47,6 +47,7 @@ async def test_gate_failure_keeps_the_tail_of_the_output() -> None:
     assert "line 0 " not in result.reason  # only the tail
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 async def test_gate_timeout_kills_the_command(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     script = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); print('working', flush=True); time.sleep(60)"
@@ -195,9 +196,10 @@ async def test_webhook_retries_with_backoff_and_never_blocks(site: Site) -> None
     site.route("POST", "/hook", lambda _b: (next(answers), "x"))
     spec = NotifySpec(webhook=site.url + "/hook", retries=5)
     async with Notifier([spec], service="shop", backoff_first=0.05) as notifier:
-        started = time.monotonic()
-        notifier.notify("started")
-        assert time.monotonic() - started < 0.05  # returns at once
+        # notify() is a plain call that only queues: when it returns, nothing was sent yet,
+        # whatever the webhook answers (the failing attempts come later, in the background).
+        assert notifier.notify("started") is None
+        assert site.requests == [] and notifier.deliveries == []
         await notifier.drain(10)
     assert len(site.requests) == 3
     (delivery,) = notifier.deliveries

@@ -152,6 +152,17 @@ def test_canary_with_checks_pause_resume_promote_abort_retry(canary: Workspace) 
     ws.wait_for(lambda: at_pause_step(ws), 60, "the retried canary to pass its analysis step")
     assert rollout(ws)["checks"]["analysis:step-2"]["state"] == "passed"
 
+    # --full goes past every remaining step at once: v4 never stops at its pause
+    ws.zd("promote", "--full")
+    ws.wait_for(lambda: ws.status()["status"]["stable"] == "v3", 60, "v3 to be promoted")
+    ws.zd("deploy", "v4")
+    assert rollout(ws)["version"] == "v4"
+    assert ws.zd("promote", "--full").stdout == "promoted\n"
+    assert rollout(ws)["step"] == 4, rollout(ws)
+    ws.wait_for(lambda: ws.status()["status"]["stable"] == "v4", 60, "v4 to be promoted in full")
+    row = next(line for line in ws.zd("history").stdout.splitlines() if line.startswith("│ 4 "))
+    assert "│ v4      │ canary   │" in row and "completed" in row, row
+
 
 def test_up_that_cannot_start_the_controller_says_why(workspace: Workspace) -> None:
     state = workspace.root / ".zerodown"

@@ -18,6 +18,7 @@ from zerodown.paths import Paths
 runner = CliRunner()
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_up_without_a_version_on_a_new_service_starts_nothing(
     tmp_path: Path, workspace: Workspace
 ) -> None:
@@ -28,6 +29,7 @@ def test_up_without_a_version_on_a_new_service_starts_nothing(
     assert not (tmp_path / ".zerodown").exists()
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_a_bad_spec_through_the_real_cli_starts_nothing(
     tmp_path: Path, workspace: Workspace
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,23 @@ def test_history() -> None:
         [" 2   ", " v2      "],
     ]
     assert "aborted by cli" in shown and "30s ago" in shown
+
+
+def test_status_names_the_leader_since_when_and_the_standbys() -> None:
+    doc = state("canary_paused_with_checks")
+    assert "leader " not in text(status_view(doc))  # a controller without leases
+    since = doc["now"] - 125
+    doc["leadership"] = {
+        "this": "db1:4242",
+        "role": "leader",
+        "leader": {"id": "db1:4242", "since": since, "for": 125.0, "term": 3, "url": "u"},
+        "standbys": [{"id": "db2:77", "url": "v", "seen_ago": 0.4}],
+    }
+    shown = text(status_view(doc))
+    at = time.strftime("%H:%M:%S", time.localtime(since))
+    assert f"leader     db1:4242 since {at} (2m); standby: db2:77 (seen 0s ago)" in shown
+    assert "stable     v1" in shown  # the labels' column keeps its width
+    doc["leadership"].update(role="standby", this="db2:77", standbys=[])
+    assert "no standby (answered by standby db2:77)" in text(status_view(doc))
+    doc["leadership"]["leader"] = None
+    assert "leader     none: the lease is free or ran out" in text(status_view(doc))

@@ -330,7 +330,9 @@ def check_killed(
         f"requests, {len(out.results)} requests in all); last `on` response "
         f"{last_on - killed_at:+.3f} s after the kill\nreason: {message}"
     )
-    assert killed_at - first_fail < 15  # generous on a busy machine; the figure is printed
+    # The guard acted on evidence: the kill came after a failure (how soon is the printed
+    # figure, docs/flags.md; speed is never asserted).
+    assert first_fail <= killed_at
 
 
 @pytest.mark.slow

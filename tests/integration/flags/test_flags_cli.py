@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from flagserver import FlagServer
 from typer.testing import CliRunner
 
@@ -20,6 +21,7 @@ def run(server: FlagServer, *args: str, token: str | None = None) -> tuple[int, 
     return result.exit_code, result.output
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_cli_round_trip(flag_server: FlagServer, tmp_path: Path) -> None:
     s = flag_server
     assert run(s, "list")[1].startswith("no flags yet")

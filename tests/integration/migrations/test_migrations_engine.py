@@ -75,6 +75,7 @@ def test_backfill_resumes_after_an_interruption(mig_db: str, tmp_path: Path) -> 
     api.complete(mig_db, options=options)
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_backfill_finishes_under_concurrent_inserts(mig_db: str, tmp_path: Path) -> None:
     base = "busy"
     _setup(mig_db, base, 3000)
@@ -114,6 +115,7 @@ def test_backfill_finishes_under_concurrent_inserts(mig_db: str, tmp_path: Path)
         assert c.execute(f"SELECT count(*) FROM {base}.items").fetchone() == (3000 + inserted[0],)
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_ddl_waits_out_a_conflicting_lock_with_retries(mig_db: str, tmp_path: Path) -> None:
     base = "locked"
     _setup(mig_db, base, 10)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from zerodown.migrations import api
 from zerodown.migrations.executor import Options
@@ -39,6 +40,7 @@ class Writer(threading.Thread):
             self.errors.append(str(e))
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_rename_column_with_both_versions_writing(mig_db: str, tmp_path: Path) -> None:
     base = "load"
     with psycopg.connect(mig_db, autocommit=True) as c:

@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 import zerodown.demo.authapp as authapp
 from support.services import free_port
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -8,9 +8,11 @@ would find an installed plug-in (tests/support puts this directory on sys.path).
 Everything the drivers do happens at once, in a `FakeWorld` (one per state directory, found
 through `DriverContext.paths`), which a test scripts and inspects:
 
-- faults: `launch_error` (raised by the next launches), `router_reachable` (False: every admin
-  call raises TransientDriverError, as when the admin socket is gone), `store_locked` (every store
-  call raises StoreUnavailable, as when another process holds the SQLite lock);
+- faults: `launch_error` (raised by the next launches), `prepare_error` (raised by `prepare`,
+  whose calls `prepared` lists; it awaits `prepare_wait` first, e.g. a sleep on the fake clock),
+  `router_reachable` (False: every admin call raises TransientDriverError, as when the admin
+  socket is gone), `store_locked` (every store call raises StoreUnavailable, as when another
+  process holds the SQLite lock);
 - probe outcomes (`FakeProber`): instances of `unhealthy` releases and `failing` instances fail
   every probe; every other probe passes;
 - `crash(instance)`: the instance exits, as after a kill -9;
@@ -22,7 +24,7 @@ through `DriverContext.paths`), which a test scripts and inspects:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -60,6 +62,9 @@ class FakeWorld:
     router_reachable: bool = True
     router_starts: int = 0
     launch_error: Exception | None = None
+    prepare_error: Exception | None = None  # raised by `prepare` (a missing image, say)
+    prepared: list[str] = field(default_factory=list)  # releases, in the order prepared
+    prepare_wait: Callable[[], Awaitable[None]] | None = None  # awaited by `prepare` (a slow pull)
     store_locked: bool = False
     unhealthy: set[str] = field(default_factory=set)  # releases whose probes all fail
     failing: set[str] = field(default_factory=set)  # instance ids whose probes all fail
@@ -178,6 +183,13 @@ class FakePlatform:
 
     def __init__(self, world: FakeWorld) -> None:
         self.world = world
+
+    async def prepare(self, *, release: str, run: RunSpec) -> None:
+        if self.world.prepare_wait is not None:
+            await self.world.prepare_wait()
+        if self.world.prepare_error is not None:
+            raise self.world.prepare_error
+        self.world.prepared.append(release)
 
     async def launch(
         self,

@@ -61,7 +61,7 @@ def ms(*phases: Phase, insufficient: bool = False) -> list[Measurement]:
             {"min_samples": 10, "failure_condition": "result > 0.05"},
             Observed(0.0, samples=12),
             S,
-            "",
+            "not (0 > 0.05)",
         ),
         ({}, Observed(None, samples=0, note="no requests in the window"), U, "no requests"),
         (

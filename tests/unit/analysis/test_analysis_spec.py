@@ -165,7 +165,7 @@ checks:
     [
         ({"checks": [{"name": "a", "request": "FETCH /"}]}, "should look like 'GET /path'"),
         ({"checks": [{"name": "a", "request": "GET nopath"}]}, "should look like"),
-        ({"checks": [{"name": "a"}]}, "exactly one of request or command"),
+        ({"checks": [{"name": "a"}]}, "exactly one of request, command or browser"),
         ({"checks": [{"name": "a", "command": ["x"], "body": "b"}]}, "no request fields"),
         ({"checks": [{"name": "a", "request": "GET /", "json": {}, "body": "x"}]}, "not both"),
         ({"checks": [{"name": "a", "request": "GET /", "expect": {"status": 99}}]}, "HTTP status"),

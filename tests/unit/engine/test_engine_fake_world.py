@@ -175,6 +175,49 @@ async def test_a_launch_that_raises_anything_fails_the_rollout_too(service: Fake
     assert service.world.routed_releases() == {"v1"}
 
 
+@on_fake_world(fake_spec(strategy={"rolling": {"max_surge": 1, "max_unavailable": 1}}))
+async def test_a_release_that_cannot_be_prepared_fails_before_anything_starts_or_leaves(
+    service: FakeService,
+) -> None:
+    await service.up("v1")
+    assert service.world.prepared == ["v1"]
+    old, tables = {i.id for i in service.world.running("v1")}, len(service.world.tables)
+    service.world.prepare_error = PermanentDriverError(
+        "image localhost/shop:v2 is not known: manifest unknown"
+    )
+    service.deploy("v2")
+    await service.run_until(
+        lambda: service.status().rollout.phase is RolloutPhase.FAILED, what="failed"
+    )
+    reason = service.status().rollout.reason
+    assert reason == "cannot prepare it: image localhost/shop:v2 is not known: manifest unknown"
+    assert any(reason in m for m in service.events("failed"))
+    # max_unavailable 1 would let a pass retire an old instance first: none did
+    assert not service.instances("v2") and service.world.stopped == []
+    assert {i.id for i in service.world.running("v1")} == old
+    assert len(service.world.tables) == tables and service.world.routed_releases() == {"v1"}
+    assert service.engine.health.last_error is None  # the release's fault, not the engine's
+    service.world.prepare_error = None
+    service.controller.retry(who="test")
+    await service.run_until(lambda: service.status().stable == "v2", what="v2 stable")
+    assert service.world.prepared == ["v1", "v2"]
+
+
+@on_fake_world()
+async def test_a_slow_preparation_holds_the_rollout_and_fails_no_pass(service: FakeService) -> None:
+    await service.up("v1")
+    service.engine.preparations.wait = 0.001  # the pass's own wait for it, in real seconds
+    service.world.prepare_wait = lambda: service.clock.sleep(10)  # a pull of 10 s
+    service.deploy("v2")
+    for _ in range(20):  # 5 s
+        await service.tick()
+    assert not service.instances("v2") and service.world.stopped == []
+    assert service.status().rollout.phase is RolloutPhase.PROGRESSING
+    assert service.engine.health.last_error is None
+    await service.run_until(lambda: service.status().stable == "v2", what="v2 stable")
+    assert service.world.prepared == ["v1", "v2"]
+
+
 @on_fake_world()
 async def test_router_admin_gone_is_recorded_once_and_traffic_is_left_alone(
     service: FakeService,

@@ -97,4 +97,6 @@ def test_unleash_client_specification(capsys: pytest.CaptureFixture[str]) -> Non
             f" passed in {len(index) - len(SKIPPED)} files; {len(SKIPPED)} files"
             f" ({skipped_cases} cases) skipped: {', '.join(sorted(SKIPPED))}"
         )
+    # A fetch that brought an empty or truncated set must not pass as "all cases passed".
+    assert len(index) - len(SKIPPED) >= 20 and total >= 250, f"only {total} cases in {directory}"
     assert not failures, "\n".join(failures)

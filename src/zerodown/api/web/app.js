@@ -683,3 +683,47 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   refresh();
 });
+
+// ---- rollback plan (GET /api/plan, as `zerodown plan`): what triggers a rollback, how long it
+// takes at worst, who can start it, how, and what blocks it. Refreshed every few seconds; it
+// changes only with the rollout. Self-contained: it only reads getJSON and h from above.
+const PLAN_EVERY_MS = 5000;
+
+function planRow(label, value) {
+  return h("div", { class: "plan-row" }, h("span", { class: "k" }, label), " ", value);
+}
+
+function renderPlan(plan) {
+  const worst =
+    plan.worst_case === null
+      ? "not bounded: no analysis watches for a regression"
+      : `${plan.worst_case.toFixed(2)}s (${plan.worst_case_formula}; via ${plan.worst_case_via})`;
+  const triggers = plan.triggers
+    .filter((t) => t.kind !== "probe")
+    .map((t) =>
+      h("li", {}, `${t.name}: ${t.condition} → ${t.effect}`,
+        t.detect === null ? "" : ` (within ${t.detect.toFixed(2)}s)`),
+    );
+  const what = plan.current ? `rollout of ${plan.version}` : "next deploy";
+  $("plan").replaceChildren(
+    planRow("for", `${what} (${plan.strategy}) over ${plan.stable || "-"}`),
+    planRow("worst case", worst),
+    planRow("how", plan.how),
+    planRow("who", plan.who.join("; ")),
+    planRow("blocked by", plan.blockers.join("; ") || "nothing"),
+    planRow("caution", plan.caution.join("; ") || "not raised"),
+    h("ul", { class: "plan-triggers" }, triggers),
+  );
+}
+
+async function refreshPlan() {
+  try {
+    renderPlan(await getJSON("/api/plan"));
+  } catch {
+    // locked or unreachable: the status refresh already says so in the header
+  } finally {
+    setTimeout(refreshPlan, PLAN_EVERY_MS);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", refreshPlan);

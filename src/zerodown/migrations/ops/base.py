@@ -147,7 +147,13 @@ def column_exists(schema: Schema, table_phys: str, column: str) -> str:
 
 
 def trigger_name(schema: Schema, table: str, column: str) -> str:
-    return short_name("zd", schema.migration, table, column)
+    """Also the name of its function, in the one `zerodown` schema of the database: two base
+    schemas running a migration of the same name on tables of the same name must not share it
+    (the second would replace the first's function, and its complete drop it). `public` keeps
+    the name it always had, so a migration started by an older zerodown still completes."""
+    if schema.base == "public":
+        return short_name("zd", schema.migration, table, column)
+    return short_name("zd", schema.base, schema.migration, table, column)
 
 
 __all__ = [

@@ -20,6 +20,9 @@ class RawSql(OpBase):
     sql: SqlExpr
     rollback_sql: SqlExpr | None = Field(default=None, alias="rollback")
     on_complete: bool = False
+    irreversible: bool = Field(
+        default=False, description="its effect cannot be undone (it drops data): more caution"
+    )
 
     def start(self, schema: Schema) -> StartResult:
         actions = () if self.on_complete else (self._action(self.sql),)

@@ -1,0 +1,19 @@
+"""Instances as containers, through a Docker-compatible engine's API (Docker, or Podman's
+service): `platform: {kind: container}` with `run.image`. See platform.py and docs/containers.md."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zerodown.drivers import DriverContext
+
+if TYPE_CHECKING:
+    from zerodown.platforms.container.platform import ContainerPlatform
+
+
+def create(ctx: DriverContext) -> ContainerPlatform:
+    from zerodown.platforms.container.platform import ContainerPlatform
+
+    return ContainerPlatform(
+        state_dir=ctx.paths.state, spec_dir=ctx.spec_dir, service=ctx.spec.service
+    )
