@@ -9,7 +9,9 @@ zerodown writes, its route table applied through the Runtime API, one `zd1` log 
 read by the access-log collector in this process, as the controller would). Then runs wrk
 (keep-alive) against each, alternating hand-written and managed in every round, and prints the
 median and the spread (min-max) of requests/s and p99 over the rounds, and the managed/hand
-ratio of the medians. The managed HAProxy's dropped log lines (`show info` DroppedLogs) are
+ratio of the medians, and the CPU time HAProxy's processes spent per request (from
+/proc/PID/stat; steadier than requests/s on a busy machine). The managed HAProxy's dropped log
+lines (`show info` DroppedLogs) are
 printed too: lines the collector did not read in time.
 
 Needs wrk, haproxy and nginx (`apt-get install -y wrk haproxy nginx-light`).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -53,6 +56,19 @@ backend be
 """
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def summary(values: list[float]) -> str:
     return f"{statistics.median(values):,.2f} ({min(values):,.2f}-{max(values):,.2f})"
 
@@ -72,7 +88,7 @@ async def bench(args: argparse.Namespace) -> None:
         )
         nginx_argv = [nginx, "-p", str(d), "-g", "daemon off;", "-c", str(d / "backend.conf")]
         stack.enter_context(process(nginx_argv, d / "backend.log"))
-        stack.enter_context(process([haproxy, "-f", str(d / "hand.cfg")], d / "hand.log"))
+        hand = stack.enter_context(process([haproxy, "-f", str(d / "hand.cfg")], d / "hand.log"))
         spec = Spec.model_validate(
             {
                 "service": "bench",
@@ -91,6 +107,14 @@ async def bench(args: argparse.Namespace) -> None:
                 wait_port(port)
             cases = {"hand-written": ports["hand"], "zerodown-managed": ports["managed"]}
             results: dict[str, list[tuple[float, float, float]]] = {c: [] for c in cases}
+            cpu: dict[str, list[float]] = {c: [] for c in cases}  # µs of HAProxy CPU per request
+            master = managed.pid()
+            assert master is not None
+
+            def haproxy_cpu(name: str) -> float:
+                pids = [hand.pid] if name == "hand-written" else [master, *children(master)]
+                return sum(cpu_seconds(pid) for pid in pids)
+
             if args.no_collector:  # what the log lines cost this process, apart
                 managed.access.close()
             for port in cases.values():  # warm up connection pools
@@ -99,6 +123,7 @@ async def bench(args: argparse.Namespace) -> None:
                 )
             for n in range(args.rounds):
                 for name, port in cases.items():
+                    before = haproxy_cpu(name)
                     r = await asyncio.to_thread(
                         run_wrk,
                         f"http://127.0.0.1:{port}/",
@@ -106,8 +131,10 @@ async def bench(args: argparse.Namespace) -> None:
                         connections=args.connections,
                     )
                     results[name].append(r)
+                    cpu[name].append((haproxy_cpu(name) - before) / (r[0] * args.duration) * 1e6)
                     print(
-                        f"  round {n + 1} {name}: {r[0]:,.0f} req/s, p99 {r[2]:.2f} ms",
+                        f"  round {n + 1} {name}: {r[0]:,.0f} req/s, p99 {r[2]:.2f} ms,"
+                        f" HAProxy CPU {cpu[name][-1]:.1f} µs/request",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -129,9 +156,12 @@ async def bench(args: argparse.Namespace) -> None:
         f"\nwrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds alternating, "
         "median (min-max); HAProxy's default threads in both"
     )
-    print(f"{'case':<18} {'requests/s':>28} {'p99 ms':>22}")
+    print(f"{'case':<18} {'requests/s':>28} {'p99 ms':>22} {'HAProxy CPU µs/request':>24}")
     for name, rs in results.items():
-        print(f"{name:<18} {summary([r[0] for r in rs]):>28} {summary([r[2] for r in rs]):>22}")
+        print(
+            f"{name:<18} {summary([r[0] for r in rs]):>28} {summary([r[2] for r in rs]):>22}"
+            f" {summary(cpu[name]):>24}"
+        )
     hand = statistics.median(r[0] for r in results["hand-written"])
     ours = statistics.median(r[0] for r in results["zerodown-managed"])
     hand99 = statistics.median(r[2] for r in results["hand-written"])
