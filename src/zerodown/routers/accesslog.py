@@ -27,6 +27,10 @@ The line format (one datagram per request; ASCII; fields separated by single spa
   every address it tried (`a, b`): the last one counts. `-` (or HAProxy's `<NOSRV>`) when no
   backend answered; a 5xx with no backend is a transport error, as in the built-in router.
 
+Stream mode (`AccessLog(..., stream=True)`): the same lines, each ending in "\n", over a unix
+stream socket; HAProxy sends them so through a `ring` section (`format raw`, `server
+unix@…`), which buffers lines while the reader is slow instead of dropping them.
+
 Examples: `zd1 v2 200 3 - 127.0.0.1:9001`,
 `<134>Dec  1 14:53:04 zd: zd1 v2 503 0.001s checkout=new 127.0.0.1:9001, 127.0.0.1:9002`.
 Lines that do not parse are counted (`AccessLog.malformed`) and otherwise ignored.
@@ -49,6 +53,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import selectors
 import socket
 import tempfile
 import threading
@@ -159,8 +164,10 @@ class AccessLog:
         samples: int = DEFAULT_SAMPLES,
         release_of: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
+        stream: bool = False,
     ) -> None:
         self.path = path
+        self.stream = stream  # a stream socket, one line per request ending in "\n" (below)
         self.samples_kept = samples
         self.release_of = release_of
         self.clock = clock
@@ -183,7 +190,9 @@ class AccessLog:
         if self.listening:
             return
         self.close()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock = socket.socket(
+            socket.AF_UNIX, socket.SOCK_STREAM if self.stream else socket.SOCK_DGRAM
+        )
         try:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
@@ -195,13 +204,20 @@ class AccessLog:
             finally:
                 os.umask(old_umask)
             os.chmod(self.path, 0o600)
-            sock.settimeout(READ_TIMEOUT)
+            if self.stream:
+                sock.listen(16)
+                sock.setblocking(False)
+            else:
+                sock.settimeout(READ_TIMEOUT)
         except OSError:
             sock.close()
             raise
         self._sock = sock
         self._reader = threading.Thread(
-            target=self._read, args=(sock,), name=f"accesslog {self.path.name}", daemon=True
+            target=self._read_streams if self.stream else self._read,
+            args=(sock,),
+            name=f"accesslog {self.path.name}",
+            daemon=True,
         )
         self._reader.start()
 
@@ -214,6 +230,42 @@ class AccessLog:
             except OSError:
                 return  # closed
             self.receive(data)
+
+    def _read_streams(self, listener: socket.socket) -> None:
+        """Stream mode: every connection (HAProxy opens one per worker: a reload adds one
+        while the old worker finishes) sends lines ending in "\n"; many per read."""
+        partial: dict[socket.socket, bytes] = {}
+        with selectors.DefaultSelector() as selector:
+            selector.register(listener, selectors.EVENT_READ)
+            while self._sock is listener:
+                for key, _ in selector.select(READ_TIMEOUT):
+                    conn = key.fileobj
+                    assert isinstance(conn, socket.socket)
+                    if conn is listener:
+                        with contextlib.suppress(OSError):
+                            accepted, _ = listener.accept()
+                            accepted.setblocking(False)
+                            selector.register(accepted, selectors.EVENT_READ)
+                            partial[accepted] = b""
+                        continue
+                    try:
+                        data = conn.recv(1 << 16)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        selector.unregister(conn)
+                        conn.close()
+                        partial.pop(conn, None)
+                        continue
+                    *lines, rest = (partial[conn] + data).split(b"\n")
+                    partial[conn] = rest[-MAX_LINE:]
+                    for line in lines:
+                        if line:
+                            self.receive(line)
+            for conn in partial:
+                conn.close()
 
     def close(self) -> None:
         sock, self._sock = self._sock, None

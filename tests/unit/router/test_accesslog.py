@@ -118,3 +118,25 @@ async def test_socket_is_owner_only_and_receives_datagrams(tmp_path: Path) -> No
     finally:
         log.close()
     assert not path.exists()
+
+
+async def test_stream_mode_reads_lines_from_several_connections(tmp_path: Path) -> None:
+    path = tmp_path / "access.sock"
+    log = AccessLog(path, stream=True)
+    await log.start()
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        old, new = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))
+        with old, new:
+            old.connect(str(path))
+            new.connect(str(path))
+            old.sendall(b"zd1 v1 200 2 - 127.0.0.1:9001\nzd1 v1 500 2 - 127.0.0.1:9001\nzd1 v1 2")
+            new.sendall(b"zd1 v2 200 1 - 127.0.0.1:9002\n")
+            old.sendall(b"00 3 - 127.0.0.1:9001\n")  # a line split across writes
+            deadline = time.monotonic() + 5
+            while log.received < 4 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        stats = await log.stats()
+        assert (stats["v1"].requests, stats["v1"].responses_5xx, stats["v2"].requests) == (3, 1, 1)
+    finally:
+        log.close()

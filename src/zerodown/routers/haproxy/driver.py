@@ -18,7 +18,7 @@ configuration; it adds, weighs, drains and removes only its own servers (named `
 named backend of a HAProxy the team runs. Weighted routing only (capabilities in validate.py).
 
 Per-request figures come from the access log (routers/accesslog.py): in managed mode HAProxy
-sends one `zd1` line per request to run/access.sock.
+sends one `zd1` line per request through a ring buffer to the stream socket run/access.sock.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class ManagedHaproxy(_Common):
         )
         self.pid_file = run / "haproxy.pid"
         self.api = RuntimeApi(self.files.admin_socket)
-        self.access = AccessLog(self.files.access_socket, release_of=self._release_of)
+        self.access = AccessLog(self.files.access_socket, release_of=self._release_of, stream=True)
         self.rules = spec_rules(spec)  # what the running configuration holds
         self._table, self._slots = self._load_table()
         self._leaving = {}
