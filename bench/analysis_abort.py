@@ -12,11 +12,14 @@ background analysis on the router provider measures its error rate every second 
     python bench/analysis_abort.py [--rate 300] [--rounds 5] [--fail-rate 0.2]
                                    [--interval 1s] [--failure-limit 0]
                                    [--judge threshold|sequential] [--false-abort 1%]
-                                   [--max-increase 1%] [--watch-healthy MINUTES]
+                                   [--max-increase 1%] [--watch-healthy MINUTES] [--router haproxy]
 
 With `--judge sequential` the background analysis is issue 18's pair of sequential judges
 instead (errors with max_increase, latency canary_slower); `--watch-healthy 10` then deploys a
 canary as good as the stable release and watches it for ten minutes: it must not be aborted.
+
+`--router haproxy` runs the same rounds through a zerodown-managed HAProxy (the analysis reads
+its per-request log, routers/accesslog.py) instead of the built-in router.
 
 Only loopback traffic; a throwaway workspace; every process it started is stopped at the end.
 """
@@ -293,6 +296,7 @@ def main() -> int:
         help="then watch a healthy canary this long (it must not be aborted)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the workspace afterwards")
+    parser.add_argument("--router", default="builtin", help="router kind: builtin, haproxy, …")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="zerodown-bench-abort-"))
@@ -309,6 +313,7 @@ def main() -> int:
         max_increase=args.max_increase,
         pause=f"{max(2.0, args.watch_healthy + 2):g}m",
     )
+    spec["router"] = {**spec.get("router", {}), "kind": args.router}
     (root / "zerodown.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     paths = Paths.for_spec(root / "zerodown.yaml")
     judged = (
@@ -320,7 +325,7 @@ def main() -> int:
     )
     print(
         f"canary at 5% failing {args.fail_rate:.0%} of its requests; {args.rate:g} req/s through "
-        f"the router; {judged}; workspace {root}\n",
+        f"the {args.router} router; {judged}; workspace {root}\n",
         flush=True,
     )
     watch: Watch | None = None

@@ -34,6 +34,7 @@ class Sample:
 @dataclass
 class Report:
     samples: list[Sample] = field(default_factory=list)
+    retried: int = 0  # requests sent again after a reused connection closed (browser_like)
 
     @property
     def total(self) -> int:
@@ -71,6 +72,10 @@ def _check_loopback(host: str) -> None:
         raise ValueError(f"the load generator only targets loopback, not {host}")
 
 
+class NoResponse(ConnectionError):
+    """The connection closed before any byte of the response (browser_like clients only)."""
+
+
 class LoadGenerator:
     """Runs in its own thread with its own event loop; `start()`, then `stop()` for the report."""
 
@@ -85,7 +90,14 @@ class LoadGenerator:
         headers: dict[str, str] | None = None,
         method: str = "GET",
         body: bytes = b"",
+        browser_like: bool = False,
     ) -> None:
+        """`browser_like`: treat a keep-alive connection the server closed while idle as
+        browsers, Go's net/http and urllib3 do: look before reusing it, and send an idempotent
+        request once more on a new connection when a reused one closed before any byte of its
+        response (RFC 9110 9.2.2); those retries are counted in `report.retried`. Off by
+        default (the strictest client): a proxy that closes idle client connections at a reload
+        (HAProxy 2.6, nginx) then fails the next request of each."""
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         _check_loopback(self.host)
@@ -100,6 +112,7 @@ class LoadGenerator:
         if not self.method.isalpha():
             raise ValueError(f"not an HTTP method: {method!r}")
         self.body = body
+        self.browser_like = browser_like
         self.report = Report()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loadgen", daemon=True)
@@ -149,32 +162,65 @@ class LoadGenerator:
             if not self._running(started):
                 break
             sent_at, t0 = time.time(), time.monotonic()
-            try:
-                if conn is None:
-                    conn = await asyncio.wait_for(
-                        asyncio.open_connection(self.host, self.port), self.timeout
+            for attempt in (1, 2):
+                reused = False
+                try:
+                    if conn is not None and self.browser_like and conn[0].at_eof():
+                        conn[1].close()
+                        conn = None
+                    if conn is None:
+                        conn = await asyncio.wait_for(
+                            asyncio.open_connection(self.host, self.port), self.timeout
+                        )
+                    else:
+                        reused = True
+                    status, version, keep = await asyncio.wait_for(
+                        self._exchange(*conn), self.timeout
                     )
-                status, version, keep = await asyncio.wait_for(self._exchange(*conn), self.timeout)
-                self.report.samples.append(Sample(sent_at, time.monotonic() - t0, status, version))
-                if not keep:
-                    conn[1].close()
+                    self.report.samples.append(
+                        Sample(sent_at, time.monotonic() - t0, status, version)
+                    )
+                    if not keep:
+                        conn[1].close()
+                        conn = None
+                    break
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    if conn is not None:
+                        conn[1].close()
                     conn = None
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                self.report.samples.append(Sample(sent_at, time.monotonic() - t0, 0, "", error))
-                if conn is not None:
-                    conn[1].close()
-                conn = None
+                    if attempt == 1 and reused and self._may_retry(exc):
+                        self.report.retried += 1
+                        continue
+                    error = f"{type(exc).__name__}: {exc}"
+                    self.report.samples.append(Sample(sent_at, time.monotonic() - t0, 0, "", error))
+                    break
         if conn is not None:
             conn[1].close()
             await asyncio.sleep(0)
 
+    def _may_retry(self, exc: BaseException) -> bool:
+        """An idempotent request whose reused connection closed before any response byte."""
+        return isinstance(exc, NoResponse) and self.method in (
+            "GET",
+            "HEAD",
+            "OPTIONS",
+            "PUT",
+            "DELETE",
+        )
+
     async def _exchange(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> tuple[int, str, bool]:
-        writer.write(self._request)
-        await writer.drain()
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        try:
+            writer.write(self._request)
+            await writer.drain()
+            raw = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
+            nothing = not isinstance(exc, asyncio.IncompleteReadError) or exc.partial == b""
+            if self.browser_like and nothing:
+                raise NoResponse(f"closed before any byte of the response ({exc})") from None
+            raise
+        head = raw.decode("latin-1").split("\r\n")
         status = int(head[0].split(" ")[1])
         headers = {}
         for line in head[1:]:

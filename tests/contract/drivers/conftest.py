@@ -1,5 +1,5 @@
 """Each driver of a port under the same contract suite: the platforms `local` (real processes),
-`fake` and `container` (real containers on Podman: slow), the routers `builtin` (a real router process) and `fake`. Every driver is
+`fake` and `container` (real containers on Podman: slow), the routers `builtin` (a real router process), `haproxy` (a real HAProxy) and `fake`. Every driver is
 made through its registry, as the controller makes it."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from zerodown_fake_drivers import FakeWorld
 
 from support.containers import VOLUMES, Engine
 from support.hosts import host_lab
+from support.routers import require_router
 from support.services import free_port
 from zerodown import drivers
 from zerodown.core.errors import PermanentDriverError
@@ -129,7 +130,9 @@ def ssh_platform(tmp_path: Path) -> Iterator[PlatformUnderTest]:
 
 
 @pytest.fixture(params=["builtin", "fake"])
+@pytest.fixture(params=["builtin", "fake", pytest.param("haproxy", marks=pytest.mark.slow)])
 def router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RouterUnderTest]:
+    require_router(request.param)  # haproxy: a real HAProxy, skipped (named) when not installed
     ctx = context(tmp_path)
     made = drivers.routers.create(request.param, ctx)
     yield RouterUnderTest(router=made, backend=lambda: f"127.0.0.1:{free_port()}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.routers import every_router
 from support.workspace import Workspace, base_spec
 from zerodown.loadgen import LoadGenerator
 
@@ -27,6 +28,7 @@ ERRORS = {
 }
 
 
+@every_router
 def test_a_regressing_flag_is_killed_by_its_guard(workspace: Workspace) -> None:
     spec = base_spec(
         workspace.port,
