@@ -5,6 +5,14 @@ A request fails when no response arrives (connection refused or reset, timeout) 
 5xx; any other status (200, 201, 404…) is an answer. GET by default; `method` and `body` send
 something else (e.g. a POST of the same JSON body every time), built once before the loop. Responses are attributed to a version by their X-Version header (the sample app sets it).
 It only talks to loopback addresses and stops by itself after `max_seconds`.
+
+Keep-alive connections are handled as browsers, curl and Go's net/http handle them: a pooled
+connection the server has already closed is not reused (the request goes out on a new one), and
+an idempotent request (GET, HEAD, OPTIONS) sent on a reused connection that closes or resets
+before a single byte of the response arrives is sent once more on a new connection (RFC 9112
+9.3.1: the server may close an idle connection at any moment, e.g. nginx's and HAProxy's old
+workers after a reload). Such a retry is counted (`Report.retried`); a retry that fails again is
+a failed request.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ class Sample:
 @dataclass
 class Report:
     samples: list[Sample] = field(default_factory=list)
+    retried: int = 0  # idempotent requests sent again after a reused connection closed
 
     @property
     def total(self) -> int:
@@ -62,6 +71,13 @@ class Report:
             f"{self.total} requests, {len(self.failed)} failed, "
             f"p50 {self.percentile(50) * 1000:.1f} ms, p99 {self.percentile(99) * 1000:.1f} ms"
         )
+
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class _NoResponse(ConnectionError):
+    """The connection closed or reset before the first byte of a response."""
 
 
 def _check_loopback(host: str) -> None:
@@ -149,12 +165,27 @@ class LoadGenerator:
             if not self._running(started):
                 break
             sent_at, t0 = time.time(), time.monotonic()
+            if conn is not None and conn[0].at_eof():
+                conn[1].close()  # the server closed it while it was idle: never reused
+                conn = None
+            reused = conn is not None
             try:
                 if conn is None:
-                    conn = await asyncio.wait_for(
-                        asyncio.open_connection(self.host, self.port), self.timeout
+                    conn = await self._connect()
+                try:
+                    status, version, keep = await asyncio.wait_for(
+                        self._exchange(*conn), self.timeout
                     )
-                status, version, keep = await asyncio.wait_for(self._exchange(*conn), self.timeout)
+                except _NoResponse:
+                    conn[1].close()
+                    conn = None
+                    if not (reused and self.method in _IDEMPOTENT):
+                        raise
+                    self.report.retried += 1
+                    conn = await self._connect()
+                    status, version, keep = await asyncio.wait_for(
+                        self._exchange(*conn), self.timeout
+                    )
                 self.report.samples.append(Sample(sent_at, time.monotonic() - t0, status, version))
                 if not keep:
                     conn[1].close()
@@ -169,12 +200,21 @@ class LoadGenerator:
             conn[1].close()
             await asyncio.sleep(0)
 
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)
+
     async def _exchange(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> tuple[int, str, bool]:
-        writer.write(self._request)
-        await writer.drain()
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        try:
+            writer.write(self._request)
+            await writer.drain()
+            first = await reader.read(1)  # b"" when the connection closed before any answer
+        except ConnectionError as exc:
+            raise _NoResponse(f"{type(exc).__name__}: {exc}") from exc
+        if not first:
+            raise _NoResponse("the connection closed before any response byte")
+        head = (first + await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
         status = int(head[0].split(" ")[1])
         headers = {}
         for line in head[1:]:
