@@ -94,7 +94,12 @@ def _lazy(load: Callable[[], Any]) -> Callable[[DriverContext], Any]:
 
 
 routers: Registry[Router] = Registry(
-    "router", "zerodown.routers", {"builtin": "zerodown.routers.proxy.driver:create"}
+    "router",
+    "zerodown.routers",
+    {
+        "builtin": "zerodown.routers.proxy.driver:create",
+        "nginx": "zerodown.routers.nginx.driver:create",
+    },
 )
 platforms: Registry[Platform] = Registry(
     "platform", "zerodown.platforms", {"local": "zerodown.platforms.local:create"}

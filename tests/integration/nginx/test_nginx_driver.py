@@ -1,0 +1,128 @@
+"""The nginx driver against a real nginx: routing rules, coalesced reloads under load with 0
+failed requests, drain tracking through old workers, and the per-request log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from integration.nginx.nginx_kit import Backends, make_router, table, versions
+from zerodown.core.routes import Match, Sticky
+from zerodown.loadgen import LoadGenerator
+
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
+
+
+def on_canary(url: str, keys: list[str]) -> set[str]:
+    """The sticky keys nginx sends to v2."""
+    with httpx.Client() as client:
+        return {
+            k for k in keys if client.get(url, headers={"Cookie": f"zd_b={k}"}).text == "ok v2\n"
+        }
+
+
+async def test_routing_rules_reloads_and_stats(
+    tmp_path: Path, nginx: str, backends: Backends
+) -> None:
+    v1, v2 = backends.start("v1"), backends.start("v2")
+    router = make_router(tmp_path, nginx)
+    url = f"http://{router.spec.router.listen}/"
+    try:
+        await router.start()
+        assert httpx.get(url).status_code == 503  # no table yet: no backend
+        await router.apply(table(1, ("v2", 25, [v2]), ("v1", 75, [v1])))
+        counts = Counter(await asyncio.to_thread(versions, url, 400))
+        assert counts == {"ok v2": 100, "ok v1": 300}  # exact per round of the split
+        header = Match("v2", "yes", header="X-Canary")
+        cookie = Match("v2", "on", cookie="beta")
+        await router.apply(table(2, ("v2", 0, [v2]), ("v1", 100, [v1]), matches=(header, cookie)))
+        assert set(await asyncio.to_thread(versions, url, 20)) == {"ok v1"}
+        routed = await asyncio.to_thread(versions, url, 5, headers={"X-Canary": "yes"})
+        assert set(routed) == {"ok v2"}
+        assert httpx.get(url, headers={"X-Canary": "YES"}).text == "ok v1\n"  # exact value
+        assert httpx.get(url, headers={"Cookie": "a=1; beta=on"}).text == "ok v2\n"
+        await router.apply(table(3, ("v2", 20, [v2]), ("v1", 80, [v1]), sticky=Sticky("zd_b")))
+        first = httpx.get(url)
+        key = first.cookies["zd_b"]
+        again = await asyncio.to_thread(versions, url, 10, headers={"Cookie": f"zd_b={key}"})
+        assert set(again) == {first.text.strip()}
+        keys = [f"user-{n}" for n in range(200)]
+        on_v2 = await asyncio.to_thread(on_canary, url, keys)
+        assert 20 <= len(on_v2) <= 60  # about 20% of 200
+        await router.apply(table(4, ("v2", 60, [v2]), ("v1", 40, [v1]), sticky=Sticky("zd_b")))
+        later = await asyncio.to_thread(on_canary, url, keys)
+        assert on_v2 <= later and len(later) > len(on_v2)  # nobody flips back
+        assert (await router.table()).generation == 4
+        reloads = router.reloads
+        await router.apply(table(5, ("v2", 60, [v2]), ("v1", 40, [v1]), sticky=Sticky("zd_b")))
+        assert router.reloads == reloads  # same routing, new number: no reload
+        stats = await router.stats()
+        assert stats["v1"].requests > 300 and stats["v2"].requests > 100
+        assert await router.samples("v2", 0)
+    finally:
+        await router.stop(grace=5)
+        await router.aclose()
+
+
+async def test_ten_table_changes_a_second_under_load_fail_nothing(
+    tmp_path: Path, nginx: str, backends: Backends
+) -> None:
+    v1, v2 = backends.start("v1"), backends.start("v2")
+    router = make_router(tmp_path, nginx)
+    url = f"http://{router.spec.router.listen}/"
+    try:
+        await router.start()
+        await router.apply(table(1, ("v1", 100, [v1])))
+        applies = []
+        with LoadGenerator(url, rate=300, connections=16, max_seconds=30) as load:
+            await asyncio.sleep(0.5)
+            started = time.monotonic()
+            for n in range(100):  # 10 a second for 10 s, each a different split
+                weight = (n * 7) % 101
+                t = table(2 + n, ("v2", weight, [v2]), ("v1", 100 - weight, [v1]))
+                applies.append(asyncio.create_task(router.apply(t)))
+                await asyncio.sleep(max(0, started + (n + 1) / 10 - time.monotonic()))
+            await asyncio.gather(*applies)
+            await asyncio.sleep(0.5)
+        report = load.report
+        print(
+            f"100 table changes in 10 s: {router.reloads} reloads; {report.summary()};"
+            f" {report.retried} requests retried by the client"
+        )
+        assert report.total >= 2500
+        assert [(s.status, s.error) for s in report.failed] == []
+        assert (await router.table()).generation == 101
+        assert router.reloads <= 50  # coalesced: at most one per MIN_RELOAD_GAP
+    finally:
+        await router.stop(grace=5)
+        await router.aclose()
+
+
+async def test_removed_backend_counts_in_flight_until_old_workers_finish(
+    tmp_path: Path, nginx: str, backends: Backends
+) -> None:
+    v1, v2 = backends.start("v1"), backends.start("v2")
+    router = make_router(tmp_path, nginx)
+    url = f"http://{router.spec.router.listen}"
+    try:
+        await router.start()
+        await router.apply(table(1, ("v1", 100, [v1])))
+        slow = asyncio.create_task(asyncio.to_thread(httpx.get, f"{url}/slow?ms=1500", timeout=10))
+        await asyncio.sleep(0.3)
+        await router.apply(table(2, ("v2", 100, [v2])))
+        assert (await router.backends())[v1].inflight >= 1
+        assert httpx.get(url + "/").text == "ok v2\n"  # new requests: the new table
+        response = await slow
+        assert response.text == "ok v1\n"  # the old worker finished it
+        deadline = time.monotonic() + 5
+        while v1 in await router.backends():
+            assert time.monotonic() < deadline, "v1 still counted in flight"
+            await asyncio.sleep(0.05)
+    finally:
+        await router.stop(grace=5)
+        await router.aclose()
