@@ -1,0 +1,249 @@
+"""Per-request figures from a production router's access log: the RouterStats of HAProxy and nginx.
+
+HAProxy and nginx keep no per-release counters zerodown can read, but both can send one log line
+per request to a unix datagram socket. `AccessLog` binds that socket (mode 0600, in the state
+directory's `run/`), reads the lines and keeps what the built-in router keeps: cumulative
+counters per release (`ReleaseStats`) and a bounded ring of recent `Sample`s per release, plus
+the flag-variant pseudo-releases `flag:<key>=<variant>` of responses carrying `X-Zerodown-Flags`.
+The router metric provider and the flag guards read it through `stats()` and `samples()`.
+
+The line format (one datagram per request; ASCII; fields separated by single spaces):
+
+    zd1 <release> <status> <time> <flags> <backend>
+
+- `zd1`: the format's tag and version. Everything before it is ignored, so a syslog header
+  (`<134>Dec  1 14:53:04 tag: `, which nginx's `access_log syslog:` always adds) does no harm;
+  HAProxy sends the bare line with `log ... format raw`.
+- `release`: the release that served the request; `-` when the router did not pick one (no
+  backend: the request is then counted under the release of `backend` if the collector knows
+  it, else not at all).
+- `status`: the HTTP status the client got; `0` or `-1` (HAProxy's "no response") counts as an
+  error, as does any 5xx.
+- `time`: the request's total time, in milliseconds (`12`, `12.5`, HAProxy's `%Ta`), or in
+  seconds with an `s` suffix (`0.012s`, nginx's `${request_time}s`).
+- `flags`: the response's `X-Zerodown-Flags` value (`key=variant,key=variant`, percent-encoded,
+  no spaces), or `-` when there is none.
+- `backend`: the rest of the line: the address that answered (`127.0.0.1:9001`); nginx may list
+  every address it tried (`a, b`): the last one counts. `-` (or HAProxy's `<NOSRV>`) when no
+  backend answered; a 5xx with no backend is a transport error, as in the built-in router.
+
+Examples: `zd1 v2 200 3 - 127.0.0.1:9001`,
+`<134>Dec  1 14:53:04 zd: zd1 v2 503 0.001s checkout=new 127.0.0.1:9001, 127.0.0.1:9002`.
+Lines that do not parse are counted (`AccessLog.malformed`) and otherwise ignored.
+
+HAProxy (zerodown writes this for kind haproxy):
+
+    log unix@/…/run/access.sock len 4096 format raw local0
+    log-format "zd1 %[var(txn.zd_release)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
+
+nginx (`escape=none` keeps the header's bytes; empty variables print as `-`):
+
+    log_format zd escape=none 'zd1 $zd_release $status ${request_time}s '
+                              '$upstream_http_x_zerodown_flags $upstream_addr';
+    access_log syslog:server=unix:/…/run/access.sock,nohostname,tag=zd zd;
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from zerodown.core.analysis.stats import Sample
+from zerodown.core.routes import ReleaseStats
+from zerodown.paths import UNIX_SOCKET_MAX, Paths
+from zerodown.routers.proxy.stats import (
+    DEFAULT_SAMPLES,
+    MAX_RELEASES,
+    ReleaseCounters,
+    parse_flags_header,
+)
+
+log = logging.getLogger("zerodown.router.accesslog")
+
+TAG = "zd1"
+MAX_LINE = 8192  # bytes read per datagram; a longer line is cut and refused
+RECEIVE_BUFFER = 4 << 20  # asked of the kernel (capped by net.core.rmem_max): bursts queue here
+NO_BACKEND = frozenset({"", "-", "<NOSRV>", "-:-", "-:0", "<NOSRV>:0"})
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One parsed request."""
+
+    release: str | None  # None: the router picked none
+    status: int  # 0 when the client got no response
+    latency: float  # seconds
+    flags: tuple[str, ...]  # pseudo-release names flag:<key>=<variant>
+    backend: str | None  # the address that answered last, None when none did
+
+    @property
+    def transport_error(self) -> bool:
+        """The router answered itself (or nobody did): no backend, or no response at all."""
+        return self.status < 100 or (self.status >= 500 and self.backend is None)
+
+
+def parse_line(data: bytes) -> LogLine | None:
+    """One datagram → a LogLine, or None when it is not a `zd1` line (see the module docstring)."""
+    text = data[:MAX_LINE].decode("latin-1").strip()
+    at = text.find(TAG + " ")
+    if at < 0 or (at > 0 and text[at - 1] != " "):
+        return None
+    fields = text[at + len(TAG) + 1 :].split(" ", 4)
+    if len(fields) != 5:
+        return None
+    release, status_text, time_text, flags, backend = fields
+    try:
+        status = max(int(status_text), 0)
+        latency = _seconds(time_text)
+    except ValueError:
+        return None
+    if status > 999 or not release:
+        return None
+    address = backend.strip().rsplit(",", 1)[-1].strip()
+    return LogLine(
+        release=None if release == "-" else release,
+        status=status,
+        latency=latency,
+        flags=() if flags in ("", "-") else parse_flags_header(flags.encode("latin-1")),
+        backend=None if address in NO_BACKEND else address,
+    )
+
+
+def _seconds(text: str) -> float:
+    value = float(text[:-1]) if text.endswith("s") else float(text) / 1000.0
+    if not value < 1e6:  # also refuses nan and inf
+        raise ValueError(text)
+    return max(value, 0.0)  # HAProxy logs -1 for a time it did not measure
+
+
+def run_dir(paths: Paths) -> Path:
+    """`.zerodown/run/` (owner only): the sockets and files of a router zerodown drives."""
+    path = paths.state / "run"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def socket_path(paths: Paths, name: str) -> Path:
+    """`run/<name>`, or a short stable name in the temp directory when that path is too long for
+    a unix socket (sun_path holds 108 bytes)."""
+    path = run_dir(paths) / name
+    if len(str(path)) <= UNIX_SOCKET_MAX:
+        return path
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"zerodown-{digest}-{name}"
+
+
+class AccessLog:
+    """The collector: bind, receive, count. Satisfies RouterStats (`stats`, `samples`).
+
+    `release_of(address)` names the release of a backend address for lines whose release is
+    `-` (the driver passes its route table's view); counters start when the collector starts."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        samples: int = DEFAULT_SAMPLES,
+        release_of: Callable[[str], str | None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.samples_kept = samples
+        self.release_of = release_of
+        self.clock = clock
+        self.releases: dict[str, ReleaseCounters] = {}
+        self.received = 0
+        self.malformed = 0
+        self._transport: asyncio.DatagramTransport | None = None
+
+    # --- the socket ---------------------------------------------------------------------------
+
+    @property
+    def listening(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    async def start(self) -> None:
+        """Bind the socket (replacing a stale one a dead controller left); cheap when bound."""
+        if self.listening:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            old_umask = os.umask(0o177)  # created 0600: no window where others could send
+            try:
+                sock.bind(str(self.path))
+            finally:
+                os.umask(old_umask)
+            os.chmod(self.path, 0o600)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self), sock=sock)
+        self._transport = transport
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    # --- counting -----------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        line = parse_line(data)
+        if line is None:
+            self.malformed += 1
+            return
+        self.received += 1
+        self.record(line, self.clock())
+
+    def record(self, line: LogLine, wall: float) -> None:
+        release = line.release
+        if release is None and line.backend is not None and self.release_of is not None:
+            release = self.release_of(line.backend)
+        names = (release,) if release is not None else ()
+        for name in (*names, *line.flags):
+            counters = self.releases.get(name)
+            if counters is None:
+                # Flag names come from a backend's header: bounded, like the built-in router.
+                if name != release and len(self.releases) >= MAX_RELEASES:
+                    continue
+                counters = self.releases[name] = ReleaseCounters(self.samples_kept)
+            counters.record(line.status, line.latency, wall, transport_error=line.transport_error)
+
+    # --- RouterStats --------------------------------------------------------------------------
+
+    async def stats(self) -> Mapping[str, ReleaseStats]:
+        return {name: c.snapshot() for name, c in self.releases.items()}
+
+    async def samples(self, release: str, since: float) -> Sequence[Sample]:
+        counters = self.releases.get(release)
+        if counters is None:
+            return []
+        return [s for s in counters.samples if s[0] > since]
+
+
+class _Receiver(asyncio.DatagramProtocol):
+    def __init__(self, log_: AccessLog) -> None:
+        self.log = log_
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.log.receive(data)
+
+    def error_received(self, exc: Exception) -> None:  # pragma: no cover - kernel says so
+        log.warning("access log socket %s: %s", self.log.path, exc)

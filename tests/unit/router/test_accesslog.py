@@ -1,0 +1,120 @@
+"""The access-log collector that gives HAProxy and nginx the built-in router's RouterStats."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from zerodown.core.analysis.context import StatsSource
+from zerodown.routers.accesslog import AccessLog, LogLine, parse_line
+
+pytestmark = pytest.mark.anyio
+
+
+def test_haproxy_raw_line() -> None:
+    assert parse_line(b"zd1 v2 200 3 - 127.0.0.1:9001\n") == LogLine(
+        release="v2", status=200, latency=0.003, flags=(), backend="127.0.0.1:9001"
+    )
+
+
+def test_nginx_syslog_line_with_seconds_flags_and_retried_addresses() -> None:
+    line = parse_line(
+        b"<190>Dec  1 14:53:04 zd: zd1 v2 503 0.250s checkout=new,dark%20mode=on "
+        b"127.0.0.1:9001, 127.0.0.1:9002"
+    )
+    assert line == LogLine(
+        release="v2",
+        status=503,
+        latency=0.25,
+        flags=("flag:checkout=new", "flag:dark mode=on"),
+        backend="127.0.0.1:9002",
+    )
+    assert not line.transport_error  # a backend answered the 503
+
+
+@pytest.mark.parametrize(
+    ("raw", "transport_error"),
+    [
+        (b"zd1 - 503 0 - <NOSRV>:0", True),
+        (b"zd1 v1 -1 12 - -:-", True),
+        (b"zd1 v1 502 4 - -", True),
+        (b"zd1 v1 500 4 - 127.0.0.1:1", False),
+    ],
+)
+def test_no_backend_is_a_transport_error(raw: bytes, transport_error: bool) -> None:
+    line = parse_line(raw)
+    assert line is not None and line.transport_error is transport_error
+    assert line.latency >= 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"GET / HTTP/1.1",
+        b"zd1 v1 200 3",  # too few fields
+        b"zd1 v1 ok 3 - a:1",
+        b"zd1 v1 200 fast - a:1",
+        b"zd1 v1 200 nan - a:1",
+        b"zd1 v1 1000 3 - a:1",
+        b"xzd1 v1 200 3 - a:1",
+        b"zd1  200 3 - a:1",  # empty release
+    ],
+)
+def test_what_is_not_a_line(raw: bytes) -> None:
+    assert parse_line(raw) is None
+
+
+async def test_collector_counts_per_release_and_flag_variant(tmp_path: Path) -> None:
+    now = [1000.0]
+    releases = {"127.0.0.1:9003": "v3"}
+    log = AccessLog(
+        tmp_path / "access.sock", samples=3, release_of=releases.get, clock=lambda: now[0]
+    )
+    assert isinstance(log, StatsSource)
+    for raw in (
+        b"zd1 v1 200 10 - 127.0.0.1:9001",
+        b"zd1 v1 404 20 - 127.0.0.1:9001",
+        b"zd1 v1 500 30 beta=on 127.0.0.1:9001",
+        b"zd1 - 503 0 - 127.0.0.1:9003",  # no release in the line: known by its address
+        b"zd1 - 503 0 - -",  # neither: not counted under any release
+        b"garbage",
+    ):
+        now[0] += 1
+        log.receive(raw)
+    stats = await log.stats()
+    assert set(stats) == {"v1", "v3", "flag:beta=on"}
+    v1 = stats["v1"]
+    assert (v1.requests, v1.responses_4xx, v1.responses_5xx, v1.transport_errors) == (3, 1, 1, 0)
+    assert v1.latency_sum == pytest.approx(0.06)
+    assert stats["v3"].responses_5xx == 1 and stats["flag:beta=on"].responses_5xx == 1
+    assert list(await log.samples("v1", 1001.5)) == [(1002.0, 0.02, 404), (1003.0, 0.03, 500)]
+    assert await log.samples("nope", 0) == []
+    assert (log.received, log.malformed) == (5, 1)
+    for _ in range(5):
+        log.receive(b"zd1 v1 200 1 - 127.0.0.1:9001")
+    assert len(await log.samples("v1", 0)) == 3  # the ring is bounded
+
+
+async def test_socket_is_owner_only_and_receives_datagrams(tmp_path: Path) -> None:
+    path = tmp_path / "access.sock"
+    path.write_text("stale")  # a dead controller's leftover is replaced
+    log = AccessLog(path)
+    await log.start()
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            for _ in range(20):
+                sender.sendto(b"zd1 v1 200 2 - 127.0.0.1:9001", str(path))
+        deadline = time.monotonic() + 5
+        while log.received < 20 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert (await log.stats())["v1"].requests == 20
+    finally:
+        log.close()
+    assert not path.exists()
