@@ -6,12 +6,17 @@ here by the path of its factory, so that only the chosen driver is ever imported
 adds one through the entry-point groups `zerodown.routers`, `zerodown.platforms` and
 `zerodown.stores` (name = kind, value = a factory taking a `DriverContext`). A driver is therefore
 one new module plus one registry entry: the engine and the API import no driver.
+
+A driver may also say what it cannot do with a spec: a validator (`Registry(validators=…)`, or
+`register(kind, factory, validate=…)`) takes the loaded Spec and returns Refusals, each naming the
+spec field at fault; the spec loader turns them into `file:line: field: why` before anything
+starts (`refusals(spec)`).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -42,19 +47,52 @@ class DriverContext:
         return self.paths.spec_dir
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Something a driver cannot do with this spec: the field at fault (dotted, as the spec
+    loader names fields: "router.attach.backend", "strategy.canary.steps.1") and why."""
+
+    field: str
+    message: str
+
+
+Validator = Callable[["Spec"], Sequence[Refusal]]
+
+
 class Registry(Generic[T]):
     """Factories of one kind of driver, by name."""
 
-    def __init__(self, what: str, group: str, builtin: dict[str, str]) -> None:
+    def __init__(
+        self,
+        what: str,
+        group: str,
+        builtin: dict[str, str],
+        validators: dict[str, str] | None = None,
+    ) -> None:
         self.what = what  # "router", "platform", "state store": for messages
         self.group = group
         self._paths = dict(builtin)  # kind -> "module:factory"
         self._factories: dict[str, Callable[[DriverContext], T]] = {}
         self._entry_points_loaded = False
+        self._validator_paths = dict(validators or {})  # kind -> "module:function" (light)
+        self._validators: dict[str, Validator] = {}
 
-    def register(self, kind: str, factory: Callable[[DriverContext], T]) -> None:
+    def register(
+        self, kind: str, factory: Callable[[DriverContext], T], validate: Validator | None = None
+    ) -> None:
         """A driver from code rather than an entry point (an application embedding zerodown)."""
         self._factories[kind] = factory
+        if validate is not None:
+            self._validators[kind] = validate
+
+    def refusals(self, kind: str, spec: Spec) -> list[Refusal]:
+        """What the driver of `kind` says it cannot do with `spec` (nothing if it has no
+        validator)."""
+        validate = self._validators.get(kind)
+        if validate is None and kind in self._validator_paths:
+            module, _, name = self._validator_paths[kind].partition(":")
+            validate = self._validators[kind] = getattr(importlib.import_module(module), name)
+        return list(validate(spec)) if validate is not None else []
 
     def kinds(self) -> list[str]:
         self._load_entry_points()
@@ -98,7 +136,13 @@ routers: Registry[Router] = Registry(
     "zerodown.routers",
     {
         "builtin": "zerodown.routers.proxy.driver:create",
+        "haproxy": "zerodown.routers.haproxy.driver:create",
         "nginx": "zerodown.routers.nginx.driver:create",
+    },
+    validators={
+        "builtin": "zerodown.routers.capabilities:builtin",
+        "haproxy": "zerodown.routers.haproxy.validate:validate",
+        "nginx": "zerodown.routers.nginx.validate:validate",
     },
 )
 platforms: Registry[Platform] = Registry(
@@ -118,6 +162,16 @@ def store_kind(url: str) -> str:
     """A state store's kind is its URL's scheme: sqlite:///… is "sqlite"."""
     scheme, sep, _ = url.partition("://")
     return scheme if sep else ""
+
+
+def refusals(spec: Spec) -> list[Refusal]:
+    """What the drivers the spec names say they cannot do with it."""
+    kinds = kinds_of(spec)
+    return [
+        *routers.refusals(kinds["router.kind"], spec),
+        *platforms.refusals(kinds["platform.kind"], spec),
+        *stores.refusals(kinds["state.url"], spec),
+    ]
 
 
 def kinds_of(spec: Spec) -> dict[str, str]:

@@ -57,11 +57,12 @@ def base_spec(port: int, **overrides: Any) -> dict[str, Any]:
 class Workspace:
     root: Path
     port: int
+    router_kind: str = "builtin"  # written into every spec that names no router kind
 
     @classmethod
-    def create(cls, root: Path, **overrides: Any) -> Workspace:
+    def create(cls, root: Path, *, router_kind: str = "builtin", **overrides: Any) -> Workspace:
         port = free_port()
-        ws = cls(root=root, port=port)
+        ws = cls(root=root, port=port, router_kind=router_kind)
         ws.write_spec(base_spec(port, **overrides))
         return ws
 
@@ -74,6 +75,8 @@ class Workspace:
         return f"http://127.0.0.1:{self.port}/"
 
     def write_spec(self, spec: dict[str, Any]) -> None:
+        if self.router_kind != "builtin" and "kind" not in spec.get("router", {}):
+            spec = {**spec, "router": {**spec.get("router", {}), "kind": self.router_kind}}
         self.spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
 
     def zd(

@@ -45,13 +45,13 @@ nginx (`escape=none` keeps the header's bytes; empty variables print as `-`):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
 import os
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,6 +72,7 @@ log = logging.getLogger("zerodown.router.accesslog")
 TAG = "zd1"
 MAX_LINE = 8192  # bytes read per datagram; a longer line is cut and refused
 RECEIVE_BUFFER = 4 << 20  # asked of the kernel (capped by net.core.rmem_max): bursts queue here
+READ_TIMEOUT = 0.5  # seconds; how soon the reader thread notices close()
 NO_BACKEND = frozenset({"", "-", "<NOSRV>", "-:-", "-:0", "<NOSRV>:0"})
 
 
@@ -145,8 +146,11 @@ def socket_path(paths: Paths, name: str) -> Path:
 class AccessLog:
     """The collector: bind, receive, count. Satisfies RouterStats (`stats`, `samples`).
 
-    `release_of(address)` names the release of a backend address for lines whose release is
-    `-` (the driver passes its route table's view); counters start when the collector starts."""
+    A thread of its own reads the socket: the kernel queues at most `net.unix.max_dgram_qlen`
+    datagrams (10 by default) and the routers drop a line rather than wait, so the reader must
+    not depend on the controller's event loop being free. `release_of(address)` names the
+    release of a backend address for lines whose release is `-` (the driver passes its route
+    table's view). Counters start when the collector starts."""
 
     def __init__(
         self,
@@ -163,18 +167,22 @@ class AccessLog:
         self.releases: dict[str, ReleaseCounters] = {}
         self.received = 0
         self.malformed = 0
-        self._transport: asyncio.DatagramTransport | None = None
+        self._lock = threading.Lock()  # the reader thread records, the event loop reads
+        self._sock: socket.socket | None = None
+        self._reader: threading.Thread | None = None
 
     # --- the socket ---------------------------------------------------------------------------
 
     @property
     def listening(self) -> bool:
-        return self._transport is not None and not self._transport.is_closing()
+        return self._reader is not None and self._reader.is_alive()
 
     async def start(self) -> None:
-        """Bind the socket (replacing a stale one a dead controller left); cheap when bound."""
+        """Bind the socket (replacing a stale one a dead controller left) and start reading;
+        cheap when it reads already."""
         if self.listening:
             return
+        self.close()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             with contextlib.suppress(OSError):
@@ -187,32 +195,50 @@ class AccessLog:
             finally:
                 os.umask(old_umask)
             os.chmod(self.path, 0o600)
-            sock.setblocking(False)
+            sock.settimeout(READ_TIMEOUT)
         except OSError:
             sock.close()
             raise
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self), sock=sock)
-        self._transport = transport
+        self._sock = sock
+        self._reader = threading.Thread(
+            target=self._read, args=(sock,), name=f"accesslog {self.path.name}", daemon=True
+        )
+        self._reader.start()
+
+    def _read(self, sock: socket.socket) -> None:
+        while self._sock is sock:
+            try:
+                data = sock.recv(MAX_LINE)
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed
+            self.receive(data)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-        with contextlib.suppress(OSError):
-            self.path.unlink()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()  # the reader sees it within READ_TIMEOUT
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        self._reader = None
 
     # --- counting -----------------------------------------------------------------------------
 
     def receive(self, data: bytes) -> None:
         line = parse_line(data)
-        if line is None:
-            self.malformed += 1
-            return
-        self.received += 1
-        self.record(line, self.clock())
+        with self._lock:
+            if line is None:
+                self.malformed += 1
+                return
+            self.received += 1
+            self._record(line, self.clock())
 
     def record(self, line: LogLine, wall: float) -> None:
+        with self._lock:
+            self._record(line, wall)
+
+    def _record(self, line: LogLine, wall: float) -> None:
         release = line.release
         if release is None and line.backend is not None and self.release_of is not None:
             release = self.release_of(line.backend)
@@ -229,21 +255,12 @@ class AccessLog:
     # --- RouterStats --------------------------------------------------------------------------
 
     async def stats(self) -> Mapping[str, ReleaseStats]:
-        return {name: c.snapshot() for name, c in self.releases.items()}
+        with self._lock:
+            return {name: c.snapshot() for name, c in self.releases.items()}
 
     async def samples(self, release: str, since: float) -> Sequence[Sample]:
-        counters = self.releases.get(release)
-        if counters is None:
-            return []
-        return [s for s in counters.samples if s[0] > since]
-
-
-class _Receiver(asyncio.DatagramProtocol):
-    def __init__(self, log_: AccessLog) -> None:
-        self.log = log_
-
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        self.log.receive(data)
-
-    def error_received(self, exc: Exception) -> None:  # pragma: no cover - kernel says so
-        log.warning("access log socket %s: %s", self.log.path, exc)
+        with self._lock:
+            counters = self.releases.get(release)
+            if counters is None:
+                return []
+            return [s for s in counters.samples if s[0] > since]

@@ -90,9 +90,30 @@ def parse_model(text: str, model: type[M], *, file: str) -> M:
     if not isinstance(data, dict):
         raise SpecError("the top level must be a mapping of fields", file=file, line=1)
     try:
-        return model.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as exc:
         raise spec_error(exc, root, file=file) from None
+    if isinstance(result, Spec):
+        _refuse(result, root, file=file)
+    return result
+
+
+def _refuse(spec: Spec, root: yaml.Node | None, *, file: str) -> None:
+    """What a driver the spec names cannot do (`drivers.refusals`), as `file:line: field: why`."""
+    from zerodown import drivers  # drivers name the spec's types: import it when used
+
+    problems = [
+        (_line_of(root, [int(p) if p.isdigit() else p for p in r.field.split(".")]), r)
+        for r in drivers.refusals(spec)
+    ]
+    if not problems:
+        return
+    (line, first), rest = problems[0], problems[1:MAX_PROBLEMS]
+    error = SpecError(first.message, file=file, line=line, field=first.field)
+    if rest:
+        more = [f"{file}:{ln}: {r.field}: {r.message}" for ln, r in rest]
+        error.args = (f"{error.args[0]}\n" + "\n".join(more),)
+    raise error
 
 
 def _compose(text: str, *, file: str) -> yaml.Node | None:

@@ -131,14 +131,30 @@ def _store_url(url: str) -> str:
     return url
 
 
+class RouterAttach(StrictModel):
+    """A router the team already runs, instead of one zerodown starts. Which fields a kind needs
+    is its driver's to say (`drivers.routers.refusals`): haproxy `{admin_socket, backend}`,
+    nginx `{config, reload}`."""
+
+    admin_socket: str | None = Field(None, description="haproxy: its Runtime API unix socket")
+    backend: str | None = Field(None, description="haproxy: the backend whose servers are ours")
+    config: str | None = Field(None, description="nginx: the include file zerodown writes")
+    reload: list[str] | None = Field(
+        None, min_length=1, description="nginx: argv that reloads it, e.g. [nginx, -s, reload]"
+    )
+
+
 class RouterSpec(StrictModel):
     kind: Annotated[str, _known("router")] = Field(
-        "builtin", description="the router driver: builtin, or one a plug-in registers"
+        "builtin", description="the router driver: builtin, haproxy, nginx, or a plug-in's"
     )
     listen: Address = "127.0.0.1:8080"
     admin_listen: Address | None = Field(None, description="TCP admin API, e.g. for Prometheus")
     header_timeout: Timeout = Field(
         10.0, description="a client still sending its request headers after this is cut off"
+    )
+    attach: RouterAttach | None = Field(
+        None, description="drive a router the team runs (haproxy, nginx) instead of starting one"
     )
 
 

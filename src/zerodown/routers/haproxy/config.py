@@ -1,0 +1,165 @@
+"""The haproxy.cfg zerodown writes for `router: {kind: haproxy}` (managed mode), and the Lua
+converter that gives sticky users the built-in router's buckets.
+
+Everything that changes with traffic lives in servers and map files the Runtime API edits; the
+configuration holds only the rules (plan.Rules) and, at each reload, the servers as they are
+then, so that a reload or a restart starts from the current table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from zerodown.routers.haproxy.plan import NONE, SLOTS, SPLIT, Desired, Key, Rules, slot_backend
+
+LOG_FORMAT = "zd1 %[var(txn.zd_release)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
+"""The accesslog line (routers/accesslog.py): release by the answering server's name."""
+
+MURMUR3_LUA = """\
+-- zerodown: sticky bucket = murmur3_32(key, seed 0) % 100, as the built-in router computes it
+local function rotl(x, r) return ((x << r) | (x >> (32 - r))) & 0xffffffff end
+local function murmur3_32(s)
+  local c1, c2, h, len = 0xcc9e2d51, 0x1b873593, 0, #s
+  local function mixk(k) return (rotl((k * c1) & 0xffffffff, 15) * c2) & 0xffffffff end
+  local blocks = len // 4
+  for i = 0, blocks - 1 do
+    local b1, b2, b3, b4 = string.byte(s, 4 * i + 1, 4 * i + 4)
+    h = h ~ mixk(b1 | (b2 << 8) | (b3 << 16) | (b4 << 24))
+    h = (rotl(h, 13) * 5 + 0xe6546b64) & 0xffffffff
+  end
+  local rest, k, at = len & 3, 0, 4 * blocks
+  if rest == 3 then k = k ~ (string.byte(s, at + 3) << 16) end
+  if rest >= 2 then k = k ~ (string.byte(s, at + 2) << 8) end
+  if rest >= 1 then h = h ~ mixk(k ~ string.byte(s, at + 1)) end
+  h = h ~ len
+  h = ((h ~ (h >> 16)) * 0x85ebca6b) & 0xffffffff
+  h = ((h ~ (h >> 13)) * 0xc2b2ae35) & 0xffffffff
+  return h ~ (h >> 16)
+end
+core.register_converters("zd_bucket", function(key) return murmur3_32(key) % 100 end)
+"""
+
+
+@dataclass(frozen=True)
+class Files:
+    """Where the managed HAProxy's files are (all in the state directory's run/)."""
+
+    run: Path
+    admin_socket: Path
+    access_socket: Path
+
+    @property
+    def config(self) -> Path:
+        return self.run / "haproxy.cfg"
+
+    @property
+    def server_state(self) -> Path:
+        return self.run / "haproxy.state"
+
+    @property
+    def lua(self) -> Path:
+        return self.run / "sticky.lua"
+
+    @property
+    def table(self) -> Path:
+        return self.run / "haproxy-table.json"
+
+    def map_file(self, name: str) -> Path:
+        return self.run / f"{name}.map"
+
+
+def _fetch(key: Key) -> str:
+    # req.fhdr: the whole header value (req.hdr would split it at commas)
+    return f"req.fhdr({key.name})" if key.kind == "header" else f"req.cook({key.name})"
+
+
+def _map(files: Files, name: str) -> str:
+    return f"map({files.map_file(name)})"
+
+
+def render(rules: Rules, servers: Desired, files: Files, *, drain: float) -> str:
+    """The whole configuration for `rules`, with `servers` as static servers (the state when it
+    is written; the Runtime API changes them afterwards)."""
+    unset = "!{ var(txn.zd_be) -m found }"
+    lines = [
+        "# Written by zerodown: changes here are overwritten at the next reload.",
+        "global",
+        f"  stats socket {files.admin_socket} mode 600 level admin expose-fd listeners",
+        "  stats timeout 30s",
+        f"  server-state-file {files.server_state}",
+        f"  lua-load {files.lua}",
+        f"  log {files.access_socket} len 4096 format raw local0",
+        f"  hard-stop-after {max(int(drain), 1)}s",
+        "",
+        "defaults",
+        "  mode http",
+        "  timeout connect 3s",
+        "  timeout client 75s",
+        "  timeout server 75s",
+        "  timeout http-keep-alive 75s",
+        f"  timeout http-request {max(int(rules.header_timeout * 1000), 1)}ms",
+        "  timeout queue 10s",
+        "  option redispatch 1",
+        "  retries 3",
+        "  retry-on conn-failure empty-response",
+        "  http-reuse safe",
+        "  load-server-state-from-file global",
+        "",
+        "frontend zd_main",
+        f"  bind {rules.listen}",
+        "  log global",
+        f'  log-format "{LOG_FORMAT}"',
+        "  option forwardfor",
+    ]
+    for n, key in enumerate(rules.match_keys):
+        fetch = _fetch(key)
+        lines.append(
+            f"  http-request set-var(txn.zd_be) {fetch},{_map(files, f'match{n}')}"
+            f" if {unset} {{ {fetch} -m found }}"
+        )
+    if rules.sticky is not None:
+        fetch = _fetch(rules.sticky)
+        lines.append(f"  http-request set-var(txn.zd_key) {fetch} if {{ {fetch} -m found }}")
+        if rules.sticky.kind == "cookie":
+            lines += [
+                "  http-request set-var(txn.zd_new) bool(true) if !{ var(txn.zd_key) -m found }",
+                "  http-request set-var(txn.zd_key) uuid if !{ var(txn.zd_key) -m found }",
+                f'  http-response add-header Set-Cookie "{rules.sticky.name}=%[var(txn.zd_key)];'
+                ' Path=/; HttpOnly; SameSite=Lax" if { var(txn.zd_new) -m found }',
+            ]
+        lines.append(
+            "  http-request set-var(txn.zd_be) var(txn.zd_key),lua.zd_bucket,"
+            f"{_map(files, 'buckets')} if {unset} {{ var(txn.zd_key) -m found }}"
+        )
+    lines += _tail(files, default=SPLIT)
+    if rules.preview_listen is not None:
+        lines += [
+            "frontend zd_preview",
+            f"  bind {rules.preview_listen}",
+            "  log global",
+            f'  log-format "{LOG_FORMAT}"',
+            "  option forwardfor",
+            f"  http-request set-var(txn.zd_be) str(preview),{_map(files, 'meta')}",
+            *_tail(files, default=NONE),
+        ]
+    by_slot: dict[int, list[str]] = {s: [] for s in range(SLOTS)}
+    split: list[str] = []
+    for server in servers.servers:
+        split.append(f"  server {server.name} {server.address} weight {server.split_weight}")
+        by_slot[server.slot].append(f"  server {server.name} {server.address} weight 1")
+    lines += ["backend " + SPLIT, "  balance roundrobin", *split, ""]
+    for slot in range(SLOTS):
+        lines += [f"backend {slot_backend(slot)}", "  balance leastconn", *by_slot[slot], ""]
+    lines += [f"backend {NONE}", ""]
+    return "\n".join(lines)
+
+
+def _tail(files: Files, *, default: str) -> list[str]:
+    return [
+        "  use_backend %[var(txn.zd_be)] if { var(txn.zd_be) -m found }",
+        f"  default_backend {default}",
+        f"  http-response set-var(txn.zd_release) srv_name,{_map(files, 'servers')}",
+        "  http-response set-var(txn.zd_flags) res.hdr(x-zerodown-flags)",
+        "",
+    ]
