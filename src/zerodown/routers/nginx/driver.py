@@ -75,12 +75,12 @@ class NginxRouter:
         self.spec = spec
         self.directory = paths.state / "nginx"
         self.state_file = self.directory / "table.json"
-        attach = getattr(spec.router, "attach", None)
+        attach = spec.router.attach
         self.attach_config: Path | None = None
         self.attach_reload: list[str] = []
-        if attach is not None and getattr(attach, "config", None):
-            self.attach_config = _resolve(paths.spec_dir, str(attach.config))
-            self.attach_reload = [str(a) for a in (getattr(attach, "reload", None) or ())]
+        if attach is not None and attach.config:
+            self.attach_config = _resolve(paths.spec_dir, attach.config)
+            self.attach_reload = list(attach.reload or ())
         self.routes_file = self.attach_config or self.directory / "routes.conf"
         self.access = AccessLog(
             socket_path(paths, "nginx-access.sock"), release_of=self._release_of
@@ -116,17 +116,20 @@ class NginxRouter:
             service=self.spec.service,
             listen=self.spec.router.listen,
             preview_listen=blue_green.preview_listen if blue_green else None,
-            log_socket=str(self.access.path),
+            # Attached, nginx's workers are not ours and cannot write to our owner-only socket
+            # (validate.py refuses what would need the log).
+            log_socket=None if self.attach_config else str(self.access.path),
             log_format=LOG_FORMAT.format(zd=render.prefix(self.spec.service)),
             log_tag="zd",
+            header_timeout=self.spec.router.header_timeout,
         )
 
     async def start(self) -> None:
         now = time.monotonic()
         if now - self._checked_at < CHECK_EVERY:
             return
-        await self.access.start()
         if self.attach_config is None:
+            await self.access.start()
             self.directory.mkdir(parents=True, exist_ok=True)
             if self.process.pid() is None:
                 await self._spawn()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,8 @@ from pathlib import Path
 from zerodown.core.errors import PermanentDriverError, SpecError, TransientDriverError
 
 DEBIAN_PACKAGE = "nginx-light"  # the smallest Debian package with the modules zerodown uses
+MIN_VERSION = (1, 19, 5)  # -e (the error log named on the command line)
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # not on every user's PATH
 START_WAIT = 5.0  # seconds a new master has to start its workers
 RELOAD_WAIT = 10.0  # seconds a reload has to hand over to new workers
 KILL_WAIT = 10.0
@@ -33,17 +36,42 @@ SHUTTING_DOWN = b"shutting down"  # in an old worker's process title
 
 
 def find_binary() -> str:
-    """The nginx executable, or a SpecError that says what to install."""
-    found = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    """The nginx binary ($ZERODOWN_NGINX, else PATH and the sbin directories), new enough; a
+    SpecError on router.kind naming the Debian package or the version otherwise."""
+    given = os.environ.get("ZERODOWN_NGINX")
+    found = given or shutil.which(
+        "nginx", path=os.pathsep.join([os.environ.get("PATH", ""), *SBIN])
     )
-    if found is None:
+    if not found or not os.access(found, os.X_OK):
         raise SpecError(
             "router kind nginx needs the nginx binary, which is not installed: on Debian or"
-            f" Ubuntu `apt-get install {DEBIAN_PACKAGE}` (any nginx >= 1.19.5 will do)",
+            f" Ubuntu `apt-get install {DEBIAN_PACKAGE}` (nginx {_dotted(MIN_VERSION)} or newer),"
+            " or set ZERODOWN_NGINX to its path",
+            field="router.kind",
+        )
+    version = binary_version(found)
+    if version < MIN_VERSION:
+        raise SpecError(
+            f"{found} is nginx {_dotted(version)}; zerodown needs {_dotted(MIN_VERSION)} or newer"
+            " (it names its error log with -e); Debian 12 ships 1.22",
             field="router.kind",
         )
     return found
+
+
+def binary_version(path: str) -> tuple[int, ...]:
+    try:
+        out = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=10).stderr
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SpecError(f"cannot run {path} -v: {exc}", field="router.kind") from None
+    found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out)
+    if found is None:
+        raise SpecError(f"{path} -v does not say its version: {out[:200]!r}", field="router.kind")
+    return tuple(int(g) for g in found.groups())
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ class Site:
     log_socket: str | None = None  # unix datagram socket of the per-request log
     log_format: str = ""  # the log_format body (a sequence of nginx strings), with log_socket
     log_tag: str = "zerodown"
+    header_timeout: float = 10.0  # seconds a client has to send its request headers (then 408)
 
 
 def prefix(service: str) -> str:
@@ -315,6 +316,7 @@ def _servers(table: RouteTable, site: Site, zd: str, has_preview: bool) -> list[
         "    proxy_set_header X-Forwarded-Proto $scheme;",
         "    proxy_connect_timeout 3s;",
         "    proxy_buffering off;",  # stream responses (SSE) as the built-in router does
+        f"    client_header_timeout {max(1, math.ceil(site.header_timeout * 1000))}ms;",
         *log,
     ]
     lines: list[str] = []
