@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -25,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zerodown.core.errors import PermanentDriverError, SpecError, TransientDriverError
+from zerodown.routers.nginx.validate import MISSING, locate
 
-DEBIAN_PACKAGE = "nginx-light"  # the smallest Debian package with the modules zerodown uses
 MIN_VERSION = (1, 19, 5)  # -e (the error log named on the command line)
-SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # not on every user's PATH
 START_WAIT = 5.0  # seconds a new master has to start its workers
 RELOAD_WAIT = 10.0  # seconds a reload has to hand over to new workers
 KILL_WAIT = 10.0
@@ -38,17 +36,9 @@ SHUTTING_DOWN = b"shutting down"  # in an old worker's process title
 def find_binary() -> str:
     """The nginx binary ($ZERODOWN_NGINX, else PATH and the sbin directories), new enough; a
     SpecError on router.kind naming the Debian package or the version otherwise."""
-    given = os.environ.get("ZERODOWN_NGINX")
-    found = given or shutil.which(
-        "nginx", path=os.pathsep.join([os.environ.get("PATH", ""), *SBIN])
-    )
-    if not found or not os.access(found, os.X_OK):
-        raise SpecError(
-            "router kind nginx needs the nginx binary, which is not installed: on Debian or"
-            f" Ubuntu `apt-get install {DEBIAN_PACKAGE}` (nginx {_dotted(MIN_VERSION)} or newer),"
-            " or set ZERODOWN_NGINX to its path",
-            field="router.kind",
-        )
+    found = locate()
+    if found is None:
+        raise SpecError(MISSING, field="router.kind")
     version = binary_version(found)
     if version < MIN_VERSION:
         raise SpecError(

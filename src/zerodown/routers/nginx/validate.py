@@ -3,7 +3,9 @@ driver import)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Sequence
 
 from zerodown.drivers import Refusal
@@ -12,6 +14,22 @@ from zerodown.spec.model import Spec
 HEADER_RULE = "nginx reads header names of letters, digits and '-' only ($http_<name>)"
 COOKIE_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 6265 token
 HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+DEBIAN_PACKAGE = "nginx-light"  # the smallest Debian package with the modules zerodown uses
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # not on every user's PATH
+MISSING = (
+    "router kind nginx needs the nginx binary, which is not installed: on Debian or Ubuntu"
+    f" `apt-get install {DEBIAN_PACKAGE}` (nginx 1.19.5 or newer), or set ZERODOWN_NGINX to its"
+    " path"
+)
+
+
+def locate() -> str | None:
+    """The nginx executable: $ZERODOWN_NGINX, else PATH and the sbin directories."""
+    given = os.environ.get("ZERODOWN_NGINX")
+    found = given or shutil.which(
+        "nginx", path=os.pathsep.join([os.environ.get("PATH", ""), *SBIN])
+    )
+    return found if found and os.access(found, os.X_OK) else None
 
 
 def _bad_value(value: str) -> bool:
@@ -50,6 +68,8 @@ def validate(spec: Spec) -> Sequence[Refusal]:
             out.append(Refusal("strategy.canary.sticky", "not a cookie name (RFC 6265 token)"))
     attach = router.attach
     if attach is None:
+        if locate() is None:  # zerodown runs nginx: say now what to install, not at `up`
+            out.append(Refusal("router.kind", MISSING))
         return out
     for name in ("admin_socket", "backend"):
         if getattr(attach, name) is not None:
