@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from integration.analysis.analysis_kit import start_prometheus
+from support.routers import every_router
 from support.services import free_port
 from support.workspace import Workspace, base_spec
 
@@ -73,6 +74,7 @@ def test_good_canary_is_promoted_by_analysis_alone(workspace: Workspace) -> None
     assert checks["analysis:step-2"]["state"] == "passed"
 
 
+@every_router
 def test_failing_canary_is_aborted_by_analysis(workspace: Workspace) -> None:
     workspace.write_spec(analysed(workspace.port, ERROR_RATE))
     workspace.zd("up", "--version", "v1")

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+from support.routers import every_router
 from support.services import free_port
 from support.workspace import Workspace, api_post, base_spec
 
@@ -20,6 +21,7 @@ def first_time_all(samples, version: str, since: float) -> float | None:
     return last_other - since
 
 
+@every_router
 def test_blue_green_switch_then_warm_rollback(workspace: Workspace) -> None:
     preview = free_port()
     spec = base_spec(

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+from support.routers import every_router
 from support.workspace import Workspace, api_post, base_spec
 from zerodown.loadgen import LoadGenerator
 
@@ -28,6 +29,7 @@ def wait_step(workspace: Workspace, step: int) -> None:
     )
 
 
+@every_router
 def test_canary_weights_are_honoured_under_load(workspace: Workspace) -> None:
     steps = [
         {"set_weight": 5},
@@ -60,6 +62,7 @@ def test_canary_weights_are_honoured_under_load(workspace: Workspace) -> None:
         assert abs(share - weight) <= 3, shares
 
 
+@every_router
 def test_header_route_and_sticky_users(workspace: Workspace) -> None:
     steps = [
         {"set_weight": 20},
@@ -93,6 +96,7 @@ def test_header_route_and_sticky_users(workspace: Workspace) -> None:
             u.close()
 
 
+@every_router
 def test_abort_sends_all_traffic_back_within_a_second(workspace: Workspace) -> None:
     steps = [{"set_weight": 50}, {"pause": {}}, {"set_weight": 100}]
     workspace.write_spec(canary_spec(workspace.port, steps))

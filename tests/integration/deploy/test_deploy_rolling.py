@@ -8,11 +8,13 @@ import time
 
 import pytest
 
+from support.routers import every_router
 from support.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
 
+@every_router
 def test_rolling_deploy_under_load_fails_no_request(workspace: Workspace) -> None:
     workspace.zd("up", "--version", "v1")
     with workspace.load() as load:
@@ -43,6 +45,7 @@ def test_rollback_under_load_fails_no_request(workspace: Workspace) -> None:
     assert '"version": "v1"' in history and history.count('"completed"') == 3
 
 
+@every_router
 def test_controller_kill_9_mid_rollout_resumes_without_duplicates(workspace: Workspace) -> None:
     spec = workspace.spec_file.read_text().replace("instances: 2", "instances: 3")
     workspace.spec_file.write_text(spec)

@@ -197,4 +197,10 @@ def desired(table: RouteTable, rules: Rules, current_slots: dict[str, int]) -> D
 
 
 def map_names(rules: Rules) -> list[str]:
-    return ["servers", "meta", "buckets", *(f"match{n}" for n in range(len(rules.match_keys)))]
+    """The maps the configuration of `rules` loads (only those can be changed at runtime)."""
+    return [
+        "servers",
+        *(["meta"] if rules.preview_listen is not None else []),
+        *(["buckets"] if rules.sticky is not None else []),
+        *(f"match{n}" for n in range(len(rules.match_keys))),
+    ]
