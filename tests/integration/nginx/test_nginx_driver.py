@@ -14,6 +14,7 @@ import pytest
 from integration.nginx.nginx_kit import Backends, make_router, table, versions
 from zerodown.core.routes import Match, Sticky
 from zerodown.loadgen import LoadGenerator
+from zerodown.routers.nginx.driver import NginxRouter
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -61,6 +62,11 @@ async def test_routing_rules_reloads_and_stats(
         reloads = router.reloads
         await router.apply(table(5, ("v2", 60, [v2]), ("v1", 40, [v1]), sticky=Sticky("zd_b")))
         assert router.reloads == reloads  # same routing, new number: no reload
+        # A new controller (a new driver on the same state) applying what nginx runs: no wait.
+        again = NginxRouter(paths=router.paths, spec=router.spec, binary=nginx)
+        async with asyncio.timeout(5):
+            await again.apply(table(5, ("v2", 60, [v2]), ("v1", 40, [v1]), sticky=Sticky("zd_b")))
+        assert again.reloads == 0 and (await again.table()).generation == 5
         stats = await router.stats()
         assert stats["v1"].requests > 300 and stats["v2"].requests > 100
         assert await router.samples("v2", 0)

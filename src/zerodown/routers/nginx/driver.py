@@ -176,6 +176,7 @@ class NginxRouter:
             render.check(table)
         except render.Unexpressible as exc:
             raise PermanentDriverError(f"nginx cannot route this table: {exc}") from None
+        self._load()  # what nginx runs, from the state file when this driver is new
         if self._wanted is None or table.generation >= self._wanted.generation:
             self._wanted = table
         if self._reloader is None or self._reloader.done():
@@ -191,6 +192,12 @@ class NginxRouter:
         return failed or (running is not None and running.generation >= generation)
 
     async def _reload_loop(self) -> None:
+        try:
+            await self._reloads()
+        finally:  # however it ends, no apply is left waiting for it
+            await self._notify()
+
+    async def _reloads(self) -> None:
         while True:
             wanted = self._wanted
             running = self._load()
