@@ -24,6 +24,8 @@ How each rule of the built-in router (docs/router.md, "Routing rules") is expres
   the key is `$request_id` (32 random hex digits), and the response sets it as the cookie.
 - **pools with weight but no backends** are left out of the split and the sticky parts; when no
   pool has both weight and backends, every pool with backends gets an equal share (as built-in).
+- **within a release**: the backend with the fewest open requests (`least_conn`), as built-in;
+  the split upstream is weighted round-robin instead (that is what keeps its shares exact).
 - **retries**: a failed connect moves to another backend of the same upstream (nginx's
   `proxy_next_upstream error timeout`, never for a non-idempotent request once sent); a release's
   own upstream lists the other releases' backends as `backup`, so same release first, then the
@@ -160,6 +162,7 @@ def routes_config(table: RouteTable, site: Site) -> str:
             f"{zd}split",
             [f"server {a} weight={w}" for a, w in split_weights(weighted)],
             comment="the weighted split: " + ", ".join(f"{p.release} {w}" for p, w in weighted),
+            least_busy=False,
         )
         default = f"{zd}split"
     elif weighted:
@@ -181,9 +184,12 @@ def routes_config(table: RouteTable, site: Site) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _upstream(name: str, servers: list[str], comment: str) -> list[str]:
+def _upstream(name: str, servers: list[str], comment: str, least_busy: bool = True) -> list[str]:
+    """Within a release, the backend with the fewest open requests (the built-in router's rule);
+    the weighted split is plain weighted round-robin, which keeps its shares exact."""
     return [
         f"upstream {name} {{  # {comment}",
+        *(["    least_conn;"] if least_busy else []),
         *(f"    {s};" for s in servers),
         f"    keepalive {UPSTREAM_KEEPALIVE};",
         "}",
