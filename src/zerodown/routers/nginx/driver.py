@@ -70,9 +70,12 @@ def create(ctx: DriverContext) -> NginxRouter:
 
 
 class NginxRouter:
-    def __init__(self, *, paths: Paths, spec: Spec, binary: str | None = None) -> None:
+    def __init__(
+        self, *, paths: Paths, spec: Spec, binary: str | None = None, per_request_log: bool = True
+    ) -> None:
         self.paths = paths
         self.spec = spec
+        self.per_request_log = per_request_log  # off only to measure what the log costs
         self.directory = paths.state / "nginx"
         self.state_file = self.directory / "table.json"
         attach = spec.router.attach
@@ -118,7 +121,9 @@ class NginxRouter:
             preview_listen=blue_green.preview_listen if blue_green else None,
             # Attached, nginx's workers are not ours and cannot write to our owner-only socket
             # (validate.py refuses what would need the log).
-            log_socket=None if self.attach_config else str(self.access.path),
+            log_socket=(
+                str(self.access.path) if self.per_request_log and not self.attach_config else None
+            ),
             log_format=LOG_FORMAT.format(zd=render.prefix(self.spec.service)),
             log_tag="zd",
             header_timeout=self.spec.router.header_timeout,

@@ -389,7 +389,7 @@ def main_config(
         "master_process on;",
         f"worker_processes {workers};",
         f"pid {state}/nginx.pid;",
-        f"error_log {error_log} notice;",
+        f"error_log {error_log} error;",
         # Old workers finish their requests after a reload; a stream that never ends (SSE) is
         # cut after this, so old generations cannot pile up.
         f"worker_shutdown_timeout {max(1, math.ceil(shutdown_timeout))}s;",
