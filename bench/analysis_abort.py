@@ -10,7 +10,10 @@ background analysis on the router provider measures its error rate every second 
 - how many requests failed in between, and in the whole round.
 
     python bench/analysis_abort.py [--rate 300] [--rounds 5] [--fail-rate 0.2]
-                                   [--interval 1s] [--failure-limit 0]
+                                   [--interval 1s] [--failure-limit 0] [--router haproxy]
+
+`--router haproxy` runs the same rounds through a zerodown-managed HAProxy (the analysis reads
+its per-request log, routers/accesslog.py) instead of the built-in router.
 
 Only loopback traffic; a throwaway workspace; every process it started is stopped at the end.
 """
@@ -194,6 +197,7 @@ def main() -> int:
     parser.add_argument("--interval", default="1s", help="the metric's interval")
     parser.add_argument("--failure-limit", type=int, default=0, help="the metric's failure_limit")
     parser.add_argument("--keep", action="store_true", help="keep the workspace afterwards")
+    parser.add_argument("--router", default="builtin", help="router kind: builtin, haproxy, …")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="zerodown-bench-abort-"))
@@ -206,11 +210,12 @@ def main() -> int:
         interval=args.interval,
         failure_limit=args.failure_limit,
     )
+    spec["router"] = {**spec.get("router", {}), "kind": args.router}
     (root / "zerodown.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     paths = Paths.for_spec(root / "zerodown.yaml")
     print(
         f"canary at 5% failing {args.fail_rate:.0%} of its requests; {args.rate:g} req/s through "
-        f"the router; error-rate every {args.interval}, failure_condition result > 0.05, "
+        f"the {args.router} router; error-rate every {args.interval}, failure_condition result > 0.05, "
         f"failure_limit {args.failure_limit}; workspace {root}\n",
         flush=True,
     )

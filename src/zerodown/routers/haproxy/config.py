@@ -111,6 +111,7 @@ def render(rules: Rules, servers: Desired, files: Files, *, drain: float) -> str
         "  log global",
         f'  log-format "{LOG_FORMAT}"',
         "  option forwardfor",
+        "  http-request set-header X-Forwarded-Proto http",
     ]
     for n, key in enumerate(rules.match_keys):
         fetch = _fetch(key)
@@ -140,6 +141,7 @@ def render(rules: Rules, servers: Desired, files: Files, *, drain: float) -> str
             "  log global",
             f'  log-format "{LOG_FORMAT}"',
             "  option forwardfor",
+            "  http-request set-header X-Forwarded-Proto http",
             f"  http-request set-var(txn.zd_be) str(preview),{_map(files, 'meta')}",
             *_tail(files, default=NONE),
         ]

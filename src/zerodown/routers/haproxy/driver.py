@@ -67,12 +67,18 @@ CHECK_EVERY = 1.0  # seconds between health checks of a running HAProxy
 START_WAIT = 10.0  # seconds a new master has to answer (or a reload to bring a new worker)
 KILL_WAIT = 10.0
 ATTACH_PREFIX = "zd-"  # the only servers attach mode ever touches
+DYNAMIC_SERVER = "pool-max-conn -1 pool-purge-delay 5s"
+"""A server added at runtime keeps no idle connection unless told (2.6: pool limit 0, purge
+delay 0): every request would open a new connection to the backend (measured: 0.43x the
+throughput). These are a static server's defaults."""
 
 
 def create(ctx: DriverContext) -> ManagedHaproxy | AttachedHaproxy:
     if ctx.spec.router.attach is not None:
         return AttachedHaproxy(paths=ctx.paths, spec=ctx.spec)
-    return ManagedHaproxy(paths=ctx.paths, spec=ctx.spec)
+    router = ManagedHaproxy(paths=ctx.paths, spec=ctx.spec)
+    router.binary()  # a missing or old haproxy stops the controller from starting, saying why
+    return router
 
 
 def spec_rules(spec: Spec) -> Rules:
@@ -383,7 +389,7 @@ class ManagedHaproxy(_Common):
             state = None
         if state is None:
             await self.api.ok(
-                f"add server {target} {server.address} weight {weight}",
+                f"add server {target} {server.address} weight {weight} {DYNAMIC_SERVER}",
                 expect=("New server registered",),
             )
             await self.api.ok(f"enable server {target}")
@@ -540,7 +546,7 @@ class AttachedHaproxy(_Common):
             target = f"{self.backend}/{name}"
             if state is None:
                 await self.api.ok(
-                    f"add server {target} {address} weight {weight}",
+                    f"add server {target} {address} weight {weight} {DYNAMIC_SERVER}",
                     expect=("New server registered",),
                 )
                 await self.api.ok(f"enable server {target}")

@@ -60,7 +60,7 @@ def binary_version(path: str) -> tuple[int, int]:
 def check_config(binary: str, config: Path) -> str | None:
     """None when HAProxy accepts `config`, else what it said."""
     result = subprocess.run(
-        [binary, "-c", "-q", "-f", str(config)], capture_output=True, text=True, timeout=30
+        [binary, "-c", "-f", str(config)], capture_output=True, text=True, timeout=30
     )
     if result.returncode == 0:
         return None

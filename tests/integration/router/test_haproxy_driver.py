@@ -1,0 +1,174 @@
+"""The HAProxy router driver against a real HAProxy 2.6: reloads under load, attach mode."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import mmh3
+import pytest
+from router_kit import BackendProc, table
+
+from support.routers import find_binary, require_router
+from support.services import free_port
+from zerodown.core.routes import Match, Sticky
+from zerodown.loadgen import LoadGenerator
+from zerodown.paths import Paths
+from zerodown.routers.haproxy.driver import AttachedHaproxy, ManagedHaproxy
+from zerodown.spec.model import Spec
+
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
+
+
+@pytest.fixture(autouse=True)
+def _haproxy() -> None:
+    require_router("haproxy")
+
+
+def spec(port: int, **router: object) -> Spec:
+    return Spec.model_validate(
+        {
+            "service": "shop",
+            "run": {"command": ["app"], "drain": "1s"},
+            "router": {"kind": "haproxy", "listen": f"127.0.0.1:{port}", **router},
+        }
+    )
+
+
+async def test_reloads_under_load_fail_no_request(
+    tmp_path: Path, backend_a: BackendProc, backend_b: BackendProc
+) -> None:
+    port = free_port()
+    paths = Paths.for_spec(tmp_path / "zerodown.yaml")
+    paths.ensure()
+    router = ManagedHaproxy(paths=paths, spec=spec(port))
+    try:
+        await router.start()
+        await router.apply(table(1, ("v1", 100, [backend_a])))
+        workers = {await router.api.pid()}
+        # HAProxy 2.6 closes the old worker's idle keep-alive client connections at a reload
+        # (2.7 has idle-close-on-response): this client, like urllib3 or a browser, looks before
+        # reusing a connection. See docs/router.md, "HAProxy".
+        url = f"http://127.0.0.1:{port}/"
+        with LoadGenerator(url, rate=300, max_seconds=30, skip_closed=True) as load:
+            await asyncio.sleep(1)
+            generation = 2
+            for n in range(4):  # each names a header no rule reads yet: a reload each
+                matches = tuple(Match("v2", "yes", header=f"X-Reload-{k}") for k in range(n + 1))
+                await router.apply(
+                    table(
+                        generation,
+                        ("v2", 20, [backend_b]),
+                        ("v1", 80, [backend_a]),
+                        matches=matches,
+                        sticky=Sticky(cookie="zd") if n == 3 else None,
+                    )
+                )
+                generation += 1
+                workers.add(await router.api.pid())
+                await router.apply(table(generation, ("v1", 100, [backend_a]), matches=matches))
+                generation += 1
+                await asyncio.sleep(0.4)
+            await asyncio.sleep(1)
+        report = load.report
+        assert report.total >= 900
+        assert [(s.status, s.error) for s in report.failed] == []
+        assert len(workers) == 5  # four reloads, four new workers
+        routed = httpx.get(f"http://127.0.0.1:{port}/", headers={"X-Reload-2": "yes"})
+        assert routed.json()["name"] == "a"  # v2 has no backends now: the rule gives way
+        stats = await router.stats()
+        counted = sum(s.requests for s in stats.values())
+        print(f"reloads: {len(workers) - 1}, {report.total} requests, access log saw {counted}")
+        assert set(stats) <= {"v1", "v2"} and counted > 0
+        # sticky users land where the built-in router puts them: murmur3(key) % 100 (Lua)
+        await router.apply(
+            table(generation, ("v2", 30, [backend_b]), ("v1", 70, [backend_a]), sticky=Sticky("zd"))
+        )
+        with httpx.Client() as client:
+            for n in range(40):
+                key = f"user-{n}"
+                cookie = {"Cookie": f"zd={key}"}
+                got = client.get(f"http://127.0.0.1:{port}/", headers=cookie).json()["name"]
+                assert got == ("b" if mmh3.hash(key, signed=False) % 100 < 30 else "a"), key
+    finally:
+        await router.stop(grace=5)
+    assert router.pid() is None
+
+
+TEAM_CONFIG = """\
+global
+  stats socket {sock} mode 600 level admin
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 30s
+  timeout server 30s
+frontend team
+  bind 127.0.0.1:{port}
+  default_backend shop
+backend shop
+  balance roundrobin
+  server team-1 {team} weight 10
+"""
+
+
+async def test_attach_touches_only_its_own_servers(
+    tmp_path: Path, backend_a: BackendProc, backend_b: BackendProc
+) -> None:
+    port = free_port()
+    sock = tmp_path / "team.sock"
+    config = tmp_path / "team.cfg"
+    config.write_text(TEAM_CONFIG.format(sock=sock, port=port, team=backend_a.address))
+    before = hashlib.sha256(config.read_bytes()).hexdigest()
+    binary = find_binary("haproxy")
+    assert binary is not None
+    team = subprocess.Popen([binary, "-W", "-f", str(config)], start_new_session=True)
+    paths = Paths.for_spec(tmp_path / "zerodown.yaml")
+    paths.ensure()
+    router = AttachedHaproxy(
+        paths=paths, spec=spec(port, attach={"admin_socket": str(sock), "backend": "shop"})
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not await router.healthy():
+            assert time.monotonic() < deadline, "the team's HAProxy did not start"
+            await asyncio.sleep(0.05)
+        await router.start()
+        await router.apply(table(1, ("v2", 100, [backend_b])))
+        assert await router.verify(table(1, ("v2", 100, [backend_b])))
+        names = {httpx.get(f"http://127.0.0.1:{port}/").json()["name"] for _ in range(20)}
+        assert names == {"a", "b"}  # the team's server and ours
+        await router.apply(table(2))  # ours leaves: maintenance, then deleted once idle
+        loads = await router.backends()
+        assert loads.get(backend_b.address) is None or loads[backend_b.address].release == "v2"
+        deadline = time.monotonic() + 10
+        while {s.name for s in await router.api.servers(["shop"])} != {"team-1"}:
+            assert time.monotonic() < deadline, "our server was not removed"
+            await router.backends()
+            await asyncio.sleep(0.1)
+        (team_server,) = await router.api.servers(["shop"])
+        assert team_server.weight == 10 and not team_server.maint
+        assert hashlib.sha256(config.read_bytes()).hexdigest() == before
+    finally:
+        team.terminate()
+        team.wait(10)
+
+
+def test_up_without_haproxy_names_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from support.workspace import Workspace
+
+    ws = Workspace.create(tmp_path, router_kind="haproxy")
+    monkeypatch.setenv("ZERODOWN_HAPROXY", str(tmp_path / "no-haproxy-here"))
+    result = ws.zd("up", "--version", "v1", check=False, timeout=60)
+    assert result.returncode != 0
+    assert (
+        "error: the controller did not start: router.kind: router kind haproxy needs the"
+        " haproxy binary, which is not installed: apt-get install haproxy" in result.stderr
+    )
+    assert "Traceback" not in result.stderr + result.stdout
