@@ -36,12 +36,12 @@ def test_a_pool_with_weight_but_no_backend_gives_way() -> None:
     table = RouteTable(1, (pool("v2", 50), pool("v1", 50, 1)))
     text = render.routes_config(table, SITE)
     assert "zd_shop_split" not in text  # one eligible pool: no split
-    assert "default zd_shop_r0;" in text  # the route goes straight to v1's upstream
+    assert "proxy_pass http://zd_shop_r0;" in text  # no rule: straight to v1's upstream
 
 
 def test_no_backend_at_all_is_a_503() -> None:
     text = render.routes_config(RouteTable(1), SITE)
-    assert 'default "";' in text and "return 503;" in text
+    assert "return 503;" in text and "proxy_pass" not in text
     assert "upstream zd_" not in text
 
 

@@ -178,9 +178,15 @@ def routes_config(table: RouteTable, site: Site) -> str:
         )
     sticky_lines, sticky_var = _sticky(table, weighted, upstream_of, zd, default)
     lines += sticky_lines
-    lines += _matches(table, upstream_of, zd, sticky_var or default)
+    routed = sticky_var or default
+    rules = _matches(table, upstream_of, zd, routed)
+    lines += rules
     lines += _release_map(table, zd)
-    lines += _servers(table, site, zd, preview is not None)
+    # With no rule to evaluate per request, the route is a constant: a plain `proxy_pass` to
+    # a named upstream, as a hand-written configuration would say it (nginx then skips the
+    # variable and the upstream look-up on every request).
+    route = f"${zd}route" if rules else routed
+    lines += _servers(table, site, zd, route, preview is not None)
     return "\n".join(lines) + "\n"
 
 
@@ -260,7 +266,8 @@ def _sticky(
 
 
 def _matches(table: RouteTable, upstream_of: dict[str, str], zd: str, default: str) -> list[str]:
-    """`$zd_route`: the first matching rule's upstream, else `default` (a name or a variable)."""
+    """`$zd_route`: the first matching rule's upstream, else `default` (a name or a variable);
+    no lines when there is no rule."""
     rules = [m for m in table.matches if m.release in upstream_of]
     lines: list[str] = []
     for n, m in enumerate(rules):
@@ -286,8 +293,6 @@ def _matches(table: RouteTable, upstream_of: dict[str, str], zd: str, default: s
             "}",
         ]
         fallback = target
-    if not rules:
-        lines += [f"map $request_id ${zd}route {{", f"    default {fallback};", "}"]
     return lines
 
 
@@ -306,7 +311,9 @@ def _release_map(table: RouteTable, zd: str) -> list[str]:
     return lines
 
 
-def _servers(table: RouteTable, site: Site, zd: str, has_preview: bool) -> list[str]:
+def _servers(table: RouteTable, site: Site, zd: str, route: str, has_preview: bool) -> list[str]:
+    """The listeners. `route` is a variable naming the upstream per request, a constant
+    upstream name, or "" (no backend: 503)."""
     log = (
         [
             f"    access_log syslog:server=unix:{site.log_socket},nohostname,tag={site.log_tag} {zd}log;"
@@ -348,11 +355,7 @@ def _servers(table: RouteTable, site: Site, zd: str, has_preview: bool) -> list[
         *common,
         *generation,
         "    location / {",
-        f'        if (${zd}route = "") {{',
-        "            return 503;",
-        "        }",
-        *set_cookie,
-        f"        proxy_pass http://${zd}route;",
+        *_route_to(route, set_cookie),
         "    }",
         "}",
     ]
@@ -371,6 +374,20 @@ def _servers(table: RouteTable, site: Site, zd: str, has_preview: bool) -> list[
             "}",
         ]
     return lines
+
+
+def _route_to(route: str, set_cookie: list[str]) -> list[str]:
+    if not route:
+        return ["        return 503;"]
+    if not route.startswith("$"):
+        return [*set_cookie, f"        proxy_pass http://{route};"]
+    return [
+        f'        if ({route} = "") {{',
+        "            return 503;",
+        "        }",
+        *set_cookie,
+        f"        proxy_pass http://{route};",
+    ]
 
 
 def main_config(
