@@ -12,9 +12,12 @@ import httpx
 import pytest
 
 from integration.nginx.nginx_kit import Backends, make_router, table, versions
+from support.services import free_port
 from zerodown.core.routes import Match, Sticky
 from zerodown.loadgen import LoadGenerator
+from zerodown.paths import Paths
 from zerodown.routers.nginx.driver import NginxRouter
+from zerodown.spec.model import Spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -132,3 +135,61 @@ async def test_removed_backend_counts_in_flight_until_old_workers_finish(
     finally:
         await router.stop(grace=5)
         await router.aclose()
+
+
+TEAM_CONF = """
+daemon off;
+pid {d}/team.pid;
+error_log {d}/team-error.log error;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp;
+    proxy_temp_path {d}/tmp;
+    include {d}/conf.d/*.conf;
+}}
+"""
+
+
+async def test_attach_writes_only_its_file_and_runs_the_reload_command(
+    tmp_path: Path, nginx: str, backends: Backends
+) -> None:
+    v1, v2 = backends.start("v1"), backends.start("v2")
+    team = tmp_path / "team"
+    (team / "conf.d").mkdir(parents=True)
+    (team / "tmp").mkdir()
+    (team / "team.conf").write_text(TEAM_CONF.format(d=team))
+    argv = [nginx, "-p", str(team), "-c", str(team / "team.conf"), "-e", str(team / "stderr")]
+    proc = await asyncio.create_subprocess_exec(*argv)
+    listen = f"127.0.0.1:{free_port()}"
+    spec = Spec.model_validate(
+        {
+            "service": "shop",
+            "run": {"command": ["true"]},
+            "router": {
+                "kind": "nginx",
+                "listen": listen,
+                "attach": {
+                    "config": str(team / "conf.d" / "shop.conf"),
+                    "reload": [*argv, "-s", "reload"],
+                },
+            },
+        }
+    )
+    (tmp_path / "zerodown.yaml").write_text("service: shop\n")
+    paths = Paths.for_spec(tmp_path / "zerodown.yaml")
+    paths.ensure()
+    router = NginxRouter(paths=paths, spec=spec, binary=nginx)
+    try:
+        await router.start()
+        await router.apply(table(1, ("v1", 100, [v1])))
+        assert httpx.get(f"http://{listen}/").text == "ok v1\n"
+        await router.apply(table(2, ("v2", 100, [v2])))  # returns once nginx serves it
+        assert set(await asyncio.to_thread(versions, f"http://{listen}/", 10)) == {"ok v2"}
+        assert not (paths.state / "nginx").exists()  # nothing of a managed nginx
+        assert sorted(p.name for p in (team / "conf.d").iterdir()) == ["shop.conf"]
+        assert (await router.backends())[v1].inflight == 1  # unknown: busy until run.drain
+    finally:
+        await router.aclose()
+        proc.terminate()
+        await proc.wait()

@@ -60,6 +60,7 @@ MAX_DRAINING_WORKERS = 16  # old workers still finishing requests before a reloa
 DRAINING_WAIT = 5.0  # seconds a reload waits for old workers to go, then goes ahead
 SHUTDOWN_TIMEOUT = 60.0  # nginx's worker_shutdown_timeout: the longest an old worker lingers
 WORKERS = "auto"
+ATTACH_RELOAD_WAIT = 10.0  # seconds an attached nginx has to serve a new table after its reload
 LOG_FORMAT = (
     "'zd1 ${zd}release $status ${{request_time}}s $upstream_http_x_zerodown_flags $upstream_addr'"
 )
@@ -77,7 +78,7 @@ class NginxRouter:
         self.spec = spec
         self.per_request_log = per_request_log  # off only to measure what the log costs
         self.directory = paths.state / "nginx"
-        self.state_file = self.directory / "table.json"
+        self.state_file = paths.state / "nginx-table.json"  # both modes
         attach = spec.router.attach
         self.attach_config: Path | None = None
         self.attach_reload: list[str] = []
@@ -237,6 +238,7 @@ class NginxRouter:
         try:
             if self.attach_config is not None:
                 await self._attach_reload(table)
+                await self._wait_for_generation(table.generation)
                 self._commit(table, removed=removed, workers=())
                 return
             master = self.process.pid()
@@ -285,6 +287,32 @@ class NginxRouter:
                 f"the nginx reload command {' '.join(self.attach_reload)} exited"
                 f" {proc.returncode}: {output.decode(errors='replace').strip()[-500:]}"
             )
+
+    async def _wait_for_generation(self, generation: int) -> None:
+        """Attached, the reload command only signals nginx: wait until fresh connections to the
+        listener are answered by the new configuration (its generation endpoint), then for
+        nginx's hand-over delay (the old workers stop accepting 100 ms after the new ones
+        start), and check again."""
+        host, _, port = self.spec.router.listen.rpartition(":")
+        host = {"0.0.0.0": "127.0.0.1", "[::]": "::1", "": "127.0.0.1"}.get(host, host.strip("[]"))
+        deadline = time.monotonic() + ATTACH_RELOAD_WAIT
+        confirmed = 0
+        while confirmed < 2:
+            if time.monotonic() > deadline:
+                raise TransientDriverError(
+                    f"nginx did not serve route table generation {generation} on"
+                    f" {self.spec.router.listen} within {ATTACH_RELOAD_WAIT:g}s of the reload"
+                    " command: does its configuration include "
+                    f"{self.attach_config} inside http {{}}, and did it accept it (nginx -t)?"
+                )
+            served = await _generation_served(host, int(port))
+            if served is not None and served >= generation:
+                confirmed += 1
+                if confirmed < 2:
+                    await asyncio.sleep(0.15)
+            else:
+                confirmed = 0
+                await asyncio.sleep(0.05)
 
     def _write(self, table: RouteTable) -> None:
         try:
@@ -388,6 +416,26 @@ class NginxRouter:
             with contextlib.suppress(BaseException):
                 await self._reloader
         self.access.close()
+
+
+async def _generation_served(host: str, port: int) -> int | None:
+    """The route table generation the listener answers on a fresh connection, or None."""
+    try:
+        async with asyncio.timeout(2):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(
+                    f"GET {render.GENERATION_PATH} HTTP/1.0\r\nHost: zerodown\r\n\r\n".encode()
+                )
+                answer = await reader.read(4096)
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return None
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200") or not body.strip().isdigit():
+        return None
+    return int(body.strip())
 
 
 def _resolve(base: Path, path: str) -> Path:
