@@ -119,6 +119,10 @@ async def wrk(url: str, *, duration: int, connections: int) -> tuple[float, floa
 
 
 def nginx(binary: str, directory: Path, name: str, text: str) -> subprocess.Popen[bytes]:
+    """An nginx in a session of its own, as the driver starts its nginx (and as a service
+    manager would): with the scheduler's autogroups (Linux's default on desktops and many
+    servers) a session shares CPU as one group, so a proxy in the same session as wrk would
+    get an advantage the other has not."""
     conf = directory / f"{name}.conf"
     conf.write_text(text)
     proc = subprocess.Popen(
@@ -135,6 +139,7 @@ def nginx(binary: str, directory: Path, name: str, text: str) -> subprocess.Pope
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     time.sleep(0.3)
     if proc.poll() is not None:
