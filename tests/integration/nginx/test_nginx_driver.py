@@ -4,6 +4,8 @@ failed requests, drain tracking through old workers, and the per-request log."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,7 +18,7 @@ from support.services import free_port
 from zerodown.core.routes import Match, Sticky
 from zerodown.loadgen import LoadGenerator
 from zerodown.paths import Paths
-from zerodown.routers.nginx.driver import NginxRouter
+from zerodown.routers.nginx.driver import CHECK_EVERY, NginxRouter
 from zerodown.spec.model import Spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
@@ -121,8 +123,8 @@ async def test_removed_backend_counts_in_flight_until_old_workers_finish(
     try:
         await router.start()
         await router.apply(table(1, ("v1", 100, [v1])))
-        slow = asyncio.create_task(asyncio.to_thread(httpx.get, f"{url}/slow?ms=1500", timeout=10))
-        await asyncio.sleep(0.3)
+        slow = asyncio.create_task(asyncio.to_thread(httpx.get, f"{url}/slow?ms=3000", timeout=10))
+        await asyncio.sleep(1.0)  # the slow request is on its way to v1 (nothing tells when)
         await router.apply(table(2, ("v2", 100, [v2])))
         assert (await router.backends())[v1].inflight >= 1
         assert httpx.get(url + "/").text == "ok v2\n"  # new requests: the new table
@@ -132,6 +134,16 @@ async def test_removed_backend_counts_in_flight_until_old_workers_finish(
         while v1 in await router.backends():
             assert time.monotonic() < deadline, "v1 still counted in flight"
             await asyncio.sleep(0.05)
+        # Supervision: a master killed with -9 leaves its workers serving (and holding the
+        # socket); the next start ends them and runs a new master with the table it ran.
+        master = router.process.pid()
+        assert master is not None
+        os.kill(master, signal.SIGKILL)
+        assert httpx.get(url + "/").text == "ok v2\n"  # the orphaned workers still serve
+        await asyncio.sleep(CHECK_EVERY)
+        await router.start()
+        assert router.process.pid() not in (None, master)
+        assert httpx.get(url + "/").text == "ok v2\n"
     finally:
         await router.stop(grace=5)
         await router.aclose()

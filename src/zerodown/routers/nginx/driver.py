@@ -141,9 +141,9 @@ class NginxRouter:
                 await self._spawn()
         self._checked_at = time.monotonic()
 
-    async def _spawn(self) -> None:
-        """nginx from the routes file it last ran; a table with no backends (503) at first."""
-        self._write(self._load() or RouteTable(generation=0))  # as this spec says: listen, log
+    async def _spawn(self, table: RouteTable | None = None) -> None:
+        """nginx with `table`, else the table it last ran, else one with no backend (503)."""
+        self._write(table or self._load() or RouteTable(generation=0))  # listen, log: this spec
         self._write_main()
         (self.directory / "tmp").mkdir(exist_ok=True)
         try:
@@ -242,8 +242,8 @@ class NginxRouter:
                 self._commit(table, removed=removed, workers=())
                 return
             master = self.process.pid()
-            if master is None:
-                await self._spawn()
+            if master is None:  # it exited: start it with the new table
+                await self._spawn(table)
                 self._commit(table, removed={}, workers=())
                 return
             await asyncio.to_thread(self.process.test)

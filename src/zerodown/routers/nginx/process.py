@@ -125,6 +125,9 @@ class NginxProcess:
         """Start the master; its pid once its workers run. SpecError (on router.listen) quoting
         nginx when it does not come up, e.g. when the address is taken."""
         (self.directory / "tmp").mkdir(parents=True, exist_ok=True)
+        if self._child is not None:
+            self._child.poll()  # reap the master we started before, if it died
+        await self._end_orphans()
         with open(self.output, "ab") as out:
             child = subprocess.Popen(
                 self.argv(),
@@ -145,6 +148,23 @@ class NginxProcess:
         raise SpecError(
             f"nginx did not start: {self.error_tail() or 'no error logged'}", field="router.listen"
         )
+
+    async def _end_orphans(self) -> None:
+        """Workers of a master that died (kill -9) keep serving and hold the listening socket,
+        so no new master could bind it. They are in the old master's session (its pid, ours
+        since we started it with setsid): ask them to finish their requests and go (SIGQUIT
+        closes their listeners at once), and wait a little for that."""
+        try:
+            old = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return
+        orphans = [pid for pid in _session(old) if b"nginx: " in _title(pid)]
+        for pid in orphans:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGQUIT)
+        deadline = time.monotonic() + 2.0
+        while any(_running(pid) for pid in orphans) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # they close their listeners first, then finish requests
 
     def error_tail(self, lines: int = 3) -> str:
         """The last error lines nginx logged (emerg, alert, crit, error), joined by " | "."""
@@ -231,6 +251,29 @@ def child_of(pid: int, parent: int) -> bool:
         return False
     fields = stat[stat.rindex(")") + 2 :].split()
     return fields[0] not in ("Z", "X") and int(fields[1]) == parent
+
+
+def _session(sid: int) -> list[int]:
+    """The running processes of session `sid`."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+            out.append(int(entry.name))
+    return out
+
+
+def _title(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _running(pid: int) -> bool:
