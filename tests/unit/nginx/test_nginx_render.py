@@ -92,3 +92,24 @@ def test_spec_refusals_name_the_field() -> None:
     attached = {r.field: r.message for r in validate(spec(attach={"backend": "x"}))}
     assert "nginx attaches by {config, reload}" in attached["router.attach.backend"]
     assert "[nginx, -s, reload]" in attached["router.attach.reload"]
+
+
+def test_the_log_format_gives_lines_the_collector_reads() -> None:
+    from zerodown.routers.accesslog import parse_line
+    from zerodown.routers.nginx.driver import LOG_FORMAT
+
+    fmt = LOG_FORMAT.format(zd=render.prefix("shop")).strip("'")
+    values = {
+        "$zd_shop_release": "v2",
+        "$status": "503",
+        "${request_time}": "0.012",
+        "$upstream_http_x_zerodown_flags": "checkout=new",
+        "$upstream_addr": "127.0.0.1:9001, 127.0.0.1:9002",
+    }
+    for name, value in values.items():
+        fmt = fmt.replace(name, value)
+    line = parse_line(b"<190>Dec  1 15:00:00 zd: " + fmt.encode())
+    assert line is not None
+    assert (line.release, line.status, line.backend) == ("v2", 503, "127.0.0.1:9002")
+    assert line.latency == pytest.approx(0.012)
+    assert line.flags == ("flag:checkout=new",)
