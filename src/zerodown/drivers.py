@@ -137,10 +137,12 @@ routers: Registry[Router] = Registry(
     {
         "builtin": "zerodown.routers.proxy.driver:create",
         "haproxy": "zerodown.routers.haproxy.driver:create",
+        "nginx": "zerodown.routers.nginx.driver:create",
     },
     validators={
         "builtin": "zerodown.routers.capabilities:builtin",
         "haproxy": "zerodown.routers.haproxy.validate:validate",
+        "nginx": "zerodown.routers.nginx.validate:validate",
     },
 )
 platforms: Registry[Platform] = Registry(

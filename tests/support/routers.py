@@ -14,7 +14,7 @@ import pytest
 
 from support.services import require
 
-ROUTER_KINDS: tuple[str, ...] = ("builtin", "haproxy")
+ROUTER_KINDS: tuple[str, ...] = ("builtin", "haproxy", "nginx")
 """Every kind a scenario test marked `every_router` runs against."""
 
 BINARIES: dict[str, tuple[str, str]] = {

@@ -47,7 +47,13 @@ def test_canary_weights_are_honoured_under_load(workspace: Workspace) -> None:
     workspace.zd("deploy", "v2")
     for weight, step in ((5, 1), (25, 3), (50, 5)):
         wait_step(workspace, step)
-        with LoadGenerator(workspace.url, rate=600, connections=16, max_seconds=30) as load:
+        with LoadGenerator(
+            workspace.url,
+            rate=600,
+            connections=16,
+            max_seconds=30,
+            browser_like=workspace.router_kind == "nginx",  # see Workspace.load
+        ) as load:
             time.sleep(4)
         counts = load.report.versions()
         failed += len(load.report.failed)

@@ -50,7 +50,12 @@ def test_a_regressing_flag_is_killed_by_its_guard(workspace: Workspace) -> None:
     }
     with httpx.Client(base_url=url, headers=auth) as api:
         assert api.post("/api/flags", json=flag).status_code == 201
-        with LoadGenerator(workspace.url + "checkout", rate=150, max_seconds=60) as load:
+        with LoadGenerator(
+            workspace.url + "checkout",
+            rate=150,
+            max_seconds=60,
+            browser_like=workspace.router_kind == "nginx",  # see Workspace.load
+        ) as load:
             killed = workspace.wait_for(
                 lambda: not api.get("/api/flags/new-checkout").json()["enabled"],
                 timeout=30,

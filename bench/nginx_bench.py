@@ -1,0 +1,261 @@
+"""Throughput and p99 through a zerodown-managed nginx beside a hand-written nginx (not pytest).
+
+    python bench/nginx_bench.py [--duration 10] [--connections 50] [--rounds 3]
+
+Starts, all on 127.0.0.1: a fast backend (nginx, one worker, static 200 on two ports: the two
+"releases"), then two nginx reverse proxies in front of it, in turn, each round:
+
+- **hand-written**: the configuration a person would write for a 90/10 split: one upstream with
+  both servers weighted 9 and 1, `keepalive 256`, HTTP/1.1 to the backend, no access log;
+- **zerodown**: nginx as the nginx router driver runs it (`zerodown up` with `router.kind:
+  nginx`), with the route table v1 90 / v2 10: zerodown's rendered configuration, and its
+  per-request log sent to the driver's collector, which reads it in this process as the
+  controller would (what the analysis needs).
+
+- **zerodown, no log**: the same without the per-request log, to tell what zerodown's
+  configuration costs from what the analysis log costs.
+
+All with the same number of workers (`worker_processes auto`). wrk (keep-alive, 1 thread,
+`--connections`) against each; prints requests/s, p50 and p99 per case per round, the medians and
+the ratio zerodown / hand-written. Needs nginx and wrk (`apt-get install -y nginx-light wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from zerodown.core.routes import Backend, Pool, RouteTable
+from zerodown.net import free_port
+from zerodown.paths import Paths
+from zerodown.routers.nginx.driver import NginxRouter
+from zerodown.routers.nginx.process import find_binary
+from zerodown.spec.model import Spec
+
+BACKEND_CONF = """
+worker_processes 1;
+error_log {dir}/backend-error.log warn;
+pid {dir}/backend.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  server {{
+    listen 127.0.0.1:{port1} backlog=4096;
+    listen 127.0.0.1:{port2} backlog=4096;
+    location / {{ default_type text/plain; return 200 "hello from the backend\\n"; }}
+  }}
+}}
+"""
+
+HAND_CONF = """
+worker_processes auto;
+error_log {dir}/hand-error.log warn;
+pid {dir}/hand.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  upstream shop {{
+    server 127.0.0.1:{port1} weight=9;
+    server 127.0.0.1:{port2} weight=1;
+    keepalive 256;
+  }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://shop;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+}}
+"""
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not m:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+async def wrk(url: str, *, duration: int, connections: int) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms); run off the event loop so the log collector keeps up."""
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("`wrk` is missing: apt-get install -y wrk")
+    proc = await asyncio.create_subprocess_exec(
+        binary,
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out = (await proc.communicate())[0].decode()
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
+    if errors:
+        raise SystemExit(f"{url}: {errors.group(0)}\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    return rps, p50, p99
+
+
+def nginx(binary: str, directory: Path, name: str, text: str) -> subprocess.Popen[bytes]:
+    """An nginx in a session of its own, as the driver starts its nginx (and as a service
+    manager would): with the scheduler's autogroups (Linux's default on desktops and many
+    servers) a session shares CPU as one group, so a proxy in the same session as wrk would
+    get an advantage the other has not."""
+    conf = directory / f"{name}.conf"
+    conf.write_text(text)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "-p",
+            str(directory),
+            "-c",
+            str(conf),
+            "-e",
+            str(directory / f"{name}.err"),
+            "-g",
+            "daemon off;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    time.sleep(0.3)
+    if proc.poll() is not None:
+        raise SystemExit(f"{name} nginx did not start: {(directory / f'{name}.err').read_text()}")
+    return proc
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    binary = find_binary()
+    results: dict[str, list[tuple[float, float, float]]] = {
+        "hand-written": [],
+        "zerodown": [],
+        "zerodown, no log": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="zerodown-nginx-bench-") as tmp:
+        d = Path(tmp)
+        port1, port2, hand_port, zd_port, nolog_port = (free_port() for _ in range(5))
+        backend = nginx(binary, d, "backend", BACKEND_CONF.format(dir=d, port1=port1, port2=port2))
+        hand = nginx(
+            binary, d, "hand", HAND_CONF.format(dir=d, port1=port1, port2=port2, port=hand_port)
+        )
+        (d / "zerodown.yaml").write_text("service: shop\n")
+        paths = Paths.for_spec(d / "zerodown.yaml")
+        paths.ensure()
+        spec = Spec.model_validate(
+            {
+                "service": "shop",
+                "run": {"command": ["true"]},
+                "router": {"kind": "nginx", "listen": f"127.0.0.1:{zd_port}"},
+            }
+        )
+        router = NginxRouter(paths=paths, spec=spec, binary=binary)
+        # The same, without the per-request log: what zerodown's configuration alone costs.
+        (d / "nolog").mkdir()
+        (d / "nolog" / "zerodown.yaml").write_text("service: shop\n")
+        nolog_paths = Paths.for_spec(d / "nolog" / "zerodown.yaml")
+        nolog_paths.ensure()
+        nolog_spec = spec.model_copy(
+            update={"router": spec.router.model_copy(update={"listen": f"127.0.0.1:{nolog_port}"})}
+        )
+        nolog = NginxRouter(
+            paths=nolog_paths, spec=nolog_spec, binary=binary, per_request_log=False
+        )
+        table = RouteTable(
+            generation=1,
+            pools=(
+                Pool("v1", 90, (Backend(f"127.0.0.1:{port1}", "v1-0"),)),
+                Pool("v2", 10, (Backend(f"127.0.0.1:{port2}", "v2-0"),)),
+            ),
+        )
+        try:
+            for r in (router, nolog):
+                await r.start()
+                await r.apply(table)
+            urls = {
+                "hand-written": f"http://127.0.0.1:{hand_port}/",
+                "zerodown": f"http://127.0.0.1:{zd_port}/",
+                "zerodown, no log": f"http://127.0.0.1:{nolog_port}/",
+            }
+            for url in urls.values():
+                await wrk(url, duration=1, connections=args.connections)  # warm up
+            for n in range(args.rounds):
+                order = list(urls)[n % 3 :] + list(urls)[: n % 3]  # each case first in turn
+                for case in order:
+                    r = await wrk(urls[case], duration=args.duration, connections=args.connections)
+                    results[case].append(r)
+                    print(
+                        f"round {n + 1} {case:12} {r[0]:9,.0f} req/s  p50 {r[1]:.2f} ms"
+                        f"  p99 {r[2]:.2f} ms",
+                        file=sys.stderr,
+                    )
+            stats = await router.stats()
+            logged = sum(s.requests for s in stats.values())
+        finally:
+            for r in (router, nolog):
+                await r.stop(grace=5)
+                await r.aclose()
+            for proc in (hand, backend):
+                proc.terminate()
+                proc.wait()
+    print(
+        f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds (median, min-max)"
+    )
+    med = {}
+    for case, rows in results.items():
+        rps, p50, p99 = (sorted(col) for col in zip(*rows, strict=True))
+        med[case] = (statistics.median(rps), statistics.median(p99))
+        print(
+            f"  {case:12} {statistics.median(rps):9,.0f} req/s ({rps[0]:,.0f}-{rps[-1]:,.0f})"
+            f"  p50 {statistics.median(p50):.2f} ms"
+            f"  p99 {statistics.median(p99):.2f} ms ({p99[0]:.2f}-{p99[-1]:.2f})"
+        )
+    # Each round runs both back to back: on a shared machine the per-round ratio is steadier
+    # than the ratio of the medians.
+    for case in ("zerodown", "zerodown, no log"):
+        pairs = list(zip(results[case], results["hand-written"], strict=True))
+        rps_ratio = sorted(z[0] / h[0] for z, h in pairs)
+        p99_ratio = sorted(z[2] / h[2] for z, h in pairs)
+        print(
+            f"  {case} / hand-written, per round: req/s {statistics.median(rps_ratio):.2f}x"
+            f" ({rps_ratio[0]:.2f}-{rps_ratio[-1]:.2f}), p99 {statistics.median(p99_ratio):.2f}x"
+            f" ({p99_ratio[0]:.2f}-{p99_ratio[-1]:.2f}); of the medians: req/s"
+            f" {med[case][0] / med['hand-written'][0]:.2f}x,"
+            f" p99 {med[case][1] / med['hand-written'][1]:.2f}x"
+        )
+    sent = sum(r[0] for r in results["zerodown"]) * args.duration  # and the 1 s warm-up
+    print(
+        f"  the zerodown collector counted {logged:,} requests of about {sent:,.0f} sent:"
+        " the rest were dropped at the log socket (net.unix.max_dgram_qlen)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
