@@ -41,6 +41,9 @@ BENCHES = (
     Bench("rolling", ("--rounds", "3"), "rolling_rehearsal.py", 240),
     Bench("switch", ("--rounds", "3"), "switch_bench.py", 240),
     Bench("abort", ("--rounds", "5"), "analysis_abort.py", 240),
+    Bench("abort-haproxy", ("--rounds", "3", "--router", "haproxy"), "analysis_abort.py", 200),
+    Bench("abort-nginx", ("--rounds", "3", "--router", "nginx"), "analysis_abort.py", 200),
+    Bench("router", ("--duration", "5", "--rounds", "3"), "router_bench.py", 150),
     Bench("typo", (), "typo_rehearsal.py", 180),
     Bench("flags", ("--seconds", "1", "--rounds", "3", "--kills", "10"), "flags_bench.py", 120),
     Bench(
@@ -133,6 +136,24 @@ def chaos(f: dict[str, Any]) -> str:
     )
 
 
+def abort(f: dict[str, Any]) -> str:
+    a = f["abort"]
+    w = a["to_weight_zero_s"]
+    return (
+        f"median {w['median']:.2f} s ({w['min']:.2f}-{w['max']:.2f}) over {a['rounds']} rounds;"
+        f" {a['failed_total']} failed of {a['requests']:,}, of them {a['failed_canary']} the"
+        " canary's own 5xx"
+    )
+
+
+def router(f: dict[str, Any]) -> str:
+    r = f["router"]
+    return (
+        f"{r['ratio']['rps']:.2f}x requests/s, {r['ratio']['p99']:.2f}x p99 (zerodown"
+        f" {r['zerodown router']['rps']:,.0f} req/s, HAProxy {r['haproxy']['rps']:,.0f})"
+    )
+
+
 OURS = "zerodown is_enabled (context from a dict per request)"
 ROWS = (
     Row(
@@ -155,6 +176,27 @@ ROWS = (
         "switch",
         switch("canary_abort"),
         lambda f: f["switch"]["canary_abort"]["max_s"] < 1,
+    ),
+    *(
+        Row(
+            f"bad canary at 5 % through {kind}: first 5xx → canary weight 0, 300 req/s",
+            "< 3 s",
+            bench,
+            abort,
+            lambda f: f["abort"]["to_weight_zero_s"]["max"] < 3,
+        )
+        for kind, bench in (
+            ("the built-in router", "abort"),
+            ("HAProxy", "abort-haproxy"),
+            ("nginx", "abort-nginx"),
+        )
+    ),
+    Row(
+        "built-in router vs HAProxy (wrk, keep-alive, one core each)",
+        "≥ 0.7x requests/s, p99 ≤ 1.5x",
+        "router",
+        router,
+        lambda f: f["router"]["ratio"]["rps"] >= 0.7 and f["router"]["ratio"]["p99"] <= 1.5,
     ),
     Row(
         "v1 under 300 req/s through bad versions, bad specs, a missing command and a kill -9 of"

@@ -27,6 +27,7 @@ Only loopback traffic; a throwaway workspace; every process it started is stoppe
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import tempfile
@@ -271,6 +272,22 @@ def table(rounds: list[Round]) -> str:
     return "\n".join(lines)
 
 
+def summary(rounds: list[Round], router: str) -> dict[str, object]:
+    def spread(values: list[float]) -> dict[str, float]:
+        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+    return {
+        "router": router,
+        "rounds": len(rounds),
+        "to_decision_s": spread([r.to_decision for r in rounds]),
+        "to_weight_zero_s": spread([r.to_weight_zero for r in rounds]),
+        "failed_between": spread([float(r.failed_between) for r in rounds]),
+        "failed_total": sum(r.failed_total for r in rounds),
+        "failed_canary": sum(r.failed_canary for r in rounds),
+        "requests": sum(r.requests for r in rounds),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=300)
@@ -297,6 +314,7 @@ def main() -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the workspace afterwards")
     parser.add_argument("--router", default="builtin", help="router kind: builtin, haproxy, …")
+    parser.add_argument("--json", type=Path, help="write the figures here (for bench/all)")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="zerodown-bench-abort-"))
@@ -365,6 +383,8 @@ def main() -> int:
             f"failed meanwhile {statistics.median(r.failed_between for r in rounds):g}; "
             f"failed in round {statistics.median(r.failed_total for r in rounds):g}"
         )
+    if args.json:
+        args.json.write_text(json.dumps({"abort": summary(rounds, args.router)}, indent=1))
     if watch is not None:
         print()
         verdict = "ABORTED (a false abort)" if watch.aborted else "not aborted"

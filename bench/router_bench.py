@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import re
 import shutil
 import signal
@@ -308,6 +309,7 @@ def main() -> None:
     p.add_argument("--addresses", type=int, default=64, help="source addresses of slow clients")
     p.add_argument("--header-bytes", type=int, default=16000, help="header bytes per slow client")
     p.add_argument("--python-cost", type=int, metavar="N", help="time N in-process requests")
+    p.add_argument("--json", type=Path, help="write the figures here (for bench/all)")
     args = p.parse_args()
     if args.python_cost:
         cost = asyncio.run(_python_cost(args.python_cost))
@@ -396,6 +398,16 @@ def main() -> None:
         f"\nzerodown/haproxy per round: {spread(rps, '.2f')}x requests/s, "
         f"{spread(p99, '.2f')}x p99 latency"
     )
+    if args.json:
+        figures = {
+            name: {
+                "rps": statistics.median(r[name].rps for r in rounds),
+                "p99_ms": statistics.median(r[name].p99_ms for r in rounds),
+            }
+            for name, _port in cases
+        }
+        figures["ratio"] = {"rps": statistics.median(rps), "p99": statistics.median(p99)}
+        args.json.write_text(json.dumps({"router": figures}, indent=1))
 
 
 if __name__ == "__main__":
