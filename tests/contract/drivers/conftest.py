@@ -129,7 +129,6 @@ def ssh_platform(tmp_path: Path) -> Iterator[PlatformUnderTest]:
         asyncio.run(stop_everything(made))
 
 
-@pytest.fixture(params=["builtin", "fake"])
 @pytest.fixture(params=["builtin", "fake", pytest.param("haproxy", marks=pytest.mark.slow)])
 def router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RouterUnderTest]:
     require_router(request.param)  # haproxy: a real HAProxy, skipped (named) when not installed
