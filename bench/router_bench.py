@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -156,6 +157,13 @@ def run_wrk(url: str, *, duration: int, connections: int) -> tuple[float, float,
     if errors:
         raise SystemExit(f"{url}: {errors.group(1)} non-2xx responses:\n{out}")
     return rps, p50, p99
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds `pid` has used (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 @contextlib.contextmanager
@@ -345,7 +353,7 @@ def main() -> None:
             admin_socket=str(admin),
             state_file=str(d / "router-state.json"),
         )
-        stack.enter_context(process(argv, d / "router.log"))
+        router = stack.enter_context(process(argv, d / "router.log"))
         for port in ports.values():
             wait_port(port)
         table = RouteTable(
@@ -363,14 +371,24 @@ def main() -> None:
         for _name, port in cases:
             run_wrk(f"http://127.0.0.1:{port}/", duration=1, connections=args.connections)
         rounds: list[dict[str, Result]] = []
+        cpu_us: list[tuple[float, float]] = []  # the router's user, system CPU per request
         for n in range(args.rounds):
             this: dict[str, Result] = {}
             for name, port in cases:
+                before = cpu_seconds(router.pid)
                 r = run_wrk(
                     f"http://127.0.0.1:{port}/",
                     duration=args.duration,
                     connections=args.connections,
                 )
+                if name == "zerodown router":
+                    after, requests = cpu_seconds(router.pid), r[0] * args.duration
+                    cpu_us.append(
+                        (
+                            (after[0] - before[0]) / requests * 1e6,
+                            (after[1] - before[1]) / requests * 1e6,
+                        )
+                    )
                 this[name] = Result(name, *r)
                 print(f"  round {n + 1} {name}: {r[0]:,.0f} req/s", file=sys.stderr, flush=True)
             rounds.append(this)
@@ -392,6 +410,10 @@ def main() -> None:
             f"| {name} | {spread([r.rps for r in rs], ',.0f')} | "
             f"{spread([r.p50_ms for r in rs], '.2f')} | {spread([r.p99_ms for r in rs], '.2f')} |"
         )
+    print(
+        "\nthe router's CPU per proxied request (/proc/PID/stat over its wrk runs): user "
+        f"{spread([u for u, _ in cpu_us], '.1f')} µs, system {spread([s for _, s in cpu_us], '.1f')} µs"
+    )
     rps = [r["zerodown router"].rps / r["haproxy"].rps for r in rounds]
     p99 = [r["zerodown router"].p99_ms / r["haproxy"].p99_ms for r in rounds]
     print(
@@ -407,6 +429,10 @@ def main() -> None:
             for name, _port in cases
         }
         figures["ratio"] = {"rps": statistics.median(rps), "p99": statistics.median(p99)}
+        figures["cpu_us"] = {
+            "user": statistics.median(u for u, _ in cpu_us),
+            "system": statistics.median(s for _, s in cpu_us),
+        }
         args.json.write_text(json.dumps({"router": figures}, indent=1))
 
 
