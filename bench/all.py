@@ -45,6 +45,7 @@ BENCHES = (
     Bench("abort-nginx", ("--rounds", "3", "--router", "nginx"), "analysis_abort.py", 200),
     Bench("router", ("--duration", "5", "--rounds", "3"), "router_bench.py", 150),
     Bench("typo", (), "typo_rehearsal.py", 180),
+    Bench("dashboard", ("--requests", "300"), "dashboard_bench.py", 150),
     Bench("flags", ("--seconds", "1", "--rounds", "3", "--kills", "10"), "flags_bench.py", 120),
     Bench(
         "migrations",
@@ -197,6 +198,15 @@ ROWS = (
         "router",
         router,
         lambda f: f["router"]["ratio"]["rps"] >= 0.7 and f["router"]["ratio"]["p99"] <= 1.5,
+    ),
+    Row(
+        "the dashboard's once-a-second read (GET /api/status) under a paused canary",
+        "(fast enough for a page that polls)",
+        "dashboard",
+        lambda f: "median {median_ms:.1f} ms, p99 {p99_ms:.1f} ms, {bytes:,} bytes".format(
+            **f["dashboard"]["reads"]["/api/status"]
+        ),
+        lambda f: None,
     ),
     Row(
         "v1 under 300 req/s through bad versions, bad specs, a missing command and a kill -9 of"
