@@ -1,6 +1,7 @@
 """Issue 14's proof for containers on three hosts (network namespaces, each with its own sshd and
 its own Podman service and image storage): rolling, canary and blue-green under 300 requests/s
-through the built-in router on this machine, 0 failed; then a release whose image one host lacks
+through the built-in router on this machine, 0 failed, the controller killed with SIGKILL during
+the canary (the next one adopts the containers on every host, none runs twice); then a release whose image one host lacks
 fails before anything leaves, naming the host and the image; and web3's link taken down: its
 container is replaced on the others, and once it answers again the one left there is stopped
 and an instance moves back to it."""
@@ -8,6 +9,8 @@ and an instance moves back to it."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,7 +82,12 @@ def test_containers_on_three_hosts_rolling_canary_blue_green_and_a_missing_image
             ws.zd("deploy", "v2", "--wait")
             steps = [{"set_weight": 34}, {"pause": {"duration": "1s"}}, {"set_weight": 100}]
             ws.write_spec(spec(ws, lab, engines, strategy={"canary": {"steps": steps}}))
-            ws.zd("deploy", "v3", "--wait")
+            ws.zd("deploy", "v3")
+            ws.wait_for(lambda: "v3" in str(per_host(ws, lab)), what="the canary's container")
+            os.kill(ws.controller_pid(), signal.SIGKILL)  # mid-canary: the next one adopts
+            time.sleep(0.3)  # the router and the containers serve on without a controller
+            ws.zd("up")
+            ws.zd("deploy", "v3", "--wait")  # attaches to the resumed rollout
             blue_green = {"blue_green": {"auto_promote": True, "scale_down_delay": "1s"}}
             ws.write_spec(spec(ws, lab, engines, strategy=blue_green))
             ws.zd("deploy", "v4", "--wait")
@@ -101,8 +109,14 @@ def test_containers_on_three_hosts_rolling_canary_blue_green_and_a_missing_image
             lambda: per_host(ws, lab) == {"web1": ["v4"], "web2": ["v4"], "web3": ["v4"]},
             what="one v4 instance on each host",
         )
-        for host in lab.hosts:  # each host ran its share, through its own engine
-            assert engines.releases(host.name) == ["v4"], host.name
+        for host in lab.hosts:  # each host ran its share, through its own engine; none twice
+            assert engines.releases(host.name, running=False) == ["v4"], host.name
+        on_hosts = [
+            f"{h.name}:{c}"
+            for h in lab.hosts
+            for c in engines.podman(h.name, "ps", "-a", "-q", "--no-trunc").stdout.split()
+        ]
+        assert sorted(on_hosts) == sorted(i["handle"] for i in ws.status()["instances"])
         status = ws.zd("status").stdout
         assert "hosts" in status and "DOWN" not in status
         try:
