@@ -14,6 +14,7 @@ storage of its own, so each host has only the images the test gives it (as separ
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -21,10 +22,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from support.containers import CONTAINERS_CONF, Engine
+from support.containers import APP_COMMAND, CONTAINERS_CONF, VOLUMES, Engine
 from support.hosts import HostLab, _child_pid
 from support.services import require
+from support.workspace import FAULTS, Workspace, base_spec
 
 ENGINE_DIRS = tuple(
     Path(p)
@@ -141,3 +144,23 @@ def host_engines(lab: HostLab) -> Iterator[HostEngines]:
                 service.wait(10)
             except subprocess.TimeoutExpired:
                 service.kill()
+
+
+def container_hosts_spec(
+    ws: Workspace, lab: HostLab, engines: HostEngines, **overrides: Any
+) -> dict[str, Any]:
+    """The sample app as containers on the lab's hosts, listening on {host}."""
+    made = base_spec(ws.port, **overrides)
+    made["instances"] = 3
+    made["platform"] = {"kind": "container"}
+    made["run"] = {
+        "image": f"{engines.repository}:{{version}}",
+        "command": [*APP_COMMAND, "{host}"],  # listens on its host's address
+        "volumes": VOLUMES,
+        "env": {"ZD_APP_FAULTS": json.dumps(FAULTS)},
+        "drain": "1s",
+        "stop_timeout": "5s",
+    }
+    made["hosts"] = lab.spec()
+    made["ssh"] = {**lab.ssh_spec(), "host_grace": "2s"}
+    return made

@@ -8,20 +8,22 @@ and an instance moves back to it."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from support.container_hosts import HostEngines, host_engines, prepare_engine_dirs
-from support.containers import APP_COMMAND, VOLUMES
+from support.container_hosts import (
+    HostEngines,
+    container_hosts_spec,
+    host_engines,
+    prepare_engine_dirs,
+)
 from support.hosts import HostLab, host_lab, kill_controller
-from support.workspace import FAULTS, Workspace, base_spec
+from support.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
@@ -33,23 +35,6 @@ def engines(tmp_path: Path) -> Iterator[HostEngines]:
     hide = (tmp_path, *prepare_engine_dirs())
     with host_lab(3, hide=hide) as lab, host_engines(lab) as made:
         yield made
-
-
-def spec(ws: Workspace, lab: HostLab, engines: HostEngines, **overrides: Any) -> dict[str, Any]:
-    made = base_spec(ws.port, **overrides)
-    made["instances"] = 3
-    made["platform"] = {"kind": "container"}
-    made["run"] = {
-        "image": f"{engines.repository}:{{version}}",
-        "command": [*APP_COMMAND, "{host}"],  # listens on its host's address
-        "volumes": VOLUMES,
-        "env": {"ZD_APP_FAULTS": json.dumps(FAULTS)},
-        "drain": "1s",
-        "stop_timeout": "5s",
-    }
-    made["hosts"] = lab.spec()
-    made["ssh"] = {**lab.ssh_spec(), "host_grace": "2s"}
-    return made
 
 
 def per_host(ws: Workspace, lab: HostLab) -> dict[str, list[str]]:
@@ -74,14 +59,16 @@ def test_containers_on_three_hosts_rolling_canary_blue_green_and_a_missing_image
     engines.image("web2", "v5")  # web3 lacks it
     ws = Workspace.create(tmp_path)
     try:
-        ws.write_spec(spec(ws, lab, engines))
+        ws.write_spec(container_hosts_spec(ws, lab, engines))
         ws.zd("up", "--version", "v1")
         assert per_host(ws, lab) == {"web1": ["v1"], "web2": ["v1"], "web3": ["v1"]}
         with ws.load() as load:
             time.sleep(0.5)
             ws.zd("deploy", "v2", "--wait")
             steps = [{"set_weight": 34}, {"pause": {"duration": "1s"}}, {"set_weight": 100}]
-            ws.write_spec(spec(ws, lab, engines, strategy={"canary": {"steps": steps}}))
+            ws.write_spec(
+                container_hosts_spec(ws, lab, engines, strategy={"canary": {"steps": steps}})
+            )
             ws.zd("deploy", "v3")
             ws.wait_for(lambda: "v3" in str(per_host(ws, lab)), what="the canary's container")
             os.kill(ws.controller_pid(), signal.SIGKILL)  # mid-canary: the next one adopts
@@ -89,7 +76,7 @@ def test_containers_on_three_hosts_rolling_canary_blue_green_and_a_missing_image
             ws.zd("up")
             ws.zd("deploy", "v3", "--wait")  # attaches to the resumed rollout
             blue_green = {"blue_green": {"auto_promote": True, "scale_down_delay": "1s"}}
-            ws.write_spec(spec(ws, lab, engines, strategy=blue_green))
+            ws.write_spec(container_hosts_spec(ws, lab, engines, strategy=blue_green))
             ws.zd("deploy", "v4", "--wait")
             missing = ws.zd("deploy", "v5", "--wait", check=False)
             done = time.time()
