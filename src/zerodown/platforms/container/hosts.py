@@ -55,8 +55,17 @@ class HostEngine:
         self.remote = ""
         self.listener: asyncssh.SSHListener | None = None
         self.forwarded_on: asyncssh.SSHClientConnection | None = None
+        self.lock: asyncio.Lock | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.lock is None or self.loop is not loop:  # a lock belongs to its event loop
+            self.lock, self.loop = asyncio.Lock(), loop
+        async with self.lock:  # concurrent calls after a reconnection forward once
+            await self._forward()
+
+    async def _forward(self) -> None:
         await self.link.connected()
         conn = self.link.conn
         if conn is None:
@@ -66,7 +75,7 @@ class HostEngine:
         found = await self.link.request("engine")
         self.remote = str(found["socket"])
         self._close_listener()
-        self.local.parent.mkdir(parents=True, exist_ok=True)
+        self.local.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.local.unlink(missing_ok=True)
         try:
             self.listener = await conn.forward_local_path(str(self.local), self.remote)
@@ -95,7 +104,8 @@ class ContainerHosts(Hosts):
     def __init__(self, spec: Spec, *, state_dir: Path, spec_dir: Path) -> None:
         super().__init__(spec, state_dir=state_dir, spec_dir=spec_dir)
         # Unix socket paths are short (108 bytes): the forwarded sockets live in a short
-        # directory of their own, not in the state directory.
+        # directory of their own, not in the state directory. Whoever can connect to one
+        # commands that host's engine: the directory is the controller user's only (0700).
         self.sockets = Path(tempfile.mkdtemp(prefix="zd-engines-"))
         self.engines = {
             n: HostEngine(link, self.sockets / f"{n}.sock") for n, link in self.links.items()
