@@ -8,6 +8,7 @@ and an instance moves back to it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -24,6 +25,9 @@ from support.container_hosts import (
 )
 from support.hosts import HostLab, host_lab, kill_controller
 from support.workspace import Workspace
+from zerodown.core.errors import PermanentDriverError
+from zerodown.platforms.container.hosts import ContainerHostsPlatform
+from zerodown.spec.model import Spec
 
 pytestmark = pytest.mark.slow
 
@@ -138,3 +142,30 @@ def _web3_down_and_back(ws: Workspace, engines: HostEngines) -> None:
         timeout=60,
         what="web3 in use again, the container left there stopped",
     )
+
+
+def test_a_host_without_an_engine_is_named_with_where_zerodown_looked(tmp_path: Path) -> None:
+    with host_lab(1, hide=(tmp_path, *prepare_engine_dirs())) as lab:  # no engine started
+        made = Spec.model_validate(
+            {
+                "service": "shop",
+                "platform": {"kind": "container"},
+                "run": {"image": "localhost/shop:{version}"},
+                "hosts": lab.spec(),
+                "ssh": lab.ssh_spec(),
+            }
+        )
+        platform = ContainerHostsPlatform(made, state_dir=tmp_path / ".zerodown", spec_dir=tmp_path)
+
+        async def prepare() -> None:
+            try:
+                await platform.prepare(release="v1", run=made.run)
+            finally:
+                await platform.aclose()
+
+        with pytest.raises(PermanentDriverError) as caught:
+            asyncio.run(prepare())
+    said = str(caught.value)
+    assert said.startswith("on host web1 (root@"), said
+    assert "no container engine socket: looked at DOCKER_HOST (unset)" in said, said
+    assert "/run/podman/podman.sock" in said and "podman system service" in said, said

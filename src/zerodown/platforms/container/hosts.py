@@ -162,13 +162,14 @@ class ContainerHosts(Hosts):
             _, platform = await self._on(link.name)
             await platform.prepare(release=release, run=run)
         except TransientDriverError as exc:
-            raise TransientDriverError(f"{link.where}: {exc}") from None
-        except PermanentDriverError as exc:
             text = str(exc)
+            raise TransientDriverError(
+                text if text.startswith(link.where) else f"{link.where}: {text}"
+            ) from None
+        except PermanentDriverError as exc:
+            text = str(exc).removeprefix(f"on {link.name}: ")  # the host program's words
             raise PermanentDriverError(
-                text
-                if text.startswith((link.where, f"on {link.name}"))
-                else f"on {link.where}: {text}"
+                text if text.startswith(link.where) else f"on {link.where}: {text}"
             ) from None
         self.prepared.add((link.name, release))
 
