@@ -1,10 +1,10 @@
-"""Issue 14's proof for containers on three hosts (network namespaces, each with its own sshd and
-its own Podman service and image storage): rolling, canary and blue-green under 300 requests/s
-through the built-in router on this machine, 0 failed, the controller killed with SIGKILL during
-the canary (the next one adopts the containers on every host, none runs twice); then a release whose image one host lacks
-fails before anything leaves, naming the host and the image; and web3's link taken down: its
-container is replaced on the others, and once it answers again the one left there is stopped
-and an instance moves back to it."""
+"""Issue 14's proof for containers on three hosts (network namespaces, each with its own sshd
+and its own Podman service and image storage): rolling, canary and blue-green under 300
+requests/s through the built-in router on this machine, 0 failed, with the controller killed by
+SIGKILL during the canary (the next one adopts the containers on every host; none runs twice);
+then a release whose image one host lacks fails before anything leaves, naming the host and the
+image; then web3's link is taken down: its container is replaced on the others, and once it
+answers again the one left there is stopped and an instance moves back to it."""
 
 from __future__ import annotations
 
