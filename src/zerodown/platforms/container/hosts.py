@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
+import os
 import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -103,12 +103,12 @@ class ContainerHosts(Hosts):
 
     def __init__(self, spec: Spec, *, state_dir: Path, spec_dir: Path) -> None:
         super().__init__(spec, state_dir=state_dir, spec_dir=spec_dir)
-        # Unix socket paths are short (108 bytes): the forwarded sockets live in a short
-        # directory of their own, not in the state directory. Whoever can connect to one
-        # commands that host's engine: the directory is the controller user's only (0700).
-        self.sockets = Path(tempfile.mkdtemp(prefix="zd-engines-"))
+        # one socket per host and controller process: a second controller of the same state
+        # directory (a standby) never takes over this one's path
+        names = {n: f"{n}.{os.getpid()}.sock" for n in self.links}
+        self.sockets = _socket_dir(self.state_dir, max(len(n) for n in names.values()))
         self.engines = {
-            n: HostEngine(link, self.sockets / f"{n}.sock") for n, link in self.links.items()
+            n: HostEngine(link, self.sockets / names[n]) for n, link in self.links.items()
         }
         self.platforms = {n: self._platform(link) for n, link in self.links.items()}
         self.prepared: set[tuple[str, str]] = set()  # (host, release) whose image is there
@@ -280,7 +280,8 @@ class ContainerHosts(Hosts):
         for engine in self.engines.values():
             engine.close()
         await super().aclose()
-        shutil.rmtree(self.sockets, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.sockets.rmdir()  # empty now; a next start makes it again
 
 
 class ContainerHostsPlatform(SshPlatform):
@@ -288,3 +289,17 @@ class ContainerHostsPlatform(SshPlatform):
     with containers instead of processes."""
 
     hosts_type = ContainerHosts
+
+
+SOCKET_PATH_MAX = 107  # bytes of a unix socket's path (sun_path, less its final NUL)
+
+
+def _socket_dir(state_dir: Path, longest_name: int) -> Path:
+    """Where the forwarded engine sockets live: in the state directory when their paths fit a
+    unix socket's limit, else in a directory of their own under the temp directory. Whoever can
+    connect to one commands that host's engine: the directory is the controller user's only
+    (made 0700 by HostEngine.ready, or by mkdtemp)."""
+    near = state_dir / "engines"
+    if len(str(near).encode()) + 1 + longest_name <= SOCKET_PATH_MAX:
+        return near
+    return Path(tempfile.mkdtemp(prefix="zd-engines-"))
