@@ -132,7 +132,9 @@ def _wait_until_it_answers(socket: Path, service: subprocess.Popen[bytes], workd
                 log = (workdir / "service.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"`podman system service` exited: {log}")
             try:
-                if client.get("/_ping", timeout=2).status_code == 200:
+                # not before the socket is there: a refused unix connection can leave httpx's
+                # socket for the garbage collector (a ResourceWarning, an error in the tests)
+                if socket.exists() and client.get("/_ping", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -11,6 +11,7 @@
 
 With `hosts:` the platform is `ssh` unless the spec names one: instances are spread evenly over the
 hosts and listen on their host's address (`{host}` in run.command and run.env, like `{port}`).
+`platform: {kind: container}` with `hosts:` runs containers there, through each host's engine.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$")
 _ADDRESS = re.compile(r"^[A-Za-z0-9.-]{1,253}$|^\[?[0-9A-Fa-f:]{2,39}\]?$")
 MAX_HOSTS = 64
+HOSTED_KINDS = ("ssh", "container")  # the platforms that run instances on hosts:
 
 
 def split_ssh(value: str) -> tuple[str, str]:
@@ -99,9 +101,9 @@ def default_platform(data: Any) -> Any:
 def check_platform(kind: str, hosts: list[HostSpec]) -> None:
     if kind == "ssh" and not hosts:
         raise ValueError("platform ssh needs hosts: a list of {name, ssh: user@address}")
-    if hosts and kind != "ssh":
+    if hosts and kind not in HOSTED_KINDS:
         raise ValueError(
-            f"platform {kind} does not run instances on hosts: remove hosts:, or leave"
-            " platform.kind out (with hosts: it is ssh; containers on hosts are not supported"
-            " yet)"
+            f"platform {kind} does not run instances on hosts: remove hosts:, or set"
+            " platform.kind to ssh (processes; the default with hosts:) or container"
+            " (containers, each host pulling the image)"
         )

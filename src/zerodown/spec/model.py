@@ -450,7 +450,7 @@ class Spec(StrictModel):
     @model_validator(mode="after")
     def _run_fits_the_platform(self) -> Spec:
         """run.command for processes, run.image for containers (spec/run_checks.py)."""
-        problems = run_problems(self.platform.kind, self.run)
+        problems = run_problems(self.platform.kind, self.run, on_hosts=bool(self.hosts))
         if problems:
             raise ValidationError.from_exception_data(
                 "Spec",

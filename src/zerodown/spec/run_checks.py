@@ -18,9 +18,9 @@ Problem = tuple[tuple[str | int, ...], str]
 """(the field under `run`, what to fix)"""
 
 
-def run_problems(kind: str, run: RunSpec) -> list[Problem]:
+def run_problems(kind: str, run: RunSpec, *, on_hosts: bool = False) -> list[Problem]:
     if kind == CONTAINER:
-        return _container_problems(run)
+        return _container_problems(run) + (_host_volume_problems(run) if on_hosts else [])
     problems: list[Problem] = []
     if not run.command:
         problems.append((("command",), "this field is required: the argv to run"))
@@ -32,7 +32,8 @@ def run_problems(kind: str, run: RunSpec) -> list[Problem]:
                     (
                         (name,),
                         f"run.{name} is for `platform: {{kind: container}}`; the {kind} platform"
-                        " runs run.command as a process: remove it, or set the platform kind",
+                        " runs run.command as a process: remove it, or set the platform kind"
+                        + (" (containers on hosts: platform: {kind: container})" * (kind == "ssh")),
                     )
                 )
     return problems
@@ -86,3 +87,19 @@ def _volume_problem(volume: str) -> str | None:
     if len(parts) == 3 and parts[2] not in VOLUME_MODES:
         return f"{volume!r}: the mode is ro or rw, not {parts[2]!r}"
     return None
+
+
+def _host_volume_problems(run: RunSpec) -> list[Problem]:
+    """On hosts, a volume's source is on each host: a path beside the spec means nothing there."""
+    problems: list[Problem] = []
+    for n, volume in enumerate(run.volumes):
+        source = volume.split(":")[0]
+        if source.startswith((".", "~")) or ("/" in source and not source.startswith("/")):
+            problems.append(
+                (
+                    ("volumes", n),
+                    f"{volume!r}: with hosts:, SOURCE is a directory on each host: give an"
+                    " absolute path (or a named volume); nothing is copied from this machine",
+                )
+            )
+    return problems

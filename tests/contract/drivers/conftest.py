@@ -14,6 +14,7 @@ import pytest
 from drivers_kit import PlatformUnderTest, RouterUnderTest, context
 from zerodown_fake_drivers import FakeWorld
 
+from support.container_hosts import host_engines, prepare_engine_dirs
 from support.containers import VOLUMES, Engine
 from support.hosts import host_lab
 from support.routers import require_router
@@ -31,6 +32,7 @@ from zerodown.spec.model import PlatformSpec, RunSpec
         "fake",
         pytest.param("container", marks=pytest.mark.slow),
         pytest.param("ssh", marks=pytest.mark.slow),
+        pytest.param("container-hosts", marks=pytest.mark.slow),
     ]
 )
 def platform(
@@ -41,6 +43,10 @@ def platform(
         return
     if request.param == "ssh":  # one network-namespace host over SSH (support/hosts.py)
         with ssh_platform(tmp_path) as under_test:
+            yield under_test
+        return
+    if request.param == "container-hosts":  # one namespace host with its own Podman service
+        with container_hosts_platform(tmp_path) as under_test:
             yield under_test
         return
     ctx = context(tmp_path)
@@ -142,3 +148,40 @@ def router(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RouterUnd
 
     asyncio.run(stop())
     FakeWorld.at(ctx.paths.state).close()
+
+
+@contextlib.contextmanager
+def container_hosts_platform(tmp_path: Path) -> Iterator[PlatformUnderTest]:
+    hide = (tmp_path, *prepare_engine_dirs())
+    with host_lab(1, hide=hide) as lab, host_engines(lab) as engines:
+        image = engines.image("web1", "contract")
+        base = context(tmp_path)
+        spec = base.spec.model_copy(
+            update={
+                "hosts": [HostSpec.model_validate(h) for h in lab.spec()],
+                "ssh": SshSpec.model_validate(lab.ssh_spec()),
+                "platform": PlatformSpec(kind="container"),
+            }
+        )
+        made = drivers.platforms.create(
+            "container", drivers.DriverContext(spec=spec, paths=base.paths)
+        )
+
+        def stale(handle: str) -> str:
+            host, _, container = handle.partition(":")
+            return f"{host}:{'f' * len(container)}"  # another container's id
+
+        yield PlatformUnderTest(
+            platform=made,
+            run=RunSpec(
+                image=image,
+                command=["/usr/bin/python3", "-c", SLEEPER_HANDLING_SIGTERM],
+                volumes=VOLUMES,
+            ),
+            stale=stale,
+            cannot_start=lambda: RunSpec(
+                image=image, command=["/nonexistent/zerodown-app"], volumes=VOLUMES
+            ),
+        )
+        asyncio.run(stop_everything(made))
+        assert engines.releases("web1", running=False) == [], "containers left behind"

@@ -47,10 +47,43 @@ def test_host_mistakes_are_named(extra: str, expected: str) -> None:
     assert expected in str(caught.value)
 
 
-def test_an_image_on_hosts_is_named_as_not_supported_yet() -> None:
+HOSTS = 'hosts:\n  - {name: a, ssh: "r@a"}\n'
+
+
+def test_an_image_on_hosts_needs_platform_container() -> None:
+    text = 'service: shop\nrun: {command: [app], image: "shop:1"}\n' + HOSTS
+    with pytest.raises(SpecError) as caught:
+        parse_model(text, Spec, file="zerodown.yaml")
+    message = str(caught.value)
+    assert "run.image is for `platform: {kind: container}`; the ssh platform" in message
+    assert "containers on hosts: platform: {kind: container}" in message
+
+
+def test_containers_on_hosts() -> None:
     text = (
-        'service: shop\nrun: {command: [app], image: "shop:1"}\nhosts:\n  - {name: a, ssh: "r@a"}\n'
+        "service: shop\nplatform: {kind: container}\n"
+        'run: {image: "shop:{version}", volumes: ["/srv/up:/up", "data:/data"]}\n' + HOSTS
+    )
+    spec = parse_model(text, Spec, file="zerodown.yaml")
+    assert spec.platform.kind == "container" and [h.name for h in spec.hosts] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("platform", "volume", "expected"),
+    [
+        (
+            "container",
+            "./up:/up",
+            "zerodown.yaml:3: run.volumes.0: './up:/up': with hosts:, SOURCE",
+        ),
+        ("local", "/up:/up", "platform local does not run instances on hosts"),
+    ],
+)
+def test_container_on_hosts_mistakes_are_named(platform: str, volume: str, expected: str) -> None:
+    text = (
+        f"service: shop\nplatform: {{kind: {platform}}}\n"
+        f'run: {{image: "shop:1", command: [app], volumes: ["{volume}"]}}\n' + HOSTS
     )
     with pytest.raises(SpecError) as caught:
         parse_model(text, Spec, file="zerodown.yaml")
-    assert "run.image is for `platform: {kind: container}`; the ssh platform" in str(caught.value)
+    assert expected in str(caught.value)

@@ -30,7 +30,7 @@ import hashlib
 import json
 import signal
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +55,34 @@ EXEC_OUTPUT = 200  # characters of an exec's output kept
 PULL_TIMEOUT = httpx.Timeout(30.0, read=600.0)  # a layer may take long; silence that long is not
 RUNNING = ("running", "paused", "restarting")
 
+PortPicker = Callable[[set[int]], Awaitable[int]]
+"""A free port of the instances' host, not one of those given (taken by this service)."""
+
 
 class ContainerPlatform:
     def __init__(
-        self, *, state_dir: Path, spec_dir: Path, service: str, engine: Engine | None = None
+        self,
+        *,
+        state_dir: Path,
+        spec_dir: Path,
+        service: str,
+        engine: Engine | None = None,
+        listen: str = LOOPBACK,
+        state_label: str | None = None,
+        pick_port: PortPicker | None = None,
     ) -> None:
+        """`listen`, `state_label` and `pick_port` are for an engine on another host (hosts.py):
+        the address instances listen on ({host}), the controller's marker its containers carry
+        (machine and state directory), and how a free port of that host is found."""
         self.state_dir = state_dir.resolve()
         self.spec_dir = spec_dir
         self.service = service
         self.engine = engine or Engine()
+        self.listen = listen
+        self.state_label = state_label or str(self.state_dir)
+        self.pick_port = pick_port
         # container names must be unique per engine: two state directories may run one service
-        self.name_prefix = "zd-" + hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:8]
+        self.name_prefix = "zd-" + hashlib.sha256(self.state_label.encode()).hexdigest()[:8]
 
     # --- prepare -----------------------------------------------------------------------------
 
@@ -112,15 +129,19 @@ class ContainerPlatform:
         taken: Collection[str],
     ) -> Placement:
         image = _image(run, release)
-        try:
-            host_port = free_port(_local_ports(taken))
-        except NoFreePort as exc:
-            raise PermanentDriverError(str(exc)) from None
+        if self.pick_port is not None:
+            host_port = await self.pick_port(_ports_on(self.listen, taken))
+        else:
+            try:
+                host_port = free_port(_ports_on(LOOPBACK, taken))
+            except NoFreePort as exc:
+                raise PermanentDriverError(str(exc)) from None
         port = run.port if run.network == "bridge" and run.port else host_port
-        address = f"{LOOPBACK}:{host_port}"
+        address = f"{self.listen}:{host_port}"
 
         def fill(text: str) -> str:
-            return text.replace("{port}", str(port)).replace("{version}", release)
+            filled = text.replace("{port}", str(port)).replace("{version}", release)
+            return filled.replace("{host}", self.listen)
 
         environment = {
             **{k: fill(v) for k, v in run.env.items()},
@@ -130,7 +151,7 @@ class ContainerPlatform:
             "ZERODOWN_RELEASE": release,
         }
         labels = {
-            f"{LABEL}state": str(self.state_dir),
+            f"{LABEL}state": self.state_label,
             f"{LABEL}service": self.service,
             f"{LABEL}release": release,
             f"{LABEL}revision": env.get("ZERODOWN_REVISION", ""),
@@ -156,7 +177,7 @@ class ContainerPlatform:
         if run.network == "bridge":
             body["ExposedPorts"] = {f"{port}/tcp": {}}
             host["PortBindings"] = {
-                f"{port}/tcp": [{"HostIp": LOOPBACK, "HostPort": str(host_port)}]
+                f"{port}/tcp": [{"HostIp": self.listen, "HostPort": str(host_port)}]
             }
         container = await self._create(instance_id, image, body)
         try:
@@ -277,7 +298,7 @@ class ContainerPlatform:
     # --- adopt -------------------------------------------------------------------------------
 
     async def _ours(self, *extra: str) -> list[dict[str, Any]]:
-        filters = {"label": [f"{LABEL}state={self.state_dir}", *extra]}
+        filters = {"label": [f"{LABEL}state={self.state_label}", *extra]}
         found = await self.engine.json(
             "GET", "/containers/json", params={"all": "true", "filters": json.dumps(filters)}
         )
@@ -352,9 +373,9 @@ def _image(run: RunSpec, release: str) -> str:
     return run.image.replace("{version}", release)
 
 
-def _local_ports(addresses: Collection[str]) -> set[int]:
+def _ports_on(address: str, addresses: Collection[str]) -> set[int]:
     host_port = (a.rpartition(":") for a in addresses)
-    return {int(port) for host, _, port in host_port if host == LOOPBACK and port.isdigit()}
+    return {int(port) for host, _, port in host_port if host == address and port.isdigit()}
 
 
 def _words(exc: Exception) -> str:

@@ -307,8 +307,10 @@ class SshPlatform:
     and the host watcher outlive any one caller's loop (the controller's, or a test's that
     runs each scenario with asyncio.run), and a slow host never holds the caller's loop."""
 
+    hosts_type: type[Hosts] = Hosts  # containers on hosts: platforms/container/hosts.py
+
     def __init__(self, spec: Spec, *, state_dir: Path, spec_dir: Path) -> None:
-        self.hosts = Hosts(spec, state_dir=state_dir, spec_dir=spec_dir)
+        self.hosts = self.hosts_type(spec, state_dir=state_dir, spec_dir=spec_dir)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 

@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -269,6 +270,37 @@ class Host:
 
     def op_logs(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"text": tail(self.log_path(req["instance"]), req["lines"])}
+
+    # --- containers (the container platform on hosts: platforms/container/hosts.py) --------
+
+    def op_port(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A free port of this host's address, for a container to listen on."""
+        return {"port": free_port(req["address"], set(req.get("taken", [])))}
+
+    def op_engine(self, req: dict[str, Any]) -> dict[str, Any]:
+        """This host's container engine socket, found as the docker CLI finds it: DOCKER_HOST
+        (as the SSH login sees it), the Docker socket, Podman's, then rootless Podman's."""
+        docker_host = os.environ.get("DOCKER_HOST", "")
+        if docker_host:
+            if not docker_host.startswith("unix://"):
+                return {"error": f"DOCKER_HOST={docker_host}: only unix:// sockets are used"}
+            candidates = [docker_host[len("unix://") :]]
+        else:
+            candidates = ["/var/run/docker.sock", "/run/podman/podman.sock"]
+            runtime = os.environ.get("XDG_RUNTIME_DIR")
+            if runtime:
+                candidates.append(os.path.join(runtime, "podman", "podman.sock"))
+        for path in candidates:
+            try:
+                if stat.S_ISSOCK(os.stat(path).st_mode):
+                    return {"socket": path}
+            except OSError:
+                continue
+        return {
+            "error": "no container engine socket: looked at DOCKER_HOST"
+            f" ({docker_host or 'unset'}), {', '.join(candidates)}; start Docker or"
+            " `podman system service --time 0 unix:///run/podman/podman.sock` there"
+        }
 
     # --- releases ------------------------------------------------------------------------
 
