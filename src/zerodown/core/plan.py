@@ -93,7 +93,7 @@ class Plan:
     def crash_held(self, release: str) -> bool:
         """Its instances keep failing: wait out the backoff before starting another."""
         crashes = self.status.crashes.get(release)
-        return crashes is not None and self.now < crashes.hold_until()
+        return crashes is not None and self.now < crashes.hold_until(self.total)
 
     def crashed(self, instance: Instance) -> None:
         """An instance failed for good: count it against its release's backoff."""
@@ -102,8 +102,8 @@ class Plan:
         self.status = replace(
             self.status, crashes={**self.status.crashes, instance.release: crashes}
         )
-        if crashes.hold_until() > self.now:
-            wait = crashes.hold_until() - self.now
+        if crashes.hold_until(self.total) > self.now:
+            wait = crashes.hold_until(self.total) - self.now
             self.record(
                 "backoff",
                 f"{instance.release} failed {crashes.count} times in a row: the next instance "

@@ -112,6 +112,28 @@ def test_a_release_that_keeps_failing_is_restarted_with_a_growing_backoff():
     )
 
 
+def test_instances_failing_together_are_each_replaced_at_once():
+    """Kubernetes backs off per container: two instances frozen at the same moment each get
+    their first restart at once; only a failure beyond one per instance waits (chaos found the
+    serving release empty for 10-20 s when the second replacement waited)."""
+    world = started(spec(2))
+    first, second = world.of("v1")
+    world.fail_instance(first)
+    world.fail_instance(second)
+    world.launched.clear()
+    world.tick()
+    assert [release for _, release in world.launched] == ["v1", "v1"]
+    world.run_until(lambda: world.serving("v1") == 2, seconds=30)
+    world.fail_instance(world.of("v1")[0])  # a third failure in a row: now the backoff
+    world.launched.clear()
+    world.run(5)
+    assert world.launched == []
+    assert any(
+        "failed 3 times in a row: the next instance starts in 10s" in r.message
+        for r in world.records
+    )
+
+
 def test_crashes_are_forgotten_after_ten_quiet_minutes():
     world = started(spec(1))
     for _ in range(3):
