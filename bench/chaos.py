@@ -361,10 +361,18 @@ def check(run: Run, svc: Service, n: int, rollout: dict[str, Any]) -> None:
             table["preview"],
         )
 
+    # The status may change the moment it is read (an instance turning ready); the controller
+    # applies a new table in its next pass and checks the router's every second: a mismatch
+    # that outlasts 5 s is the violation.
+    deadline = time.monotonic() + 5
+    while routing(routes) != routing(wanted) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        routes = svc.router_routes() or routes
+        wanted = svc.api("GET", "/api/status")["status"]["routes"]
     expect(
         routing(routes) == routing(wanted),
         "route table matches the status",
-        f"router {routing(routes)} vs status {routing(wanted)}",
+        f"router {routing(routes)} vs status {routing(wanted)}, for 5 s",
     )
 
 
