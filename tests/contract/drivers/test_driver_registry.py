@@ -46,7 +46,7 @@ def test_the_defaults_are_the_built_in_drivers(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "where", "says"),
     [
-        ("router: {kind: haproxy}\n", "3: router.kind", "no router of kind 'haproxy'"),
+        ("router: {kind: traefik}\n", "3: router.kind", "no router of kind 'traefik'"),
         ("platform:\n  kind: k8s\n", "4: platform.kind", "no platform of kind 'k8s'"),
         ("state: {url: 'mysql://db/x'}\n", "3: state.url", "names no state store"),
         ("state: {url: state.db}\n", "3: state.url", "sqlite:///.zerodown/state.db"),
