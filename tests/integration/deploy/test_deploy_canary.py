@@ -82,7 +82,14 @@ def test_header_route_and_sticky_users(workspace: Workspace) -> None:
     workspace.zd("deploy", "v2")
     wait_step(workspace, 2)
     with httpx.Client() as client:
-        routed = {client.get(workspace.url, headers={"X-Canary": "yes"}).text for _ in range(50)}
+        # The status is written before the router applies it (design rule 6), and nginx takes a
+        # reload to apply it: wait for the route itself, then check every marked request.
+        marked = {"X-Canary": "yes"}
+        workspace.wait_for(
+            lambda: client.get(workspace.url, headers=marked).text == "ok v2\n",
+            what="the header route to reach the router",
+        )
+        routed = {client.get(workspace.url, headers=marked).text for _ in range(50)}
         assert routed == {"ok v2\n"}
     users = [httpx.Client() for _ in range(150)]
     try:
@@ -93,10 +100,17 @@ def test_header_route_and_sticky_users(workspace: Workspace) -> None:
         assert 10 <= len(saw_canary) <= 50  # about 20% of 150
         workspace.zd("promote")
         wait_step(workspace, 4)
-        later = [u.get(workspace.url).text for u in users]
-        still = {n for n, text in enumerate(later) if text == "ok v2\n"}
-        assert saw_canary <= still  # nobody who saw the canary flips back
-        assert len(still) > len(saw_canary)
+
+        def on_canary_now() -> set[int]:
+            later = [u.get(workspace.url).text for u in users]
+            still = {n for n, text in enumerate(later) if text == "ok v2\n"}
+            assert saw_canary <= still  # nobody who saw the canary flips back, ever
+            return still
+
+        # once the router runs the 60 % table, more users are on the canary
+        workspace.wait_for(
+            lambda: len(on_canary_now()) > len(saw_canary), what="the 60% weight to apply"
+        )
     finally:
         for u in users:
             u.close()
