@@ -77,6 +77,11 @@ class RunSpec(StrictModel):
         "drain. Also written drain: {requests: 10s, upgraded: 2m}",
     )
     stop_timeout: Duration = Field(30.0, description="after the stop signal, then SIGKILL")
+    artifact: str | None = Field(
+        None,
+        description="hosts: the release as an archive (.tar.gz, .tgz, .tar, .zip) shipped instead"
+        " of run.workdir; {version} substituted; relative to this file",
+    )
     # platform kind container (spec/run_checks.py says which fields go with which platform)
     image: str | None = Field(None, description="container: the image; {version} substituted")
     port: Port | None = Field(None, description="container, network bridge: the app's port")

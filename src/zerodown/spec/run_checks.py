@@ -20,10 +20,13 @@ Problem = tuple[tuple[str | int, ...], str]
 
 def run_problems(kind: str, run: RunSpec, *, on_hosts: bool = False) -> list[Problem]:
     if kind == CONTAINER:
-        return _container_problems(run) + (_host_volume_problems(run) if on_hosts else [])
+        found = _container_problems(run) + (_host_volume_problems(run) if on_hosts else [])
+        return found + (_artifact_problems(kind, run.artifact) if run.artifact else [])
     problems: list[Problem] = []
     if not run.command:
         problems.append((("command",), "this field is required: the argv to run"))
+    if run.artifact is not None:
+        problems.extend(_artifact_problems(kind, run.artifact))
     if kind in ("local", "ssh"):  # ssh: processes on several hosts (spec/hosts.py)
         for name in CONTAINER_ONLY:
             # by value, not by fields set: a spec dumped with its defaults must load again
@@ -37,6 +40,23 @@ def run_problems(kind: str, run: RunSpec, *, on_hosts: bool = False) -> list[Pro
                     )
                 )
     return problems
+
+
+ARCHIVES = (".tar.gz", ".tgz", ".tar", ".zip")
+
+
+def _artifact_problems(kind: str, artifact: str) -> list[Problem]:
+    if kind != "ssh":
+        return [
+            (
+                ("artifact",),
+                "run.artifact is shipped to hosts: it goes with `hosts:` (processes on several"
+                " hosts); here run.workdir is where the release is",
+            )
+        ]
+    if not artifact.endswith(ARCHIVES):
+        return [(("artifact",), f"{artifact!r} is not one of {', '.join(ARCHIVES)}")]
+    return []
 
 
 def _container_problems(run: RunSpec) -> list[Problem]:

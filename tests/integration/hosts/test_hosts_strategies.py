@@ -3,6 +3,7 @@ blue-green under 300 requests/s through the built-in router on this machine, 0 f
 
 from __future__ import annotations
 
+import tarfile
 import time
 
 import pytest
@@ -50,6 +51,20 @@ def test_rolling_canary_blue_green_on_three_hosts(hosted: Workspace, lab: HostLa
     # Every host got each release in a directory of its own; ssh.keep_releases (3) pruned v1.
     for host in lab.hosts:
         assert lab.run(host.name, f"ls {RELEASES}").split() == ["v2", "v3", "v4"]
+    # A release given as an archive (run.artifact): unpacked once here, shipped the same way.
+    with tarfile.open(hosted.root / "shop-v5.tar.gz", "w:gz") as tar:
+        tar.add(hosted.root / "app.py", arcname="app.py")
+    spec = hosts_spec(hosted, lab)
+    spec["run"]["artifact"] = "shop-{version}.tar.gz"
+    hosted.write_spec(spec)
+    with hosted.load() as load:
+        time.sleep(0.5)
+        hosted.zd("deploy", "v5", "--wait")
+        time.sleep(0.5)
+    assert [(s.status, s.error) for s in load.report.failed] == []
+    assert "v5" in dict(load.report.versions())
+    for host in lab.hosts:
+        assert lab.run(host.name, f"ls {RELEASES}").split() == ["v3", "v4", "v5"]
     status = hosted.zd("status").stdout
     assert "hosts" in status and "DOWN" not in status
     hosted.zd("down")  # stops what runs on every host

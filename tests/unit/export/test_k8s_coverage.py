@@ -78,6 +78,7 @@ EVERYTHING_UNMAPPABLE: dict[str, Any] = {
         "admin_listen": "127.0.0.1:9000",
         "header_timeout": "5s",
         "tls": {"certificates": [{"cert": "site.crt", "key": "site.key"}]},
+        "attach": {"admin_socket": "/run/haproxy/admin.sock", "backend": "shop"},
     },
     "platform": {"kind": "container"},
     "state": {"url": "sqlite:///.zerodown/state.db"},
@@ -141,6 +142,7 @@ def test_every_unmappable_field_that_is_set_is_reported() -> None:
         # the ssh platform's (containers or hosts, one at a time): see the test below
         "hosts",
         "ssh",
+        "run.artifact",
     }
     assert expected - reported == set()
     rollout_comments = "\n".join(bundle.manifests[0].comments)
@@ -151,12 +153,12 @@ def test_every_unmappable_field_that_is_set_is_reported() -> None:
 def test_hosts_and_ssh_are_reported() -> None:
     hosts = {
         "service": "shop",
-        "run": {"command": ["app"]},
+        "run": {"command": ["app"], "artifact": "shop-{version}.tgz"},
         "hosts": [{"name": "web1", "ssh": "root@10.0.0.1"}],
         "ssh": {"keep_releases": 2},
     }
     bundle = export(Spec.model_validate(hosts), ExportOptions(image="r.example/shop", version="v2"))
-    assert {"hosts", "ssh"} <= {_key(n.path) for n in bundle.notes if n.dropped}
+    assert {"hosts", "ssh", "run.artifact"} <= {_key(n.path) for n in bundle.notes if n.dropped}
 
 
 def test_docs_show_the_mapping_table() -> None:

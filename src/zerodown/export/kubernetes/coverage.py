@@ -50,6 +50,9 @@ FIELDS: dict[str, Disposition] = {
         "and close them in the app's preStop so clients reconnect"
     ),
     "run.stop_timeout": Maps("terminationGracePeriodSeconds = drain + stop_timeout"),
+    "run.artifact": Reported(
+        "the image is the artifact in Kubernetes: build the archive into it (--image)"
+    ),
     # the container platform's fields (docs/containers.md)
     "run.image": Reported("--image and --version name the image; run.image is not read"),
     "run.port": Reported("--port sets the container port; run.port is not read"),
@@ -84,6 +87,10 @@ FIELDS: dict[str, Disposition] = {
     ),
     "router.header_timeout": Reported(
         "ingress-nginx sets it for all Ingresses: client-header-timeout in its ConfigMap"
+    ),
+    "router.attach": Reported(
+        "a router the team runs (HAProxy, nginx) is the cluster's ingress controller there: "
+        "the traffic router Argo Rollouts drives (see --traffic)"
     ),
     "router.tls": Reported(
         "TLS is the ingress controller's: put the certificates in a Secret and name it in the "

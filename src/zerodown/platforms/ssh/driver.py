@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from zerodown.core.errors import PermanentDriverError, TransientDriverError
 from zerodown.core.ports import ExecResult, Exited, HostState, Placement
+from zerodown.platforms.ssh.artifact import unpacked
 from zerodown.platforms.ssh.connection import PING_EVERY, HostLink
 from zerodown.platforms.ssh.ship import LocalFile, manifest, ship
 from zerodown.spec.model import RunSpec, Spec
@@ -97,11 +98,20 @@ class Hosts:
 
     # --- prepare -------------------------------------------------------------------------
 
-    async def prepare(self, *, release: str, run: RunSpec) -> None:
-        self._watch()
+    async def _tree(self, release: str, run: RunSpec) -> Path:
+        """What a host receives: `run.workdir`, or `run.artifact` unpacked here once."""
+        if run.artifact is not None:
+            archive = self.spec_dir / run.artifact.replace("{version}", release)
+            into = self.state_dir / "artifacts" / release
+            return await asyncio.to_thread(unpacked, archive, into)
         workdir = (self.spec_dir / run.workdir).resolve()
         if not workdir.is_dir():
             raise PermanentDriverError(f"run.workdir {workdir} does not exist: nothing to ship")
+        return workdir
+
+    async def prepare(self, *, release: str, run: RunSpec) -> None:
+        self._watch()
+        workdir = await self._tree(release, run)
         files = await asyncio.to_thread(manifest, workdir, self.state_dir)
         targets = [link for link in self.links.values() if not self._known_down(link)]
         results = await asyncio.gather(
@@ -141,7 +151,7 @@ class Hosts:
         down at prepare): shipped now; unchanged files are not sent again."""
         if (link.name, release) in self.shipped:
             return
-        workdir = (self.spec_dir / run.workdir).resolve()
+        workdir = await self._tree(release, run)
         files = await asyncio.to_thread(manifest, workdir, self.state_dir)
         await self._ship(link, release, workdir, files)
 
