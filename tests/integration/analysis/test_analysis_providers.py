@@ -204,11 +204,10 @@ async def test_runner_can_be_cancelled_at_once() -> None:
     )
     task = asyncio.create_task(AnalysisRunner([metric], CTX).run())
     await asyncio.sleep(0.3)
-    started = time.monotonic()
     task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert time.monotonic() - started < 5
+    # Ends with the cancel, not with the command's 30 s (the bound is far from both).
+    done, _ = await asyncio.wait({task}, timeout=15)
+    assert task in done and task.cancelled()
 
 
 async def test_runner_resumes_from_persisted_state(site: Site) -> None:
