@@ -116,6 +116,7 @@ def test_streams_both_ways_without_buffering(router: RouterProc, backend_a: Back
             got += s.recv(65536)
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_server_sent_events_arrive_one_by_one(router: RouterProc, backend_a: BackendProc) -> None:
     router.apply(table(1, ("a", 100, [backend_a])))
     with client(router.url) as c, c.stream("GET", "/sse", params={"n": 6, "every": 0.3}) as r:
@@ -193,6 +194,7 @@ def test_connect_refused_is_retried_on_another_backend(
         assert {name_of(c.get("/")) for _ in range(50)} == {"b"}
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_no_failed_request_while_a_backend_leaves_and_dies(
     router: RouterProc, backends: Callable[[str], BackendProc]
 ) -> None:
@@ -359,6 +361,7 @@ def test_oversized_request_head_is_refused(router: RouterProc, backend_a: Backen
         assert c.get("/").status_code == 200
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_backend_crashing_in_the_table_loses_no_unanswered_get(
     router: RouterProc, backends: Callable[..., BackendProc]
 ) -> None:

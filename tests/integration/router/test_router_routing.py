@@ -23,6 +23,7 @@ def test_weights_hold_within_three_points(
         assert abs(share_a - 100 * wa / (wa + wb)) <= 3, (wa, wb, got)
 
 
+@pytest.mark.slow  # a second or more: the full suite runs it
 def test_sticky_cookie_keeps_clients_while_weight_grows(
     router: RouterProc, backend_a: BackendProc, backend_b: BackendProc
 ) -> None:
