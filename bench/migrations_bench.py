@@ -172,8 +172,13 @@ def spread(values: list[float]) -> str:
 
 
 def one_round(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    with psycopg.connect(url, autocommit=True) as c:  # each round starts the migration afresh
+        c.execute("DROP SCHEMA IF EXISTS zerodown CASCADE")
+        c.execute("DROP SCHEMA IF EXISTS public_0001_qty_bigint CASCADE")
     load(url, args.rows)
-    options = Options(batch_size=args.batch_size)
+    options = Options(
+        batch_size=args.batch_size, batch_target=args.batch_target, batch_delay=args.batch_delay
+    )
     events: list[str] = []
     zd = measure(
         url,
@@ -240,6 +245,8 @@ def main() -> int:
         "--batch-size", type=int, default=None, help="a fixed batch size (default: adapted)"
     )
     ap.add_argument("--warm", type=float, default=5.0, help="seconds of workload before")
+    ap.add_argument("--batch-target", type=float, default=Options.batch_target)
+    ap.add_argument("--batch-delay", type=float, default=Options.batch_delay)
     ap.add_argument("--json", type=Path, help="write the summary here")
     ap.add_argument(
         "--database",

@@ -41,7 +41,7 @@ class Options:
     backoff: float = 0.05
     backoff_cap: float = 2.0
     batch_size: int | None = None  # rows per batch; None: adapted (see batching.py)
-    batch_target: float = 0.1  # seconds an adapted batch aims to hold its row locks
+    batch_target: float = 0.03  # seconds an adapted batch aims to hold its row locks
     batch_first: int = 1000  # an adapted backfill's first batch
     batch_max: int = 100_000
     batch_delay: float = 0.005
