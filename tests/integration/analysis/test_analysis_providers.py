@@ -267,6 +267,7 @@ async def test_dry_run_metric_is_measured_but_not_decisive(site: Site) -> None:
     }
 
 
+@pytest.mark.slow  # over half a second: the full suite runs it
 async def test_analyses_supervises_runs_by_key(site: Site) -> None:
     site.route("GET", "/v", (200, {"value": 0.01}))
     bounded = web(site.url + "/v", web={"json_path": "value"}, interval="50ms", count=2)

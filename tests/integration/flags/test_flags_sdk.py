@@ -185,6 +185,7 @@ def test_local_openfeature_provider(flag_server: FlagServer, client: httpx.Clien
         api.clear_providers()  # shuts the provider down, which closes the client
 
 
+@pytest.mark.slow  # over half a second: the full suite runs it
 def test_many_streaming_clients_update_together(
     flag_server: FlagServer, client: httpx.Client
 ) -> None:

@@ -103,6 +103,7 @@ def test_token_compat(tmp_path: Path, asgi_server: Serve, keys: KeyringDir, jwks
     assert not gone.ok and "could not reach" in gone.reason
 
 
+@pytest.mark.slow  # over half a second: the full suite runs it
 def test_run_compat_runs_the_yaml_section(
     tmp_path: Path, asgi_server: Serve, keys: KeyringDir, jwks_url: str
 ) -> None:

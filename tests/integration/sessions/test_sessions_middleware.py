@@ -104,6 +104,7 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [json.dumps(body).encode()]
 
 
+@pytest.mark.slow  # over half a second: the full suite runs it
 def test_session_made_by_old_release_is_served_by_new_release(
     store: SessionStore, asgi_server: Serve
 ) -> None:
