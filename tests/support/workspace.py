@@ -139,11 +139,14 @@ class Workspace:
         if (state / "controller.json").exists():
             self.zd("down", check=False, timeout=60)
         marker = f"ZERODOWN_STATE_DIR={state.resolve()}".encode()
+        where = str(state.resolve()).encode()  # a router names its admin socket in there
         for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
                 try:
                     if marker in (entry / "environ").read_bytes().split(b"\0"):
                         os.killpg(int(entry.name), signal.SIGKILL)
+                    elif where in (entry / "cmdline").read_bytes():
+                        os.kill(int(entry.name), signal.SIGKILL)
                 except OSError:
                     pass
         for pidfile in ("router.pid",):
