@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from benchkit import wait_status
 
 from zerodown.control.client import ApiError, Client
 from zerodown.control.process import shut_down, start_controller
@@ -148,16 +149,6 @@ class Round:
     @property
     def canary_to_decision(self) -> float:
         return self.aborted_at - self.first_canary
-
-
-def wait_status(client: Client, predicate: Any, *, timeout: float, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state: dict[str, Any] = client.get("/api/status")
-        if predicate(state["status"]):
-            return state
-        time.sleep(0.1)
-    raise TimeoutError(f"waited {timeout:g}s for {what}; see the workspace's .zerodown/logs/")
 
 
 def deploy(client: Client, version: str, spec: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import yaml
+from benchkit import wait_status
 
 from zerodown.api.dashboard import WEB
 from zerodown.control.client import Client, controller_url
@@ -37,15 +38,6 @@ def paused_canary(spec: dict[str, Any]) -> dict[str, Any]:
     steps = [{"set_weight": 25}, {"pause": {}}, {"set_weight": 100}]
     canary = {**spec["strategy"]["canary"], "steps": steps}
     return {**spec, "strategy": {"canary": canary}}
-
-
-def wait(client: Client, predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if predicate(client.get("/api/status")["status"]):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"waited 60 s for {what}")
 
 
 def timed(http: httpx.Client, path: str, n: int) -> dict[str, float]:
@@ -80,9 +72,11 @@ def main() -> int:
     try:
         with Client(paths) as client:
             client.post("/api/deploy", {"version": "v1", "spec": spec, "who": "bench"})
-            wait(client, lambda s: s["stable"] == "v1", "v1")
+            wait_status(client, lambda s: s["stable"] == "v1", what="v1")
             client.post("/api/deploy", {"version": "v2", "spec": spec, "who": "bench"})
-            wait(client, lambda s: s["rollout"]["phase"] == "paused", "the canary's pause")
+            wait_status(
+                client, lambda s: s["rollout"]["phase"] == "paused", what="the canary's pause"
+            )
         headers = {"Authorization": f"Bearer {paths.token()}"}
         with (
             LoadGenerator(f"http://127.0.0.1:{port}/", rate=300, max_seconds=120),

@@ -24,11 +24,12 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from benchkit import wait_status
 
 from zerodown.control.client import ApiError, Client
 from zerodown.control.process import shut_down, start_controller
@@ -38,15 +39,6 @@ from zerodown.net import free_port
 from zerodown.paths import Paths
 
 APP = Path(__file__).resolve().parents[1] / "src" / "zerodown" / "demo" / "app.py"
-
-
-def wait_for(client: Client, predicate: Callable[[dict[str, Any]], bool], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if predicate(client.get("/api/status")["status"]):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"waited 60s for {what}; see the workspace's .zerodown/logs/")
 
 
 def post(client: Client, path: str, body: dict[str, Any]) -> None:
@@ -78,9 +70,9 @@ def rollback_round(
     client: Client, spec: dict[str, Any], old: str, new: str, url: str, rate: float
 ) -> dict[str, Any]:
     post(client, "/api/deploy", {"version": new, "spec": spec})
-    wait_for(client, lambda s: s["rollout"]["phase"] == "paused", f"{new}'s preview")
+    wait_status(client, lambda s: s["rollout"]["phase"] == "paused", what=f"{new}'s preview")
     post(client, "/api/promote", {})
-    wait_for(client, lambda s: s["stable"] == new, f"the switch to {new}")
+    wait_status(client, lambda s: s["stable"] == new, what=f"the switch to {new}")
     with LoadGenerator(url, rate=rate, max_seconds=30) as load:
         time.sleep(1)
         called = time.time()
@@ -98,10 +90,10 @@ def abort_round(
     client: Client, spec: dict[str, Any], new: str, url: str, rate: float
 ) -> dict[str, Any]:
     post(client, "/api/deploy", {"version": new, "spec": spec})
-    wait_for(
+    wait_status(
         client,
         lambda s: s["rollout"]["version"] == new and s["rollout"]["phase"] == "paused",
-        f"{new} at 50 %",
+        what=f"{new} at 50 %",
     )
     with LoadGenerator(url, rate=rate, max_seconds=30) as load:
         time.sleep(1)
@@ -112,7 +104,7 @@ def abort_round(
     canary = [received(s) for s in report.samples if s.version == new]
     if not canary:
         raise RuntimeError(f"{new} answered nothing before the abort")
-    wait_for(client, lambda s: s["rollout"]["phase"] == "aborted", f"{new} to be aborted")
+    wait_status(client, lambda s: s["rollout"]["phase"] == "aborted", what=f"{new} to be aborted")
     return {
         "seconds": max(0.0, max(canary) - called),
         "failed": len(report.failed),
@@ -166,7 +158,7 @@ def main() -> int:
     try:
         with Client(paths) as client:
             post(client, "/api/deploy", {"version": "v0", "spec": bluegreen})
-            wait_for(client, lambda s: s["stable"] == "v0", "v0")
+            wait_status(client, lambda s: s["stable"] == "v0", what="v0")
             for n in range(1, args.rounds + 1):
                 r = rollback_round(client, bluegreen, "v0", f"bg{n}", url, args.rate)
                 rollbacks.append(r)
@@ -183,7 +175,7 @@ def main() -> int:
                     f" call, {r['failed']} failed of {r['requests']}",
                     flush=True,
                 )
-                wait_for(client, lambda s: s["rollout"]["phase"] == "aborted", "the abort")
+                wait_status(client, lambda s: s["rollout"]["phase"] == "aborted", what="the abort")
     finally:
         shut_down(paths, who="bench", timeout=60)
         shutil.rmtree(root, ignore_errors=True)
