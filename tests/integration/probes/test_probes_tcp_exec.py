@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from support.services import free_port
+from contract.drivers.drivers_kit import context
 from zerodown import drivers
 from zerodown.core.model import Instance
-from zerodown.paths import Paths
 from zerodown.probes.checks import PlatformProber
-from zerodown.spec.model import ProbeSpec, RunSpec, Spec, TcpCheck
+from zerodown.spec.model import ProbeSpec, RunSpec, TcpCheck
 
 pytestmark = pytest.mark.anyio
 
@@ -34,16 +33,7 @@ LISTENER = (
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[PlatformProber, Instance]]:
-    spec = Spec.model_validate(
-        {
-            "service": "shop",
-            "run": {"command": ["app"]},
-            "router": {"listen": f"127.0.0.1:{free_port()}"},
-        }
-    )
-    paths = Paths.for_spec(tmp_path / "zerodown.yaml")
-    paths.ensure()
-    platform = drivers.platforms.create("local", drivers.DriverContext(spec=spec, paths=paths))
+    platform = drivers.platforms.create("local", context(tmp_path))
     workdir = tmp_path / "app"
     workdir.mkdir()
     run = RunSpec(command=[sys.executable, "-c", LISTENER], workdir=str(workdir))
