@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from router_bench import _ms  # wrk's latency units, read as router_bench reads them
+
 from zerodown.core.routes import Backend, Pool, RouteTable
 from zerodown.net import free_port
 from zerodown.paths import Paths
@@ -83,15 +85,6 @@ http {{
   }}
 }}
 """
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
-    if not m:
-        raise ValueError(f"cannot read wrk latency {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 async def wrk(url: str, *, duration: int, connections: int) -> tuple[float, float, float]:
