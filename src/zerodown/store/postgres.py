@@ -1,7 +1,7 @@
 """The PostgreSQL state store (`state: {url: "postgresql://user@host/db"}`): what lets two
 controllers, each on its own machine or process, share one service's state and lead in turn.
 
-Same rows and semantics as the SQLite store (JSON documents of the core's dataclasses; `save`
+Same rows and semantics as the SQLite store (store/documents.py, shared by both; `save`
 in one transaction), in the `zerodown` schema of the database the URL names, created
 idempotently (under a transaction-scoped advisory lock, so two controllers starting together do
 not race on CREATE). Every call returns or raises StoreUnavailable within seconds:
@@ -23,18 +23,17 @@ takeover waits for a write under way to commit, and a write after a takeover fai
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from zerodown.core.errors import NotLeader, SpecError, StoreUnavailable
-from zerodown.core.model import Event, EventRow, Instance, Revision, Rollout, ServiceStatus
 from zerodown.core.ports import ControllerSeen, Leadership, Lease
 from zerodown.drivers import DriverContext
+from zerodown.store.documents import DocumentStore, Statement
 from zerodown.store.leases import claimed
 
 CONNECT_TIMEOUT = 3  # seconds (libpq takes whole seconds)
@@ -109,7 +108,7 @@ def _redacted(url: str) -> str:
     return f"postgresql://{parts.get('user', '')}@{host}:{parts.get('port', 5432)}/{db}"
 
 
-class PostgresStore:
+class PostgresStore(DocumentStore):
     def __init__(self, url: str) -> None:
         self.url = url
         self.where = _redacted(url)
@@ -136,6 +135,8 @@ class PostgresStore:
         try:
             if self._db is None or self._db.closed or self._db.broken:
                 self._db = psycopg.connect(self._conninfo, autocommit=True)
+                # The shared document SQL (store/documents.py) names tables without a schema.
+                self._db.execute("SET search_path TO zerodown")
             yield self._db
         except psycopg.Error as exc:
             if self._db is not None and (
@@ -152,13 +153,16 @@ class PostgresStore:
 
     def _rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         with self._using() as db:
-            return db.execute(sql, args).fetchall()
+            return db.execute(_psycopg(sql), args).fetchall()
 
-    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def _write(self, statements: list[Statement]) -> list[tuple[Any, ...]]:
         with self._using() as db, db.transaction():
             self._check_fence(db)
+            rows: list[tuple[Any, ...]] = []
             for sql, args in statements:
-                db.execute(sql, args)
+                cursor = db.execute(_psycopg(sql), args)
+                rows = cursor.fetchall() if cursor.description else []
+            return rows
 
     # leader lease -------------------------------------------------------------------------
 
@@ -243,119 +247,7 @@ class PostgresStore:
             now=now,
         )
 
-    # status -------------------------------------------------------------------------------
 
-    def status(self, service: str) -> ServiceStatus:
-        rows = self._rows("SELECT doc FROM zerodown.status WHERE service = %s", service)
-        return ServiceStatus.from_json(json.loads(rows[0][0])) if rows else ServiceStatus(service)
-
-    def save(self, status: ServiceStatus, events: Sequence[EventRow] = ()) -> None:
-        """The status, its rollout's revision row and the decision records, in one transaction."""
-        statements: list[tuple[str, tuple[Any, ...]]] = [
-            (
-                "INSERT INTO zerodown.status (service, doc) VALUES (%s, %s)"
-                " ON CONFLICT (service) DO UPDATE SET doc = excluded.doc",
-                (status.service, json.dumps(status.to_json())),
-            )
-        ]
-        if status.rollout is not None:
-            statements.append(_revision_update(status.service, status.rollout))
-        self._write(statements + _event_inserts(status.service, events))
-
-    def add_events(self, service: str, events: Sequence[EventRow]) -> None:
-        self._write(_event_inserts(service, events))
-
-    # instances ----------------------------------------------------------------------------
-
-    def instances(self, service: str) -> list[Instance]:
-        rows = self._rows(
-            "SELECT doc FROM zerodown.instances WHERE service = %s ORDER BY id", service
-        )
-        return [Instance.from_json(json.loads(doc)) for (doc,) in rows]
-
-    def put_instance(self, service: str, instance: Instance) -> None:
-        self._write(
-            [
-                (
-                    "INSERT INTO zerodown.instances (id, service, doc) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
-                    (instance.id, service, json.dumps(instance.to_json())),
-                )
-            ]
-        )
-
-    def delete_instance(self, instance_id: str) -> None:
-        self._write([("DELETE FROM zerodown.instances WHERE id = %s", (instance_id,))])
-
-    # revisions and events -----------------------------------------------------------------
-
-    def add_revision(
-        self, service: str, *, version: str, strategy: str, spec: dict[str, Any], now: float
-    ) -> int:
-        with self._using() as db, db.transaction():
-            self._check_fence(db)
-            row = db.execute(
-                "INSERT INTO zerodown.revisions (service, number, version, strategy, spec,"
-                " created_at, outcome) SELECT %s, COALESCE(MAX(number), 0) + 1, %s, %s, %s, %s,"
-                " 'progressing' FROM zerodown.revisions WHERE service = %s RETURNING number",
-                (service, version, strategy, json.dumps(spec), now, service),
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def revisions(self, service: str) -> list[Revision]:
-        rows = self._rows(
-            "SELECT number, version, strategy, spec, created_at, finished_at, outcome, reason,"
-            " db_schema FROM zerodown.revisions WHERE service = %s ORDER BY number",
-            service,
-        )
-        return [
-            Revision(int(n), v, s, json.loads(spec), c, f, o, r, d)
-            for n, v, s, spec, c, f, o, r, d in rows
-        ]
-
-    def revision(self, service: str, number: int) -> Revision | None:
-        return next((r for r in self.revisions(service) if r.number == number), None)
-
-    def set_revision_schema(self, service: str, number: int, schema: str) -> None:
-        self._write(
-            [
-                (
-                    "UPDATE zerodown.revisions SET db_schema = %s WHERE service = %s"
-                    " AND number = %s",
-                    (schema, service, number),
-                )
-            ]
-        )
-
-    def end_revision(self, service: str, rollout: Rollout) -> None:
-        self._write([_revision_update(service, rollout)])
-
-    def events(self, service: str, *, after: int = 0, limit: int = 200) -> list[Event]:
-        rows = self._rows(
-            "SELECT id, at, revision, kind, message FROM zerodown.events WHERE service = %s"
-            " AND id > %s ORDER BY id DESC LIMIT %s",
-            service,
-            after,
-            limit,
-        )
-        return [Event(int(i), at, rev, kind, msg) for i, at, rev, kind, msg in reversed(rows)]
-
-
-def _event_inserts(service: str, events: Sequence[EventRow]) -> list[tuple[str, tuple[Any, ...]]]:
-    return [
-        (
-            "INSERT INTO zerodown.events (service, at, revision, kind, message)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (service, at, rev, kind, message),
-        )
-        for at, rev, kind, message in events
-    ]
-
-
-def _revision_update(service: str, rollout: Rollout) -> tuple[str, tuple[Any, ...]]:
-    return (
-        "UPDATE zerodown.revisions SET outcome = %s, reason = %s, finished_at = %s"
-        " WHERE service = %s AND number = %s",
-        (rollout.phase.value, rollout.reason, rollout.finished_at, service, rollout.revision),
-    )
+def _psycopg(sql: str) -> str:
+    """The shared SQL's `?` placeholders as psycopg's `%s` (no statement has a literal ? or %)."""
+    return sql.replace("?", "%s")

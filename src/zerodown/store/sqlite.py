@@ -1,7 +1,8 @@
 """The default state store: one SQLite file in `.zerodown/`, WAL mode, one writer (the controller).
 
-Rows hold JSON documents of the core's frozen dataclasses, so the schema stays small and the
-store never interprets them beyond the few columns it indexes.
+Rows hold JSON documents of the core's frozen dataclasses (store/documents.py, shared with the
+PostgreSQL store), so the schema stays small and the store never interprets them beyond the few
+columns it indexes.
 
 Every call either succeeds or raises StoreUnavailable within a few seconds: SQLite waits at most
 BUSY_TIMEOUT for a lock another process holds, and a caller waits at most LOCK_WAIT for the
@@ -20,18 +21,17 @@ Chosen by the spec's `state.url` scheme: `sqlite:///<path>` (relative to the spe
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from zerodown.core.errors import NotLeader, SpecError, StoreUnavailable
-from zerodown.core.model import Event, EventRow, Instance, Revision, Rollout, ServiceStatus
 from zerodown.core.ports import ControllerSeen, Leadership, Lease
 from zerodown.drivers import DriverContext
+from zerodown.store.documents import DocumentStore, Statement
 from zerodown.store.leases import claimed
 
 BUSY_TIMEOUT = 1.0  # seconds SQLite waits for another process's lock before "database is locked"
@@ -74,7 +74,7 @@ def sqlite_path(url: str, *, base: Path) -> str:
     return rest if rest == ":memory:" else str(base / rest)
 
 
-class SqliteStore:
+class SqliteStore(DocumentStore):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
@@ -112,11 +112,13 @@ class SqliteStore:
         with self._using():
             return self._db.execute(sql, args).fetchall()
 
-    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def _write(self, statements: list[Statement]) -> list[tuple[Any, ...]]:
         with self._using(), self._transaction():
             self._check_fence()
+            rows: list[tuple[Any, ...]] = []
             for sql, args in statements:
-                self._db.execute(sql, args)
+                rows = self._db.execute(sql, args).fetchall()
+            return rows
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -203,118 +205,3 @@ class SqliteStore:
             controllers=tuple(ControllerSeen(*row) for row in seen),
             now=now,
         )
-
-    # status -------------------------------------------------------------------------------
-
-    def status(self, service: str) -> ServiceStatus:
-        rows = self._rows("SELECT doc FROM status WHERE service = ?", service)
-        return ServiceStatus.from_json(json.loads(rows[0][0])) if rows else ServiceStatus(service)
-
-    def save(self, status: ServiceStatus, events: Sequence[EventRow] = ()) -> None:
-        """The status, its rollout's revision row and the decision records, in one transaction."""
-        statements: list[tuple[str, tuple[Any, ...]]] = [
-            (
-                "INSERT INTO status (service, doc) VALUES (?, ?) "
-                "ON CONFLICT (service) DO UPDATE SET doc = excluded.doc",
-                (status.service, json.dumps(status.to_json())),
-            )
-        ]
-        if status.rollout is not None:
-            statements.append(_revision_update(status.service, status.rollout))
-        self._write(statements + _event_inserts(status.service, events))
-
-    def add_events(self, service: str, events: Sequence[EventRow]) -> None:
-        """Decision-log entries that change no status (errors, probe reports, flag guards)."""
-        self._write(_event_inserts(service, events))
-
-    # instances ----------------------------------------------------------------------------
-
-    def instances(self, service: str) -> list[Instance]:
-        rows = self._rows("SELECT doc FROM instances WHERE service = ? ORDER BY id", service)
-        return [Instance.from_json(json.loads(doc)) for (doc,) in rows]
-
-    def put_instance(self, service: str, instance: Instance) -> None:
-        self._write(
-            [
-                (
-                    "INSERT INTO instances (id, service, doc) VALUES (?, ?, ?) "
-                    "ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
-                    (instance.id, service, json.dumps(instance.to_json())),
-                )
-            ]
-        )
-
-    def delete_instance(self, instance_id: str) -> None:
-        self._write([("DELETE FROM instances WHERE id = ?", (instance_id,))])
-
-    # revisions and events -----------------------------------------------------------------
-
-    def add_revision(
-        self, service: str, *, version: str, strategy: str, spec: dict[str, Any], now: float
-    ) -> int:
-        with self._using(), self._transaction():
-            self._check_fence()
-            (last,) = self._db.execute(
-                "SELECT COALESCE(MAX(number), 0) FROM revisions WHERE service = ?", (service,)
-            ).fetchone()
-            self._db.execute(
-                "INSERT INTO revisions (service, number, version, strategy, spec, created_at,"
-                " outcome) VALUES (?, ?, ?, ?, ?, ?, 'progressing')",
-                (service, last + 1, version, strategy, json.dumps(spec), now),
-            )
-        return int(last) + 1
-
-    def revisions(self, service: str) -> list[Revision]:
-        rows = self._rows(
-            "SELECT number, version, strategy, spec, created_at, finished_at, outcome, reason,"
-            " db_schema FROM revisions WHERE service = ? ORDER BY number",
-            service,
-        )
-        return [
-            Revision(n, v, s, json.loads(spec), c, f, o, r, d)
-            for n, v, s, spec, c, f, o, r, d in rows
-        ]
-
-    def revision(self, service: str, number: int) -> Revision | None:
-        return next((r for r in self.revisions(service) if r.number == number), None)
-
-    def set_revision_schema(self, service: str, number: int, schema: str) -> None:
-        self._write(
-            [
-                (
-                    "UPDATE revisions SET db_schema = ? WHERE service = ? AND number = ?",
-                    (schema, service, number),
-                )
-            ]
-        )
-
-    def end_revision(self, service: str, rollout: Rollout) -> None:
-        self._write([_revision_update(service, rollout)])
-
-    def events(self, service: str, *, after: int = 0, limit: int = 200) -> list[Event]:
-        rows = self._rows(
-            "SELECT id, at, revision, kind, message FROM events WHERE service = ? AND id > ?"
-            " ORDER BY id DESC LIMIT ?",
-            service,
-            after,
-            limit,
-        )
-        return [Event(*row) for row in reversed(rows)]
-
-
-def _event_inserts(service: str, events: Sequence[EventRow]) -> list[tuple[str, tuple[Any, ...]]]:
-    return [
-        (
-            "INSERT INTO events (service, at, revision, kind, message) VALUES (?, ?, ?, ?, ?)",
-            (service, at, rev, kind, message),
-        )
-        for at, rev, kind, message in events
-    ]
-
-
-def _revision_update(service: str, rollout: Rollout) -> tuple[str, tuple[Any, ...]]:
-    return (
-        "UPDATE revisions SET outcome = ?, reason = ?, finished_at = ?"
-        " WHERE service = ? AND number = ?",
-        (rollout.phase.value, rollout.reason, rollout.finished_at, service, rollout.revision),
-    )
