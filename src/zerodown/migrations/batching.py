@@ -31,3 +31,11 @@ def next_batch_size(size: int, outcome: BatchOutcome, *, target: float, lo: int,
     else:
         wanted = int(size * min(2.0, target / outcome.seconds))
     return max(lo, min(hi, wanted))
+
+
+def pause_after(outcome: BatchOutcome, *, duty: float, least: float) -> float:
+    """The pause after a batch, so that the backfill works `duty` of the time: a batch of
+    `seconds` is followed by seconds × (1/duty − 1), and never less than `least`."""
+    if duty >= 1.0:
+        return least
+    return max(least, outcome.seconds * (1.0 / max(duty, 0.01) - 1.0))

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pgerr
 
 from .actions import Backfill, DBAction, MigrationError
-from .batching import BatchOutcome, next_batch_size
+from .batching import BatchOutcome, next_batch_size, pause_after
 from .schema import ident, literal
 
 T = TypeVar("T")
@@ -44,7 +44,8 @@ class Options:
     batch_target: float = 0.03  # seconds an adapted batch aims to hold its row locks
     batch_first: int = 1000  # an adapted backfill's first batch
     batch_max: int = 100_000
-    batch_delay: float = 0.005
+    batch_delay: float = 0.005  # the shortest pause between two batches
+    batch_duty: float = 1.0  # an adapted backfill's share of the time: pause = batch × (1/duty − 1)
     max_batches: int | None = None  # stop (as if crashed) after this many batches: for tests
     max_actions: int | None = None  # stop (as if crashed) after this many statements: for tests
 
@@ -220,6 +221,7 @@ class Executor:
         )
         first = ident(b.pk[0][0])
         self.conn.execute("SET zerodown.backfill = 'on'")
+        self.conn.execute("SET synchronous_commit = off")
         size = self.o.batch_size or self.o.batch_first
         try:
             while True:
@@ -243,17 +245,17 @@ class Executor:
                     result: list[Any] = result,
                 ) -> None:
                     result.clear()
-                    self.conn.execute("SET LOCAL synchronous_commit = off")
                     row = self.conn.execute(find_end, [*(upper or []), *bounds]).fetchone()
                     end = row[0] if row else upper  # fewer than `size` rows left: the rest
                     count = self.conn.execute(update, [*(end or []), *bounds]).rowcount
                     last = None if end == upper else end
-                    self.conn.execute(
+                    row = self.conn.execute(
                         "UPDATE zerodown.backfills SET cursor = coalesce(%s, cursor),"
-                        " rows = rows + %s, done = %s WHERE migration_id = %s AND table_name = %s",
+                        " rows = rows + %s, done = %s WHERE migration_id = %s AND table_name = %s"
+                        f" RETURNING {ANYONE_WAITS}",
                         (last, count, last is None, migration_id, b.table),
-                    )
-                    waited = self.o.batch_size is None and _anyone_waits(self.conn)
+                    ).fetchone()
+                    waited = self.o.batch_size is None and bool(row and row[0])
                     result.extend((count, last, waited))
 
                 retries, started = self.stats.lock_retries, time.perf_counter()
@@ -280,10 +282,14 @@ class Executor:
                         f"backfill of {b.table} stopped after {self.stats.batches} batches "
                         "(max_batches); run start again to resume"
                     )
-                if self.o.batch_delay:
-                    time.sleep(self.o.batch_delay)
+                pause = self.o.batch_delay
+                if self.o.batch_size is None:
+                    pause = pause_after(outcome, duty=self.o.batch_duty, least=pause)
+                if pause > 0:
+                    time.sleep(pause)
         finally:
             self.conn.execute("RESET zerodown.backfill")
+            self.conn.execute("RESET synchronous_commit")
 
     def _batches_said(self) -> str:
         if self.stats.batch_sizes is None:
@@ -299,13 +305,11 @@ class Executor:
         self.stats.batch_sizes = (min(low, size), max(high, size))
 
 
-def _anyone_waits(conn: psycopg.Connection[Any]) -> bool:
-    """Whether a statement is waiting on a lock this session holds (the batch's rows)."""
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted"
-        " AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
-    ).fetchone()
-    return bool(row and row[0])
+# Whether a statement is waiting on a lock this session holds (the batch's rows).
+ANYONE_WAITS = (
+    "EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted"
+    " AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
+)
 
 
 def drop_schema_action(name: str) -> DBAction:
