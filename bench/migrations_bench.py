@@ -152,7 +152,9 @@ class LockWatch:
                     " FROM pg_stat_activity"
                 ).fetchone()
                 if row:
-                    self.samples.append((time.perf_counter(), float(row[0]), list(row[1]), int(row[2])))
+                    self.samples.append(
+                        (time.perf_counter(), float(row[0]), list(row[1]), int(row[2]))
+                    )
                 time.sleep(0.02)
 
     def __enter__(self) -> LockWatch:
@@ -263,9 +265,13 @@ def fmt(name: str, r: dict[str, Any]) -> str:
         + "; workload backends waiting on a lock (mean of samples) "
         + "/".join(f"{v['workload_lock_waiting']:.3f}" for v in r["sampled"].values())
         + ", waits during "
-        + ", ".join(f"{k} {v:.2f}" for k, v in list(r["sampled"]["during"]["workload_waits"].items())[:4])
+        + ", ".join(
+            f"{k} {v:.2f}" for k, v in list(r["sampled"]["during"]["workload_waits"].items())[:4]
+        )
         + ", before "
-        + ", ".join(f"{k} {v:.2f}" for k, v in list(r["sampled"]["before"]["workload_waits"].items())[:4])
+        + ", ".join(
+            f"{k} {v:.2f}" for k, v in list(r["sampled"]["before"]["workload_waits"].items())[:4]
+        )
         + ", autovacuum "
         + "/".join(f"{v['autovacuum']:.2f}" for v in r["sampled"].values())
     )
