@@ -11,7 +11,7 @@ Control law, after each batch (measured from its first statement to its commit):
 - **Pause (duty cycle).** Locks are not all a backfill costs the workload: each batch also
   takes a CPU and writes WAL that the workload's next commit has to flush with its own. So the
   backfill works only a share `duty` of the time: a batch of `seconds` is followed by a pause of
-  seconds * (1/duty - 1) (a 30 ms batch at duty 0.5 rests 30 ms), never less than `least`.
+  seconds * (1/duty - 1) (a 100 ms batch at duty 0.5 rests 100 ms), never less than `least`.
 - **Throttle (AIMD on the duty).** The duty halves, down to `duty_min`, after a batch that
   blocked anyone (above) or at whose end a workload statement was seen in flight and waiting
   (a lock, the WAL, I/O) for longer than `target` — a statement slowed past the time the

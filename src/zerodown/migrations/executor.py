@@ -6,11 +6,12 @@
   Backoff and Jitter").
 - CREATE INDEX CONCURRENTLY cannot run in a transaction and leaves an INVALID index behind when
   it fails; that index is detected in pg_index, dropped CONCURRENTLY and built again.
-- The backfill touches rows in primary-key order, one batch per transaction, pausing
-  `batch_delay` between batches; its cursor is committed with each batch, so a crashed start
-  resumes after the last finished batch. A batch's size adapts so that it holds its row locks
-  about `batch_target` seconds, and halves when anyone waited on it (batching.py); a fixed
-  `batch_size` turns that off. Its commits do not wait for the WAL flush (synchronous_commit
+- The backfill touches rows in primary-key order, one batch per statement (its cursor moves in
+  the same statement, so a crashed start resumes after the last finished batch). A batch's
+  size adapts so that it holds its row locks about `batch_target` seconds and halves when
+  anyone waited on it; the backfill rests after each batch so that it works `batch_duty` of
+  the time, less while the workload is seen slowed (batching.py, the control law); a fixed
+  `batch_size` turns that off and pauses `batch_delay`. Its commits do not wait for the WAL flush (synchronous_commit
   off): a batch lost in a server crash is done again, and filling a row twice changes nothing. It stops at the highest key seen once the triggers were
   in place: rows written after that were already filled by the triggers.
 """
@@ -41,11 +42,11 @@ class Options:
     backoff: float = 0.05
     backoff_cap: float = 2.0
     batch_size: int | None = None  # rows per batch; None: adapted (see batching.py)
-    batch_target: float = 0.03  # seconds an adapted batch aims to hold its row locks
+    batch_target: float = 0.1  # seconds an adapted batch aims to hold its row locks
     batch_first: int = 1000  # an adapted backfill's first batch
     batch_max: int = 100_000
     batch_delay: float = 0.005  # the shortest pause between two batches
-    batch_duty: float = 0.5  # an adapted backfill's most share of the time (see batching.py)
+    batch_duty: float = 0.5  # the largest share of the time an adapted backfill works
     batch_duty_min: float = 0.1  # the least it is throttled down to
     max_batches: int | None = None  # stop (as if crashed) after this many batches: for tests
     max_actions: int | None = None  # stop (as if crashed) after this many statements: for tests
