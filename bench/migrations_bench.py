@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import secrets
@@ -33,55 +34,76 @@ from zerodown.migrations import api
 from zerodown.migrations.executor import Options
 
 
+def _worker(url: str, rows: int, seed: int, stop: Any, out: Any) -> None:
+    """One workload client, in a process of its own: the bench's threads (lock sampler, the
+    migration's own client) must not hold the GIL while a workload statement's reply waits."""
+    rnd = random.Random(seed)
+    samples: list[tuple[float, float, str]] = []  # (start time, latency, kind)
+    errors: dict[str, int] = {}
+    with psycopg.connect(url, autocommit=True, application_name="bench:v1") as c:
+        while not stop.is_set():
+            key = rnd.randint(1, rows)
+            roll = rnd.random()
+            kind = "read" if roll < 0.6 else "update" if roll < 0.9 else "insert"
+            t0 = time.perf_counter()
+            try:
+                if kind == "read":
+                    c.execute("SELECT qty FROM items WHERE id = %s", (key,)).fetchone()
+                elif kind == "update":
+                    c.execute("UPDATE items SET qty = qty + 1 WHERE id = %s", (key,))
+                else:
+                    c.execute("INSERT INTO items (qty, note) VALUES (1, 'w')")
+            except psycopg.Error as e:
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+            samples.append((t0, time.perf_counter() - t0, kind))
+            time.sleep(0.002)
+    out.put((samples, errors))
+
+
 class Workload:
+    """`workers` clients (processes) running point reads, updates and inserts; every statement's
+    start (time.perf_counter, one clock for all processes on Linux) and latency is kept."""
+
     def __init__(self, url: str, rows: int, workers: int) -> None:
-        self.url, self.rows, self.workers = url, rows, workers
-        self.samples: list[tuple[float, float]] = []  # (start time, latency)
+        ctx = multiprocessing.get_context("fork")
+        self.stop, self.out = ctx.Event(), ctx.Queue()
+        self.procs = [
+            ctx.Process(target=_worker, args=(url, rows, i, self.stop, self.out), daemon=True)
+            for i in range(workers)
+        ]
+        self.samples: list[tuple[float, float, str]] = []
         self.errors = 0
         self.error_kinds: dict[str, int] = {}
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(workers)]
-
-    def _run(self, seed: int) -> None:
-        rnd = random.Random(seed)
-        with psycopg.connect(self.url, autocommit=True, application_name="bench:v1") as c:
-            while not self.stop.is_set():
-                key = rnd.randint(1, self.rows)
-                kind = rnd.random()
-                t0 = time.perf_counter()
-                try:
-                    if kind < 0.6:
-                        c.execute("SELECT qty FROM items WHERE id = %s", (key,)).fetchone()
-                    elif kind < 0.9:
-                        c.execute("UPDATE items SET qty = qty + 1 WHERE id = %s", (key,))
-                    else:
-                        c.execute("INSERT INTO items (qty, note) VALUES (1, 'w')")
-                except psycopg.Error as e:
-                    with self.lock:
-                        self.errors += 1
-                        kind = type(e).__name__
-                        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
-                t1 = time.perf_counter()
-                with self.lock:
-                    self.samples.append((t0, t1 - t0))
-                time.sleep(0.002)
 
     def __enter__(self) -> Workload:
-        for t in self.threads:
-            t.start()
+        for p in self.procs:
+            p.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        for t in self.threads:
-            t.join(30)
+        for _ in self.procs:
+            samples, errors = self.out.get(timeout=60)
+            self.samples.extend(samples)
+            for kind, n in errors.items():
+                self.errors += n
+                self.error_kinds[kind] = self.error_kinds.get(kind, 0) + n
+        for p in self.procs:
+            p.join(30)
 
-    def window(self, start: float, end: float) -> dict[str, float]:
+    def window(
+        self, start: float, end: float, kind: str | None = None, *, began: bool = False
+    ) -> dict[str, float]:
         """Statements that ran at any moment of [start, end]: one that began during the change
-        and was still waiting when it returned counts, with its whole latency."""
-        with self.lock:
-            lat = sorted(x for t, x in self.samples if t <= end and t + x >= start)
+        and was still waiting when it returned counts, with its whole latency. `began`: only
+        those that began in the window."""
+        lat = sorted(
+            x
+            for t, x, k in self.samples
+            if t <= end
+            and (t >= start if began else t + x >= start)
+            and (kind is None or k == kind)
+        )
         if not lat:
             return {"ops": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
         return {
@@ -92,14 +114,26 @@ class Workload:
             "max_ms": lat[-1] * 1000,
         }
 
+    def windows(self, start: float, end: float, *, began: bool = False) -> dict[str, Any]:
+        whole: dict[str, Any] = self.window(start, end, began=began)
+        whole["by_kind_p99_ms"] = {
+            k: self.window(start, end, k, began=began)["p99_ms"]
+            for k in ("read", "update", "insert")
+        }
+        return whole
+
 
 class LockWatch:
-    """Longest time any backend has been waiting on a heavyweight lock, sampled every 20 ms,
-    measured from when its wait began (pg_locks.waitstart, PostgreSQL 14+)."""
+    """Sampled every 20 ms over the whole measure (before and during alike, so its own cost
+    falls on both windows): the longest time any backend has been waiting on a heavyweight
+    lock, measured from when its wait began (pg_locks.waitstart, PostgreSQL 14+), and what the
+    workload's backends and the server were doing at each sample."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.longest = 0.0
+        self.samples: list[tuple[float, float, list[str], int]] = []
+        # (time, longest current wait, what the workload's active backends wait on,
+        #  autovacuum workers)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run)
 
@@ -107,11 +141,20 @@ class LockWatch:
         with psycopg.connect(self.url, autocommit=True) as c:
             while not self.stop.is_set():
                 row = c.execute(
-                    "SELECT coalesce(max(extract(epoch FROM clock_timestamp() - l.waitstart)), 0)"
-                    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                    " WHERE NOT l.granted AND a.datname = current_database()"
+                    "SELECT"
+                    " (SELECT coalesce(max(extract(epoch FROM clock_timestamp() - l.waitstart)),"
+                    "  0) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    "  WHERE NOT l.granted AND a.datname = current_database()),"
+                    " coalesce(array_agg(wait_event_type || ':' || wait_event) FILTER ("
+                    "  WHERE application_name = 'bench:v1' AND state = 'active'"
+                    "  AND wait_event IS NOT NULL), '{}'),"
+                    " count(*) FILTER (WHERE backend_type = 'autovacuum worker')"
+                    " FROM pg_stat_activity"
                 ).fetchone()
-                self.longest = max(self.longest, float(row[0]) if row else 0.0)
+                if row:
+                    self.samples.append(
+                        (time.perf_counter(), float(row[0]), list(row[1]), int(row[2]))
+                    )
                 time.sleep(0.02)
 
     def __enter__(self) -> LockWatch:
@@ -121,6 +164,31 @@ class LockWatch:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(10)
+
+    def window(self, start: float, end: float) -> dict[str, float]:
+        s = [x for x in self.samples if start <= x[0] <= end]
+        n = max(len(s), 1)
+        waits: dict[str, float] = {}
+        for x in s:
+            for event in x[2]:
+                waits[event] = waits.get(event, 0.0) + 1 / n
+        return {
+            "longest_lock_wait_ms": max((x[1] for x in s), default=0.0) * 1000,
+            "samples": len(s),
+            "workload_lock_waiting": sum(v for k, v in waits.items() if k.startswith("Lock:")),
+            "workload_waits": dict(sorted(waits.items(), key=lambda kv: -kv[1])),
+            "autovacuum": sum(x[3] for x in s) / n,
+        }
+
+
+def cpu_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs so far, from /proc/stat."""
+    try:
+        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return (0.0, 0.0)
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return (sum(fields) - idle, sum(fields))
 
 
 def load(url: str, rows: int) -> None:
@@ -135,24 +203,41 @@ def load(url: str, rows: int) -> None:
         c.execute("VACUUM ANALYZE items")
 
 
-def measure(url: str, rows: int, workers: int, change: Any, warm: float) -> dict[str, Any]:
-    with Workload(url, rows, workers) as w:
-        t0 = time.perf_counter()
-        time.sleep(warm)
-        t1 = time.perf_counter()
-        with LockWatch(url) as lw:
-            change()
-            t2 = time.perf_counter()
-        time.sleep(0.5)
-    return {
+def measure(
+    url: str, rows: int, workers: int, change: Any, warm: float, marks: dict[str, float]
+) -> dict[str, Any]:
+    """The workload runs `warm` seconds, then during `change()`, then 1 s more (the "after"
+    window: the change's triggers in place, no backfill). `marks` may receive the times at
+    which the change's backfill began and ended."""
+    with Workload(url, rows, workers) as w, LockWatch(url) as lw:
+        time.sleep(0.5)  # connections made, caches warm
+        t0, c0 = time.perf_counter(), cpu_busy()
+        time.sleep(max(warm - 0.5, 0.5))
+        t1, c1 = time.perf_counter(), cpu_busy()
+        change()
+        t2, c2 = time.perf_counter(), cpu_busy()
+        time.sleep(1.0)
+        t3, c3 = time.perf_counter(), cpu_busy()
+
+    def cpu(a: tuple[float, float], b: tuple[float, float]) -> float:
+        return (b[0] - a[0]) / max(b[1] - a[1], 1e-9)
+
+    windows = {"before": (t0, t1, c0, c1), "during": (t1, t2, c1, c2), "after": (t2, t3, c2, c3)}
+    out: dict[str, Any] = {
         "seconds": t2 - t1,
         "rows_per_s": rows / (t2 - t1),
-        "before": w.window(t0 + 0.5, t1),
-        "during": w.window(t1, t2),
-        "longest_lock_wait_ms": lw.longest * 1000,
+        **{k: w.windows(a, b, began=k == "after") for k, (a, b, _, _) in windows.items()},
+        "cpu_busy": {k: cpu(x, y) for k, (_, _, x, y) in windows.items()},
+        "sampled": {k: lw.window(a, b) for k, (a, b, _, _) in windows.items()},
+        "longest_lock_wait_ms": lw.window(t1, t2)["longest_lock_wait_ms"],
         "failed_statements": w.errors,
         "error_kinds": w.error_kinds,
     }
+    if "backfill_start" in marks and "backfill_end" in marks:
+        b0, b1 = marks["backfill_start"], marks["backfill_end"]
+        out["backfill_seconds"] = b1 - b0
+        out["backfill_window"] = w.windows(b0, b1)
+    return out
 
 
 def fmt(name: str, r: dict[str, Any]) -> str:
@@ -163,6 +248,32 @@ def fmt(name: str, r: dict[str, Any]) -> str:
         f"(max {d['max_ms']:8.1f} ms, {d.get('ops_per_s', 0):5.0f} ops/s) | "
         f"longest lock wait {r['longest_lock_wait_ms']:8.1f} ms | failed {r['failed_statements']}"
         + (f" {r['error_kinds']}" if r["error_kinds"] else "")
+        + "\n"
+        + f"{'':<26} p99 by kind (read/update/insert) before "
+        + "/".join(f"{v:.1f}" for v in b["by_kind_p99_ms"].values())
+        + ", during "
+        + "/".join(f"{v:.1f}" for v in d["by_kind_p99_ms"].values())
+        + f" ms; after (no change running) p99 {r['after']['p99_ms']:.1f} ms"
+        + (
+            f"; backfill alone {r['backfill_seconds']:.1f} s, p99 {r['backfill_window']['p99_ms']:.1f} ms"
+            if "backfill_window" in r
+            else ""
+        )
+        + "\n"
+        + f"{'':<26} CPU busy before/during/after "
+        + "/".join(f"{v:.0%}" for v in r["cpu_busy"].values())
+        + "; workload backends waiting on a lock (mean of samples) "
+        + "/".join(f"{v['workload_lock_waiting']:.3f}" for v in r["sampled"].values())
+        + ", waits during "
+        + ", ".join(
+            f"{k} {v:.2f}" for k, v in list(r["sampled"]["during"]["workload_waits"].items())[:4]
+        )
+        + ", before "
+        + ", ".join(
+            f"{k} {v:.2f}" for k, v in list(r["sampled"]["before"]["workload_waits"].items())[:4]
+        )
+        + ", autovacuum "
+        + "/".join(f"{v['autovacuum']:.2f}" for v in r["sampled"].values())
     )
 
 
@@ -177,15 +288,28 @@ def one_round(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
         c.execute("DROP SCHEMA IF EXISTS public_0001_qty_bigint CASCADE")
     load(url, args.rows)
     options = Options(
-        batch_size=args.batch_size, batch_target=args.batch_target, batch_delay=args.batch_delay
+        batch_size=args.batch_size,
+        batch_target=args.batch_target,
+        batch_delay=args.batch_delay,
+        batch_duty=args.batch_duty,
     )
     events: list[str] = []
+    marks: dict[str, float] = {}
+
+    def log(line: str) -> None:
+        events.append(line)
+        if line.startswith("backfill "):
+            marks.setdefault("backfill_start", time.perf_counter())
+            if ": done" in line:
+                marks["backfill_end"] = time.perf_counter()
+
     zd = measure(
         url,
         args.rows,
         args.workers,
-        lambda: api.start(url, path, options=options, log=events.append),
+        lambda: api.start(url, path, options=options, log=log),
         args.warm,
+        marks,
     )
     started = time.perf_counter()
     api.complete(url, options=options)
@@ -200,7 +324,7 @@ def one_round(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
             c.execute("ALTER TABLE items ALTER COLUMN qty TYPE bigint")
             c.execute("UPDATE items SET qty = qty * 2")
 
-    base = measure(url, args.rows, args.workers, plain, args.warm)
+    base = measure(url, args.rows, args.workers, plain, args.warm, {})
     print(fmt("plain ALTER + UPDATE", base))
     return {"zerodown": zd, "plain": base}
 
@@ -247,6 +371,7 @@ def main() -> int:
     ap.add_argument("--warm", type=float, default=5.0, help="seconds of workload before")
     ap.add_argument("--batch-target", type=float, default=Options.batch_target)
     ap.add_argument("--batch-delay", type=float, default=Options.batch_delay)
+    ap.add_argument("--batch-duty", type=float, default=Options.batch_duty)
     ap.add_argument("--json", type=Path, help="write the summary here")
     ap.add_argument(
         "--database",

@@ -98,7 +98,8 @@ def start(
         int | None,
         typer.Option(
             help="Rows per backfill batch; by default each batch is sized to hold its row"
-            " locks about 30 ms, and halves when anyone waited on it."
+            " locks about 100 ms, the backfill rests as long as it worked, and it slows down"
+            " when anyone waited on it."
         ),
     ] = None,
 ) -> None:

@@ -6,11 +6,12 @@
   Backoff and Jitter").
 - CREATE INDEX CONCURRENTLY cannot run in a transaction and leaves an INVALID index behind when
   it fails; that index is detected in pg_index, dropped CONCURRENTLY and built again.
-- The backfill touches rows in primary-key order, one batch per transaction, pausing
-  `batch_delay` between batches; its cursor is committed with each batch, so a crashed start
-  resumes after the last finished batch. A batch's size adapts so that it holds its row locks
-  about `batch_target` seconds, and halves when anyone waited on it (batching.py); a fixed
-  `batch_size` turns that off. Its commits do not wait for the WAL flush (synchronous_commit
+- The backfill touches rows in primary-key order, one batch per statement (its cursor moves in
+  the same statement, so a crashed start resumes after the last finished batch). A batch's
+  size adapts so that it holds its row locks about `batch_target` seconds and halves when
+  anyone waited on it; the backfill rests after each batch so that it works `batch_duty` of
+  the time, less while the workload is seen slowed (batching.py, the control law); a fixed
+  `batch_size` turns that off and pauses `batch_delay`. Its commits do not wait for the WAL flush (synchronous_commit
   off): a batch lost in a server crash is done again, and filling a row twice changes nothing. It stops at the highest key seen once the triggers were
   in place: rows written after that were already filled by the triggers.
 """
@@ -27,7 +28,7 @@ import psycopg
 from psycopg import errors as pgerr
 
 from .actions import Backfill, DBAction, MigrationError
-from .batching import BatchOutcome, next_batch_size
+from .batching import BatchOutcome, next_batch_size, next_duty, pause_after
 from .schema import ident, literal
 
 T = TypeVar("T")
@@ -41,10 +42,12 @@ class Options:
     backoff: float = 0.05
     backoff_cap: float = 2.0
     batch_size: int | None = None  # rows per batch; None: adapted (see batching.py)
-    batch_target: float = 0.03  # seconds an adapted batch aims to hold its row locks
+    batch_target: float = 0.1  # seconds an adapted batch aims to hold its row locks
     batch_first: int = 1000  # an adapted backfill's first batch
     batch_max: int = 100_000
-    batch_delay: float = 0.005
+    batch_delay: float = 0.005  # the shortest pause between two batches
+    batch_duty: float = 0.5  # the largest share of the time an adapted backfill works
+    batch_duty_min: float = 0.1  # the least it is throttled down to
     max_batches: int | None = None  # stop (as if crashed) after this many batches: for tests
     max_actions: int | None = None  # stop (as if crashed) after this many statements: for tests
 
@@ -65,6 +68,7 @@ class Stats:
     backfilled_rows: int = 0
     batches: int = 0
     batch_sizes: tuple[int, int] | None = None  # smallest and largest batch, for the report
+    throttled: int = 0  # batches after which the backfill slowed down (batching.next_duty)
     events: list[str] = field(default_factory=list)
 
 
@@ -220,7 +224,10 @@ class Executor:
         )
         first = ident(b.pk[0][0])
         self.conn.execute("SET zerodown.backfill = 'on'")
+        self.conn.execute("SET synchronous_commit = off")
+        self.conn.execute(f"SET lock_timeout = '{self._ms()}'")
         size = self.o.batch_size or self.o.batch_first
+        duty = self.o.batch_duty
         try:
             while True:
                 # The batch is a key range, (cursor, end]: its end is found on the index
@@ -232,7 +239,20 @@ class Executor:
                     f"SELECT ARRAY[{pk_text}] FROM {qt} WHERE ({pk}) <= ({params}){lower}"
                     f" ORDER BY {pk} OFFSET {int(size) - 1} LIMIT 1"
                 )
-                update = f"UPDATE {qt} SET {first} = {first} WHERE ({pk}) <= ({params}){lower}"
+                # One statement updates the range, moves the cursor (in the same implicit
+                # transaction: a crash loses neither or both) and looks at the workload once
+                # the rows are locked: two round trips per batch, which matters on a busy
+                # machine where each one waits for a CPU.
+                update = (
+                    f"WITH u AS (UPDATE {qt} SET {first} = {first}"
+                    f" WHERE ({pk}) <= ({params}){lower} RETURNING 1),"
+                    " n AS (SELECT count(*) AS rows FROM u),"
+                    " c AS (UPDATE zerodown.backfills SET cursor = coalesce(%s, cursor),"
+                    " rows = zerodown.backfills.rows + n.rows, done = %s FROM n"
+                    " WHERE migration_id = %s AND table_name = %s"
+                    f" RETURNING n.rows, {ANYONE_WAITS} AS waits, {ANYONE_SLOWED} AS slowed)"
+                    " SELECT rows, waits, slowed FROM c"
+                )
                 bounds = [*(cursor or [])]
                 result: list[Any] = []
 
@@ -243,26 +263,42 @@ class Executor:
                     result: list[Any] = result,
                 ) -> None:
                     result.clear()
-                    self.conn.execute("SET LOCAL synchronous_commit = off")
                     row = self.conn.execute(find_end, [*(upper or []), *bounds]).fetchone()
                     end = row[0] if row else upper  # fewer than `size` rows left: the rest
-                    count = self.conn.execute(update, [*(end or []), *bounds]).rowcount
                     last = None if end == upper else end
-                    self.conn.execute(
-                        "UPDATE zerodown.backfills SET cursor = coalesce(%s, cursor),"
-                        " rows = rows + %s, done = %s WHERE migration_id = %s AND table_name = %s",
-                        (last, count, last is None, migration_id, b.table),
-                    )
-                    waited = self.o.batch_size is None and _anyone_waits(self.conn)
-                    result.extend((count, last, waited))
+                    done = self.conn.execute(
+                        update,
+                        [
+                            *(end or []),
+                            *bounds,
+                            last,
+                            last is None,
+                            migration_id,
+                            b.table,
+                            self.o.batch_target,
+                        ],
+                    ).fetchone()
+                    if done is None:
+                        raise MigrationError(f"backfill {b.table}: its cursor row is gone")
+                    adapted = self.o.batch_size is None
+                    result.extend((int(done[0]), last, adapted and done[1], adapted and done[2]))
 
                 retries, started = self.stats.lock_retries, time.perf_counter()
-                self.transaction(f"backfill {b.table}", [], then=batch)
-                count, last, waited = result
+                try:
+                    self.with_retries(f"backfill {b.table}", batch)
+                except psycopg.Error as e:
+                    first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                    raise MigrationError(
+                        f"backfill {b.table}: {first_line or type(e).__name__}; fix the cause"
+                        " and run the same command again (it resumes where it stopped), or roll"
+                        " the migration back"
+                    ) from None
+                count, last, waited, slowed = result
                 outcome = BatchOutcome(
                     rows=count,
                     seconds=time.perf_counter() - started,
-                    blocked=waited or self.stats.lock_retries > retries,
+                    blocked=bool(waited) or self.stats.lock_retries > retries,
+                    slowed=bool(slowed),
                 )
                 self._sized(size, count)
                 self.stats.backfilled_rows += count
@@ -274,23 +310,40 @@ class Executor:
                     size = next_batch_size(
                         size, outcome, target=self.o.batch_target, lo=100, hi=self.o.batch_max
                     )
+                    duty = next_duty(
+                        duty,
+                        outcome,
+                        lo=min(self.o.batch_duty_min, self.o.batch_duty),
+                        hi=self.o.batch_duty,
+                        step=0.05,
+                    )
+                    self.stats.throttled += outcome.blocked or outcome.slowed
                 cursor = last
                 if self.o.max_batches is not None and self.stats.batches >= self.o.max_batches:
                     raise BackfillInterrupted(
                         f"backfill of {b.table} stopped after {self.stats.batches} batches "
                         "(max_batches); run start again to resume"
                     )
-                if self.o.batch_delay:
-                    time.sleep(self.o.batch_delay)
+                pause = self.o.batch_delay
+                if self.o.batch_size is None:
+                    pause = pause_after(outcome, duty=duty, least=pause)
+                if pause > 0:
+                    time.sleep(pause)
         finally:
             self.conn.execute("RESET zerodown.backfill")
+            self.conn.execute("RESET synchronous_commit")
+            self.conn.execute("RESET lock_timeout")
 
     def _batches_said(self) -> str:
         if self.stats.batch_sizes is None:
             return ""
         low, high = self.stats.batch_sizes
         sizes = f"{low:,}" if low == high else f"{low:,} to {high:,}"
-        return f" ({self.stats.backfilled_rows:,} rows, {self.stats.batches} batches of {sizes})"
+        slowed = f", slowed down {self.stats.throttled} times" if self.stats.throttled else ""
+        return (
+            f" ({self.stats.backfilled_rows:,} rows, {self.stats.batches} batches of {sizes}"
+            f"{slowed})"
+        )
 
     def _sized(self, size: int, count: int) -> None:
         if count < size:
@@ -299,13 +352,19 @@ class Executor:
         self.stats.batch_sizes = (min(low, size), max(high, size))
 
 
-def _anyone_waits(conn: psycopg.Connection[Any]) -> bool:
-    """Whether a statement is waiting on a lock this session holds (the batch's rows)."""
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted"
-        " AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
-    ).fetchone()
-    return bool(row and row[0])
+# Whether a statement is waiting on a lock this session holds (the batch's rows).
+ANYONE_WAITS = (
+    "EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted"
+    " AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
+)
+# Whether another client's statement in this database has been in flight, waiting (on a lock,
+# the WAL, I/O), for longer than %s seconds: the workload is being slowed now.
+ANYONE_SLOWED = (
+    "EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+    " AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state = 'active'"
+    " AND wait_event_type IN ('Lock', 'LWLock', 'IO')"
+    " AND clock_timestamp() - query_start > make_interval(secs => %s))"
+)
 
 
 def drop_schema_action(name: str) -> DBAction:

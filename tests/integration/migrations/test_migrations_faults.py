@@ -122,6 +122,22 @@ def test_start_stopped_after_each_statement_resumes_or_rolls_back(
             assert wrong_rows(mig_db, base, schema) == 0, stop_after
 
 
+def gone_within(url: str, application: str, seconds: float) -> None:
+    """Wait until no backend of `application` is connected to the database."""
+    deadline = time.monotonic() + seconds
+    with psycopg.connect(url, autocommit=True) as c:
+        while True:
+            row = c.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = %s",
+                (application,),
+            ).fetchone()
+            if row == (0,):
+                return
+            assert time.monotonic() < deadline, f"a {application} backend outlived its client"
+            time.sleep(0.01)
+
+
 class OldVersionWrites:
     """The old version keeps updating and inserting rows through the base table."""
 
@@ -188,6 +204,9 @@ def test_backfill_killed_at_random_moments_loses_no_row(mig_db: str, tmp_path: P
                 time.sleep(rng.uniform(0.0, 0.4))
                 process.send_signal(signal.SIGKILL)
             kills += process.returncode == -signal.SIGKILL
+            # The killed client's server backend finishes the statement it was running (a
+            # batch) before it sees the closed socket and lets go of the advisory lock.
+            gone_within(mig_db, "zerodown:migrate", 30.0)
         schema = api.start(mig_db, path, options=Options(base_schema=base))
         time.sleep(0.2)  # the old version still writes through the triggers afterwards
     print(f"{kills} kills in the backfill, {writes.inserted} rows inserted meanwhile, none lost")
