@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,14 +33,6 @@ def _routers(admin: Path) -> list[int]:
     return found
 
 
-async def _until(what: str, predicate: Callable[[], object], timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 async def test_the_next_leader_stops_the_router_a_cancelled_start_left_unrecorded(
     tmp_path: Path,
 ) -> None:
@@ -51,13 +42,14 @@ async def test_the_next_leader_stops_the_router_a_cancelled_start_left_unrecorde
     losing, leader = BuiltinRouter(paths=paths, spec=spec), BuiltinRouter(paths=paths, spec=spec)
     try:
         starting = asyncio.create_task(losing.start())
-        await _until("the router process", lambda: _routers(paths.router_socket))
-        (pid,) = _routers(paths.router_socket)
+        while not losing._children:  # spawned: the start now waits for it to answer
+            await asyncio.sleep(0)
         starting.cancel()  # the lease is lost: the engine's task is cancelled mid-start
         with pytest.raises(asyncio.CancelledError):
             await starting
         assert not paths.router_pid.exists()  # it never recorded the router it started
         await losing.aclose()  # a standby now; the router serves on
+        (pid,) = _routers(paths.router_socket)
 
         for _ in range(3000):
             if await leader.healthy():
