@@ -2,7 +2,7 @@
 seeded random moments, and the invariants checked after each rollout.
 
     python bench/chaos.py --rollouts 70 --seed 1 [--rate 300] [--faults-per-rollout 3]
-                          [--json out.json]
+                          [--json out.json] [--only 4,20-21]
 
 Faults: kill -9 of the controller (then `zerodown up`), of an instance, of the router; SIGSTOP of
 an instance for longer than its liveness window (then SIGCONT); the state store locked for
@@ -13,8 +13,10 @@ Invariants, after every rollout:
 - no instance runs twice (two live processes with one instance id), and no process runs that
   the controller does not know;
 - the router's route table is the one the status says;
-- every failed request is explained: a killed or stopped process held it, or it came while a
-  killed router was down (counted by fault); anything else is a violation;
+- every failed request is explained: a killed or stopped instance held it, or it went on a
+  connection the killed router held (listed from /proc before the kill -9, and matched by the
+  client's local port); anything else is a violation, a new connection failing while a killed
+  router was down included (the controller keeps the listening socket for the standby);
 and at the end, nothing is left running after `zerodown down`.
 
 The schedule (which fault, when, on what, for how long) comes from the seed alone and is printed
