@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+import httpx
+
 from zerodown.control.client import Client, NotRunning, controller_pid, controller_url, pid_alive
 from zerodown.core.errors import ZerodownError
 from zerodown.paths import Paths
@@ -152,9 +154,10 @@ def shut_down(paths: Paths, *, who: str, timeout: float = 120.0) -> None:
 
 def _local_standbys(client: Client) -> list[int]:
     """The pids of the standby controllers on this machine that the leader has seen lately."""
-    try:
-        leadership = client.get("/api/status").get("leadership") or {}
-    except ZerodownError:
+    try:  # briefly: a controller too busy to answer this would not answer `down` either
+        response = client.http.get("/api/status", headers=client.headers, timeout=5.0)
+        leadership = response.json().get("leadership") or {}
+    except (httpx.HTTPError, ValueError, AttributeError):
         return []
     here = socket.gethostname()
     pids = []
