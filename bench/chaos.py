@@ -2,7 +2,7 @@
 seeded random moments, and the invariants checked after each rollout.
 
     python bench/chaos.py --rollouts 70 --seed 1 [--rate 300] [--faults-per-rollout 3]
-                          [--json out.json]
+                          [--json out.json] [--only 4,20-21]
 
 Faults: kill -9 of the controller (then `zerodown up`), of an instance, of the router; SIGSTOP of
 an instance for longer than its liveness window (then SIGCONT); the state store locked for
@@ -13,8 +13,10 @@ Invariants, after every rollout:
 - no instance runs twice (two live processes with one instance id), and no process runs that
   the controller does not know;
 - the router's route table is the one the status says;
-- every failed request is explained: a killed or stopped process held it, or it came while a
-  killed router was down (counted by fault); anything else is a violation;
+- every failed request is explained: a killed or stopped instance held it, or it went on a
+  connection the killed router held (listed from /proc before the kill -9, and matched by the
+  client's local port); anything else is a violation, a new connection failing while a killed
+  router was down included (the controller keeps the listening socket for the standby);
 and at the end, nothing is left running after `zerodown down`.
 
 The schedule (which fault, when, on what, for how long) comes from the seed alone and is printed
@@ -100,6 +102,8 @@ class Injected:
     ended: float = 0.0
     target: str = ""
     note: str = ""
+    # kill_router: the client ports of the connections the killed router held at the kill
+    held: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -239,8 +243,13 @@ def inject(svc: Service, rollout: int, fault: Fault) -> Injected:
     elif kind == "kill_router":
         pid = svc.pid_of("router")
         if pid:
+            # Frozen first, so that the connections it holds can be listed with none accepted
+            # meanwhile: a failed request is then explained by its connection, not by a time.
+            os.kill(pid, signal.SIGSTOP)
+            done.started = time.time()
+            done.held = frozenset(client_ports(pid, svc.port))
             os.kill(pid, signal.SIGKILL)
-        done.target = f"pid {pid}"
+        done.target = f"pid {pid} ({len(done.held)} client connections)"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # until the controller has a router answering again
             if svc.pid_of("router") not in (None, pid) and answers(svc.port):
@@ -274,6 +283,32 @@ def inject(svc: Service, rollout: int, fault: Fault) -> Injected:
                 admin(inst["address"], "hang" if kind == "hang_probe" else "slow", fault)
     done.ended = time.time()
     return done
+
+
+def client_ports(pid: int, port: int) -> set[int]:
+    """The client-side ports of the connections that process `pid` accepted on `port` and
+    holds now (its file descriptors, looked up in its network namespace's TCP tables)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:[") : -1])
+    found = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            local, remote, state, inode = cols[1], cols[2], cols[3], cols[9]
+            listening = state == "0A"
+            if inode in inodes and not listening and int(local.rsplit(":", 1)[1], 16) == port:
+                found.add(int(remote.rsplit(":", 1)[1], 16))
+    return found
 
 
 def answers(port: int) -> bool:
@@ -385,11 +420,34 @@ def explain(failure: Sample, injected: list[Injected]) -> str | None:
             return kind  # the killed process held it
         if kind == "stop_instance" and start <= f.ended + 0.05 and end >= f.started:
             return kind  # held by a stopped process (then killed by liveness or resumed)
-        if kind == "kill_router" and start <= f.started <= end + 0.05:
-            return kind  # held by the router
-        if kind == "kill_router" and f.started <= start <= f.ended:
-            return "kill_router (refused until restarted)"
+        if (
+            kind == "kill_router"
+            and failure.port in f.held
+            and failure.opened <= f.started <= end + 0.05
+        ):
+            # On a connection the killed router held: in flight at the kill, or sent after it
+            # on that keep-alive connection (the strict client does not retry). A request on
+            # any other connection has no such excuse: the listening socket outlives the
+            # router, so a new connection waits for the standby instead of failing.
+            return f"{kind} ({'sent after it on a connection it held' if start > f.started else 'in flight'})"
     return None
+
+
+def describe(failure: Sample, injected: list[Injected], t0: float) -> str:
+    """A failed request with what its connection was: to see why nothing explains it."""
+    kills = [i for i in injected if i.fault.kind == "kill_router" and i.started <= failure.at]
+    last = max(kills, key=lambda i: i.started) if kills else None
+    conn = f"port {failure.port}" if failure.port else "no connection"
+    if failure.port:
+        conn += f" opened {failure.opened - t0:.3f} s"
+    since = (
+        f"; {failure.at - last.started:.3f} s after kill_router {last.target} (rollout "
+        f"{last.rollout}, back {last.ended - last.started:.3f} s later; held by it: "
+        f"{failure.port in last.held})"
+        if last
+        else ""
+    )
+    return f"{failure.at - t0:.3f} s {failure.error or failure.status} on {conn}{since}"
 
 
 def clusters(failures: list[Sample], injected: list[Injected], t0: float) -> list[str]:
@@ -418,6 +476,18 @@ def clusters(failures: list[Sample], injected: list[Injected], t0: float) -> lis
     return lines
 
 
+def rollout_numbers(text: str) -> set[int]:
+    """`4,20-21` -> {4, 20, 21}."""
+    numbers: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            numbers.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not rollout numbers like 4,20-21: {text!r}") from None
+    return numbers
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rollouts", type=int, default=9)
@@ -426,9 +496,18 @@ def main() -> int:
     parser.add_argument("--faults-per-rollout", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
+    parser.add_argument(
+        "--only",
+        type=rollout_numbers,
+        help="run only these rollouts of the seed's schedule (e.g. 4,20-21): the same faults "
+        "at the same moments, to replay a part of a long run",
+    )
     args = parser.parse_args()
     plan = schedule(args.seed, args.rollouts, args.faults_per_rollout)
+    chosen = [n for n in range(1, args.rollouts + 1) if not args.only or n in args.only]
     print(f"seed {args.seed}: {args.rollouts} rollouts, {sum(map(len, plan))} faults")
+    if args.only:
+        print(f"  running only rollouts {', '.join(map(str, chosen))}")
     for n, faults in enumerate(plan, 1):
         print(
             f"  rollout {n} ({STRATEGIES[(n - 1) % 3]}): "
@@ -447,7 +526,8 @@ def main() -> int:
     started = time.time()
     try:
         with LoadGenerator(f"http://127.0.0.1:{port}/", rate=args.rate, max_seconds=7200) as load:
-            for n, faults in enumerate(plan, 1):
+            for n in chosen:
+                faults = plan[n - 1]
                 strategy, version = STRATEGIES[(n - 1) % 3], f"v{n}"
                 spec = chaos_spec(port, strategy)
                 svc.spec.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -505,8 +585,19 @@ def main() -> int:
 
     explained: Counter[str] = Counter()
     unexplained: list[Sample] = []
+    stale_after: list[float] = []  # seconds from a router's kill to a request sent on its conn
     for failure in report.failed:
         why = explain(failure, run.injected)
+        if why and why.startswith("kill_router (sent after"):
+            kill = max(
+                (
+                    i
+                    for i in run.injected
+                    if i.fault.kind == "kill_router" and i.started < failure.at
+                ),
+                key=lambda i: i.started,
+            )
+            stale_after.append(failure.at - kill.started)
         if why:
             explained[why] += 1
         else:
@@ -518,9 +609,7 @@ def main() -> int:
                 0,
                 "every failed request explained",
                 f"{len(unexplained)}: "
-                + ", ".join(
-                    f"{s.at - started:.2f}s {s.error or s.status}" for s in unexplained[:10]
-                ),
+                + "; ".join(describe(s, run.injected, started) for s in unexplained[:10]),
             )
         )
     kinds = Counter(i.fault.kind for i in run.injected)
@@ -528,6 +617,14 @@ def main() -> int:
         f"\n{report.total} requests in {time.time() - started:.0f} s, {len(report.failed)} failed:"
         f" explained {dict(explained)}, unexplained {len(unexplained)}"
     )
+    if stale_after:
+        print(
+            f"requests sent after a router's kill on a connection it held: {len(stale_after)},"
+            f" {min(stale_after):.3f}-{max(stale_after):.3f} s after the kill"
+        )
+    held = [len(i.held) for i in run.injected if i.fault.kind == "kill_router"]
+    if held:
+        print(f"client connections the killed routers held: {sum(held)} over {len(held)} kills")
     print(f"faults injected: {sum(kinds.values())} {dict(kinds)}")
     print(f"rollouts ended: {dict(run.phases)}")
     print(f"invariants checked: {sum(run.checks.values())} {dict(run.checks)}")
@@ -550,6 +647,8 @@ def main() -> int:
                         "failed": len(report.failed),
                         "failed_explained": dict(explained),
                         "failed_unexplained": len(unexplained),
+                        "killed_router_connections": sum(held),
+                        "sent_after_kill_on_its_connections": len(stale_after),
                         "faults": dict(kinds),
                         "phases": dict(run.phases),
                         "checks": dict(run.checks),

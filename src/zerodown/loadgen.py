@@ -25,6 +25,10 @@ class Sample:
     status: int  # 0 = no response
     version: str
     error: str = ""
+    # The connection it went on: the client's local port, and when that connection was opened
+    # (wall clock). Which server process held a failed request's connection is found from it.
+    port: int = 0
+    opened: float = 0.0
 
     @property
     def failed(self) -> bool:
@@ -153,6 +157,7 @@ class LoadGenerator:
 
     async def _worker(self, started: float) -> None:
         conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        port, opened = 0, 0.0  # conn's local port and when it was opened
         interval = 1.0 / self.rate
         while self._running(started):
             slot, self._next = self._next, max(self._next, time.monotonic() - 1) + interval
@@ -169,16 +174,18 @@ class LoadGenerator:
                         conn[1].close()
                         conn = None
                     if conn is None:
+                        port, opened = 0, time.time()
                         conn = await asyncio.wait_for(
                             asyncio.open_connection(self.host, self.port), self.timeout
                         )
+                        port = conn[1].get_extra_info("sockname")[1]
                     else:
                         reused = True
                     status, version, keep = await asyncio.wait_for(
                         self._exchange(*conn), self.timeout
                     )
                     self.report.samples.append(
-                        Sample(sent_at, time.monotonic() - t0, status, version)
+                        Sample(sent_at, time.monotonic() - t0, status, version, "", port, opened)
                     )
                     if not keep:
                         conn[1].close()
@@ -192,7 +199,9 @@ class LoadGenerator:
                         self.report.retried += 1
                         continue
                     error = f"{type(exc).__name__}: {exc}"
-                    self.report.samples.append(Sample(sent_at, time.monotonic() - t0, 0, "", error))
+                    self.report.samples.append(
+                        Sample(sent_at, time.monotonic() - t0, 0, "", error, port, opened)
+                    )
                     break
         if conn is not None:
             conn[1].close()

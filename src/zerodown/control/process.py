@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+
+import httpx
 
 from zerodown.control.client import Client, NotRunning, controller_pid, controller_url, pid_alive
 from zerodown.core.errors import ZerodownError
@@ -126,22 +129,43 @@ def router_pid(paths: Paths) -> int | None:
 
 
 def shut_down(paths: Paths, *, who: str, timeout: float = 120.0) -> None:
-    """`zerodown down`: ask the controller to stop everything, and wait until it has exited.
+    """`zerodown down`: ask the controller to stop everything, and wait until it has exited,
+    and with it the standby controllers of this machine (on a store shared by several, each
+    standby takes the lease once the leader is gone, finds `down` under way, finishes it and
+    exits too): `down` returns when nothing of the service runs here.
 
     Bounded: after `timeout` it raises NotRunning saying what is still running and what to do."""
     pid = controller_pid(paths)
     with Client(paths) as client:
+        standbys = _local_standbys(client)
         try:
             client.post("/api/down", {"who": who})
         except NotRunning:
             if pid is None or not pid_alive(pid):
-                return  # it stopped meanwhile
-            # its API has closed: it is already stopping (an earlier `down`); wait for it
+                pid = None  # it stopped meanwhile
+            # else its API has closed: it is already stopping (an earlier `down`); wait for it
         deadline = time.monotonic() + timeout
-        while pid is not None and pid_alive(pid):
-            if time.monotonic() > deadline:
-                raise NotRunning(_still_stopping(client, pid, timeout))
-            time.sleep(0.1)
+        for waited in ([pid] if pid is not None else []) + standbys:
+            while pid_alive(waited):
+                if time.monotonic() > deadline:
+                    raise NotRunning(_still_stopping(client, waited, timeout))
+                time.sleep(0.1)
+
+
+def _local_standbys(client: Client) -> list[int]:
+    """The pids of the standby controllers on this machine that the leader has seen lately."""
+    try:  # briefly: a controller too busy to answer this would not answer `down` either
+        response = client.http.get("/api/status", headers=client.headers, timeout=5.0)
+        leadership = response.json().get("leadership") or {}
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return []
+    here = socket.gethostname()
+    pids = []
+    for standby in leadership.get("standbys", []):
+        host, _, pid = str(standby.get("id", "")).rpartition(":")
+        if host == here and pid.isdigit():
+            pids.append(int(pid))
+    return pids
 
 
 def _still_stopping(client: Client, pid: int, timeout: float) -> str:

@@ -228,10 +228,35 @@ def test_the_standby_takes_over_a_canary_and_a_paused_leader_never_acts_again(
         print(json.dumps({"logs": [str(c.log) for c in controllers]}))
 
 
+def _left(ws: Workspace) -> list[str]:
+    """What still runs for this workspace: instances (by their environment), routers (they name
+    the state directory) and controllers (they name the spec file)."""
+    state = (ws.root / ".zerodown").resolve()
+    marker = f"ZERODOWN_STATE_DIR={state}".encode()
+    names = (str(state).encode(), str(ws.spec_file).encode())
+    left = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rindex(")") + 2 :].split()[0] == "Z":
+            continue
+        if marker in environ or any(name in cmdline for name in names):
+            argv = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            left.append(f"{entry.name}: {argv[-120:]}")
+    return left
+
+
 def test_a_second_controller_on_the_same_sqlite_state_stands_by(tmp_path: Path) -> None:
     """Before the lease, a controller started by hand beside a running one (`zerodown up`
     refuses to) ran a second reconcile loop on the same state; now it is a standby that refuses
-    commands, naming the leader."""
+    commands, naming the leader, takes over when the leader is killed, and `zerodown down`
+    leaves nothing running: not the standby, not the router either leader started."""
     ws = Workspace.create(tmp_path)  # the default store: .zerodown/state.db
     controllers: list[Controller] = []
     try:
@@ -257,8 +282,23 @@ def test_a_second_controller_on_the_same_sqlite_state_stands_by(tmp_path: Path) 
         )
         assert refused.status_code == 503
         assert f"the leader is {_leadership(ws)['leader']['id']}" in refused.json()["detail"]
+
+        # kill -9 of the leader: the standby leads and adopts the router the leader started.
+        ws.wait_for(lambda: (ws.root / ".zerodown" / "router.pid").exists(), what="the router")
+        (killed,) = [c for c in controllers if c.pid == leader]
+        killed.kill()
+        (other,) = [c for c in controllers if c.pid != leader]
+        ws.wait_for(lambda: _leader_pid(ws) == other.pid, what="the standby to lead")
+        third = Controller(ws, "c")  # and `down` with a standby beside the leader
+        controllers.append(third)
+        ws.wait_for(
+            lambda: any(s["id"].endswith(f":{third.pid}") for s in _leadership(ws)["standbys"]),
+            what="the third controller to show as a standby",
+        )
+        down = ws.zd("down", check=False)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert _left(ws) == [], down.stdout  # nothing survives `down`
     finally:
         for controller in controllers:
             controller.kill()
-        (ws.root / ".zerodown" / "controller.json").unlink(missing_ok=True)  # no `down`
-        ws.teardown()  # kills the router the leader started
+        ws.teardown()  # a safety net: kills whatever a failed run left

@@ -18,7 +18,10 @@ Guarantees (the Router and RouterStats contract, core/ports.py, plus):
   version (one that reports its version, i.e. that can hand over).
 - `stop` sends SIGTERM, gives in-flight requests `grace` seconds, then SIGKILL; it signals only a
   process whose command line names this state directory's admin socket, so a pid the kernel
-  recycled is never signalled.
+  recycled is never signalled. It stops the router that answers on the admin socket as well as
+  the one router.pid names: `start` records (adopts) a router that answers but that another
+  controller started and did not record (two controllers on one store, the starter cancelled
+  when it lost its lease).
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class BuiltinRouter:
         health = await self.client.health() if self.paths.router_socket.is_socket() else None
         if health is not None:
             self._checked_at = now
+            self._adopt(health.get("pid"))
             if not self._held:
                 await self._hold_sockets()
             if not self._version_checked:
@@ -285,39 +289,59 @@ class BuiltinRouter:
     def pid(self) -> int | None:
         """The pid of this state directory's router while it runs (never a recycled pid)."""
         try:
-            pid = int(self.paths.router_pid.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            return self._ours(int(self.paths.router_pid.read_text()))
         except (OSError, ValueError):
+            return None
+
+    def _ours(self, pid: object) -> int | None:
+        """`pid` if it is a running router of this state directory's admin socket."""
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
             return None
         ours = str(self.paths.router_socket).encode() in cmdline
         return pid if ours and _running(pid) else None
 
+    def _adopt(self, pid: object) -> None:
+        """Record the router that answers on the admin socket as this directory's router.
+
+        The controller that started it may not have: with two controllers on one store, a
+        leader that loses its lease while its router starts up is cancelled before it writes
+        router.pid; the next leader finds that router answering and uses it, and its `stop`
+        (the end of `zerodown down`) must know which process to stop."""
+        answering = self._ours(pid)
+        if answering is not None and answering != self.pid():
+            self.paths.router_pid.write_text(str(answering))
+            log.info("router (pid %s) adopted", answering)
+
     async def stop(self, *, grace: float) -> None:
         self._drop_standby()
         self._release_sockets()  # nothing should wait for a router that is going away
-        pid = self.pid()
-        if pid is None:
-            self.paths.router_pid.unlink(missing_ok=True)
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            return
+        # The router that answers, whoever started it, and the one router.pid names.
+        health = await self.client.health() if self.paths.router_socket.is_socket() else None
+        pids = {p for p in (self._ours((health or {}).get("pid")), self.pid()) if p is not None}
+        for pid in sorted(pids):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         killed = False
-        while _running(pid):
+        while left := [p for p in pids if _running(p)]:
             if time.monotonic() > deadline + KILL_WAIT:
-                log.warning("the router (pid %s) is still there after SIGKILL", pid)
+                log.warning("the router (pid %s) is still there after SIGKILL", left)
                 return
             if time.monotonic() > deadline and not killed:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+                for pid in left:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
                 killed = True
             await asyncio.sleep(0.05)
         self.paths.router_pid.unlink(missing_ok=True)
         for child in self._children:
-            if child.pid == pid:
+            if child.pid in pids:
                 child.wait()  # reaped: a zombie is gone already, for the tests above
+        self._reap()  # and any other router it started that has exited meanwhile
 
     # --- the admin API -----------------------------------------------------------------------
 
