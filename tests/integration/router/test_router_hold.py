@@ -38,9 +38,17 @@ def test_hold_release_run_out_and_no_handover_meanwhile(
     assert httpx.get(router.url + "/").status_code == 200  # flows again
     assert router.admin().post("/hold", params={"max": "0"}).status_code == 400
 
-    # A hold that runs out answers what it held with 503 + Retry-After.
-    router.admin().post("/hold", params={"max": "0.3"})
-    r = httpx.get(router.url + "/", timeout=10)
+    # A hold that runs out answers what it held with 503 + Retry-After. The request is seen
+    # held first, then a second call shortens the hold (a fixed short hold could run out before
+    # the request arrives on a busy machine).
+    router.admin().post("/hold", params={"max": "30"})
+    late: list[httpx.Response] = []
+    t = threading.Thread(target=lambda: late.append(httpx.get(router.url + "/", timeout=30)))
+    t.start()
+    wait_for(lambda: router.stats()["hold"]["held"] == 1, "the request held")
+    router.admin().post("/hold", params={"max": "0.05"})
+    t.join(10)
+    (r,) = late
     assert (r.status_code, r.headers["retry-after"]) == (503, "1")
     assert "held this request as long as it could" in r.text
     assert httpx.get(router.url + "/").status_code == 200
