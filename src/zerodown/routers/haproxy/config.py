@@ -89,6 +89,7 @@ def _logged(files: Files) -> list[str]:
     return [
         "  log global",
         f'  log-format "{LOG_FORMAT}"',
+        "  option dontlognull",  # a connection that sent nothing (a port probe) is no request
         f"  acl zd_logging str(on),map({files.log_switch}) -m found",
         "  http-request set-log-level silent unless zd_logging",
     ]
