@@ -129,7 +129,9 @@ def render(rules: Rules, servers: Desired, files: Files, *, drain: float) -> str
         "  timeout queue 10s",
         "  option redispatch 1",
         "  retries 3",
-        "  retry-on conn-failure empty-response",
+        # A refused connection is retried (HAProxy's default, `retry-on conn-failure`); not
+        # `empty-response`, whose L7 retries keep a copy of every request (measured: 57 -> 45 µs
+        # of HAProxy CPU per request, the hand-written configuration 48; docs/router.md).
         "  http-reuse safe",
         "  load-server-state-from-file global",
         "",
