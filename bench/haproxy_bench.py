@@ -28,14 +28,17 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from nginx_bench import BACKEND_CONF
-from router_bench import need, process, run_wrk, wait_port
+from router_bench import need, run_wrk, wait_port
 
 from zerodown.core.routes import Backend, Pool, RouteTable
 from zerodown.net import free_port
@@ -61,6 +64,23 @@ backend be
   balance roundrobin
   server s1 127.0.0.1:{backend}
 """
+
+
+@contextlib.contextmanager
+def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process in a session of its own, as the driver starts its HAProxy (nginx_bench.py says
+    why: with the scheduler's autogroups a proxy in wrk's session gets an advantage)."""
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(35)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def cpu_seconds(pid: int) -> float:

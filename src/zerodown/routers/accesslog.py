@@ -69,8 +69,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from zerodown.core.analysis.stats import Sample
 from zerodown.core.routes import ReleaseStats, RouteTable
@@ -85,6 +85,7 @@ from zerodown.routers.proxy.stats import (
 log = logging.getLogger("zerodown.router.accesslog")
 
 TAG = "zd1"
+TAG_BYTES = b"zd1 "
 MAX_LINE = 8192  # bytes read per datagram; a longer line is cut and refused
 RECEIVE_BUFFER = 4 << 20  # asked of the kernel (capped by net.core.rmem_max): bursts queue here
 READ_TIMEOUT = 0.5  # seconds; how soon the reader thread notices close()
@@ -95,9 +96,9 @@ gap at the start of its next window)."""
 NO_BACKEND = frozenset({"", "-", "<NOSRV>", "-:-", "-:0", "<NOSRV>:0"})
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    """One parsed request."""
+class LogLine(NamedTuple):
+    """One parsed request (a named tuple: built once per request, at a tenth of a frozen
+    dataclass' cost)."""
 
     release: str | None  # None: the router picked none
     status: int  # 0 when the client got no response
@@ -112,28 +113,34 @@ class LogLine:
 
 
 def parse_line(data: bytes) -> LogLine | None:
-    """One datagram → a LogLine, or None when it is not a `zd1` line (see the module docstring)."""
-    text = data[:MAX_LINE].decode("latin-1").strip()
-    at = text.find(TAG + " ")
-    if at < 0 or (at > 0 and text[at - 1] != " "):
-        return None
-    fields = text[at + len(TAG) + 1 :].split(" ", 4)
+    """One datagram → a LogLine, or None when it is not a `zd1` line (see the module docstring).
+
+    Called once per request while the log is on: a few bytes operations on the line as it
+    came, no decode of the whole line first."""
+    if data.startswith(TAG_BYTES):  # HAProxy's raw lines: no header to look past
+        rest = data[len(TAG_BYTES) : MAX_LINE]
+    else:
+        at = data.find(b" " + TAG_BYTES, 0, MAX_LINE)
+        if at < 0:
+            return None
+        rest = data[at + 1 + len(TAG_BYTES) : MAX_LINE]
+    fields = rest.strip().split(b" ", 4)
     if len(fields) != 5:
         return None
     release, status_text, time_text, flags, backend = fields
     try:
         status = max(int(status_text), 0)
-        latency = _seconds(time_text)
+        latency = _seconds(time_text.decode("latin-1"))
     except ValueError:
         return None
     if status > 999 or not release:
         return None
-    address = backend.strip().rsplit(",", 1)[-1].strip()
+    address = backend.rsplit(b",", 1)[-1].strip().decode("latin-1")
     return LogLine(
-        release=None if release == "-" else release,
+        release=None if release == b"-" else release.decode("latin-1"),
         status=status,
         latency=latency,
-        flags=() if flags in ("", "-") else parse_flags_header(flags.encode("latin-1")),
+        flags=() if flags in (b"", b"-") else parse_flags_header(flags),
         backend=None if address in NO_BACKEND else address,
     )
 
@@ -275,9 +282,7 @@ class AccessLog:
                         continue
                     *lines, rest = (partial[conn] + data).split(b"\n")
                     partial[conn] = rest[-MAX_LINE:]
-                    for line in lines:
-                        if line:
-                            self.receive(line)
+                    self.receive_many(lines)
             for conn in partial:
                 conn.close()
 
@@ -299,6 +304,18 @@ class AccessLog:
                 return
             self.received += 1
             self._record(line, self.clock())
+
+    def receive_many(self, lines: Sequence[bytes]) -> None:
+        """Lines that came in one read: parsed, then counted under one lock and one clock."""
+        parsed = [parse_line(line) for line in lines if line]
+        wall = self.clock()
+        with self._lock:
+            for line in parsed:
+                if line is None:
+                    self.malformed += 1
+                    continue
+                self.received += 1
+                self._record(line, wall)
 
     def record(self, line: LogLine, wall: float) -> None:
         with self._lock:
