@@ -16,7 +16,8 @@ Starts, all on 127.0.0.1: a fast backend (nginx, one worker, static 200 on two p
   which reads it in this process as the controller would.
 
 All with the same number of workers (`worker_processes auto`). wrk (keep-alive, 1 thread,
-`--connections`) against each; prints requests/s, p50 and p99 per case per round, the medians and
+`--connections`) against each; prints requests/s, p50, p99 and the CPU time the proxy's master
+and workers spent per request (/proc/PID/stat) per case per round, the medians and
 the per-round ratios to hand-written. Needs nginx and wrk (`apt-get install -y nginx-light wrk`).
 """
 
@@ -33,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit import children, cpu_seconds
 from router_bench import _ms  # wrk's latency units, read as router_bench reads them
 
 from zerodown.core.routes import Backend, Pool, RouteTable
@@ -162,6 +164,7 @@ async def main() -> None:
         AT_REST: [],
         ANALYSIS: [],
     }
+    cpu: dict[str, list[float]] = {case: [] for case in results}  # µs of nginx CPU per request
     with tempfile.TemporaryDirectory(prefix="zerodown-nginx-bench-") as tmp:
         d = Path(tmp)
         port1, port2, hand_port, zd_port, rest_port = (free_port() for _ in range(5))
@@ -206,16 +209,31 @@ async def main() -> None:
                 AT_REST: f"http://127.0.0.1:{rest_port}/",
                 ANALYSIS: f"http://127.0.0.1:{zd_port}/",
             }
+            masters = {
+                "hand-written": hand.pid,
+                AT_REST: rest.process.pid(),
+                ANALYSIS: router.process.pid(),
+            }
+
+            def nginx_cpu(case: str) -> float:
+                """CPU seconds of the proxy's master and workers so far (steadier than req/s on a
+                busy machine); workers a reload left are gone by the measured runs."""
+                master = masters[case]
+                assert master is not None
+                return sum(cpu_seconds(pid) for pid in [master, *children(master)])
+
             for url in urls.values():
                 await wrk(url, duration=1, connections=args.connections)  # warm up
             for n in range(args.rounds):
                 order = list(urls)[n % 3 :] + list(urls)[: n % 3]  # each case first in turn
                 for case in order:
+                    before = nginx_cpu(case)
                     r = await wrk(urls[case], duration=args.duration, connections=args.connections)
                     results[case].append(r)
+                    cpu[case].append((nginx_cpu(case) - before) / (r[0] * args.duration) * 1e6)
                     print(
                         f"round {n + 1} {case:12} {r[0]:9,.0f} req/s  p50 {r[1]:.2f} ms"
-                        f"  p99 {r[2]:.2f} ms",
+                        f"  p99 {r[2]:.2f} ms  nginx CPU {cpu[case][-1]:.1f} µs/request",
                         file=sys.stderr,
                     )
             stats = await router.stats()
@@ -242,6 +260,8 @@ async def main() -> None:
             f"  {case:12} {statistics.median(rps):9,.0f} req/s ({rps[0]:,.0f}-{rps[-1]:,.0f})"
             f"  p50 {statistics.median(p50):.2f} ms"
             f"  p99 {statistics.median(p99):.2f} ms ({p99[0]:.2f}-{p99[-1]:.2f})"
+            f"  nginx CPU {statistics.median(cpu[case]):.1f} µs/request"
+            f" ({min(cpu[case]):.1f}-{max(cpu[case]):.1f})"
         )
     # Each round runs both back to back: on a shared machine the per-round ratio is steadier
     # than the ratio of the medians.
