@@ -234,6 +234,11 @@ class ManagedHaproxy(_Common):
         running = self.pid()
         if running is not None and await self.healthy():
             self._checked_at = now
+            config = self.files.config
+            if "zd_logging" not in (config.read_text() if config.exists() else ""):
+                # Written by a zerodown from before the log switch: once, seamlessly.
+                async with self._lock:
+                    await self.reload()
             return
         if running is not None:
             raise TransientDriverError(
