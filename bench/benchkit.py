@@ -1,9 +1,12 @@
-"""What several benches share: waiting for the controller's status to reach a state."""
+"""What several benches share: waiting for the controller's status to reach a state; the CPU
+time of a process and its children."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from zerodown.control.client import Client
@@ -20,3 +23,16 @@ def wait_status(
             return state
         time.sleep(0.05)
     raise TimeoutError(f"waited {timeout:g}s for {what}; see the workspace's .zerodown/logs/")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []

@@ -2,17 +2,22 @@
 
     python bench/haproxy_bench.py [--duration 5] [--connections 50] [--rounds 5]
 
-Starts, all on 127.0.0.1: one fast backend (nginx, one worker, static 200, as in
-router_bench.py); a hand-written HAProxy in front of it (HAProxy's defaults, keep-alive on both
-sides, no logging); and HAProxy as zerodown's driver runs it (`ManagedHaproxy`: the configuration
-zerodown writes, its route table applied through the Runtime API, one `zd1` log line per request
-read by the access-log collector in this process, as the controller would). Then runs wrk
-(keep-alive) against each, alternating hand-written and managed in every round, and prints the
-median and the spread (min-max) of requests/s and p99 over the rounds, and the managed/hand
-ratio of the medians, and the CPU time HAProxy's processes spent per request (from
-/proc/PID/stat; steadier than requests/s on a busy machine). The managed HAProxy's dropped log
-lines (`show info` DroppedLogs) are
-printed too: lines the collector did not read in time.
+Starts, all on 127.0.0.1: one fast backend (nginx, one worker, static 200 on two ports, as in
+nginx_bench.py); a hand-written HAProxy in front of it (HAProxy's defaults, keep-alive on both
+sides, no logging); and two HAProxies as zerodown's driver runs them (`ManagedHaproxy`: the
+configuration zerodown writes, its route table applied through the Runtime API):
+
+- **managed, at rest**: one release, nobody reading samples: what runs day to day, with the
+  per-request log off (accesslog.LogSwitch);
+- **managed, analysis**: a canary (v1 90 / v2 10) whose samples a reader in this process asks for
+  every second, as the analysis does: one `zd1` log line per request, read by the access-log
+  collector in this process, as the controller would.
+
+Then runs wrk (keep-alive) against each, in every round each case first in turn, and prints the
+median and the spread (min-max) of requests/s and p99 over the rounds, the per-round ratios to
+the hand-written HAProxy, and the CPU time HAProxy's processes spent per request (from
+/proc/PID/stat; steadier than requests/s on a busy machine). The analysed HAProxy's dropped log
+lines (`show info` DroppedLogs) are printed too: lines the collector did not read in time.
 
 Needs wrk, haproxy and nginx (`apt-get install -y wrk haproxy nginx-light`).
 """
@@ -22,13 +27,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from router_bench import BACKEND_CONF, need, process, run_wrk, wait_port
+from benchkit import children, cpu_seconds
+from nginx_bench import BACKEND_CONF
+from router_bench import need, run_wrk, wait_port
 
 from zerodown.core.routes import Backend, Pool, RouteTable
 from zerodown.net import free_port
@@ -56,21 +66,51 @@ backend be
 """
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
+@contextlib.contextmanager
+def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process in a session of its own, as the driver starts its HAProxy (nginx_bench.py says
+    why: with the scheduler's autogroups a proxy in wrk's session gets an advantage)."""
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(35)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def summary(values: list[float]) -> str:
     return f"{statistics.median(values):,.2f} ({min(values):,.2f}-{max(values):,.2f})"
+
+
+AT_REST, ANALYSIS, HAND = "managed, at rest", "managed, analysis", "hand-written"
+
+
+async def managed_haproxy(d: Path, name: str, port: int) -> ManagedHaproxy:
+    spec = Spec.model_validate(
+        {
+            "service": "bench",
+            "run": {"command": ["app"]},
+            "router": {"kind": "haproxy", "listen": f"127.0.0.1:{port}"},
+        }
+    )
+    (d / name).mkdir()
+    paths = Paths.for_spec(d / name / "zerodown.yaml")
+    paths.ensure()
+    router = ManagedHaproxy(paths=paths, spec=spec)
+    await router.start()
+    return router
+
+
+async def read_samples(router: ManagedHaproxy) -> None:
+    """What the analysis does while a canary runs: ask for the recent samples every second."""
+    while True:
+        await router.samples("v2", time.time() - 1)
+        await asyncio.sleep(1)
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -81,52 +121,48 @@ async def bench(args: argparse.Namespace) -> None:
         contextlib.ExitStack() as stack,
     ):
         d = Path(tmp)
-        ports = {name: free_port() for name in ("backend", "hand", "managed")}
-        (d / "backend.conf").write_text(BACKEND_CONF.format(dir=d, port=ports["backend"]))
-        (d / "hand.cfg").write_text(
-            HAND_WRITTEN.format(port=ports["hand"], backend=ports["backend"])
+        ports = {name: free_port() for name in ("v1", "v2", HAND, AT_REST, ANALYSIS)}
+        (d / "backend.conf").write_text(
+            BACKEND_CONF.format(dir=d, port1=ports["v1"], port2=ports["v2"])
         )
+        (d / "hand.cfg").write_text(HAND_WRITTEN.format(port=ports[HAND], backend=ports["v1"]))
         nginx_argv = [nginx, "-p", str(d), "-g", "daemon off;", "-c", str(d / "backend.conf")]
         stack.enter_context(process(nginx_argv, d / "backend.log"))
         hand = stack.enter_context(process([haproxy, "-f", str(d / "hand.cfg")], d / "hand.log"))
-        spec = Spec.model_validate(
-            {
-                "service": "bench",
-                "run": {"command": ["app"]},
-                "router": {"kind": "haproxy", "listen": f"127.0.0.1:{ports['managed']}"},
-            }
-        )
-        paths = Paths.for_spec(d / "zerodown.yaml")
-        paths.ensure()
-        managed = ManagedHaproxy(paths=paths, spec=spec)
-        await managed.start()
+        rest = await managed_haproxy(d, "rest", ports[AT_REST])
+        analysed = await managed_haproxy(d, "analysis", ports[ANALYSIS])
+        reader: asyncio.Task[None] | None = None
         try:
-            backend = Backend(f"127.0.0.1:{ports['backend']}", "nginx")
-            await managed.apply(RouteTable(1, (Pool("bench", 100, (backend,)),)))
+            v1 = Backend(f"127.0.0.1:{ports['v1']}", "v1-0")
+            v2 = Backend(f"127.0.0.1:{ports['v2']}", "v2-0")
+            await rest.apply(RouteTable(1, (Pool("v1", 100, (v1,)),)))
+            await analysed.apply(RouteTable(1, (Pool("v1", 90, (v1,)), Pool("v2", 10, (v2,)))))
+            reader = asyncio.create_task(read_samples(analysed))
             for port in ports.values():
                 wait_port(port)
-            cases = {"hand-written": ports["hand"], "zerodown-managed": ports["managed"]}
+            cases = {name: ports[name] for name in (HAND, AT_REST, ANALYSIS)}
             results: dict[str, list[tuple[float, float, float]]] = {c: [] for c in cases}
             cpu: dict[str, list[float]] = {c: [] for c in cases}  # µs of HAProxy CPU per request
-            master = managed.pid()
-            assert master is not None
+            masters = {AT_REST: rest.pid(), ANALYSIS: analysed.pid()}
 
             def haproxy_cpu(name: str) -> float:
-                pids = [hand.pid] if name == "hand-written" else [master, *children(master)]
-                return sum(cpu_seconds(pid) for pid in pids)
+                if name == HAND:
+                    return cpu_seconds(hand.pid)
+                master = masters[name]
+                assert master is not None
+                return sum(cpu_seconds(pid) for pid in [master, *children(master)])
 
-            if args.no_collector:  # what the log lines cost this process, apart
-                managed.access.close()
             for port in cases.values():  # warm up connection pools
                 await asyncio.to_thread(
                     run_wrk, f"http://127.0.0.1:{port}/", duration=1, connections=args.connections
                 )
             for n in range(args.rounds):
-                for name, port in cases.items():
+                order = list(cases)[n % 3 :] + list(cases)[: n % 3]  # each case first in turn
+                for name in order:
                     before = haproxy_cpu(name)
                     r = await asyncio.to_thread(
                         run_wrk,
-                        f"http://127.0.0.1:{port}/",
+                        f"http://127.0.0.1:{cases[name]}/",
                         duration=args.duration,
                         connections=args.connections,
                     )
@@ -138,7 +174,7 @@ async def bench(args: argparse.Namespace) -> None:
                         file=sys.stderr,
                         flush=True,
                     )
-            info = await managed.api.command("show info")
+            info = await analysed.api.command("show info")
             dropped = next(
                 (
                     ln.split(":")[1].strip()
@@ -147,14 +183,19 @@ async def bench(args: argparse.Namespace) -> None:
                 ),
                 "?",
             )
-            stats = await managed.stats()
-            logged = sum(s.requests for s in stats.values())
+            logged = sum(s.requests for s in (await analysed.stats()).values())
+            rest_logged = rest.access.received
+            switches = (rest.log_switch.on, analysed.log_switch.on)
         finally:
-            await managed.stop(grace=5)
+            if reader is not None:
+                reader.cancel()
+            for router in (rest, analysed):
+                await router.stop(grace=5)
+                await router.aclose()
 
     print(
-        f"\nwrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds alternating, "
-        "median (min-max); HAProxy's default threads in both"
+        f"\nwrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds (each case first"
+        " in turn), median (min-max); HAProxy's default threads in all"
     )
     print(f"{'case':<18} {'requests/s':>28} {'p99 ms':>22} {'HAProxy CPU µs/request':>24}")
     for name, rs in results.items():
@@ -162,12 +203,19 @@ async def bench(args: argparse.Namespace) -> None:
             f"{name:<18} {summary([r[0] for r in rs]):>28} {summary([r[2] for r in rs]):>22}"
             f" {summary(cpu[name]):>24}"
         )
-    hand = statistics.median(r[0] for r in results["hand-written"])
-    ours = statistics.median(r[0] for r in results["zerodown-managed"])
-    hand99 = statistics.median(r[2] for r in results["hand-written"])
-    ours99 = statistics.median(r[2] for r in results["zerodown-managed"])
-    print(f"\nmanaged/hand-written: {ours / hand:.3f}x requests/s, {ours99 / hand99:.2f}x p99")
-    print(f"access log: {logged:,} requests counted, {dropped} lines dropped by HAProxy")
+    for name in (AT_REST, ANALYSIS):
+        pairs = list(zip(results[name], results[HAND], strict=True))
+        rps = sorted(z[0] / h[0] for z, h in pairs)
+        p99 = sorted(z[2] / h[2] for z, h in pairs)
+        print(
+            f"{name} / hand-written, per round: {statistics.median(rps):.3f}x requests/s"
+            f" ({rps[0]:.2f}-{rps[-1]:.2f}), {statistics.median(p99):.2f}x p99"
+            f" ({p99[0]:.2f}-{p99[-1]:.2f})"
+        )
+    print(
+        f"log on (at rest, analysis): {switches}; lines at rest: {rest_logged:,};"
+        f" analysis: {logged:,} requests counted, {dropped} lines dropped by HAProxy"
+    )
 
 
 def main() -> None:
@@ -175,9 +223,6 @@ def main() -> None:
     p.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     p.add_argument("--connections", type=int, default=50, help="wrk connections")
     p.add_argument("--rounds", type=int, default=5, help="rounds, each runs both cases")
-    p.add_argument(
-        "--no-collector", action="store_true", help="do not read the access log (lines dropped)"
-    )
     asyncio.run(bench(p.parse_args()))
 
 

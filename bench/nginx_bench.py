@@ -7,17 +7,18 @@ Starts, all on 127.0.0.1: a fast backend (nginx, one worker, static 200 on two p
 
 - **hand-written**: the configuration a person would write for a 90/10 split: one upstream with
   both servers weighted 9 and 1, `keepalive 256`, HTTP/1.1 to the backend, no access log;
-- **zerodown**: nginx as the nginx router driver runs it (`zerodown up` with `router.kind:
-  nginx`), with the route table v1 90 / v2 10: zerodown's rendered configuration, and its
-  per-request log sent to the driver's collector, which reads it in this process as the
-  controller would (what the analysis needs).
-
-- **zerodown, no log**: the same without the per-request log, to tell what zerodown's
-  configuration costs from what the analysis log costs.
+- **zerodown, at rest**: nginx as the nginx router driver runs it (`zerodown up` with
+  `router.kind: nginx`) for one release (v1), nobody reading samples: what runs day to day, with
+  the per-request log off (accesslog.LogSwitch);
+- **zerodown, analysis**: the same driver with the route table v1 90 / v2 10 (a canary) and a
+  reader in this process asking for the canary's samples every second, as the analysis does:
+  zerodown's rendered configuration and its per-request log, sent to the driver's collector,
+  which reads it in this process as the controller would.
 
 All with the same number of workers (`worker_processes auto`). wrk (keep-alive, 1 thread,
-`--connections`) against each; prints requests/s, p50 and p99 per case per round, the medians and
-the ratio zerodown / hand-written. Needs nginx and wrk (`apt-get install -y nginx-light wrk`).
+`--connections`) against each; prints requests/s, p50, p99 and the CPU time the proxy's master
+and workers spent per request (/proc/PID/stat) per case per round, the medians and
+the per-round ratios to hand-written. Needs nginx and wrk (`apt-get install -y nginx-light wrk`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit import children, cpu_seconds
 from router_bench import _ms  # wrk's latency units, read as router_bench reads them
 
 from zerodown.core.routes import Backend, Pool, RouteTable
@@ -140,6 +142,16 @@ def nginx(binary: str, directory: Path, name: str, text: str) -> subprocess.Pope
     return proc
 
 
+AT_REST, ANALYSIS = "zerodown, at rest", "zerodown, analysis"
+
+
+async def read_samples(router: NginxRouter) -> None:
+    """What the analysis does while a canary runs: ask for the recent samples every second."""
+    while True:
+        await router.samples("v2", time.time() - 1)
+        await asyncio.sleep(1)
+
+
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -149,12 +161,13 @@ async def main() -> None:
     binary = find_binary()
     results: dict[str, list[tuple[float, float, float]]] = {
         "hand-written": [],
-        "zerodown": [],
-        "zerodown, no log": [],
+        AT_REST: [],
+        ANALYSIS: [],
     }
+    cpu: dict[str, list[float]] = {case: [] for case in results}  # µs of nginx CPU per request
     with tempfile.TemporaryDirectory(prefix="zerodown-nginx-bench-") as tmp:
         d = Path(tmp)
-        port1, port2, hand_port, zd_port, nolog_port = (free_port() for _ in range(5))
+        port1, port2, hand_port, zd_port, rest_port = (free_port() for _ in range(5))
         backend = nginx(binary, d, "backend", BACKEND_CONF.format(dir=d, port1=port1, port2=port2))
         hand = nginx(
             binary, d, "hand", HAND_CONF.format(dir=d, port1=port1, port2=port2, port=hand_port)
@@ -170,49 +183,67 @@ async def main() -> None:
             }
         )
         router = NginxRouter(paths=paths, spec=spec, binary=binary)
-        # The same, without the per-request log: what zerodown's configuration alone costs.
-        (d / "nolog").mkdir()
-        (d / "nolog" / "zerodown.yaml").write_text("service: shop\n")
-        nolog_paths = Paths.for_spec(d / "nolog" / "zerodown.yaml")
-        nolog_paths.ensure()
-        nolog_spec = spec.model_copy(
-            update={"router": spec.router.model_copy(update={"listen": f"127.0.0.1:{nolog_port}"})}
+        # The same service at rest: one release, nobody reading.
+        (d / "rest").mkdir()
+        (d / "rest" / "zerodown.yaml").write_text("service: shop\n")
+        rest_paths = Paths.for_spec(d / "rest" / "zerodown.yaml")
+        rest_paths.ensure()
+        rest_spec = spec.model_copy(
+            update={"router": spec.router.model_copy(update={"listen": f"127.0.0.1:{rest_port}"})}
         )
-        nolog = NginxRouter(
-            paths=nolog_paths, spec=nolog_spec, binary=binary, per_request_log=False
-        )
+        rest = NginxRouter(paths=rest_paths, spec=rest_spec, binary=binary)
+        v1 = Backend(f"127.0.0.1:{port1}", "v1-0")
         table = RouteTable(
             generation=1,
-            pools=(
-                Pool("v1", 90, (Backend(f"127.0.0.1:{port1}", "v1-0"),)),
-                Pool("v2", 10, (Backend(f"127.0.0.1:{port2}", "v2-0"),)),
-            ),
+            pools=(Pool("v1", 90, (v1,)), Pool("v2", 10, (Backend(f"127.0.0.1:{port2}", "v2-0"),))),
         )
+        reader: asyncio.Task[None] | None = None
         try:
-            for r in (router, nolog):
-                await r.start()
-                await r.apply(table)
+            await router.start()
+            await router.apply(table)
+            await rest.start()
+            await rest.apply(RouteTable(generation=1, pools=(Pool("v1", 100, (v1,)),)))
+            reader = asyncio.create_task(read_samples(router))
             urls = {
                 "hand-written": f"http://127.0.0.1:{hand_port}/",
-                "zerodown": f"http://127.0.0.1:{zd_port}/",
-                "zerodown, no log": f"http://127.0.0.1:{nolog_port}/",
+                AT_REST: f"http://127.0.0.1:{rest_port}/",
+                ANALYSIS: f"http://127.0.0.1:{zd_port}/",
             }
+            masters = {
+                "hand-written": hand.pid,
+                AT_REST: rest.process.pid(),
+                ANALYSIS: router.process.pid(),
+            }
+
+            def nginx_cpu(case: str) -> float:
+                """CPU seconds of the proxy's master and workers so far (steadier than req/s on a
+                busy machine); workers a reload left are gone by the measured runs."""
+                master = masters[case]
+                assert master is not None
+                return sum(cpu_seconds(pid) for pid in [master, *children(master)])
+
             for url in urls.values():
                 await wrk(url, duration=1, connections=args.connections)  # warm up
             for n in range(args.rounds):
                 order = list(urls)[n % 3 :] + list(urls)[: n % 3]  # each case first in turn
                 for case in order:
+                    before = nginx_cpu(case)
                     r = await wrk(urls[case], duration=args.duration, connections=args.connections)
                     results[case].append(r)
+                    cpu[case].append((nginx_cpu(case) - before) / (r[0] * args.duration) * 1e6)
                     print(
                         f"round {n + 1} {case:12} {r[0]:9,.0f} req/s  p50 {r[1]:.2f} ms"
-                        f"  p99 {r[2]:.2f} ms",
+                        f"  p99 {r[2]:.2f} ms  nginx CPU {cpu[case][-1]:.1f} µs/request",
                         file=sys.stderr,
                     )
             stats = await router.stats()
             logged = sum(s.requests for s in stats.values())
+            rest_logged = rest.access.received
+            switches = (rest.log_switch.on, router.log_switch.on, rest.reloads, router.reloads)
         finally:
-            for r in (router, nolog):
+            if reader is not None:
+                reader.cancel()
+            for r in (router, rest):
                 await r.stop(grace=5)
                 await r.aclose()
             for proc in (hand, backend):
@@ -229,10 +260,12 @@ async def main() -> None:
             f"  {case:12} {statistics.median(rps):9,.0f} req/s ({rps[0]:,.0f}-{rps[-1]:,.0f})"
             f"  p50 {statistics.median(p50):.2f} ms"
             f"  p99 {statistics.median(p99):.2f} ms ({p99[0]:.2f}-{p99[-1]:.2f})"
+            f"  nginx CPU {statistics.median(cpu[case]):.1f} µs/request"
+            f" ({min(cpu[case]):.1f}-{max(cpu[case]):.1f})"
         )
     # Each round runs both back to back: on a shared machine the per-round ratio is steadier
     # than the ratio of the medians.
-    for case in ("zerodown", "zerodown, no log"):
+    for case in (AT_REST, ANALYSIS):
         pairs = list(zip(results[case], results["hand-written"], strict=True))
         rps_ratio = sorted(z[0] / h[0] for z, h in pairs)
         p99_ratio = sorted(z[2] / h[2] for z, h in pairs)
@@ -243,10 +276,12 @@ async def main() -> None:
             f" {med[case][0] / med['hand-written'][0]:.2f}x,"
             f" p99 {med[case][1] / med['hand-written'][1]:.2f}x"
         )
-    sent = sum(r[0] for r in results["zerodown"]) * args.duration  # and the 1 s warm-up
+    sent = sum(r[0] for r in results[ANALYSIS]) * args.duration  # and the 1 s warm-up
     print(
-        f"  the zerodown collector counted {logged:,} requests of about {sent:,.0f} sent:"
-        " the rest were dropped at the log socket (net.unix.max_dgram_qlen)"
+        f"  log on (at rest, analysis), reloads (at rest, analysis): {switches};"
+        f" lines at rest: {rest_logged:,}; analysis: the collector counted {logged:,} requests"
+        f" of about {sent:,.0f} sent: the rest were dropped at the log socket"
+        " (net.unix.max_dgram_qlen)"
     )
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -209,3 +210,45 @@ async def test_attach_writes_only_its_file_and_runs_the_reload_command(
         await router.aclose()
         proc.terminate()
         await proc.wait()
+
+
+async def test_the_per_request_log_runs_only_while_something_reads_it(
+    tmp_path: Path, nginx: str, backends: Backends
+) -> None:
+    """One release and nobody reading: no line. A table that starts a canary carries the log
+    in its own reload; a read of the samples with one release costs one reload, and so does
+    the end of the read's lease."""
+    v1, v2 = backends.start("v1"), backends.start("v2")
+    router = make_router(tmp_path, nginx)
+    url = f"http://{router.spec.router.listen}/"
+    try:
+        await router.start()
+        await router.apply(table(1, ("v1", 100, [v1])))
+        assert router.log_switch.on is False
+        assert set(await asyncio.to_thread(versions, url, 20)) == {"ok v1"}
+        reloads = router.reloads
+        await router.apply(table(2, ("v2", 50, [v2]), ("v1", 50, [v1])))
+        assert router.log_switch.on is True and router.reloads == reloads + 1
+        await asyncio.to_thread(versions, url, 10)
+        # Datagrams from one nginx worker arrive in order: wait for 10 (none of the 20).
+        await wait_for(lambda: router.access.received >= 10, "the canary's lines")
+        await router.apply(table(3, ("v1", 100, [v1])))
+        assert router.log_switch.on is False and router.reloads == reloads + 2
+        router.log_switch.lease = 1.0
+        assert await router.samples("v2", 0)
+        assert router.log_switch.on is True and router.reloads == reloads + 3
+        await asyncio.to_thread(versions, url, 1)
+        await wait_for(lambda: router.access.received >= 11, "the line of a read's lease")
+        await wait_for(lambda: router.log_switch.on is False, "the lease to end")
+        assert router.reloads == reloads + 4
+        assert router.access.received == 11  # nothing of the 20 requests at rest
+    finally:
+        await router.stop(grace=5)
+        await router.aclose()
+
+
+async def wait_for(check: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)

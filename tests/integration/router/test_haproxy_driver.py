@@ -202,3 +202,52 @@ def test_up_without_haproxy_names_the_package(
         " haproxy binary, which is not installed: apt-get install haproxy" in result.stderr
     )
     assert "Traceback" not in result.stderr + result.stdout
+
+
+async def test_the_per_request_log_runs_only_while_something_reads_it(
+    tmp_path: Path, backend_a: BackendProc, backend_b: BackendProc
+) -> None:
+    """One release and nobody reading: HAProxy sends no line. A canary, or a read of the
+    samples, turns the log on at runtime (no reload: the same worker); the read's lease ending
+    turns it off again."""
+    port = free_port()
+    paths = Paths.for_spec(tmp_path / "zerodown.yaml")
+    paths.ensure()
+    router = ManagedHaproxy(paths=paths, spec=spec(port))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        await router.start()
+        await router.apply(table(1, ("v1", 100, [backend_a])))
+        worker = await router.api.pid()
+        assert router.log_switch.on is False
+        with httpx.Client() as client:
+            for _ in range(20):
+                assert client.get(url).is_success
+            # A canary: lines from now on. They reach the collector in order, so once the
+            # canary's lines are in, any line of the 20 requests before would be too.
+            await router.apply(table(2, ("v2", 50, [backend_b]), ("v1", 50, [backend_a])))
+            assert router.log_switch.on is True
+            for _ in range(10):
+                assert client.get(url).is_success
+            await wait_until(lambda: router.access.received >= 10, "the canary's lines")
+            assert router.access.received == 10
+            await router.apply(table(3, ("v1", 100, [backend_a])))
+            assert router.log_switch.on is False
+            # A read with one release (flag guards, charts): on until the lease ends.
+            router.log_switch.lease = 1.0
+            assert await router.samples("v1", 0)  # the canary's lines are kept
+            assert router.log_switch.on is True
+            assert client.get(url).is_success
+            await wait_until(lambda: router.access.received == 11, "the line of a read's lease")
+            await wait_until(lambda: router.log_switch.on is False, "the lease to end")
+            for _ in range(5):
+                assert client.get(url).is_success
+            await router.apply(table(4, ("v2", 50, [backend_b]), ("v1", 50, [backend_a])))
+            assert client.get(url).is_success
+            await wait_until(lambda: router.access.received >= 12, "a line after the lease")
+            assert router.access.received == 12  # none of the 5 requests after the lease
+        assert await router.api.pid() == worker  # every switch without a reload
+        assert router.log_switch.switches == 5
+    finally:
+        await router.stop(grace=5)
+        await router.aclose()

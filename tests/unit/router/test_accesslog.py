@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from zerodown.core.analysis.context import StatsSource
-from zerodown.routers.accesslog import AccessLog, LogLine, parse_line
+from zerodown.core.routes import Backend, Pool, RouteTable
+from zerodown.routers.accesslog import AccessLog, LogLine, LogSwitch, in_rollout, parse_line
 
 pytestmark = pytest.mark.anyio
 
@@ -140,3 +141,40 @@ async def test_stream_mode_reads_lines_from_several_connections(tmp_path: Path) 
         assert (stats["v1"].requests, stats["v1"].responses_5xx, stats["v2"].requests) == (3, 1, 1)
     finally:
         log.close()
+
+
+def _table(*releases: str) -> RouteTable:
+    pools = tuple(
+        Pool(r, 50, (Backend(f"127.0.0.1:{9000 + n}", f"{r}-0"),)) for n, r in enumerate(releases)
+    )
+    return RouteTable(1, pools)
+
+
+def test_a_rollout_is_two_releases_with_backends() -> None:
+    assert in_rollout(_table("v1", "v2"))
+    assert not in_rollout(_table("v1"))
+    assert not in_rollout(RouteTable(1, (Pool("v1", 100, ()), *_table("v2").pools)))
+
+
+async def test_log_switch_follows_rollouts_and_reads_until_the_lease_ends() -> None:
+    turned: list[bool] = []
+    off = asyncio.Event()
+
+    async def turn(on: bool) -> None:
+        turned.append(on)
+        if not on:
+            off.set()
+
+    switch = LogSwitch(turn, on=None, lease=0.05)
+    await switch.table(_table("v1"))
+    assert turned == [False] and switch.on is False
+    await switch.table(_table("v1", "v2"))
+    await switch.read()  # on already: no call
+    await switch.table(_table("v2"))  # the lease still runs
+    assert turned == [False, True]
+    off.clear()
+    await asyncio.wait_for(off.wait(), 5)  # the lease ended: off
+    assert turned == [False, True, False] and switch.on is False and switch.switches == 2
+    await switch.read()
+    assert switch.on is True
+    switch.cancel()

@@ -18,7 +18,9 @@ configuration; it adds, weighs, drains and removes only its own servers (named `
 named backend of a HAProxy the team runs. Weighted routing only (capabilities in validate.py).
 
 Per-request figures come from the access log (routers/accesslog.py): in managed mode HAProxy
-sends one `zd1` line per request through a ring buffer to the stream socket run/access.sock.
+sends one `zd1` line per request through a ring buffer to the stream socket run/access.sock,
+while a rollout is under way or something reads the samples (accesslog.LogSwitch): the entry
+`on 1` of run/log.map, set and cleared through the Runtime API, without a reload.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from zerodown.core.ports import BackendLoad
 from zerodown.core.routes import ReleaseStats, RouteTable
 from zerodown.drivers import DriverContext
 from zerodown.paths import Paths
-from zerodown.routers.accesslog import AccessLog, run_dir, socket_path
+from zerodown.routers.accesslog import AccessLog, LogSwitch, run_dir, socket_path
 from zerodown.routers.haproxy import process
 from zerodown.routers.haproxy.config import MURMUR3_LUA, Files, render
 from zerodown.routers.haproxy.plan import (
@@ -155,6 +157,7 @@ class ManagedHaproxy(_Common):
         self.pid_file = run / "haproxy.pid"
         self.api = RuntimeApi(self.files.admin_socket)
         self.access = AccessLog(self.files.access_socket, release_of=self._release_of, stream=True)
+        self.log_switch = LogSwitch(self._turn_log, on=self._log_file_says())
         self.rules = spec_rules(spec)  # what the running configuration holds
         self._table, self._slots = self._load_table()
         self._leaving = {}
@@ -231,6 +234,11 @@ class ManagedHaproxy(_Common):
         running = self.pid()
         if running is not None and await self.healthy():
             self._checked_at = now
+            config = self.files.config
+            if "zd_logging" not in (config.read_text() if config.exists() else ""):
+                # Written by a zerodown from before the log switch: once, seamlessly.
+                async with self._lock:
+                    await self.reload()
             return
         if running is not None:
             raise TransientDriverError(
@@ -241,8 +249,30 @@ class ManagedHaproxy(_Common):
             await self._spawn()
         self._checked_at = time.monotonic()
 
+    def _log_file_says(self) -> bool | None:
+        try:
+            return self.files.log_switch.read_text().split() == ["on", "1"]
+        except OSError:
+            return None
+
+    def _write_log_switch(self, on: bool) -> None:
+        _write_atomic(self.files.log_switch, "on 1\n" if on else "")
+
+    async def _turn_log(self, on: bool) -> None:
+        """The log map's entry, at runtime (a HAProxy not running yet reads the file)."""
+        self._write_log_switch(on)
+        if self.pid() is None:
+            return
+        path = self.files.log_switch
+        reply = await self.api.ok(f"prepare map {path}", expect=("New version created",))
+        version = reply.strip().rsplit(":", 1)[-1].strip()
+        if on:
+            await self.api.ok(f"add map @{version} {path} on 1")
+        await self.api.ok(f"commit map @{version} {path}")
+
     def _write_files(self, want: Desired) -> None:
         self.files.lua.write_text(MURMUR3_LUA)
+        self._write_log_switch(bool(self.log_switch.on))
         for name in map_names(self.rules):
             entries = want.maps.get(name, {})
             _write_atomic(
@@ -311,6 +341,7 @@ class ManagedHaproxy(_Common):
                 self._child.wait()
         self.pid_file.unlink(missing_ok=True)
         self.access.close()
+        self.log_switch.cancel()
 
     async def reload(self) -> None:
         """Seamless: save server state, check and write the configuration, SIGUSR2 the master,
@@ -382,6 +413,7 @@ class ManagedHaproxy(_Common):
             )
         if reload:
             await self.reload()
+        await self.log_switch.table(table)
         await self._collect()
 
     async def _ensure(
@@ -493,10 +525,15 @@ class ManagedHaproxy(_Common):
         return out
 
     async def stats(self) -> Mapping[str, ReleaseStats]:
+        await self.log_switch.read()
         return await self.access.stats()
 
     async def samples(self, release: str, since: float) -> Sequence[Sample]:
+        await self.log_switch.read()
         return await self.access.samples(release, since)
+
+    async def aclose(self) -> None:
+        self.log_switch.cancel()
 
 
 class AttachedHaproxy(_Common):

@@ -47,7 +47,7 @@ from zerodown.core.ports import BackendLoad
 from zerodown.core.routes import ReleaseStats, RouteTable
 from zerodown.drivers import DriverContext
 from zerodown.paths import Paths
-from zerodown.routers.accesslog import AccessLog, socket_path
+from zerodown.routers.accesslog import AccessLog, LogSwitch, in_rollout, socket_path
 from zerodown.routers.nginx import render
 from zerodown.routers.nginx.process import NginxProcess, child_of, find_binary
 from zerodown.spec.model import Spec
@@ -89,6 +89,9 @@ class NginxRouter:
         self.access = AccessLog(
             socket_path(paths, "nginx-access.sock"), release_of=self._release_of
         )
+        # The log's state is in the routes file (a reload changes it); None: not known yet.
+        self.log_switch = LogSwitch(self._turn_log, on=self._routes_log())
+        self._log_on = bool(self.log_switch.on)  # what the next routes file says
         self._binary = binary
         self._process: NginxProcess | None = None
         self._checked_at = -math.inf
@@ -114,6 +117,38 @@ class NginxRouter:
             )
         return self._process
 
+    def _routes_log(self) -> bool | None:
+        try:
+            return "access_log syslog:" in self.routes_file.read_text()
+        except OSError:
+            return None
+
+    def _log_target(self) -> bool:
+        """Whether the routes file should send the per-request log."""
+        return self.per_request_log and self.attach_config is None and self._log_on
+
+    def _log_changed(self) -> bool:
+        written = self._routes_log()
+        return written is not None and written != self._log_target()
+
+    async def _turn_log(self, on: bool) -> None:
+        """A reload with the log on or off (the reload loop's, coalesced with table changes)."""
+        self._log_on = on
+        running = self._load()
+        if running is None or not self._log_changed():
+            return  # no table yet: the first one is written with the log as wanted
+        if self._wanted is None or self._wanted.generation < running.generation:
+            self._wanted = running
+        failed = self._failed
+        if self._reloader is None or self._reloader.done():
+            self._reloader = asyncio.create_task(self._reload_loop(), name="nginx reloads")
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: not self._log_changed() or self._failed is not failed
+            )
+        if self._failed is not None and self._failed is not failed:
+            raise self._failed[1]
+
     def site(self) -> render.Site:
         blue_green = self.spec.strategy.blue_green
         return render.Site(
@@ -122,9 +157,7 @@ class NginxRouter:
             preview_listen=blue_green.preview_listen if blue_green else None,
             # Attached, nginx's workers are not ours and cannot write to our owner-only socket
             # (validate.py refuses what would need the log).
-            log_socket=(
-                str(self.access.path) if self.per_request_log and not self.attach_config else None
-            ),
+            log_socket=(str(self.access.path) if self._log_target() else None),
             log_format=LOG_FORMAT.format(zd=render.prefix(self.spec.service)),
             log_tag="zd",
             header_timeout=self.spec.router.header_timeout,
@@ -185,12 +218,16 @@ class NginxRouter:
         self._load()  # what nginx runs, from the state file when this driver is new
         if self._wanted is None or table.generation >= self._wanted.generation:
             self._wanted = table
+            # A table that starts or ends a rollout carries the log with it: one reload.
+            self.log_switch.rollout = in_rollout(table)
+            self._log_on = self.log_switch.wanted
         if self._reloader is None or self._reloader.done():
             self._reloader = asyncio.create_task(self._reload_loop(), name="nginx reloads")
         async with self._changed:
             await self._changed.wait_for(lambda: self._settled(table.generation))
         if self._failed is not None and self._failed[0] >= table.generation:
             raise self._failed[1]
+        await self.log_switch.table(table)  # records it; a reload only if a read changed it
 
     def _settled(self, generation: int) -> bool:
         running = self._running
@@ -207,9 +244,12 @@ class NginxRouter:
         while True:
             wanted = self._wanted
             running = self._load()
-            if wanted is None or (running is not None and running.generation >= wanted.generation):
+            log_changed = self._log_changed()
+            if wanted is None or (
+                running is not None and running.generation >= wanted.generation and not log_changed
+            ):
                 return
-            if running is not None and running.same_routing(wanted):
+            if running is not None and running.same_routing(wanted) and not log_changed:
                 self._commit(wanted, removed={}, workers=())  # a new number only: no reload
                 await self._notify()
                 continue
@@ -404,13 +444,16 @@ class NginxRouter:
     # --- RouterStats -------------------------------------------------------------------------
 
     async def stats(self) -> Mapping[str, ReleaseStats]:
+        await self.log_switch.read()
         return await self.access.stats()
 
     async def samples(self, release: str, since: float) -> Sequence[Sample]:
+        await self.log_switch.read()
         return await self.access.samples(release, since)
 
     async def aclose(self) -> None:
         """Stop reading the access log; nginx keeps serving."""
+        self.log_switch.cancel()
         if self._reloader is not None:
             self._reloader.cancel()
             with contextlib.suppress(BaseException):
