@@ -3,6 +3,7 @@
     python bench/router_bench.py [--duration 10] [--connections 50] [--rounds 2]
     python bench/router_bench.py --slowloris 2000 [--addresses 64] [--header-bytes 16000]
     python bench/router_bench.py --python-cost 20000
+    python bench/router_bench.py --instructions 2000 [--request wrk]
 
 Starts, all on 127.0.0.1: one fast backend (nginx, one worker, static 200), then zerodown's router,
 HAProxy and nginx as reverse proxies in front of it with equivalent settings (one worker/thread,
@@ -20,6 +21,12 @@ clients spread over `--addresses` source addresses (127.0.0.2, ...) hold request
 `--python-cost N` times the router's own Python code per proxied request (best of 5 x N), with
 a browser-like keep-alive request and a small response driven through fake transports: no
 sockets, no event loop work, so it moves little when the machine is busy.
+
+`--instructions N` counts instead of timing: the same N requests run under valgrind's callgrind,
+which is switched on only around them, and the machine instructions per request are printed (the
+same on a busy machine as on an idle one: the measure to compare two versions of the hot path).
+It calls gc.freeze() first, as the router does once started. `--request wrk` sends wrk's request
+(one header) instead of the browser-like one. Needs valgrind (`apt-get install -y valgrind`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import re
@@ -278,7 +286,10 @@ SMALL_RESPONSE = (
 )
 
 
-async def _python_cost(n: int) -> float:
+WRK_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+
+
+async def _python_cost(n: int, request: bytes = BROWSER_REQUEST, *, count: bool = False) -> float:
     from zerodown.routers.proxy.dataplane import ClientConn
     from zerodown.routers.proxy.server import Router
     from zerodown.routers.proxy.upstream import UpstreamConn
@@ -294,18 +305,68 @@ async def _python_cost(n: int) -> float:
 
     def proxy(times: int) -> None:
         for _ in range(times):
-            client.data_received(BROWSER_REQUEST)
+            client.data_received(request)
             upstream.data_received(SMALL_RESPONSE)
 
     proxy(2000)  # warm up
     best = float("inf")
-    for _ in range(5):
+    if count:  # under callgrind (--instructions): instrumented around these n requests only
+        gc.collect()
+        gc.freeze()
+
+        def control(*argv: str) -> None:
+            subprocess.run(
+                ["callgrind_control", *argv, str(os.getpid())], check=True, capture_output=True
+            )
+
+        # First what switching on and off costs alone, then the same around the requests: the
+        # parent subtracts the one from the other.
+        control("--instr=on")
+        control("--instr=off")
+        control("--dump=switching")
+        control("--instr=on")
+        proxy(n)
+        control("--instr=off")
+        control("--dump=requests")
+    for _ in range(0 if count else 5):
         t = time.process_time()
         proxy(n)
         best = min(best, (time.process_time() - t) / n)
     if client.active is not None or client.closed:
         raise SystemExit("the fake exchange did not complete: the bench is out of date")
     return best
+
+
+def instructions(n: int, request: str) -> None:
+    """Run `--python-cost` once under callgrind and print the instructions per request."""
+    with tempfile.TemporaryDirectory(prefix="zerodown-callgrind-") as tmp:
+        argv = [
+            need("valgrind"),
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={tmp}/callgrind.out",
+            sys.executable,
+            __file__,
+            "--count-under-callgrind",
+            str(n),
+            "--request",
+            request,
+        ]
+        subprocess.run(argv, capture_output=True, check=True)
+        totals = {}
+        for dump in Path(tmp).glob("callgrind.out.*"):
+            text = dump.read_text(errors="replace")
+            trigger = re.search(r"^desc: Trigger: dump (\w+)", text, re.M)
+            total = re.search(r"^totals: (\d+)", text, re.M)
+            if trigger and total:
+                totals[trigger.group(1)] = int(total.group(1))
+    if set(totals) != {"switching", "requests"}:
+        raise SystemExit(f"callgrind dumps not found: {totals}")
+    per_request = (totals["requests"] - totals["switching"]) / n
+    print(
+        f"router code per proxied request ({request} request, gc frozen): {per_request:,.0f} "
+        f"instructions (callgrind, {n} requests)"
+    )
 
 
 def main() -> None:
@@ -317,10 +378,20 @@ def main() -> None:
     p.add_argument("--addresses", type=int, default=64, help="source addresses of slow clients")
     p.add_argument("--header-bytes", type=int, default=16000, help="header bytes per slow client")
     p.add_argument("--python-cost", type=int, metavar="N", help="time N in-process requests")
+    p.add_argument("--instructions", type=int, metavar="N", help="count N under callgrind")
+    p.add_argument("--request", choices=("browser", "wrk"), default="browser")
+    p.add_argument("--count-under-callgrind", type=int, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, help="write the figures here (for bench/all)")
     args = p.parse_args()
+    request = WRK_REQUEST if args.request == "wrk" else BROWSER_REQUEST
+    if args.count_under_callgrind:
+        asyncio.run(_python_cost(args.count_under_callgrind, request, count=True))
+        return
+    if args.instructions:
+        instructions(args.instructions, args.request)
+        return
     if args.python_cost:
-        cost = asyncio.run(_python_cost(args.python_cost))
+        cost = asyncio.run(_python_cost(args.python_cost, request))
         print(f"router Python code per proxied request: {cost * 1e6:.2f} µs (best of 5 x N)")
         return
     if args.slowloris:
@@ -345,7 +416,9 @@ def main() -> None:
         nginx_argv = [nginx, "-p", str(d), "-g", "daemon off;", "-c"]
         stack.enter_context(process([*nginx_argv, str(d / "backend.conf")], d / "backend.log"))
         stack.enter_context(process([*nginx_argv, str(d / "proxy.conf")], d / "nginx.log"))
-        stack.enter_context(process([haproxy, "-f", str(d / "haproxy.cfg")], d / "haproxy.log"))
+        haproxy_proc = stack.enter_context(
+            process([haproxy, "-f", str(d / "haproxy.cfg")], d / "haproxy.log")
+        )
         admin = d / "router.sock"
         argv = router_command(
             listen=f"127.0.0.1:{ports['router']}",
@@ -372,10 +445,15 @@ def main() -> None:
             run_wrk(f"http://127.0.0.1:{port}/", duration=1, connections=args.connections)
         rounds: list[dict[str, Result]] = []
         cpu_us: list[tuple[float, float]] = []  # the router's user, system CPU per request
+        # Router / HAProxy CPU per request, per round: on a busy machine (wrk, the backend and
+        # other work share the cores) this says what requests/s alone cannot, how the two
+        # would compare each on a core of its own.
+        cpu_ratio: list[float] = []
         for n in range(args.rounds):
             this: dict[str, Result] = {}
             for name, port in cases:
                 before = cpu_seconds(router.pid)
+                haproxy_before = cpu_seconds(haproxy_proc.pid)
                 r = run_wrk(
                     f"http://127.0.0.1:{port}/",
                     duration=args.duration,
@@ -389,6 +467,10 @@ def main() -> None:
                             (after[1] - before[1]) / requests * 1e6,
                         )
                     )
+                if name == "haproxy":
+                    after = cpu_seconds(haproxy_proc.pid)
+                    haproxy_cpu = sum(after) - sum(haproxy_before)
+                    cpu_ratio.append(sum(cpu_us[-1]) / (haproxy_cpu / (r[0] * args.duration) * 1e6))
                 this[name] = Result(name, *r)
                 print(f"  round {n + 1} {name}: {r[0]:,.0f} req/s", file=sys.stderr, flush=True)
             rounds.append(this)
@@ -414,6 +496,11 @@ def main() -> None:
         "\nthe router's CPU per proxied request (/proc/PID/stat over its wrk runs): user "
         f"{spread([u for u, _ in cpu_us], '.1f')} µs, system {spread([s for _, s in cpu_us], '.1f')} µs"
     )
+    print(
+        "the router's CPU per request over HAProxy's (user + system, same round): "
+        f"{spread(cpu_ratio, '.2f')}x, so about {spread([1 / c for c in cpu_ratio], '.2f')}x "
+        "HAProxy's requests/s with a core each"
+    )
     rps = [r["zerodown router"].rps / r["haproxy"].rps for r in rounds]
     p99 = [r["zerodown router"].p99_ms / r["haproxy"].p99_ms for r in rounds]
     print(
@@ -428,7 +515,11 @@ def main() -> None:
             }
             for name, _port in cases
         }
-        figures["ratio"] = {"rps": statistics.median(rps), "p99": statistics.median(p99)}
+        figures["ratio"] = {
+            "rps": statistics.median(rps),
+            "p99": statistics.median(p99),
+            "cpu_per_request": statistics.median(cpu_ratio),
+        }
         figures["cpu_us"] = {
             "user": statistics.median(u for u, _ in cpu_us),
             "system": statistics.median(s for _, s in cpu_us),

@@ -38,7 +38,6 @@ from zerodown.routers.proxy.framing import (
 )
 from zerodown.routers.proxy.hold import RETRY_AFTER, Hold
 from zerodown.routers.proxy.stats import (
-    FLAGS_HEADER,
     MAX_RELEASES,
     TunnelCounts,
     parse_flags_header,
@@ -46,11 +45,14 @@ from zerodown.routers.proxy.stats import (
 from zerodown.routers.proxy.upstream import (
     CONNECTION,
     CONTENT_LENGTH,
+    FLAGS,
     HEADER_KINDS,
     HOST,
     KEEP,
     LOOKALIKE,
+    NO_TOKENS,
     PAUSE_UPSTREAM,
+    PLAIN_CONNECTION,
     TRANSFER_ENCODING,
     UPGRADE,
     XFF,
@@ -104,6 +106,8 @@ class RouterState(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
     @property
     def now(self) -> Callable[[], float]: ...
+    @property
+    def wall_offset(self) -> float: ...  # time.time() - now(), kept current
     @property
     def table(self) -> CompiledTable[BackendState]: ...
     @property
@@ -171,6 +175,38 @@ def _connection_tokens(values: list[bytes]) -> frozenset[bytes]:
     return tokens
 
 
+def _without(head: list[bytes], named: frozenset[bytes], start: int) -> list[bytes]:
+    """`head` (flat header lines from `start` on: name, ": ", value, CRLF, ...) less the headers
+    that Connection names."""
+    kept = head[:start]
+    for i in range(start, len(head), 4):
+        if head[i].lower() not in named:
+            kept += head[i : i + 4]
+    return kept
+
+
+# Status lines by (status, reason): formatting one is dearer than a dict look-up, and backends
+# use a handful. Bounded, since the reason comes from the backend.
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+
+
+def status_line(status: int, reason: bytes) -> bytes:
+    line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+    if len(reason) <= 64 and len(_STATUS_LINES) < 256:
+        _STATUS_LINES[status, reason] = line
+    return line
+
+
+# Host values already found valid: the check (a translate over the value) costs more than a set
+# look-up, and a site sees few names. Bounded: the value comes from the client.
+_GOOD_HOSTS: set[bytes] = set()
+
+_NO_ROUTE_HEADERS: dict[bytes, bytes] = {}  # never written to: a request without route headers
+_NOTHING_YET: list[bytes] = []
+"""The body pieces buffered or kept for a replay before the first one: shared and never appended
+to (the first piece gets a list of its own), so a request without a body allocates none."""
+
+
 def _asks_upgrade(values: list[bytes]) -> bool:
     """Connection lists `upgrade` (RFC 9110 7.8: Upgrade counts only when Connection names it)."""
     return any(t.strip().lower() == b"upgrade" for v in values for t in v.split(b","))
@@ -183,10 +219,12 @@ class ClientConn(asyncio.Protocol):
         "closed",
         "counted",
         "cur",
+        "forwarded",
         "head_since",
         "https",
         "idle_since",
         "in_head",
+        "interest",
         "out",
         "parser",
         "paused",
@@ -209,6 +247,8 @@ class ClientConn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.peer = b""
+        self.forwarded = b""  # X-Forwarded-For and -Proto lines for a request that has no XFF
+        self.interest: frozenset[bytes] = frozenset()  # route header names, for the current head
         self.cur: Exchange | None = None  # the request being parsed
         self.active: Exchange | None = None  # the request being answered
         self.queue: deque[Exchange] = deque()  # pipelined requests waiting for `active`
@@ -237,6 +277,11 @@ class ClientConn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if peer else b"unknown"
+        # The same two lines end every request head of this connection that has no XFF yet.
+        self.forwarded = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n" % (
+            self.peer,
+            b"https" if self.https else b"http",
+        )
         router = self.router
         self.idle_since = self.head_since = router.now()
         clients = router.clients
@@ -274,7 +319,8 @@ class ClientConn(asyncio.Protocol):
                 ex.start()
         if self.in_head and not self.stopped:
             self.head_pending()
-        self.flush()
+        if self.out:
+            self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -304,6 +350,7 @@ class ClientConn(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.cur = Exchange(self)
         self.in_head = True
+        self.interest = self.router.table.interest  # once per head, not once per header
 
     def on_url(self, url: bytes) -> None:
         ex = self.cur
@@ -326,14 +373,13 @@ class ClientConn(asyncio.Protocol):
         kind = HEADER_KINDS.get(name)
         if kind is None:
             kind = header_kind(name)
-        if kind == KEEP:
-            interest = self.router.table.interest
-            if interest:
+        if kind == KEEP or kind == FLAGS:  # noqa: SIM109 (no tuple built per header)
+            if self.interest:
                 lname = name.lower()
-                if lname in interest:
-                    seen = ex.route_headers.get(lname)
-                    ex.route_headers[lname] = value if seen is None else seen + b"; " + value
-            ex.headers.append((name, value))
+                if lname in self.interest:
+                    self.route_header(ex, lname, value)
+            # Kept flat, as the head will be written: head() joins them with no second pass.
+            ex.headers += (name, b": ", value, b"\r\n")
         elif kind == CONTENT_LENGTH:
             if ex.content_length >= 0:
                 self.refuse(400, b"more than one Content-Length header")
@@ -348,7 +394,8 @@ class ClientConn(asyncio.Protocol):
         elif kind == XFF:
             ex.xff = value if not ex.xff else ex.xff + b", " + value
         elif kind == CONNECTION:
-            ex.conn_tokens.append(value)
+            if value not in PLAIN_CONNECTION:  # keep-alive/close: the parser acts on those
+                ex.conn_tokens = [*ex.conn_tokens, value]
         elif kind == TRANSFER_ENCODING:
             ex.te = value if ex.te is None else ex.te + b"," + value
         elif kind == LOOKALIKE:
@@ -356,6 +403,14 @@ class ClientConn(asyncio.Protocol):
         elif kind == UPGRADE:
             ex.upgrade = value if ex.upgrade is None else ex.upgrade + b", " + value
         # DROP and XFP (we are the edge: we say which protocol the client used) go no further.
+
+    @staticmethod
+    def route_header(ex: Exchange, lname: bytes, value: bytes) -> None:
+        """A header the route table looks at: kept by its lower-case name (repeats joined)."""
+        if ex.route_headers is _NO_ROUTE_HEADERS:
+            ex.route_headers = {}
+        seen = ex.route_headers.get(lname)
+        ex.route_headers[lname] = value if seen is None else seen + b"; " + value
 
     def on_headers_complete(self) -> None:
         ex = self.cur
@@ -374,11 +429,16 @@ class ClientConn(asyncio.Protocol):
             if host is None:
                 if ex.http11:
                     raise Refused(400, b"an HTTP/1.1 request needs a Host header")
-            elif not valid_host(host):
-                raise Refused(400, b"invalid Host header")
+            elif host not in _GOOD_HOSTS:
+                if not valid_host(host):
+                    raise Refused(400, b"invalid Host header")
+                if len(host) <= 255 and len(_GOOD_HOSTS) < 256:
+                    _GOOD_HOSTS.add(host)
             if ex.url[:1] != b"/" and method != b"CONNECT":
                 ex.url, ex.host = origin_form(method, ex.url, host)
-            if b"#" in ex.url:
+            # find, not `in`: bytes.__contains__ first tries the operand as an int and builds
+            # (then drops) a TypeError, which costs more than the search itself.
+            if ex.url.find(b"#") >= 0:
                 raise Refused(400, b"a fragment (#) has no place in a request target")
             if ex.te is not None:
                 ex.chunked = is_chunked(ex.te, http11=ex.http11, has_length=ex.content_length >= 0)
@@ -392,7 +452,7 @@ class ClientConn(asyncio.Protocol):
         if ex.conn_tokens:
             named = _connection_tokens(ex.conn_tokens)
             if named:
-                ex.headers = [(n, v) for n, v in ex.headers if n.lower() not in named]
+                ex.headers = _without(ex.headers, named, 0)
         if self.active is None:
             self.active = ex
             self.to_start = True  # after this feed, so a small body goes out with the head
@@ -610,9 +670,9 @@ class Exchange:
         self.router = client.router
         self.url = b""
         self.method = b"GET"
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.route_headers: dict[bytes, bytes] = {}
-        self.conn_tokens: list[bytes] = []
+        self.headers: list[bytes] = []  # flat: name, b": ", value, b"\r\n", ...
+        self.route_headers = _NO_ROUTE_HEADERS  # the route table's headers, by lower-case name
+        self.conn_tokens = NO_TOKENS  # Connection values besides keep-alive and close
         self.xff = b""
         self.host: bytes | None = None
         self.content_length = -1  # as validated; -1: none
@@ -630,12 +690,12 @@ class Exchange:
         self.release: str | None = None  # the release the routing rules chose
         self.served_by: str | None = None  # the release of the backend that answered
         self.set_cookie = b""
-        self.tried: list[BackendState] = []
+        self.tried: tuple[BackendState, ...] = ()
         self.backend: BackendState | None = None
         self.upstream: UpstreamConn | None = None
-        self.buffered: list[bytes] = []
+        self.buffered = _NOTHING_YET  # body pieces that came while connecting
         self.buffered_size = 0
-        self.replay: list[bytes] | None = []
+        self.replay: list[bytes] | None = _NOTHING_YET  # None: past REPLAY_LIMIT
         self.replay_size = 0
         self.request_complete = False
         self.sent_any = False
@@ -682,6 +742,8 @@ class Exchange:
         if self.client.preview:
             pool = table.preview
             self.release = table.table.preview
+        elif table.plain:  # no matches, no stickiness: a weighted draw (one call fewer)
+            pool = table.weighted()
         else:
             pool, new_key = table.choose(self.route_headers)
             if new_key is not None and table.sticky_cookie is not None:
@@ -694,20 +756,22 @@ class Exchange:
             return
         self.pool = pool
         self.release = pool.release
-        self.try_next(now)
+        self.try_next(now, pool)
 
     def start_queued(self) -> None:
         if not self.done:  # the client may have left since exchange_done queued it
             self.start()
 
-    def try_next(self, now: float = 0.0) -> None:
-        """Connect to the next backend: same release first, then the other pools."""
+    def try_next(self, now: float = 0.0, pool: CompiledPool[BackendState] | None = None) -> None:
+        """Connect to the next backend: same release first, then the other pools. `pool`: the
+        release's pool, when the caller has it at hand."""
         router = self.router
         table = router.table
         now = now or router.now()
         release = self.release
         backend = None
-        pool = table.by_release.get(release) if release is not None else None
+        if pool is None and release is not None:
+            pool = table.by_release.get(release)
         if pool is not None:
             backend = pool.pick(now, self.tried)
         if backend is None and not self.client.preview:
@@ -718,7 +782,7 @@ class Exchange:
         if backend is None:
             self.fail(502 if self.tried else 503, b"no backend could be reached")
             return
-        self.tried.append(backend)
+        self.tried += (backend,)
         self.use(backend)
 
     def use(self, backend: BackendState, *, fresh: bool = False) -> None:
@@ -726,7 +790,7 @@ class Exchange:
         backend.inflight += 1
         conn = None if fresh else backend.take_idle()
         if conn is not None:
-            self.attach(conn, reused=True)
+            self.attach(conn, True)
         else:
             self.router.spawn(self.connect(backend))
 
@@ -760,7 +824,7 @@ class Exchange:
                 conn.close()
             return
         try:
-            self.attach(conn, reused=False)
+            self.attach(conn, False)
         except Exception as e:  # a bug: answer the client rather than leave it hanging
             log("router.bug", where="attach", error=repr(e))
             conn.close()
@@ -774,13 +838,15 @@ class Exchange:
         if host is None:  # HTTP/1.0 without Host
             host = self.backend.address.encode()  # type: ignore[union-attr]
         parts = [self.method, b" ", self.url, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
-        for name, value in self.headers:
-            parts += (name, b": ", value, b"\r\n")
-        peer = self.client.peer
-        parts += (b"X-Forwarded-For: ", self.xff + b", " + peer if self.xff else peer, b"\r\n")
-        parts.append(
-            b"X-Forwarded-Proto: https\r\n" if self.client.https else b"X-Forwarded-Proto: http\r\n"
-        )
+        parts += self.headers
+        client = self.client
+        if self.xff:
+            parts += (
+                b"X-Forwarded-For: %s, %s\r\n" % (self.xff, client.peer),
+                b"X-Forwarded-Proto: https\r\n" if client.https else b"X-Forwarded-Proto: http\r\n",
+            )
+        else:
+            parts.append(client.forwarded)
         if self.upgrade is not None:
             parts += (b"Connection: upgrade\r\nUpgrade: ", self.upgrade, b"\r\n")
         if self.chunked:
@@ -790,7 +856,7 @@ class Exchange:
         parts.append(b"\r\n")
         return b"".join(parts)
 
-    def attach(self, conn: UpstreamConn, *, reused: bool) -> None:
+    def attach(self, conn: UpstreamConn, reused: bool) -> None:
         if self.sent_any and self.replay is None:
             # A retry, but the body grew past what we keep while we reconnected.
             conn.close()
@@ -806,15 +872,19 @@ class Exchange:
         backend.requests += 1
         self.served_by = backend.release
         if self.sent_any:
-            body = self.replay or []  # everything received so far, for the retry
+            body = self.replay or _NOTHING_YET  # everything received so far, for the retry
         else:
             body = self.buffered
             self.sent_any = True
-        conn.transport.write(b"".join([self.head(), *body]))  # type: ignore[union-attr]
-        self.buffered = []
+        head = self.head()
+        # The head and what came of the body go out in one write (one segment when small).
+        conn.transport.write(b"".join([head, *body]) if body else head)  # type: ignore[union-attr]
+        self.buffered = _NOTHING_YET
         self.buffered_size = 0
-        self.client.unpause(PAUSE_BUFFER)
-        if self.client.write_paused:
+        client = self.client
+        if client.paused & PAUSE_BUFFER:
+            client.unpause(PAUSE_BUFFER)
+        if client.write_paused:
             conn.pause_reading()
 
     def request_body(self, data: bytes) -> None:
@@ -829,14 +899,19 @@ class Exchange:
             self._send(b"0\r\n\r\n")
 
     def _send(self, piece: bytes) -> None:
-        if self.replay is not None:
-            self.replay.append(piece)
+        replay = self.replay
+        if replay is not None:
+            if replay is _NOTHING_YET:
+                replay = self.replay = []
+            replay.append(piece)
             self.replay_size += len(piece)
             if self.replay_size > REPLAY_LIMIT:
                 self.replay = None
         if self.upstream is not None:
             self.upstream.transport.write(piece)  # type: ignore[union-attr]
         else:
+            if self.buffered is _NOTHING_YET:
+                self.buffered = []
             self.buffered.append(piece)
             self.buffered_size += len(piece)
             if self.buffered_size > BUFFER_LIMIT:
@@ -889,17 +964,15 @@ class Exchange:
         self.until_close = not no_body and conn.content_length is None and not body_chunked
         if self.router.draining:
             self.keep_alive = False
-        headers = conn.headers
+        # The backend's header lines, already flat after a slot for the status line (upstream.py):
+        # the head is completed in place and joined once.
+        parts = conn.head
         if conn.conn_tokens:
             named = _connection_tokens(conn.conn_tokens)
             if named:
-                headers = [(n, v) for n, v in headers if n.lower() not in named]
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, conn.reason)]
-        for name, value in headers:
-            if len(name) == 16 and name.lower() == FLAGS_HEADER:
-                # Counted per flag variant when the exchange ends; forwarded as it is.
-                self.flags = value if not self.flags else self.flags + b"," + value
-            parts += (name, b": ", value, b"\r\n")
+                parts = _without(parts, named, 1)
+        parts[0] = _STATUS_LINES.get((status, conn.reason)) or status_line(status, conn.reason)
+        self.flags = conn.flags  # counted per flag variant when the exchange ends
         length = conn.content_length
         # As the parser validated it; never on a 204 (RFC 9110 8.6), nor Transfer-Encoding (RFC
         # 9112 6.1). A HEAD or 304 answer keeps the framing the full response would have had.
@@ -945,11 +1018,8 @@ class Exchange:
         self.status = 101
         self.tunneling = True
         self.response_started = True
-        named = _connection_tokens(conn.conn_tokens)
-        parts = [b"HTTP/1.1 101 %s\r\n" % conn.reason]
-        for name, value in conn.headers:
-            if not named or name.lower() not in named:
-                parts += (name, b": ", value, b"\r\n")
+        parts = _without(conn.head, _connection_tokens(conn.conn_tokens), 1)
+        parts[0] = b"HTTP/1.1 101 %s\r\n" % conn.reason
         if self.set_cookie:
             parts.append(self.set_cookie)
         parts += (b"Connection: upgrade\r\nUpgrade: ", conn.upgrade, b"\r\n\r\n")
@@ -1017,7 +1087,8 @@ class Exchange:
         self.release_backend()
         router = self.router
         now = router.now()
-        conn.resume_reading()
+        if conn.read_paused:
+            conn.resume_reading()
         if (
             conn.keep_alive
             and self.request_complete
@@ -1029,10 +1100,12 @@ class Exchange:
             conn.release(now)  # pooled by conn.data_received once the rest of its read is clean
         else:
             conn.close()
-        self.client.unpause(PAUSE_UPSTREAM)
+        client = self.client
+        if client.paused & PAUSE_UPSTREAM:
+            client.unpause(PAUSE_UPSTREAM)
         if not self.request_complete:
             self.keep_alive = False  # the client is still sending a body nobody will read
-        self.finish(self.status, transport_error=False, now=now)
+        self.finish(self.status, False, now)
 
     def upstream_lost(self, conn: UpstreamConn) -> None:
         """The backend connection closed while this exchange was using it."""
@@ -1115,15 +1188,15 @@ class Exchange:
         self.keep_alive = False
         self.finish(self.status or 502, transport_error=True)
 
-    def finish(self, status: int, *, transport_error: bool, now: float = 0.0) -> None:
+    def finish(self, status: int, transport_error: bool, now: float = 0.0) -> None:
         self.done = True
         router = self.router
         self.t_end = now = now or router.now()
         release = self.served_by or self.release
         if release is not None:
             counters = router.releases.get(release) or router.counters(release)
-            wall = time.time()
-            counters.record(status, now - self.t0, wall, transport_error=transport_error)
+            wall = now + router.wall_offset  # the sample's wall time, without a second clock read
+            counters.record(status, now - self.t0, wall, transport_error)
             if self.flags:
                 self.record_flags(status, now - self.t0, wall, transport_error)
         self.client.exchange_done(self)

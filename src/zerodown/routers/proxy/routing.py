@@ -130,6 +130,8 @@ class CompiledTable(Generic[B]):
         if self.sticky_cookie or any(m.cookie for m in self.matches):
             interest.add(b"cookie")
         self.interest: frozenset[bytes] = frozenset(interest)
+        # No matches and no stickiness: a request's pool is a weighted draw, nothing to look at.
+        self.plain = not self.matches and self.sticky_cookie is None and self.sticky_header is None
         self.preview: CompiledPool[B] | None = (
             self.by_release.get(table.preview) if table.preview else None
         )

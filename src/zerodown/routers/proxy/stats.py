@@ -80,7 +80,8 @@ class ReleaseCounters:
         self.codes: dict[int, int] = {}
         self.samples: deque[tuple[float, float, int]] = deque(maxlen=samples)
 
-    def record(self, status: int, latency: float, wall: float, *, transport_error: bool) -> None:
+    def record(self, status: int, latency: float, wall: float, transport_error: bool) -> None:
+        # transport_error is positional too: the hot path saves a keyword call per request.
         self.requests += 1
         if transport_error:
             # The router answered itself (502/503): counted once, as a transport error.

@@ -23,6 +23,7 @@ from typing import Protocol
 import httptools
 
 from zerodown.routers.proxy.framing import lookalike
+from zerodown.routers.proxy.stats import FLAGS_HEADER
 
 # Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1).
 HOP_BY_HOP = frozenset(
@@ -42,10 +43,26 @@ HOP_BY_HOP = frozenset(
 # lower-casing and string tests for the few dozen names real traffic uses; only short names are
 # cached, so odd clients can neither grow it without limit nor park large keys in it.
 # UPGRADE sorts below XFF: a response keeps the kinds from XFF up, never Upgrade (see on_header).
-KEEP, DROP, CONNECTION, TRANSFER_ENCODING, CONTENT_LENGTH, UPGRADE, XFF, XFP, HOST, LOOKALIKE = (
-    range(10)
-)
+# FLAGS (X-Zerodown-Flags) is an ordinary header in a request; a response's is also counted.
+(
+    KEEP,
+    DROP,
+    CONNECTION,
+    TRANSFER_ENCODING,
+    CONTENT_LENGTH,
+    UPGRADE,
+    XFF,
+    XFP,
+    HOST,
+    LOOKALIKE,
+    FLAGS,
+) = range(11)
 HEADER_KINDS: dict[bytes, int] = {}
+
+# Connection values that name no header to drop and ask for no upgrade: the parser already acts
+# on keep-alive and close, so the usual spellings are not kept for the token checks at all (a
+# backend such as nginx sends `Connection: keep-alive` on every response).
+PLAIN_CONNECTION = frozenset({b"keep-alive", b"Keep-Alive", b"close", b"Close"})
 
 
 def header_kind(name: bytes) -> int:
@@ -66,6 +83,8 @@ def header_kind(name: bytes) -> int:
         kind = XFP
     elif lname == b"host":
         kind = HOST
+    elif lname == FLAGS_HEADER:
+        kind = FLAGS
     elif lookalike(lname):
         kind = LOOKALIKE
     else:
@@ -75,6 +94,10 @@ def header_kind(name: bytes) -> int:
     return kind
 
 
+NO_TOKENS: list[bytes] = []
+"""The Connection values of a message that has none: shared, never appended to (a message's first
+value gets a list of its own), which spares a list per message."""
+
 PAUSE_UPSTREAM = 1
 """The reason a client stops being read while the backend socket's write buffer is full (one bit
 of the data plane's pause reasons)."""
@@ -83,6 +106,8 @@ of the data plane's pause reasons)."""
 class ClientSide(Protocol):
     """The client connection an exchange answers: flushed after each read of the response,
     paused while the backend cannot take more of the request body."""
+
+    out: list[bytes]  # bytes waiting for flush()
 
     def flush(self) -> None: ...
     def pause(self, reason: int) -> None: ...
@@ -168,7 +193,8 @@ class UpstreamConn(asyncio.Protocol):
         "conn_tokens",
         "content_length",
         "ex",
-        "headers",
+        "flags",
+        "head",
         "idle_since",
         "keep_alive",
         "parser",
@@ -202,8 +228,11 @@ class UpstreamConn(asyncio.Protocol):
 
     def _new_message(self) -> None:
         self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.conn_tokens: list[bytes] = []
+        # The forwarded header lines, flat (name, ": ", value, CRLF, ...) after a slot for the
+        # status line: the head goes to the client in one join, with no second pass over them.
+        self.head: list[bytes] = [b""]
+        self.conn_tokens: list[bytes] = NO_TOKENS  # replaced by a list of its own when one comes
+        self.flags = b""  # X-Zerodown-Flags value(s)
         self.content_length: bytes | None = None
         self.te: bytes | None = None  # Transfer-Encoding value(s), joined; judged by response_head
         self.upgrade: bytes | None = None  # the Upgrade value; forwarded only with a 101
@@ -254,7 +283,8 @@ class UpstreamConn(asyncio.Protocol):
             if self.to_pool:
                 self.to_pool = False
                 self.backend.idle.append(self)  # idle_since was set when it was released
-        client.flush()
+        if client.out:  # often flushed already, by the exchange that ended in this read
+            client.flush()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost does the rest
@@ -291,12 +321,17 @@ class UpstreamConn(asyncio.Protocol):
         kind = HEADER_KINDS.get(name)
         if kind is None:
             kind = header_kind(name)
-        if kind == KEEP or kind >= XFF:
-            self.headers.append((name, value))
+        if kind == KEEP:
+            self.head += (name, b": ", value, b"\r\n")
         elif kind == CONTENT_LENGTH:
             self.content_length = value  # written by response_head as the framing it uses
         elif kind == CONNECTION:
-            self.conn_tokens.append(value)
+            if value not in PLAIN_CONNECTION:
+                self.conn_tokens = [*self.conn_tokens, value]
+        elif kind >= XFF:
+            if kind == FLAGS:  # counted per flag variant when the exchange ends
+                self.flags = value if not self.flags else self.flags + b"," + value
+            self.head += (name, b": ", value, b"\r\n")
         elif kind == TRANSFER_ENCODING:
             self.te = value if self.te is None else self.te + b"," + value
         elif kind == UPGRADE:
