@@ -259,16 +259,22 @@ def test_a_canary_as_good_as_the_baseline_passes_within_the_tolerance() -> None:
     assert decision is Decision.PASS
 
 
-def test_the_error_judge_resumes_from_its_state_exactly() -> None:
+@pytest.mark.parametrize("increase", [0.01, 0.0])
+def test_the_error_judge_resumes_from_its_state_exactly(increase: float) -> None:
     looks = [([i % 7 == 0 for i in range(look, look + 15)], 285, look % 4) for look in range(20)]
-    whole = ErrorRateJudge(false_abort=0.01, max_increase=0.01)
+    if not increase:  # the odds-ratio bet, scaled down near its boundary from look 15
+        looks = [
+            ([i % 37 == 0 for i in range(15 * look, 15 * look + 15)], 285, 1 + look % 3)
+            for look in range(20)
+        ]
+    whole = ErrorRateJudge(false_abort=0.01, max_increase=increase)
     for look in looks:
         whole.add_look(*look)
-    half = ErrorRateJudge(false_abort=0.01, max_increase=0.01)
-    for look in looks[:10]:
+    half = ErrorRateJudge(false_abort=0.01, max_increase=increase)
+    for look in looks[:17]:
         half.add_look(*look)
-    resumed = ErrorRateJudge.from_json(half.to_json(), false_abort=0.01, max_increase=0.01)
-    for look in looks[10:]:
+    resumed = ErrorRateJudge.from_json(half.to_json(), false_abort=0.01, max_increase=increase)
+    for look in looks[17:]:
         resumed.add_look(*look)
     assert resumed.to_json() == whole.to_json()
 
