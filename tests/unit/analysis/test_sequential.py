@@ -140,26 +140,104 @@ def noncentral(n_c: int, n_b: int, total: int, ratio: float) -> dict[int, float]
 
 
 @pytest.mark.parametrize("margins", [(15, 285, 3), (5, 5, 4), (40, 60, 12), (15, 285, 0)])
+@pytest.mark.parametrize("near", [None, 0.3, 2.0])
 def test_the_odds_bet_is_a_supermartingale_at_and_below_its_null(
-    margins: tuple[int, int, int],
+    margins: tuple[int, int, int], near: float | None
 ) -> None:
+    """E[next wealth] <= wealth by enumerating the look's canary share, for the pure mixture
+    (no boundary) and for the bet scaled down near a boundary (`near` nats above the wealth)."""
     n_c, n_b, total = margins
     start = OddsBet()
     start.add((10, 3), (100, 2), 1.5)  # some history
+    boundary = None if near is None else start.log_wealth + near
     for true_ratio in (1.5, 1.0, 0.3):
         expected = 0.0
         for k, p in noncentral(n_c, n_b, total, true_ratio).items():
             bet = OddsBet.from_json(start.to_json())
-            bet.add((n_c, k), (n_b, total - k), 1.5)
+            bet.add((n_c, k), (n_b, total - k), 1.5, boundary=boundary)
             expected += p * math.exp(bet.log_wealth)
         assert expected <= math.exp(start.log_wealth) * (1 + 1e-9)
     # and it grows, on average, when the canary's odds are much higher
     grown = 0.0
     for k, p in noncentral(n_c, n_b, total, 10.0).items():
         bet = OddsBet.from_json(start.to_json())
-        bet.add((n_c, k), (n_b, total - k), 1.5)
+        bet.add((n_c, k), (n_b, total - k), 1.5, boundary=boundary)
         grown += p * bet.log_wealth
     assert grown >= start.log_wealth
+
+
+def prior() -> list[tuple[float, float]]:
+    """(odds ratio, weight) of the error judge's mixture, as docs/analysis.md states it: 90%
+    evenly in log over 1.5x..10x (14 ratios), 5% on 1.05x..1.3x, 5% on 20x..10,000x."""
+    core = [1.5 * (10 / 1.5) ** (i / 13) for i in range(14)]
+    return (
+        [(r, 0.05 / 4) for r in (1.05, 1.1, 1.2, 1.3)]
+        + [(r, 0.9 / 14) for r in core]
+        + [(r, 0.05 / 5) for r in (20, 50, 200, 1000, 1e4)]
+    )
+
+
+def test_the_odds_bet_is_the_prior_weighted_likelihood_ratio() -> None:
+    """Without a boundary the wealth is, by definition, the prior-weighted average over odds
+    ratios of the product of each look's noncentral hypergeometric likelihood ratio."""
+    looks = [((15, 1), (285, 2)), ((15, 0), (285, 4)), ((15, 2), (285, 1)), ((5, 1), (5, 1))]
+    bet = OddsBet()
+    for canary, baseline in looks:
+        bet.add(canary, baseline, 1.0)
+    wealth = 0.0
+    for ratio, weight in prior():
+        product = 1.0
+        for (n_c, k), (n_b, e_b) in looks:
+            product *= noncentral(n_c, n_b, k + e_b, ratio)[k] / noncentral(n_c, n_b, k + e_b, 1)[k]
+        wealth += weight * product
+    assert bet.log_wealth == pytest.approx(math.log(wealth), rel=1e-9)
+
+
+def test_the_odds_bet_lands_on_its_boundary_instead_of_past_it() -> None:
+    start = OddsBet()
+    for _ in range(3):
+        start.add((15, 2), (285, 2), 1.0)
+    boundary = start.log_wealth + 0.5
+    hit, pure_hit = OddsBet.from_json(start.to_json()), OddsBet.from_json(start.to_json())
+    hit.add((15, 1), (285, 2), 1.0, boundary=boundary)
+    pure_hit.add((15, 1), (285, 2), 1.0)
+    assert boundary <= hit.log_wealth <= boundary + 1e-6 < pure_hit.log_wealth
+    miss, pure_miss = OddsBet.from_json(start.to_json()), OddsBet.from_json(start.to_json())
+    miss.add((15, 0), (285, 3), 1.0, boundary=boundary)
+    pure_miss.add((15, 0), (285, 3), 1.0)
+    assert pure_miss.log_wealth < miss.log_wealth < start.log_wealth  # loses less, still loses
+
+
+def test_the_odds_bet_never_fails_more_often_than_alpha_exactly() -> None:
+    """The anytime false-abort probability by its definition: every path of 7 looks of a canary
+    exactly as good as the baseline, weighted by its probability (Fisher's central
+    hypergeometric law for each look's share), the ones that ever reach 1/alpha summed."""
+    alpha = 0.2
+    boundary = math.log(1 / alpha)
+    margins = [(5, 5, 2), (15, 285, 3), (5, 5, 3), (4, 6, 2), (5, 5, 2), (3, 3, 2), (5, 5, 2)]
+
+    def ever(bet: OddsBet, look: int) -> float:
+        if bet.peak >= boundary:
+            return 1.0
+        if look == len(margins):
+            return 0.0
+        n_c, n_b, total = margins[look]
+        chance = 0.0
+        for k, p in noncentral(n_c, n_b, total, 1.0).items():
+            after = OddsBet.from_json(bet.to_json())
+            after.add((n_c, k), (n_b, total - k), 1.0, boundary=boundary)
+            chance += p * ever(after, look + 1)
+        return chance
+
+    share = ever(OddsBet(), 0)
+    assert 0.05 < share <= alpha  # near the budget: the boundary is reached without overshoot
+
+
+def test_an_odds_bet_from_before_the_weighted_prior_goes_on_from_its_wealth() -> None:
+    old = {"logs": [0.5] * 16, "peak": 0.7}
+    bet = OddsBet.from_json(old)
+    assert bet.log_wealth == pytest.approx(0.5) and bet.peak == 0.7
+    assert OddsBet.from_json(bet.to_json()).to_json() == bet.to_json()
 
 
 def test_a_canary_with_many_more_errors_fails_and_stays_failed() -> None:
@@ -181,16 +259,22 @@ def test_a_canary_as_good_as_the_baseline_passes_within_the_tolerance() -> None:
     assert decision is Decision.PASS
 
 
-def test_the_error_judge_resumes_from_its_state_exactly() -> None:
+@pytest.mark.parametrize("increase", [0.01, 0.0])
+def test_the_error_judge_resumes_from_its_state_exactly(increase: float) -> None:
     looks = [([i % 7 == 0 for i in range(look, look + 15)], 285, look % 4) for look in range(20)]
-    whole = ErrorRateJudge(false_abort=0.01, max_increase=0.01)
+    if not increase:  # the odds-ratio bet, scaled down near its boundary from look 15
+        looks = [
+            ([i % 37 == 0 for i in range(15 * look, 15 * look + 15)], 285, 1 + look % 3)
+            for look in range(20)
+        ]
+    whole = ErrorRateJudge(false_abort=0.01, max_increase=increase)
     for look in looks:
         whole.add_look(*look)
-    half = ErrorRateJudge(false_abort=0.01, max_increase=0.01)
-    for look in looks[:10]:
+    half = ErrorRateJudge(false_abort=0.01, max_increase=increase)
+    for look in looks[:17]:
         half.add_look(*look)
-    resumed = ErrorRateJudge.from_json(half.to_json(), false_abort=0.01, max_increase=0.01)
-    for look in looks[10:]:
+    resumed = ErrorRateJudge.from_json(half.to_json(), false_abort=0.01, max_increase=increase)
+    for look in looks[17:]:
         resumed.add_look(*look)
     assert resumed.to_json() == whole.to_json()
 

@@ -311,6 +311,35 @@ def _log_choose(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
+def _odds_prior() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The odds ratios (as log shifts above the null) the error judge's bet is spread over, and
+    their weights: 90% evenly in log over 1.5x to 10x, the regressions worth catching (at a 1%
+    baseline, +0.5 to +9 points), 5% on small ones (1.05x to 1.3x, so that any increase is
+    caught in the end) and 5% on gross ones (20x to 10,000x, a canary failing outright against
+    a baseline with no errors, caught in two or three errors)."""
+    low, high, steps = math.log(1.5), math.log(10.0), 14
+    core = [low + (high - low) * i / (steps - 1) for i in range(steps)]
+    small = [math.log(r) for r in (1.05, 1.1, 1.2, 1.3)]
+    large = [math.log(r) for r in (20.0, 50.0, 200.0, 1000.0, 10000.0)]
+    weights = (
+        [0.05 / len(small)] * len(small)
+        + [0.9 / len(core)] * len(core)
+        + [0.05 / len(large)] * len(large)
+    )
+    return tuple(small + core + large), tuple(math.log(w) for w in weights)
+
+
+ODDS_SHIFTS, _ODDS_LOG_WEIGHTS = _odds_prior()
+_ODDS_FACTORS = tuple(math.exp(shift) for shift in ODDS_SHIFTS)
+
+
+def _weighted_log(logs: Sequence[float]) -> float:
+    """log of the prior-weighted sum of exp(logs) over `ODDS_SHIFTS`."""
+    terms = [w + x for w, x in zip(_ODDS_LOG_WEIGHTS, logs, strict=True)]
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms))
+
+
 class OddsBet:
     """A bet, look by look, against "the canary's odds of an error are at most `null` times the
     baseline's", that needs no estimate of the baseline's rate.
@@ -318,50 +347,113 @@ class OddsBet:
     Within one look both releases see the same conditions, so given how many requests each got
     and how many errors there were in all, the canary's share of the errors follows Fisher's
     noncentral hypergeometric distribution with the odds ratio as its parameter (the baseline's
-    rate cancels out, even if it changes from one look to the next). The bet is the likelihood
-    ratio of that distribution at larger odds ratios (null * e^shift for each of `_GRID`, mixed
-    equally) against `null`; by monotone likelihood ratio its expected factor is <= 1 whenever
-    the true ratio is at most `null`, so the average is a test supermartingale. A look without
-    an error tells nothing and changes nothing.
+    rate cancels out, even if it changes from one look to the next). This conditional test is
+    also the efficient one: its information per look equals the smallest Kullback-Leibler
+    divergence from the alternative to any null (p_c = p_b = p, over every p), so knowing the
+    baseline's rate only up to its own sampling costs nothing beyond what it must (see
+    docs/analysis.md, "How close to the bound").
+
+    The bet is the likelihood ratio of that distribution at larger odds ratios
+    (null * e^shift for each of `ODDS_SHIFTS`, weighted by `_odds_prior`) against `null`: by
+    monotone likelihood ratio each has expected factor <= 1 whenever the true ratio is at most
+    `null`, so the mixture `logs` (each component's log-wealth) is a test supermartingale.
+
+    Near the boundary the bet is scaled down: the wealth becomes V * (1 - lam + lam * R), R the
+    mixture's factor for this look, with lam in [0, 1] chosen from the look's margins (before
+    the canary's share is seen) so that the smallest winning share lands V exactly on the
+    boundary instead of far past it. Any such lam keeps E[factor] <= 1 under the null, so V
+    stays a test supermartingale; it loses less on a look without canary errors and crosses no
+    later than the pure mixture (it spends the overshoot Ville's bound would waste). `bonus` is
+    log(V) minus the pure mixture's log-wealth. A look without an error tells nothing and
+    changes nothing.
     """
 
-    __slots__ = ("log_wealth", "logs", "peak")
+    __slots__ = ("bonus", "log_wealth", "logs", "peak")
 
-    def __init__(self, logs: Iterable[float] | None = None, peak: float = 0.0) -> None:
-        self.logs = list(logs) if logs is not None else [0.0] * len(_GRID)
+    def __init__(
+        self, logs: Iterable[float] | None = None, peak: float = 0.0, bonus: float = 0.0
+    ) -> None:
+        self.logs = list(logs) if logs is not None else [0.0] * len(ODDS_SHIFTS)
         self.peak = peak
-        self.log_wealth = _mean_exp(self.logs)
+        self.bonus = bonus
+        self.log_wealth = _weighted_log(self.logs) + bonus
 
-    def add(self, canary: tuple[int, int], baseline: tuple[int, int], null: float | None) -> None:
-        """(requests, errors) of each release in one look."""
+    def add(
+        self,
+        canary: tuple[int, int],
+        baseline: tuple[int, int],
+        null: float | None,
+        *,
+        boundary: float | None = None,
+    ) -> None:
+        """(requests, errors) of each release in one look; `boundary`: the log-wealth that
+        decides (the bet does not overshoot it), None to bet the pure mixture."""
         (n_c, e_c), (n_b, e_b) = canary, baseline
         total = e_c + e_b
         if null is None or not 0 < null < math.inf or total == 0 or n_c == 0 or n_b == 0:
             return
         support = range(max(0, total - n_b), min(n_c, total) + 1)
-        weights = [_log_choose(n_c, k) + _log_choose(n_b, total - k) for k in support]
-
-        def log_norm(log_ratio: float) -> float:
-            return _mean_exp([w + k * log_ratio for w, k in zip(weights, support, strict=True)])
-
         base = math.log(null)
-        at_null = log_norm(base)
+        logs = [_log_choose(n_c, k) + _log_choose(n_b, total - k) + k * base for k in support]
+        top = max(logs)
+        terms = [math.exp(x - top) for x in logs]  # the null's weights of each share k
+        at_null = sum(terms)
+        first = support[0]
+        # log E_null[(e^shift)^(K - first)] for each alternative, by Horner in e^shift
+        costs = []
+        for factor in _ODDS_FACTORS:
+            value = 0.0
+            for term in reversed(terms):
+                value = value * factor + term
+            costs.append(math.log(value / at_null))
+        mixture = _weighted_log(self.logs)
+        lam = 1.0
+        if boundary is not None and self.log_wealth < boundary:
+            win = self._smallest_win(support, costs, mixture)
+            if win is not None:
+                need = math.expm1(boundary - self.log_wealth)
+                # a hair above "exactly on the boundary", so rounding cannot leave it short
+                lam = min(1.0, need / win * (1 + 1e-9))
         self.logs = [
-            w + e_c * shift - (log_norm(base + shift) - at_null)
-            for w, shift in zip(self.logs, _GRID, strict=True)
+            w + (e_c - first) * shift - cost
+            for w, shift, cost in zip(self.logs, ODDS_SHIFTS, costs, strict=True)
         ]
-        self.log_wealth = _mean_exp(self.logs)
+        log_factor = _weighted_log(self.logs) - mixture  # R for the share seen
+        if lam < 1.0:
+            self.bonus += math.log1p(lam * math.expm1(log_factor)) - log_factor
+        self.log_wealth = _weighted_log(self.logs) + self.bonus
         self.peak = max(self.peak, self.log_wealth)
 
+    def _smallest_win(self, support: range, costs: list[float], mixture: float) -> float | None:
+        """R - 1 at the smallest canary share with R > 1 (R rises with the share): R(k) is the
+        posterior-weighted average of the alternatives' likelihood ratios at share k."""
+        posterior = [
+            math.exp(w + x - mixture - c)
+            for w, x, c in zip(_ODDS_LOG_WEIGHTS, self.logs, costs, strict=True)
+        ]
+        for k in support:
+            ratio = sum(
+                p * f ** (k - support[0]) for p, f in zip(posterior, _ODDS_FACTORS, strict=True)
+            )
+            if ratio > 1:
+                return ratio - 1
+        return None
+
     def to_json(self) -> dict[str, Any]:
-        return {"logs": self.logs, "peak": self.peak}
+        return {"logs": self.logs, "peak": self.peak, "bonus": self.bonus}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> OddsBet:
         logs = [float(x) for x in data["logs"]]
-        if len(logs) != len(_GRID):
+        peak = float(data["peak"])
+        if "bonus" not in data:
+            # a state from before the weighted prior (16 equally weighted odds ratios): go on
+            # from its wealth with the new mixture. A test supermartingale stopped at any time
+            # and then multiplied by a fresh one (started at 1) is still one.
+            return cls([_mean_exp(logs)] * len(ODDS_SHIFTS), peak)
+        if len(logs) != len(ODDS_SHIFTS):
             raise ValueError("a bet's state has the wrong number of components")
-        return cls(logs, float(data["peak"]))
+        return cls(logs, peak, float(data["bonus"]))
 
 
 class ErrorRateJudge:
@@ -414,7 +506,10 @@ class ErrorRateJudge:
         errors = sum(canary_errors)
         if not self.max_increase:
             self.odds_bet.add(
-                (len(canary_errors), errors), (baseline_requests, baseline_errors), 1.0
+                (len(canary_errors), errors),
+                (baseline_requests, baseline_errors),
+                1.0,
+                boundary=self.threshold,
             )
             if self.odds_bet.peak >= self.threshold:
                 self.decided = Decision.FAIL
