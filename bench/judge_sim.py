@@ -327,32 +327,36 @@ def summarise(healthy: list[Run], bad: list[Run], alpha: float, horizon: int) ->
         threshold = tuned_threshold([float(r.series[key].max()) for r in healthy], alpha)
         if math.isinf(threshold):
             continue  # never decides (a 1 s window never holds min_samples canary requests)
-        false = sum(1 for r in healthy if r.series[key].max() > threshold) / len(healthy)
-        found = []
-        for r in bad:
-            over = np.flatnonzero(r.series[key] > threshold)
-            if len(over):
-                found.append(requests_of(key, int(over[0])))
+        false, found = _by_rule(healthy, bad, key, threshold)
         if not key.startswith("mann-whitney"):
             setting = f"T = {threshold:.4g}"
         elif threshold > 0:
             setting = f"p < 10^-{threshold:.2f}"
         else:
             setting = "any check with A > 0.5"  # p < 1: the loosest it can be
-        rows.append(_row(key, false, sorted(found), len(bad), f"tuned: {setting}"))
+        rows.append(_row(key, false, found, len(bad), f"tuned: {setting}"))
     for key, threshold, setting in AS_WRITTEN:
         if key not in healthy[0].series:
             continue
-        false = sum(1 for r in healthy if r.series[key].max() > threshold) / len(healthy)
-        found = []
-        for r in bad:
-            over = np.flatnonzero(r.series[key] > threshold)
-            if len(over):
-                found.append(requests_of(key, int(over[0])))
-        rows.append(_row(f"{key} (as written)", false, sorted(found), len(bad), setting))
+        false, found = _by_rule(healthy, bad, key, threshold)
+        rows.append(_row(f"{key} (as written)", false, found, len(bad), setting))
     del horizon
     rows.extend(_at_realised_rate(healthy, bad, rows))
     return rows
+
+
+def _by_rule(
+    healthy: list[Run], bad: list[Run], key: str, threshold: float
+) -> tuple[float, list[int]]:
+    """A fixed rule `series[key] > threshold`: the share of healthy canaries it fails, and the
+    canary requests it took to fail each bad one it caught (sorted)."""
+    false = sum(1 for r in healthy if r.series[key].max() > threshold) / len(healthy)
+    found = []
+    for r in bad:
+        over = np.flatnonzero(r.series[key] > threshold)
+        if len(over):
+            found.append(requests_of(key, int(over[0])))
+    return false, sorted(found)
 
 
 def _at_realised_rate(healthy: list[Run], bad: list[Run], rows: list[Row]) -> list[Row]:
@@ -365,14 +369,9 @@ def _at_realised_rate(healthy: list[Run], bad: list[Run], rows: list[Row]) -> li
         return []
     key = best.judge
     threshold = tuned_threshold([float(r.series[key].max()) for r in healthy], seq.false_abort)
-    false = sum(1 for r in healthy if r.series[key].max() > threshold) / len(healthy)
-    found = []
-    for r in bad:
-        over = np.flatnonzero(r.series[key] > threshold)
-        if len(over):
-            found.append(requests_of(key, int(over[0])))
+    false, found = _by_rule(healthy, bad, key, threshold)
     setting = f"tuned to the sequential judge's realised {seq.false_abort:.1%}: T = {threshold:.4g}"
-    return [_row(f"{key} (at equal rate)", false, sorted(found), len(bad), setting)]
+    return [_row(f"{key} (at equal rate)", false, found, len(bad), setting)]
 
 
 def _best_fixed(rows: list[Row]) -> Row | None:
