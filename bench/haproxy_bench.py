@@ -27,18 +27,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from benchkit import children, cpu_seconds
 from nginx_bench import BACKEND_CONF
 from router_bench import need, run_wrk, wait_port
+from router_bench import process as router_process
 
 from zerodown.core.routes import Backend, Pool, RouteTable
 from zerodown.net import free_port
@@ -66,21 +65,11 @@ backend be
 """
 
 
-@contextlib.contextmanager
-def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A process in a session of its own, as the driver starts its HAProxy (nginx_bench.py says
-    why: with the scheduler's autogroups a proxy in wrk's session gets an advantage)."""
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(35)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+def process(
+    argv: list[str], log: Path
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """A process in a session of its own, as the driver starts its HAProxy."""
+    return router_process(argv, log, own_session=True)
 
 
 def summary(values: list[float]) -> str:

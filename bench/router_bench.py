@@ -175,9 +175,16 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    argv: list[str], log: Path, *, own_session: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`argv` running while the block runs (SIGTERM, then SIGKILL, after it); `own_session`
+    starts it in a session of its own, as the drivers start a proxy (with the scheduler's
+    autogroups, a proxy in wrk's session has an advantage: nginx_bench.py)."""
     with open(log, "wb") as f:
-        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv, stdout=f, stderr=subprocess.STDOUT, start_new_session=own_session
+        )
     try:
         yield proc
     finally:
