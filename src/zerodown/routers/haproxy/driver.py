@@ -164,6 +164,7 @@ class ManagedHaproxy(_Common):
         self._old_workers: set[int] = set()  # workers finishing requests after a reload
         self._reload_leaving: dict[str, str] = {}  # addresses they may still be serving
         self._checked_at = -math.inf
+        self._config_current = False  # the running configuration has the log switch
         self._binary: str | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = asyncio.Lock()
@@ -234,11 +235,13 @@ class ManagedHaproxy(_Common):
         running = self.pid()
         if running is not None and await self.healthy():
             self._checked_at = now
-            config = self.files.config
-            if "zd_logging" not in (config.read_text() if config.exists() else ""):
-                # Written by a zerodown from before the log switch: once, seamlessly.
-                async with self._lock:
-                    await self.reload()
+            if not self._config_current:  # read once per controller, not at every check
+                config = self.files.config
+                if "zd_logging" not in (config.read_text() if config.exists() else ""):
+                    # Written by a zerodown from before the log switch: once, seamlessly.
+                    async with self._lock:
+                        await self.reload()
+                self._config_current = True
             return
         if running is not None:
             raise TransientDriverError(
