@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +36,13 @@ def children(pid: int) -> list[int]:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def round_ratios(
+    rounds: Sequence[tuple[float, ...]], base: Sequence[tuple[float, ...]]
+) -> tuple[list[float], list[float]]:
+    """Per-round ratios of one case to another run in the same rounds, each sorted: requests/s
+    (item 0) and p99 (item 2). A round's cases run back to back, so on a shared machine the
+    per-round ratio is steadier than the ratio of the medians."""
+    pairs = list(zip(rounds, base, strict=True))
+    return sorted(c[0] / b[0] for c, b in pairs), sorted(c[2] / b[2] for c, b in pairs)

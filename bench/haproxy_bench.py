@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import children, cpu_seconds
+from benchkit import children, cpu_seconds, round_ratios
 from nginx_bench import BACKEND_CONF
 from router_bench import need, run_wrk, wait_port
 from router_bench import process as router_process
@@ -193,9 +193,7 @@ async def bench(args: argparse.Namespace) -> None:
             f" {summary(cpu[name]):>24}"
         )
     for name in (AT_REST, ANALYSIS):
-        pairs = list(zip(results[name], results[HAND], strict=True))
-        rps = sorted(z[0] / h[0] for z, h in pairs)
-        p99 = sorted(z[2] / h[2] for z, h in pairs)
+        rps, p99 = round_ratios(results[name], results[HAND])
         print(
             f"{name} / hand-written, per round: {statistics.median(rps):.3f}x requests/s"
             f" ({rps[0]:.2f}-{rps[-1]:.2f}), {statistics.median(p99):.2f}x p99"

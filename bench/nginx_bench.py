@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import children, cpu_seconds
+from benchkit import children, cpu_seconds, round_ratios
 from router_bench import _ms  # wrk's latency units, read as router_bench reads them
 
 from zerodown.core.routes import Backend, Pool, RouteTable
@@ -263,12 +263,8 @@ async def main() -> None:
             f"  nginx CPU {statistics.median(cpu[case]):.1f} µs/request"
             f" ({min(cpu[case]):.1f}-{max(cpu[case]):.1f})"
         )
-    # Each round runs both back to back: on a shared machine the per-round ratio is steadier
-    # than the ratio of the medians.
     for case in (AT_REST, ANALYSIS):
-        pairs = list(zip(results[case], results["hand-written"], strict=True))
-        rps_ratio = sorted(z[0] / h[0] for z, h in pairs)
-        p99_ratio = sorted(z[2] / h[2] for z, h in pairs)
+        rps_ratio, p99_ratio = round_ratios(results[case], results["hand-written"])
         print(
             f"  {case} / hand-written, per round: req/s {statistics.median(rps_ratio):.2f}x"
             f" ({rps_ratio[0]:.2f}-{rps_ratio[-1]:.2f}), p99 {statistics.median(p99_ratio):.2f}x"
