@@ -130,11 +130,7 @@ class Executor:
         except (pgerr.LockNotAvailable, pgerr.DeadlockDetected):
             raise
         except psycopg.Error as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise MigrationError(
-                f"{what}: {first}; fix the cause and run the same command again (it resumes "
-                "where it stopped), or roll the migration back"
-            ) from None
+            raise _resumable(what, e) from None
 
     def run(self, action: DBAction) -> None:
         if self.o.max_actions is not None and self.stats.actions >= self.o.max_actions:
@@ -287,12 +283,7 @@ class Executor:
                 try:
                     self.with_retries(f"backfill {b.table}", batch)
                 except psycopg.Error as e:
-                    first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    raise MigrationError(
-                        f"backfill {b.table}: {first_line or type(e).__name__}; fix the cause"
-                        " and run the same command again (it resumes where it stopped), or roll"
-                        " the migration back"
-                    ) from None
+                    raise _resumable(f"backfill {b.table}", e) from None
                 count, last, waited, slowed = result
                 outcome = BatchOutcome(
                     rows=count,
@@ -350,6 +341,16 @@ class Executor:
             return  # the short last batch is not a size anyone chose
         low, high = self.stats.batch_sizes or (size, size)
         self.stats.batch_sizes = (min(low, size), max(high, size))
+
+
+def _resumable(what: str, e: psycopg.Error) -> MigrationError:
+    """A statement failed for a reason other than a lock wait: what, the server's first line,
+    and how to go on."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return MigrationError(
+        f"{what}: {first}; fix the cause and run the same command again (it resumes "
+        "where it stopped), or roll the migration back"
+    )
 
 
 # Whether a statement is waiting on a lock this session holds (the batch's rows).
