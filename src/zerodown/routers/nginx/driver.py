@@ -140,8 +140,7 @@ class NginxRouter:
         if self._wanted is None or self._wanted.generation < running.generation:
             self._wanted = running
         failed = self._failed
-        if self._reloader is None or self._reloader.done():
-            self._reloader = asyncio.create_task(self._reload_loop(), name="nginx reloads")
+        self._run_reloads()
         async with self._changed:
             await self._changed.wait_for(
                 lambda: not self._log_changed() or self._failed is not failed
@@ -221,13 +220,18 @@ class NginxRouter:
             # A table that starts or ends a rollout carries the log with it: one reload.
             self.log_switch.rollout = in_rollout(table)
             self._log_on = self.log_switch.wanted
-        if self._reloader is None or self._reloader.done():
-            self._reloader = asyncio.create_task(self._reload_loop(), name="nginx reloads")
+        self._run_reloads()
         async with self._changed:
             await self._changed.wait_for(lambda: self._settled(table.generation))
         if self._failed is not None and self._failed[0] >= table.generation:
             raise self._failed[1]
         await self.log_switch.table(table)  # records it; a reload only if a read changed it
+
+    def _run_reloads(self) -> None:
+        """The reload loop, started if it is not running (it ends when nginx runs what is
+        wanted: a burst of changes is one reload)."""
+        if self._reloader is None or self._reloader.done():
+            self._reloader = asyncio.create_task(self._reload_loop(), name="nginx reloads")
 
     def _settled(self, generation: int) -> bool:
         running = self._running
