@@ -27,10 +27,13 @@ Only loopback traffic; a throwaway workspace; every process it started is stoppe
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +48,7 @@ from zerodown.demo.tour import sample_app_spec
 from zerodown.loadgen import LoadGenerator, Report
 from zerodown.net import free_port
 from zerodown.paths import Paths
+from zerodown.routers.proxy.client import ProxyRouter
 
 APP = Path(__file__).resolve().parents[1] / "src" / "zerodown" / "demo" / "app.py"
 GOOD = "good"
@@ -57,12 +61,22 @@ def bad_version(n: int) -> str:
 HEALTHY = "healthy"  # no faults: as good as the stable release
 
 
-def sequential_metrics(interval: str, false_abort: str, max_increase: str) -> list[dict[str, Any]]:
-    """Issue 18's example: both sequential judges, on the router's samples."""
+def sequential_metrics(
+    interval: str, false_abort: str, max_increase: str, latency_max_increase: str = ""
+) -> list[dict[str, Any]]:
+    """Issue 18's example: both sequential judges, on the router's samples. Latency's
+    max_increase: '' = its default, 'off' = no latency judge (only the error judge watches)."""
     errors: dict[str, Any] = {"metric": "error_rate", "false_abort": false_abort}
     if max_increase:
         errors["max_increase"] = max_increase
-    return [
+    latency: dict[str, Any] = {
+        "metric": "latency",
+        "stochastic_order": "canary_slower",
+        "false_abort": false_abort,
+    }
+    if latency_max_increase not in ("", "off"):
+        latency["max_increase"] = latency_max_increase
+    metrics: list[dict[str, Any]] = [
         {
             "name": "errors",
             "provider": "router",
@@ -73,15 +87,10 @@ def sequential_metrics(interval: str, false_abort: str, max_increase: str) -> li
             "name": "latency",
             "provider": "router",
             "interval": interval,
-            "judge": {
-                "sequential": {
-                    "metric": "latency",
-                    "stochastic_order": "canary_slower",
-                    "false_abort": false_abort,
-                }
-            },
+            "judge": {"sequential": latency},
         },
     ]
+    return metrics[:1] if latency_max_increase == "off" else metrics
 
 
 def bench_spec(
@@ -94,6 +103,7 @@ def bench_spec(
     judge: str = "threshold",
     false_abort: str = "1%",
     max_increase: str = "1%",
+    latency_max_increase: str = "",
     pause: str = "2m",
 ) -> dict[str, Any]:
     faults = {bad_version(n): {"fail_rate": fail_rate} for n in range(1, rounds + 1)}
@@ -110,7 +120,7 @@ def bench_spec(
         }
     ]
     if judge == "sequential":
-        metrics = sequential_metrics(interval, false_abort, max_increase)
+        metrics = sequential_metrics(interval, false_abort, max_increase, latency_max_increase)
     return {
         **sample_app_spec(port, faults),
         "analysis": {"templates": {"health": {"metrics": metrics}}},
@@ -221,14 +231,61 @@ class Watch:
     metrics: list[str]  # each metric's last word at the end of the watch
 
 
+class Recorder:
+    """Copies the built-in router's per-request samples (what the judges read) of the stable
+    release and the canary to a JSON-lines file, every 5 s: the router keeps only its last
+    20,000 per release. Each line: [release, timestamp, latency_seconds, status]."""
+
+    def __init__(self, socket: Path, out: Path) -> None:
+        self.socket, self.out = socket, out
+        self.since = {GOOD: 0.0, HEALTHY: 0.0}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Recorder:
+        self.since = dict.fromkeys(self.since, time.time())
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._poll()
+
+    def _run(self) -> None:
+        while not self.stop.wait(5):
+            self._poll()
+
+    def _poll(self) -> None:
+        async def read() -> dict[str, list[tuple[float, float, int]]]:
+            async with ProxyRouter(str(self.socket)) as router:
+                return {r: await router.samples(r, since) for r, since in self.since.items()}
+
+        with self.out.open("a") as f:
+            for release, samples in asyncio.run(read()).items():
+                for ts, latency, status in samples:
+                    f.write(json.dumps([release, ts, latency, status]) + "\n")
+                if samples:
+                    self.since[release] = max(s[0] for s in samples)
+
+
 def watch_healthy(
-    client: Client, spec: dict[str, Any], port: int, rate: float, minutes: float
+    client: Client,
+    spec: dict[str, Any],
+    port: int,
+    rate: float,
+    minutes: float,
+    record: tuple[Path, Path] | None = None,
 ) -> Watch:
     """A canary as good as the stable release, watched at 5% for `minutes`: it must not be
-    aborted. Aborted by hand at the end (the bench keeps the stable release)."""
-    with LoadGenerator(
-        f"http://127.0.0.1:{port}/", rate=rate, max_seconds=minutes * 60 + 60
-    ) as load:
+    aborted. Aborted by hand at the end (the bench keeps the stable release). `record`: (the
+    router's admin socket, a file) to copy the router's samples to (`Recorder`)."""
+    with (
+        LoadGenerator(
+            f"http://127.0.0.1:{port}/", rate=rate, max_seconds=minutes * 60 + 60
+        ) as load,
+        Recorder(*record) if record else contextlib.nullcontext(),
+    ):
         time.sleep(1)
         deploy(client, HEALTHY, spec)
         wait_status(
@@ -302,11 +359,22 @@ def main() -> int:
         "--max-increase", default="1%", help="sequential error judge's max_increase ('' = none)"
     )
     parser.add_argument(
+        "--latency-max-increase",
+        default="",
+        help="sequential latency judge's max_increase ('' = its default, 'off' = no latency judge)",
+    )
+    parser.add_argument(
         "--watch-healthy",
         type=float,
         default=0,
         metavar="MINUTES",
         help="then watch a healthy canary this long (it must not be aborted)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        help="with --watch-healthy (built-in router): copy the router's samples of both releases "
+        "here (JSON lines; bench/watch_samples.py summarises them)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the workspace afterwards")
     parser.add_argument("--router", default="builtin", help="router kind: builtin, haproxy, …")
@@ -325,6 +393,7 @@ def main() -> int:
         judge=args.judge,
         false_abort=args.false_abort,
         max_increase=args.max_increase,
+        latency_max_increase=args.latency_max_increase,
         pause=f"{max(2.0, args.watch_healthy + 2):g}m",
     )
     spec["router"] = {**spec.get("router", {}), "kind": args.router}
@@ -335,7 +404,7 @@ def main() -> int:
         f"failure_limit {args.failure_limit}"
         if args.judge == "threshold"
         else f"sequential judges (errors: max_increase {args.max_increase or 'none'}, latency: "
-        f"canary_slower), false_abort {args.false_abort}, a look every {args.interval}"
+        f"canary_slower, max_increase {args.latency_max_increase or 'default'}), false_abort {args.false_abort}, a look every {args.interval}"
     )
     print(
         f"canary at 5% failing {args.fail_rate:.0%} of its requests; {args.rate:g} req/s through "
@@ -362,7 +431,10 @@ def main() -> int:
                 )
                 time.sleep(2)  # let the aborted canary's instances stop before the next one
             if args.watch_healthy:
-                watch = watch_healthy(client, spec, port, args.rate, args.watch_healthy)
+                record = (paths.router_socket, args.samples) if args.samples else None
+                watch = watch_healthy(
+                    client, spec, port, args.rate, args.watch_healthy, record=record
+                )
     finally:
         if started:
             shut_down(paths, who="bench", timeout=60)

@@ -626,14 +626,51 @@ def bin_edges(index: int) -> tuple[float, float]:
     return low, high
 
 
-class LatencyJudge:
-    """Is the canary slower than the baseline (stochastic order), at the median, p90 and p99?"""
+LATENCY_TOLERANCE = 0.1
+"""How much slower (relative) a canary may be at p50/p90/p99 before the latency judge fails it,
+when the spec gives no `max_increase`: two processes are never identical, and a test with no
+tolerance fails any real difference in the end, however small."""
+LATENCY_FLOOR = 0.001
+"""Seconds: a difference this small is never failed, whatever it is relatively (a canary taking
+a twentieth of the traffic answers sub-millisecond requests measurably slower than a baseline
+kept hot by the rest: docs/analysis.md, "Latency: tolerance and warm-up")."""
+LATENCY_WARMUP = 100
+"""The canary's first requests that the latency judge does not judge: a new instance's first
+answers (cold code paths, new upstream connections) are slower than it will be."""
 
-    def __init__(self, *, false_abort: float, max_increase: float | None = None) -> None:
+
+class LatencyJudge:
+    """Is the canary slower than the baseline (stochastic order), at the median, p90 and p99?
+
+    Slower means beyond a tolerance: at each quantile the canary's may reach `allowed(x)` of the
+    baseline's x, the larger of x * (1 + max_increase) and x + floor (the null is "the canary's
+    q-quantile is at most allowed(baseline's)"; allowed is increasing, so an upper bound of the
+    baseline's quantile gives an upper bound of what is allowed, and the bet stays valid). The
+    canary's first `warmup` requests are not judged (the null then speaks of the requests after
+    them). Without `max_increase` the tolerance is LATENCY_TOLERANCE and the judge never passes,
+    it only watches; with it, it passes once each quantile is shown within the tolerance.
+    """
+
+    def __init__(
+        self,
+        *,
+        false_abort: float,
+        max_increase: float | None = None,
+        floor: float = LATENCY_FLOOR,
+        warmup: int = LATENCY_WARMUP,
+    ) -> None:
         if not 0 < false_abort < 1:
             raise ValueError("false_abort is a probability between 0 and 1")
+        if max_increase is not None and max_increase < 0:
+            raise ValueError("max_increase cannot be negative")
+        if floor < 0 or warmup < 0:
+            raise ValueError("floor and warmup cannot be negative")
         self.alpha = false_abort
-        self.max_increase = max_increase  # relative; None: never pass, only watch
+        self.max_increase = max_increase  # relative; None: LATENCY_TOLERANCE, never pass
+        self.tolerance = LATENCY_TOLERANCE if max_increase is None else max_increase
+        self.floor = floor
+        self.warmup = warmup
+        self.warming = 0  # canary requests seen and left unjudged, up to `warmup`
         self.bins: dict[int, int] = {}
         self.baseline_n = 0
         self.fail_bets = [Bet() for _ in QUANTILES]
@@ -682,18 +719,24 @@ class LatencyJudge:
             above = count_bound(n, 1 - q, self.alpha / 2)
             self.lower[i] = _order_statistic(ordered, n - above, n, upper=False)
 
+    def allowed(self, baseline: float) -> float:
+        """The slowest a canary's quantile may be, given the baseline's (increasing in it)."""
+        return max(baseline * (1 + self.tolerance), baseline + self.floor)
+
     def add_canary(self, latencies: Iterable[float]) -> Outcome:
         threshold = self.threshold
-        allowed = 1 + (self.max_increase or 0.0)
         for i, q in enumerate(QUANTILES):
             upper, lower = self.upper[i], self.lower[i]
             self.fail_bets[i].at(None if upper is None else 1 - q)
             self.pass_bets[i].at(None if lower is None or self.max_increase is None else 1 - q)
-        uppers = [math.inf if u is None else u for u in self.upper]
-        lowers = [math.inf if v is None else v * allowed for v in self.lower]
+        uppers = [math.inf if u is None else self.allowed(u) for u in self.upper]
+        lowers = [math.inf if v is None else self.allowed(v) for v in self.lower]
         for seconds in latencies:
             if self.decided is not Decision.RUNNING:
                 break
+            if self.warming < self.warmup:
+                self.warming += 1
+                continue
             raised = False
             for i in range(len(QUANTILES)):
                 above = seconds > uppers[i]
@@ -740,27 +783,34 @@ class LatencyJudge:
             for q, b in zip(QUANTILES, self.fail_bets, strict=True)
         )
         bounds = ", ".join(
-            f"p{round(q * 100)} ≤ {_ms(u)}" for q, u in zip(QUANTILES, self.upper, strict=True)
+            f"p{round(q * 100)} {_ms(None if u is None else self.allowed(u))}"
+            for q, u in zip(QUANTILES, self.upper, strict=True)
         )
         facts = (
-            f"canary requests above the baseline's bound ({bounds}): {shares}; "
-            f"{self.baseline_n} baseline requests"
+            f"canary requests above the baseline's bound + {self._tolerated()} ({bounds}): "
+            f"{shares}; {self.baseline_n} baseline requests"
         )
+        if self.warming:
+            facts += f"; the canary's first {self.warming} not judged (warm-up)"
         evidence = _evalue(self._mean_log_wealth(self.fail_bets))
         confidence = f"{_pct(1 - self.alpha)} confidence"
         if self.decided is Decision.FAIL:
-            text = f"canary slower than baseline ({confidence}): {facts}"
+            text = f"canary slower than baseline + {self._tolerated()} ({confidence}): {facts}"
         elif self.decided is Decision.PASS:
             text = (
-                f"canary at most {_pct(self.max_increase or 0.0)} slower at p50/p90/p99 "
+                f"canary at most {self._tolerated()} slower at p50/p90/p99 "
                 f"({confidence}); {canary_n} canary, {self.baseline_n} baseline requests"
             )
         else:
             text = f"watching: {facts}; evidence {evidence:.3g} of {2 / self.alpha:g} to fail"
         return Outcome(self.decided, text, canary_n, self.baseline_n, evidence)
 
+    def _tolerated(self) -> str:
+        return f"{_pct(self.tolerance)} (at least {_ms(self.floor)})"
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "warming": self.warming,
             "bins": {str(k): v for k, v in sorted(self.bins.items())},
             "fail": [b.to_json() for b in self.fail_bets],
             "pass": [b.to_json() for b in self.pass_bets],
@@ -769,9 +819,17 @@ class LatencyJudge:
 
     @classmethod
     def from_json(
-        cls, data: Mapping[str, Any], *, false_abort: float, max_increase: float | None
+        cls,
+        data: Mapping[str, Any],
+        *,
+        false_abort: float,
+        max_increase: float | None,
+        floor: float = LATENCY_FLOOR,
+        warmup: int = LATENCY_WARMUP,
     ) -> LatencyJudge:
-        judge = cls(false_abort=false_abort, max_increase=max_increase)
+        judge = cls(false_abort=false_abort, max_increase=max_increase, floor=floor, warmup=warmup)
+        # a state from before the warm-up: its judge was already judging
+        judge.warming = int(data.get("warming", warmup))
         judge.add_baseline_bins({int(k): int(v) for k, v in dict(data["bins"]).items()})
         judge.fail_bets = [Bet.from_json(b) for b in data["fail"]]
         judge.pass_bets = [Bet.from_json(b, down=True) for b in data["pass"]]
