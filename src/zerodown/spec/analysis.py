@@ -194,6 +194,9 @@ def _share(value: Any) -> Any:
 Probability = Annotated[float, BeforeValidator(_probability, json_schema_input_type=str | float)]
 Share = Annotated[float, BeforeValidator(_share, json_schema_input_type=str | float)]
 
+MAX_IGNORE_BELOW = 60.0
+"""Seconds: the largest latency difference a sequential latency judge may ignore."""
+
 SEQUENTIAL_INTERVAL = 1.0
 """Seconds between two looks of a sequential judge without `interval` (each look takes every
 request since the last one, so the interval only sets how soon a decision is acted on)."""
@@ -213,11 +216,23 @@ class SequentialJudge(StrictModel):
     max_increase: Share | None = Field(
         None,
         description="error_rate: percentage points above the baseline's rate that are "
-        "tolerated (default 0); latency: how much slower at p50/p90/p99 still passes "
-        "(default: never pass, only watch)",
+        "tolerated (default 0); latency: how much slower (relative) at p50/p90/p99 is "
+        "tolerated: failed only beyond it, passed once shown within it (default: 10% "
+        "tolerated, and the judge never passes, it only watches)",
     )
     stochastic_order: Literal["canary_slower"] | None = Field(
         None, description="latency: the alternative tested, that the canary is slower"
+    )
+    ignore_below: Duration | None = Field(
+        None,
+        description="latency: a difference this small is always tolerated, however large "
+        "relatively (default 1ms)",
+    )
+    warmup: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_SAMPLES,
+        description="latency: the canary's first requests, not judged (default 100)",
     )
 
     @model_validator(mode="after")
@@ -227,8 +242,19 @@ class SequentialJudge(StrictModel):
                 "a sequential latency judge needs stochastic_order: canary_slower "
                 "(the alternative it tests)"
             )
-        if self.metric == "error_rate" and self.stochastic_order is not None:
-            raise ValueError("stochastic_order applies to metric: latency only")
+        if self.metric == "error_rate":
+            extra = [
+                name
+                for name in ("stochastic_order", "ignore_below", "warmup")
+                if getattr(self, name) is not None
+            ]
+            if extra:
+                raise ValueError(f"{' and '.join(extra)} apply to metric: latency only")
+        if self.ignore_below is not None and self.ignore_below > MAX_IGNORE_BELOW:
+            raise ValueError(
+                f"ignore_below is at most {MAX_IGNORE_BELOW:g}s (a latency judge that ignores "
+                f"more would never fail), not {self.ignore_below:g}s"
+            )
         return self
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -353,7 +354,10 @@ def test_a_slower_canary_fails_the_latency_judge() -> None:
     decision = stream_latency(judge, random.Random(3), slower=1.5, looks=100, per_look=(50, 5))
     assert decision is Decision.FAIL
     assert judge.fail_bets[0].n < 500
-    assert "canary slower than baseline (99% confidence)" in judge.outcome().message
+    assert (
+        "canary slower than baseline by more than max(10%, 1ms) (99% confidence)"
+        in judge.outcome().message
+    )
 
 
 def test_a_canary_as_fast_as_the_baseline_passes_with_a_tolerance() -> None:
@@ -381,3 +385,121 @@ def test_a_latency_falls_in_its_bin(seconds: float) -> None:
     low, high = bin_edges(latency_bin(seconds))
     assert low <= seconds < high
     assert high <= max(low * 1.02 * (1 + 1e-12), 1e-5)
+
+
+# --- the latency judge's tolerance and warm-up ----------------------------------------------------
+
+
+def latency_stream(
+    judge: LatencyJudge,
+    rng: random.Random,
+    *,
+    canary: Callable[[float], float],
+    looks: int,
+    per_look: tuple[int, int] = (50, 10),
+    median: float = 0.05,
+) -> Decision:
+    """Baseline latencies lognormal around `median`; each canary latency is `canary` of a draw
+    from the same law (the identity: as good as the baseline)."""
+    for _ in range(looks):
+        n_b, n_c = per_look
+        judge.add_baseline([median * math.exp(rng.gauss(0, 0.5)) for _ in range(n_b)])
+        drawn = [median * math.exp(rng.gauss(0, 0.5)) for _ in range(n_c)]
+        outcome = judge.add_canary([canary(x) for x in drawn])
+        if outcome.decision is not Decision.RUNNING:
+            return outcome.decision
+    return Decision.RUNNING
+
+
+def test_what_the_latency_judge_allows_is_the_larger_of_its_two_tolerances() -> None:
+    judge = LatencyJudge(false_abort=0.01)  # the defaults: 10%, 1 ms
+    assert (judge.tolerance, judge.floor, judge.warmup) == (0.1, 0.001, 100)
+    assert judge.allowed(0.05) == pytest.approx(0.055)  # 10% of 50 ms is more than 1 ms
+    assert judge.allowed(0.0002) == pytest.approx(0.0012)  # 1 ms is more than 10% of 0.2 ms
+    assert judge.allowed(0.01) == pytest.approx(0.011)  # where they meet
+    explicit = LatencyJudge(false_abort=0.01, max_increase=0.25, floor=0.0)
+    assert explicit.allowed(0.0002) == pytest.approx(0.00025)
+
+
+@pytest.mark.parametrize("slower", [1.02, 1.08])
+def test_a_canary_a_little_slower_is_not_failed_under_a_ten_percent_tolerance(
+    slower: float,
+) -> None:
+    """12,000 canary requests 2 % (8 %) slower: not failed with the default 10 %; 8 % slower
+    is failed by the test without a tolerance (it detects any real difference in the end)."""
+
+    def run(**kw: float) -> tuple[Decision, int]:
+        judge = LatencyJudge(false_abort=0.01, floor=0.0, warmup=0, **kw)
+        decision = latency_stream(
+            judge, random.Random(11), canary=lambda x: x * slower, looks=600, per_look=(200, 20)
+        )
+        return decision, judge.fail_bets[0].n
+
+    assert run() == (Decision.RUNNING, 12_000)
+    if slower == 1.08:
+        assert run(max_increase=0.0)[0] is Decision.FAIL
+
+
+def test_a_canary_thirty_percent_slower_still_fails_under_a_ten_percent_tolerance() -> None:
+    judge = LatencyJudge(false_abort=0.01)
+    decision = latency_stream(judge, random.Random(12), canary=lambda x: x * 1.3, looks=300)
+    assert decision is Decision.FAIL
+    assert "by more than max(10%, 1ms)" in judge.outcome().message
+
+
+def test_a_canary_slower_by_less_than_the_floor_is_not_failed() -> None:
+    """At 0.2 ms a canary 0.1 ms slower is 50 % slower, and still well under a millisecond."""
+
+    def run(floor: float) -> Decision:
+        judge = LatencyJudge(false_abort=0.01, floor=floor, warmup=0)
+        return latency_stream(
+            judge, random.Random(13), canary=lambda x: x + 0.0001, looks=300, median=0.0002
+        )
+
+    assert run(0.001) is Decision.RUNNING
+    assert run(0.0) is Decision.FAIL
+
+
+def test_monte_carlo_a_canary_exactly_as_slow_as_tolerated_is_failed_at_most_the_setting() -> None:
+    """The hardest null: each canary quantile exactly (1 + max_increase) times the baseline's."""
+    alpha = 0.1
+    share = false_abort_share(
+        lambda: LatencyJudge(false_abort=alpha, floor=0.0, warmup=0),  # 10%, watching only
+        lambda judge, rng: latency_stream(judge, rng, canary=lambda x: x * 1.1, looks=40),
+        streams=40,
+    )
+    assert share <= alpha
+
+
+def test_the_canarys_first_requests_are_not_judged() -> None:
+    """A canary 10x slower for its first 100 requests, then as good as the baseline."""
+
+    def cold_start(warmup: int) -> LatencyJudge:
+        judge = LatencyJudge(false_abort=0.01, warmup=warmup)
+        rng = random.Random(14)
+        judge.add_baseline([0.05 * math.exp(rng.gauss(0, 0.5)) for _ in range(2000)])
+        judge.add_canary([0.5] * 100)
+        latency_stream(judge, rng, canary=lambda x: x, looks=20)
+        return judge
+
+    assert cold_start(0).decided is Decision.FAIL
+    warmed = cold_start(100)
+    assert warmed.decided is Decision.RUNNING
+    assert (warmed.warming, warmed.fail_bets[0].n) == (100, 200)  # 20 looks of 10 judged
+    assert "the canary's first 100 not judged (warm-up)" in warmed.outcome().message
+
+
+def test_the_warm_up_resumes_where_it_was_after_a_restart() -> None:
+    judge = LatencyJudge(false_abort=0.01, warmup=100)
+    judge.add_baseline([0.05] * 500)
+    judge.add_canary([0.5] * 60)
+    restored = LatencyJudge.from_json(judge.to_json(), false_abort=0.01, max_increase=None)
+    restored.add_canary([0.5] * 40)  # the rest of the warm-up
+    assert (restored.warming, restored.fail_bets[0].n) == (100, 0)
+    restored.add_canary([0.05] * 5)
+    assert restored.fail_bets[0].n == 5
+    # a state saved before warm-ups existed was already judging every request
+    old = {k: v for k, v in judge.to_json().items() if k != "warming"}
+    resumed = LatencyJudge.from_json(old, false_abort=0.01, max_increase=None)
+    resumed.add_canary([0.05])
+    assert resumed.fail_bets[0].n == 1

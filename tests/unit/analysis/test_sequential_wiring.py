@@ -39,7 +39,25 @@ def test_the_issue_example_loads() -> None:
     assert Spec.model_validate(spec.model_dump(mode="json")) == spec
 
 
+def test_a_latency_judges_tolerance_and_warmup_load_and_default() -> None:
+    text = ISSUE_EXAMPLE.replace(
+        "stochastic_order: canary_slower, false_abort: 1%}",
+        "stochastic_order: canary_slower, false_abort: 1%, max_increase: 20%, "
+        "ignore_below: 5ms, warmup: 300}",
+    )
+    latency = parse_model(text, Spec, file="zerodown.yaml").analysis.templates["health"]
+    judge = latency.metrics[1].sequential
+    assert judge is not None
+    assert (judge.max_increase, judge.ignore_below, judge.warmup) == (0.2, 0.005, 300)
+    default = parse_model(ISSUE_EXAMPLE, Spec, file="zerodown.yaml").analysis
+    judge = default.templates["health"].metrics[1].sequential
+    assert judge is not None
+    assert (judge.max_increase, judge.ignore_below, judge.warmup) == (None, None, None)
+
+
 METRIC_LINE = 8  # the line of the first metric in ISSUE_EXAMPLE ("- name: errors")
+
+LATENCY = "metric: latency, stochastic_order: canary_slower, false_abort: 1%"
 
 REFUSED = [
     ("metric: latency, false_abort: 1%", "needs stochastic_order: canary_slower"),
@@ -51,6 +69,16 @@ REFUSED = [
     ("metric: errors, false_abort: 1%", "error_rate"),
     ("metric: error_rate", "false_abort"),
     ("metric: error_rate, false_abort: 1%, confidence: 0.9", "confidence"),
+    ("metric: error_rate, false_abort: 1%, warmup: 50", "warmup apply to metric: latency only"),
+    ("metric: error_rate, false_abort: 1%, ignore_below: 2ms", "ignore_below apply to"),
+    (LATENCY + ", max_increase: -10%", "not a share from 0 to 100%"),
+    (LATENCY + ", max_increase: 300%", "not a share from 0 to 100%"),
+    (LATENCY + ", ignore_below: soon", "soon"),
+    (LATENCY + ", ignore_below: -1ms", "is not a duration"),
+    (LATENCY + ", ignore_below: -0.001", "cannot be negative"),
+    (LATENCY + ", ignore_below: 2m", "ignore_below is at most 60s"),
+    (LATENCY + ", warmup: -1", "greater than or equal to 0"),
+    (LATENCY + ", warmup: lots", "warmup"),
 ]
 
 

@@ -795,7 +795,10 @@ class LatencyJudge:
         evidence = _evalue(self._mean_log_wealth(self.fail_bets))
         confidence = f"{_pct(1 - self.alpha)} confidence"
         if self.decided is Decision.FAIL:
-            text = f"canary slower than baseline + {self._tolerated()} ({confidence}): {facts}"
+            text = (
+                f"canary slower than baseline by more than {self._tolerated()} "
+                f"({confidence}): {facts}"
+            )
         elif self.decided is Decision.PASS:
             text = (
                 f"canary at most {self._tolerated()} slower at p50/p90/p99 "
@@ -806,7 +809,7 @@ class LatencyJudge:
         return Outcome(self.decided, text, canary_n, self.baseline_n, evidence)
 
     def _tolerated(self) -> str:
-        return f"{_pct(self.tolerance)} (at least {_ms(self.floor)})"
+        return f"max({_pct(self.tolerance)}, {_ms(self.floor)})"
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -12,7 +12,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zerodown.core.analysis.model import Measurement, Phase
-from zerodown.core.analysis.sequential import Decision, ErrorRateJudge, LatencyJudge, Outcome
+from zerodown.core.analysis.sequential import (
+    LATENCY_FLOOR,
+    LATENCY_WARMUP,
+    Decision,
+    ErrorRateJudge,
+    LatencyJudge,
+    Outcome,
+)
 from zerodown.core.analysis.stats import Sample, is_error
 from zerodown.spec.analysis import SequentialJudge
 
@@ -32,10 +39,18 @@ def _judge(spec: SequentialJudge, saved: Mapping[str, Any] | None) -> Judge:
         if saved is None:
             return ErrorRateJudge(false_abort=spec.false_abort, max_increase=increase)
         return ErrorRateJudge.from_json(saved, false_abort=spec.false_abort, max_increase=increase)
+    floor = LATENCY_FLOOR if spec.ignore_below is None else spec.ignore_below
+    warmup = LATENCY_WARMUP if spec.warmup is None else spec.warmup
     if saved is None:
-        return LatencyJudge(false_abort=spec.false_abort, max_increase=spec.max_increase)
+        return LatencyJudge(
+            false_abort=spec.false_abort, max_increase=spec.max_increase, floor=floor, warmup=warmup
+        )
     return LatencyJudge.from_json(
-        saved, false_abort=spec.false_abort, max_increase=spec.max_increase
+        saved,
+        false_abort=spec.false_abort,
+        max_increase=spec.max_increase,
+        floor=floor,
+        warmup=warmup,
     )
 
 
