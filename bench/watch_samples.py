@@ -75,7 +75,7 @@ def main() -> int:
     print()
     print(
         "| canary requests | p50/p90/p99 ms | above the baseline's p50 p90 p99 "
-        f"| above them +{args.tolerance:.0%} |"
+        f"| above them + max({args.tolerance:.0%}, {args.floor * 1000:g} ms) |"
     )
     print("|---|---|---|---|")
     lats = [lat for _, lat in canary]
@@ -90,6 +90,10 @@ def main() -> int:
     for name, kw in (
         ("no tolerance, no warm-up", {"max_increase": 0.0, "floor": 0.0, "warmup": 0}),
         (f"warm-up {args.warmup} only", {"max_increase": 0.0, "floor": 0.0, "warmup": args.warmup}),
+        (
+            f"tolerance {args.tolerance:.0%} (no floor), warm-up {args.warmup}",
+            {"max_increase": args.tolerance, "floor": 0.0, "warmup": args.warmup},
+        ),
         (
             f"tolerance max({args.tolerance:.0%}, {args.floor * 1000:g} ms) only",
             {"max_increase": args.tolerance, "floor": args.floor, "warmup": 0},
