@@ -24,7 +24,9 @@ it bets on is seen.
 - `LatencyJudge`: a test of stochastic order ("canary slower"). For q in 0.5, 0.9, 0.99 a canary
   that is not slower exceeds the baseline's q-quantile with probability at most 1 - q; the judge
   bets, request by request, on canary requests exceeding an upper confidence bound of that
-  quantile, and fails when the average wealth of the three bets is large. Pass, with a
+  quantile, and fails when the average wealth of the three bets is large. Slower means beyond
+  a tolerance (10 % or 1 ms by default, whichever is larger: two processes are never
+  identical), and the canary's first requests are not judged (a warm-up). Pass, with a
   `max_increase`, when at each of the three quantiles the canary is shown at most that much
   slower.
 
