@@ -5,12 +5,12 @@ that `bench/analysis_abort.py --watch-healthy N --samples FILE` copied, and prin
   requests lie above the baseline's p50/p90/p99 (the share a canary as good as the baseline
   keeps at or below 50 %, 10 %, 1 %);
 - the canary's first K requests against the rest (a cold start shows in the first ones);
-- the same shares above what the latency judge allows (the baseline's quantile + max(10 %,
+- the same shares above what the latency judge allows (the baseline's quantile + max(5 %,
   1 ms) by default);
 - the latency judge replayed on the samples, a look a second (first canary request at 0 s),
   with and without its tolerance and warm-up: when it would have failed the canary.
 
-    python bench/watch_samples.py FILE [--tolerance 0.1] [--floor 0.001] [--warmup 100]
+    python bench/watch_samples.py FILE [--tolerance 0.05] [--floor 0.001] [--warmup 100]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _above(values: Sequence[float], bounds: Sequence[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("file", type=Path)
-    parser.add_argument("--tolerance", type=float, default=0.1)
+    parser.add_argument("--tolerance", type=float, default=0.05)
     parser.add_argument("--floor", type=float, default=0.001, help="seconds")
     parser.add_argument("--warmup", type=int, default=100, help="canary requests")
     args = parser.parse_args()

@@ -217,7 +217,7 @@ class SequentialJudge(StrictModel):
         None,
         description="error_rate: percentage points above the baseline's rate that are "
         "tolerated (default 0); latency: how much slower (relative) at p50/p90/p99 is "
-        "tolerated: failed only beyond it, passed once shown within it (default: 10% "
+        "tolerated: failed only beyond it, passed once shown within it (default: 5% "
         "tolerated, and the judge never passes, it only watches)",
     )
     stochastic_order: Literal["canary_slower"] | None = Field(

@@ -25,7 +25,7 @@ it bets on is seen.
   that is not slower exceeds the baseline's q-quantile with probability at most 1 - q; the judge
   bets, request by request, on canary requests exceeding an upper confidence bound of that
   quantile, and fails when the average wealth of the three bets is large. Slower means beyond
-  a tolerance (10 % or 1 ms by default, whichever is larger: two processes are never
+  a tolerance (5 % or 1 ms by default, whichever is larger: two processes are never
   identical), and the canary's first requests are not judged (a warm-up). Pass, with a
   `max_increase`, when at each of the three quantiles the canary is shown at most that much
   slower.
@@ -628,7 +628,7 @@ def bin_edges(index: int) -> tuple[float, float]:
     return low, high
 
 
-LATENCY_TOLERANCE = 0.1
+LATENCY_TOLERANCE = 0.05
 """How much slower (relative) a canary may be at p50/p90/p99 before the latency judge fails it,
 when the spec gives no `max_increase`: two processes are never identical, and a test with no
 tolerance fails any real difference in the end, however small."""
