@@ -249,7 +249,8 @@ class SequentialJudge(StrictModel):
                 if getattr(self, name) is not None
             ]
             if extra:
-                raise ValueError(f"{' and '.join(extra)} apply to metric: latency only")
+                verb = "applies" if len(extra) == 1 else "apply"
+                raise ValueError(f"{' and '.join(extra)} {verb} to metric: latency only")
         if self.ignore_below is not None and self.ignore_below > MAX_IGNORE_BELOW:
             raise ValueError(
                 f"ignore_below is at most {MAX_IGNORE_BELOW:g}s (a latency judge that ignores "

@@ -69,8 +69,11 @@ REFUSED = [
     ("metric: errors, false_abort: 1%", "error_rate"),
     ("metric: error_rate", "false_abort"),
     ("metric: error_rate, false_abort: 1%, confidence: 0.9", "confidence"),
-    ("metric: error_rate, false_abort: 1%, warmup: 50", "warmup apply to metric: latency only"),
-    ("metric: error_rate, false_abort: 1%, ignore_below: 2ms", "ignore_below apply to"),
+    ("metric: error_rate, false_abort: 1%, warmup: 50", "warmup applies to metric: latency only"),
+    (
+        "metric: error_rate, false_abort: 1%, ignore_below: 2ms, warmup: 5",
+        "ignore_below and warmup apply to metric: latency only",
+    ),
     (LATENCY + ", max_increase: -10%", "not a share from 0 to 100%"),
     (LATENCY + ", max_increase: 300%", "not a share from 0 to 100%"),
     (LATENCY + ", ignore_below: soon", "soon"),
