@@ -83,6 +83,7 @@ NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
+
 _REASONS = {
     400: b"Bad Request",
     405: b"Method Not Allowed",
@@ -197,6 +198,21 @@ def status_line(status: int, reason: bytes) -> bytes:
     return line
 
 
+# What the parser made of whole requests it read in one go, by their exact bytes: a read that
+# repeats one (wrk's requests, a browser's polling) skips the parser's per-header callbacks. The
+# parser is deterministic and starts from the same state (between messages of a keep-alive
+# connection), so an entry is exactly what it would do again: never more lenient. Only requests
+# with no body, no upgrade, no refusal are kept, with the route table's header names they were
+# read for. Bounded in entries and key size; emptied when full.
+PARSED_ENTRIES = 256
+PARSED_KEY_LIMIT = 2048
+_PARSED: dict[
+    bytes,
+    tuple[
+        frozenset[bytes], bytes, bytes, bytes | None, list[bytes], dict[bytes, bytes], bytes, bool
+    ],
+] = {}
+
 # Host values already found valid: the check (a translate over the value) costs more than a set
 # look-up, and a site sees few names. Bounded: the value comes from the client.
 _GOOD_HOSTS: set[bytes] = set()
@@ -215,6 +231,7 @@ def _asks_upgrade(values: list[bytes]) -> bool:
 class ClientConn(asyncio.Protocol):
     __slots__ = (
         "active",
+        "at_start",
         "broken",
         "closed",
         "counted",
@@ -246,6 +263,9 @@ class ClientConn(asyncio.Protocol):
         self.https = https  # the client came over TLS: X-Forwarded-Proto says so
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        # The parser is between messages, in a keep-alive connection: a read holding exactly one
+        # whole request may skip it (whole_request).
+        self.at_start = True
         self.peer = b""
         self.forwarded = b""  # X-Forwarded-For and -Proto lines for a request that has no XFF
         self.interest: frozenset[bytes] = frozenset()  # route header names, for the current head
@@ -295,8 +315,21 @@ class ClientConn(asyncio.Protocol):
             if tunnel_to is not None:
                 tunnel_to.write(data)
             return
+        remember = False
+        if self.at_start and self.active is None and len(data) <= PARSED_KEY_LIMIT:
+            ex = self.parsed_before(data)
+            if ex is not None:
+                ex.start()
+                if self.out:
+                    self.flush()
+                return
+            remember = data[-4:] == b"\r\n\r\n"
         try:
             self.parser.feed_data(data)
+            # Still between messages after the read: it held whole requests only, and the last
+            # one keeps the connection open.
+            if remember and self.at_start:
+                self.remember(data)
         except httptools.HttpParserUpgrade as e:
             # Nothing after an upgrade request's head is HTTP. When we forward the Upgrade, the
             # bytes are the tunnel's once the backend answers 101; otherwise they are dropped.
@@ -348,6 +381,7 @@ class ClientConn(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        self.at_start = False
         self.cur = Exchange(self)
         self.in_head = True
         self.interest = self.router.table.interest  # once per head, not once per header
@@ -464,7 +498,67 @@ class ClientConn(asyncio.Protocol):
         self.cur.request_body(body)  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
+        # After a message that ends the connection (Connection: close, HTTP/1.0) the parser
+        # refuses any further byte: so must every later read, hence never the fast path again.
+        self.at_start = self.parser.should_keep_alive()
         self.cur.request_end()  # type: ignore[union-attr]
+
+    # the fast path: one whole request in one read
+
+    def parsed_before(self, data: bytes) -> Exchange | None:
+        """The request in `data` when the parser already read these very bytes as one whole
+        request (see _PARSED): a new Exchange with what the callbacks set then, now active."""
+        parsed = _PARSED.get(data)
+        if parsed is None:
+            return None
+        interest, method, url, host, headers, route_headers, xff, http11 = parsed
+        if interest is not self.router.table.interest:
+            return None  # route headers were picked for another table
+        # What on_message_begin, on_url, on_header, on_headers_complete and on_message_complete
+        # did, in the order that matters.
+        self.cur = self.active = ex = Exchange(self)
+        ex.method = method
+        ex.url = url
+        ex.host = host
+        ex.headers = headers  # never changed in place: shared between the requests
+        ex.route_headers = route_headers  # the same
+        ex.xff = xff
+        ex.http11 = http11
+        ex.keep_alive = not self.router.draining
+        ex.request_complete = True
+        self.in_head = False
+        if self.head_since:
+            self.head_done()
+        return ex
+
+    def remember(self, data: bytes) -> None:
+        """After the parser read `data`, from between messages, as exactly one whole request with
+        no body that it keeps the connection open after: keep what it made of it (see _PARSED)."""
+        ex = self.cur
+        if (
+            ex is None
+            or ex is not self.active
+            or self.queue
+            or not ex.request_complete
+            or ex.content_length >= 0
+            or ex.te is not None
+            or ex.upgrade is not None
+            or ex.method == b"CONNECT"
+            or self.refusal is not None
+        ):
+            return
+        if len(_PARSED) >= PARSED_ENTRIES:
+            _PARSED.clear()
+        _PARSED[data] = (
+            self.interest,
+            ex.method,
+            ex.url,
+            ex.host,
+            ex.headers,
+            ex.route_headers,
+            ex.xff,
+            ex.http11,
+        )
 
     # ours
 
@@ -922,7 +1016,7 @@ class Exchange:
     def response_head(self, conn: UpstreamConn) -> None:
         if conn is not self.upstream:
             return
-        status = conn.parser.get_status_code()
+        status = conn.status
         if status < 200 or status > 599:
             if status < 100 or status > 599:  # llhttp takes any three digits
                 self.upstream_broken(conn, b"backend sent status %d, not 100-599" % status)

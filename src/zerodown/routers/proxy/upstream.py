@@ -125,6 +125,7 @@ class Receiver(Protocol):
     type: each call is the same direct method call as on the exchange itself."""
 
     got_bytes: bool  # set at the first byte of the response
+    method: bytes  # the request's: the answer to HEAD has no body
 
     @property
     def client(self) -> ClientSide: ...
@@ -134,6 +135,19 @@ class Receiver(Protocol):
     def response_end(self, conn: UpstreamConn) -> None: ...
     def upstream_lost(self, conn: UpstreamConn) -> None: ...
     def upstream_broken(self, conn: UpstreamConn) -> None: ...
+
+
+# What the parser made of response heads it read (from between messages), by their exact bytes:
+# a head it has read before (a backend's answers differ little; nginx's only by Date, once a
+# second) skips the parser's per-header callbacks and its body is forwarded by count. The parser
+# is deterministic, so an entry is exactly what it did with those bytes: never more lenient. Only
+# heads framed by Content-Length alone (no Transfer-Encoding, no Upgrade, status 200-599 but 204
+# and 304) are kept, and never used for the answer to HEAD. Bounded; emptied when full.
+PARSED_ENTRIES = 256
+PARSED_KEY_LIMIT = 4096
+# status, reason, head, Connection values, flags, Content-Length, keep-alive, body size
+Parsed = tuple[int, bytes, list[bytes], list[bytes], bytes, bytes | None, bool, int]
+_PARSED: dict[bytes, Parsed] = {}
 
 
 class BackendState:
@@ -188,6 +202,7 @@ class UpstreamConn(asyncio.Protocol):
     """One HTTP/1.1 connection to a backend; carries one exchange at a time."""
 
     __slots__ = (
+        "at_start",
         "backend",
         "closed",
         "conn_tokens",
@@ -197,11 +212,15 @@ class UpstreamConn(asyncio.Protocol):
         "head",
         "idle_since",
         "keep_alive",
+        "key",
         "parser",
+        "pending",
         "read_paused",
         "reason",
+        "remaining",
         "reset_parser",
         "reused",
+        "status",
         "stray",
         "te",
         "to_pool",
@@ -214,6 +233,12 @@ class UpstreamConn(asyncio.Protocol):
         self.backend = backend
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # The parser is between messages: a read that begins with a whole response head may
+        # skip it (parsed_before), and then `remaining` body bytes are forwarded by count.
+        self.at_start = True
+        self.remaining = 0
+        self.key: bytes | None = None  # a response head to remember once the parser has read it
+        self.pending: tuple[bytes, Parsed] | None = None  # what it made of it, not kept yet
         self.ex: Receiver | None = None
         self.closed = False
         self.reused = False
@@ -227,6 +252,7 @@ class UpstreamConn(asyncio.Protocol):
         self._new_message()
 
     def _new_message(self) -> None:
+        self.status = 0
         self.reason = b""
         # The forwarded header lines, flat (name, ": ", value, CRLF, ...) after a slot for the
         # status line: the head goes to the client in one join, with no second pass over them.
@@ -255,6 +281,33 @@ class UpstreamConn(asyncio.Protocol):
             return
         ex.got_bytes = True
         client = ex.client
+        if self.remaining:
+            data = self.body_by_count(ex, data)
+        elif self.at_start:
+            rest = self.parsed_before(ex, data)
+            if rest is not None:
+                data = rest
+        if data:
+            self.feed(client, data)
+            self.key = None
+        if self.stray:
+            self.to_pool = False
+            self.close()  # taken out of the idle pool by connection_lost
+        else:
+            if self.reset_parser:
+                self.reset_parser = False
+                self.parser = httptools.HttpResponseParser(self)
+                self.at_start = True
+                self.pending = None
+            if self.to_pool:
+                self.to_pool = False
+                self.backend.idle.append(self)  # idle_since was set when it was released
+        if client.out:  # often flushed already, by the exchange that ended in this read
+            client.flush()
+
+    def feed(self, client: ClientSide, data: bytes) -> None:
+        """The parser's path: every response the fast path does not take, and whatever follows
+        a response that was read by count."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -273,18 +326,102 @@ class UpstreamConn(asyncio.Protocol):
                 self.ex.upstream_broken(self)
             else:
                 self.stray = True
-        if self.stray:
-            self.to_pool = False
-            self.close()  # taken out of the idle pool by connection_lost
-        else:
-            if self.reset_parser:
-                self.reset_parser = False
-                self.parser = httptools.HttpResponseParser(self)
-            if self.to_pool:
-                self.to_pool = False
-                self.backend.idle.append(self)  # idle_since was set when it was released
-        if client.out:  # often flushed already, by the exchange that ended in this read
-            client.flush()
+
+    # the fast path: a whole response head in one read, its body by count
+
+    def parsed_before(self, ex: Receiver, data: bytes) -> bytes | None:
+        """Read the response `data` begins with when the parser already read its very head (see
+        _PARSED), framed by Content-Length: the same fields and calls on the exchange as the
+        callbacks, then the body by count; returns what follows the response in `data`, for the
+        parser. None (nothing changed) otherwise: the parser reads `data`, and the head is
+        remembered for next time when it qualifies."""
+        end = data.find(b"\r\n\r\n") + 4
+        if end < 4 or end > PARSED_KEY_LIMIT or ex.method == b"HEAD":
+            return None
+        key = data[:end] if end < len(data) else data
+        parsed = _PARSED.get(key)
+        if parsed is None:
+            if key[:5] == b"HTTP/":  # no empty line before it: the parser's message starts here
+                self.key = key
+            return None
+        (
+            self.status,
+            self.reason,
+            head,
+            self.conn_tokens,
+            self.flags,
+            self.content_length,
+            self.keep_alive,
+            size,
+        ) = parsed
+        self.head = head.copy()  # response_head completes it in place
+        self.te = None
+        self.upgrade = None
+        ex.response_head(self)
+        if self.closed:  # the exchange refused the head (and closed this connection)
+            return b""
+        rest = data[end:]
+        if size:
+            self.remaining = size
+            return self.body_by_count(ex, rest) if rest else b""
+        ex.response_end(self)
+        return rest
+
+    def remember(self, key: bytes) -> None:
+        """The parser has read the head `key` (on_headers_complete): what it made of it, to keep
+        once the parser has gone on to the body (on_body, on_message_complete: nothing after the
+        head made it fail), when the response is framed by Content-Length alone and its head has
+        no bare CR or LF (so it ends where the key does)."""
+        length = self.content_length
+        status = self.status
+        if (
+            length is None
+            or self.te is not None
+            or self.upgrade is not None
+            or status < 200
+            or status > 599
+            or status == 204
+            or status == 304
+        ):
+            return
+        digits = length.strip(b" \t")
+        crlfs = key.count(b"\r\n")
+        if not digits.isdigit() or key.count(b"\r") != crlfs or key.count(b"\n") != crlfs:
+            return
+        self.pending = (
+            key,
+            (
+                status,
+                self.reason,
+                self.head.copy(),
+                self.conn_tokens,
+                self.flags,
+                length,
+                self.keep_alive,
+                int(digits),
+            ),
+        )
+
+    def commit(self) -> None:
+        if self.pending is not None:
+            if len(_PARSED) >= PARSED_ENTRIES:
+                _PARSED.clear()
+            key, parsed = self.pending
+            _PARSED[key] = parsed
+            self.pending = None
+
+    def body_by_count(self, ex: Receiver, data: bytes) -> bytes:
+        """Forward the rest of a body whose head parsed_before read; what follows it in this
+        read (returned) goes to the parser, which is between messages."""
+        remaining = self.remaining
+        if len(data) < remaining:
+            self.remaining = remaining - len(data)
+            ex.response_body(data)
+            return b""
+        self.remaining = 0
+        ex.response_body(data[:remaining] if len(data) > remaining else data)
+        ex.response_end(self)
+        return data[remaining:]
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost does the rest
@@ -310,6 +447,8 @@ class UpstreamConn(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        self.at_start = False
+        self.pending = None
         if self.ex is None:
             self.stray = True  # a second response after the one we were owed
         self._new_message()
@@ -338,17 +477,26 @@ class UpstreamConn(asyncio.Protocol):
             self.upgrade = value if self.upgrade is None else self.upgrade + b", " + value
 
     def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
+        if self.key is not None:  # the first head of a read that began between messages
+            self.remember(self.key)
+            self.key = None
         if self.ex is not None:
             self.ex.response_head(self)
 
     def on_body(self, body: bytes) -> None:
+        if self.pending is not None:
+            self.commit()
         if self.ex is not None:
             self.ex.response_body(body)
         else:
             self.stray = True  # body bytes after a HEAD response, say
 
     def on_message_complete(self) -> None:
+        self.at_start = True
+        if self.pending is not None:
+            self.commit()
         if self.ex is not None:
             self.ex.response_end(self)
 
