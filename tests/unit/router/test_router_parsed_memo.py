@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zerodown.core.routes import Backend, Match, Pool, RouteTable
+from zerodown.core.routes import Backend, Match, Pool, RouteTable, Sticky
 from zerodown.routers.proxy import dataplane, upstream
 from zerodown.routers.proxy.dataplane import ClientConn
 from zerodown.routers.proxy.server import Router
@@ -90,9 +90,12 @@ def memo(kind: str) -> Iterator[None]:
             dataplane._PARSED, upstream._PARSED = saved
 
 
-def run(steps: list[tuple[str, bytes]], matched: bool) -> dict[str, object]:
+TABLES = ("plain", "match", "sticky")  # a weighted draw; a header match; a sticky cookie
+
+
+def run(steps: list[tuple[str, bytes]], table: str) -> dict[str, object]:
     """Play the reads `steps` (("client", bytes) or ("backend", bytes): to the connection the
-    current request uses) through a router; what every transport saw."""
+    current request uses; or ("drain", b"")) through a router; what every transport saw."""
 
     async def play() -> dict[str, object]:
         router = Router(asyncio.get_running_loop())
@@ -103,12 +106,14 @@ def run(steps: list[tuple[str, bytes]], matched: bool) -> dict[str, object]:
             spawned.append("connect")
 
         router.spawn = spawn  # type: ignore[method-assign]
-        matches = (Match("canary", "yes", header="X-Canary"),) if matched else ()
+        matches = (Match("canary", "yes", header="X-Canary"),) if table == "match" else ()
+        sticky = Sticky(cookie="zd") if table == "sticky" else None
         pools = (
             Pool("stable", 100, (Backend("127.0.0.1:9", "b1"),)),
             Pool("canary", 0, (Backend("127.0.0.1:10", "b2"),)),
         )
-        router.install(RouteTable(1, pools, matches))
+        router.install(RouteTable(1, pools, matches, sticky))
+        router.table.rng.seed(7)  # the same sticky keys in every run
         ups: list[tuple[UpstreamConn, FakeTransport]] = []
         for address in ("127.0.0.1:9", "127.0.0.1:10"):
             backend = router.backends[address]
@@ -122,7 +127,9 @@ def run(steps: list[tuple[str, bytes]], matched: bool) -> dict[str, object]:
         ct = FakeTransport()
         client.connection_made(ct)  # type: ignore[arg-type]
         for side, data in steps:
-            if side == "client":
+            if side == "drain":  # `zerodown router` stopping: no connection is kept open
+                router.draining = True
+            elif side == "client":
                 if ct.state == "open":
                     client.data_received(data)
             else:
@@ -144,16 +151,17 @@ def run(steps: list[tuple[str, bytes]], matched: bool) -> dict[str, object]:
     return asyncio.run(play())
 
 
-def differences(steps: list[tuple[str, bytes]], matched: bool) -> None:
+def differences(steps: list[tuple[str, bytes]], table: str) -> None:
     """The same with the parser alone, with the memo filling, with the memo filled, and with the
     memo filled under the other route table (route headers are picked per table)."""
     with memo("off"):
-        parser = run(steps, matched)
-        other = run(steps, not matched)
+        parser = run(steps, table)
+        other_table = TABLES[(TABLES.index(table) + 1) % len(TABLES)]
+        other = run(steps, other_table)
     with memo("fresh"):
-        assert run(steps, matched) == parser
-        assert run(steps, matched) == parser
-        assert run(steps, not matched) == other
+        assert run(steps, table) == parser
+        assert run(steps, table) == parser
+        assert run(steps, other_table) == other
 
 
 # Generated messages: mostly well-formed, with the mutations that matter for framing.
@@ -347,9 +355,9 @@ def exchanges(draw: st.DrawFn) -> list[tuple[str, bytes]]:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(exchanges(), st.booleans())
-def test_memo_changes_nothing(steps: list[tuple[str, bytes]], matched: bool) -> None:
-    differences(steps, matched)
+@given(exchanges(), st.sampled_from(TABLES))
+def test_memo_changes_nothing(steps: list[tuple[str, bytes]], table: str) -> None:
+    differences(steps, table)
 
 
 WRK = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
@@ -375,6 +383,27 @@ NGINX = (
             ("client", WRK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")),
             ("client", WRK),
         ],
+        # A response head read before, answering a client that is not the ordinary case.
+        [
+            ("client", WRK),
+            ("backend", NGINX),
+            ("client", WRK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")),
+            ("backend", NGINX),
+        ],
+        [
+            ("client", WRK),
+            ("backend", NGINX),
+            ("client", b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"),
+            ("backend", NGINX),
+        ],
+        [
+            ("client", WRK),
+            ("backend", NGINX),
+            ("client", WRK.replace(b"\r\n\r\n", b"\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n")),
+            ("backend", NGINX),
+        ],
+        [("client", WRK), ("backend", NGINX), ("drain", b""), ("client", WRK), ("backend", NGINX)],
+        [("client", WRK), ("backend", NGINX), ("client", WRK), ("drain", b""), ("backend", NGINX)],
         # The same head answering HEAD: it has no body.
         [("client", WRK), ("backend", NGINX), ("client", b"HEAD" + WRK[3:]), ("backend", NGINX)],
         # Heads framed by more than Content-Length alone; a request with a body.
@@ -409,13 +438,13 @@ NGINX = (
     ],
 )
 def test_memo_cases(steps: list[tuple[str, bytes]]) -> None:
-    differences(steps, matched=False)
-    differences(steps, matched=True)
+    for table in TABLES:
+        differences(steps, table)
 
 
 def test_memo_is_used() -> None:
     """The memo does fill from these heads (else the comparisons above would prove nothing)."""
     with memo("fresh"):
-        run([("client", WRK), ("backend", NGINX)], matched=False)
+        run([("client", WRK), ("backend", NGINX)], "plain")
         assert WRK in dataplane._PARSED
         assert any(key.startswith(b"HTTP/1.1 200 OK\r\nServer: nginx") for key in upstream._PARSED)

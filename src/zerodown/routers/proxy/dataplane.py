@@ -57,6 +57,7 @@ from zerodown.routers.proxy.upstream import (
     UPGRADE,
     XFF,
     BackendState,
+    Parsed,
     UpstreamConn,
     header_kind,
 )
@@ -1092,6 +1093,33 @@ class Exchange:
             # Content-Length announces. The response is complete; start a fresh parser.
             conn.reset_parser = True
             self.response_end(conn)
+
+    def known_head(self, conn: UpstreamConn, parsed: Parsed) -> None:
+        """response_head for a head the parser read before (upstream.py): in the ordinary case
+        (HTTP/1.1 keep-alive client, no cookie to set, no upgrade asked, not draining) the head
+        it writes depends only on the backend's, so it is kept with it and written as is."""
+        ordinary = (
+            self.http11
+            and self.keep_alive
+            and not self.set_cookie
+            and self.upgrade is None
+            and not self.router.draining
+            and conn is self.upstream
+        )
+        sent = parsed.sent
+        if ordinary and sent is not None:
+            # What response_head sets for a head framed by Content-Length alone (see Parsed).
+            self.status = parsed.status
+            self.mode = LENGTH
+            self.until_close = False
+            self.flags = parsed.flags
+            self.response_started = True
+            self.client.out.append(sent)
+            return
+        conn.head = conn.head.copy()  # response_head completes it in place
+        self.response_head(conn)
+        if ordinary and self.response_started and self.mode == LENGTH:
+            parsed.sent = self.client.out[-1]  # the head response_head has just written
 
     def switch_protocols(self, conn: UpstreamConn) -> None:
         """The backend answered 101: forward it, then carry bytes both ways untouched until one

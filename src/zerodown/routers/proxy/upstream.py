@@ -131,6 +131,7 @@ class Receiver(Protocol):
     def client(self) -> ClientSide: ...
 
     def response_head(self, conn: UpstreamConn) -> None: ...
+    def known_head(self, conn: UpstreamConn, parsed: Parsed) -> None: ...
     def response_body(self, data: bytes) -> None: ...
     def response_end(self, conn: UpstreamConn) -> None: ...
     def upstream_lost(self, conn: UpstreamConn) -> None: ...
@@ -145,8 +146,37 @@ class Receiver(Protocol):
 # and 304) are kept, and never used for the answer to HEAD. Bounded; emptied when full.
 PARSED_ENTRIES = 256
 PARSED_KEY_LIMIT = 4096
-# status, reason, head, Connection values, flags, Content-Length, keep-alive, body size
-Parsed = tuple[int, bytes, list[bytes], list[bytes], bytes, bytes | None, bool, int]
+
+
+class Parsed:
+    """What the parser's callbacks set for one response head (see UpstreamConn), and its body
+    size; `sent`: the head as the exchange wrote it to a client in the ordinary case (set by the
+    exchange: it depends only on this head then)."""
+
+    __slots__ = (
+        "conn_tokens",
+        "content_length",
+        "flags",
+        "head",
+        "keep_alive",
+        "reason",
+        "sent",
+        "size",
+        "status",
+    )
+
+    def __init__(self, conn: UpstreamConn, size: int) -> None:
+        self.status = conn.status
+        self.reason = conn.reason
+        self.head = conn.head.copy()  # before response_head completes the connection's in place
+        self.conn_tokens = conn.conn_tokens
+        self.flags = conn.flags
+        self.content_length = conn.content_length
+        self.keep_alive = conn.keep_alive
+        self.size = size
+        self.sent: bytes | None = None
+
+
 _PARSED: dict[bytes, Parsed] = {}
 
 
@@ -344,23 +374,25 @@ class UpstreamConn(asyncio.Protocol):
             if key[:5] == b"HTTP/":  # no empty line before it: the parser's message starts here
                 self.key = key
             return None
-        (
-            self.status,
-            self.reason,
-            head,
-            self.conn_tokens,
-            self.flags,
-            self.content_length,
-            self.keep_alive,
-            size,
-        ) = parsed
-        self.head = head.copy()  # response_head completes it in place
+        self.status = parsed.status
+        self.reason = parsed.reason
+        self.head = parsed.head  # copied by the exchange if it needs to complete it in place
+        self.conn_tokens = parsed.conn_tokens
+        self.flags = parsed.flags
+        self.content_length = parsed.content_length
+        self.keep_alive = parsed.keep_alive
         self.te = None
         self.upgrade = None
-        ex.response_head(self)
+        ex.known_head(self, parsed)
         if self.closed:  # the exchange refused the head (and closed this connection)
             return b""
         rest = data[end:]
+        size = parsed.size
+        if len(rest) == size:  # the common case, without body_by_count's call
+            if size:
+                ex.response_body(rest)
+            ex.response_end(self)
+            return b""
         if size:
             self.remaining = size
             return self.body_by_count(ex, rest) if rest else b""
@@ -388,19 +420,7 @@ class UpstreamConn(asyncio.Protocol):
         crlfs = key.count(b"\r\n")
         if not digits.isdigit() or key.count(b"\r") != crlfs or key.count(b"\n") != crlfs:
             return
-        self.pending = (
-            key,
-            (
-                status,
-                self.reason,
-                self.head.copy(),
-                self.conn_tokens,
-                self.flags,
-                length,
-                self.keep_alive,
-                int(digits),
-            ),
-        )
+        self.pending = key, Parsed(self, int(digits))
 
     def commit(self) -> None:
         if self.pending is not None:
