@@ -210,7 +210,15 @@ PARSED_KEY_LIMIT = 2048
 _PARSED: dict[
     bytes,
     tuple[
-        frozenset[bytes], bytes, bytes, bytes | None, list[bytes], dict[bytes, bytes], bytes, bool
+        frozenset[bytes],
+        bytes,
+        bytes,
+        bytes | None,
+        list[bytes],
+        dict[bytes, bytes],
+        bytes,
+        bool,
+        bytes,
     ],
 ] = {}
 
@@ -512,7 +520,7 @@ class ClientConn(asyncio.Protocol):
         parsed = _PARSED.get(data)
         if parsed is None:
             return None
-        interest, method, url, host, headers, route_headers, xff, http11 = parsed
+        interest, method, url, host, headers, route_headers, xff, http11, prefix = parsed
         if interest is not self.router.table.interest:
             return None  # route headers were picked for another table
         # What on_message_begin, on_url, on_header, on_headers_complete and on_message_complete
@@ -525,6 +533,7 @@ class ClientConn(asyncio.Protocol):
         ex.route_headers = route_headers  # the same
         ex.xff = xff
         ex.http11 = http11
+        ex.prefix = prefix
         ex.keep_alive = not self.router.draining
         ex.request_complete = True
         self.in_head = False
@@ -550,6 +559,11 @@ class ClientConn(asyncio.Protocol):
             return
         if len(_PARSED) >= PARSED_ENTRIES:
             _PARSED.clear()
+        prefix = b""
+        if ex.host is not None and not ex.xff:  # see Exchange.head
+            prefix = b"".join(
+                [ex.method, b" ", ex.url, b" HTTP/1.1\r\nHost: ", ex.host, b"\r\n", *ex.headers]
+            )
         _PARSED[data] = (
             self.interest,
             ex.method,
@@ -559,6 +573,7 @@ class ClientConn(asyncio.Protocol):
             ex.route_headers,
             ex.xff,
             ex.http11,
+            prefix,
         )
 
     # ours
@@ -643,9 +658,13 @@ class ClientConn(asyncio.Protocol):
         if ex is not self.active:
             return
         self.active = None
-        self.flush()
         if self.closed:
+            self.out.clear()
             return
+        out = self.out
+        if out:  # flush(), inlined: every request ends here
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+            out.clear()
         if not ex.keep_alive:
             self.close()
             return
@@ -734,6 +753,7 @@ class Exchange:
         "method",
         "mode",
         "pool",
+        "prefix",
         "release",
         "replay",
         "replay_size",
@@ -766,6 +786,7 @@ class Exchange:
         self.url = b""
         self.method = b"GET"
         self.headers: list[bytes] = []  # flat: name, b": ", value, b"\r\n", ...
+        self.prefix = b""  # the head up to X-Forwarded-For, when known already (see head)
         self.route_headers = _NO_ROUTE_HEADERS  # the route table's headers, by lower-case name
         self.conn_tokens = NO_TOKENS  # Connection values besides keep-alive and close
         self.xff = b""
@@ -878,7 +899,14 @@ class Exchange:
             self.fail(502 if self.tried else 503, b"no backend could be reached")
             return
         self.tried += (backend,)
-        self.use(backend)
+        # use(backend), inlined: every request comes this way.
+        self.backend = backend
+        backend.inflight += 1
+        conn = backend.take_idle()
+        if conn is not None:
+            self.attach(conn, True)
+        else:
+            router.spawn(self.connect(backend))
 
     def use(self, backend: BackendState, *, fresh: bool = False) -> None:
         self.backend = backend
@@ -971,7 +999,10 @@ class Exchange:
         else:
             body = self.buffered
             self.sent_any = True
-        head = self.head()
+        # A request the parser read before (ClientConn.parsed_before) with no body, upgrade or
+        # X-Forwarded-For has all of head() but its last two parts ready (and skips its call).
+        prefix = self.prefix
+        head = b"".join((prefix, self.client.forwarded, b"\r\n")) if prefix else self.head()
         # The head and what came of the body go out in one write (one segment when small).
         conn.transport.write(b"".join([head, *body]) if body else head)  # type: ignore[union-attr]
         self.buffered = _NOTHING_YET
@@ -1205,9 +1236,13 @@ class Exchange:
         self.response_complete = True
         self.upstream = None
         conn.ex = None
-        backend = self.backend
-        self.release_backend()
         router = self.router
+        backend = self.backend
+        if backend is not None:  # release_backend(), inlined: every request ends here
+            self.backend = None
+            backend.inflight -= 1
+            if backend.inflight == 0 and not backend.in_table:
+                router.forget(backend)
         now = router.now()
         if conn.read_paused:
             conn.resume_reading()
