@@ -145,7 +145,7 @@ class Receiver(Protocol):
 # heads framed by Content-Length alone (no Transfer-Encoding, no Upgrade, status 200-599 but 204
 # and 304) are kept, and never used for the answer to HEAD. Bounded; emptied when full.
 PARSED_ENTRIES = 256
-PARSED_KEY_LIMIT = 4096
+PARSED_KEY_LIMIT = 2048
 
 
 class Parsed:
