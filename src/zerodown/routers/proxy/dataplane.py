@@ -84,7 +84,6 @@ NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
-
 _REASONS = {
     400: b"Bad Request",
     405: b"Method Not Allowed",
@@ -273,7 +272,7 @@ class ClientConn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         # The parser is between messages, in a keep-alive connection: a read holding exactly one
-        # whole request may skip it (whole_request).
+        # whole request it has read before may skip it (parsed_before).
         self.at_start = True
         self.peer = b""
         self.forwarded = b""  # X-Forwarded-For and -Proto lines for a request that has no XFF
