@@ -442,6 +442,17 @@ def test_memo_cases(steps: list[tuple[str, bytes]]) -> None:
         differences(steps, table)
 
 
+def test_memo_paused_and_resumed() -> None:
+    """Heads that never repeat make a connection stop consulting the memo (upstream.MEMO_TRIES);
+    it tries again later: the same bytes either way."""
+    steps: list[tuple[str, bytes]] = []
+    for i in range(80):
+        unique = b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i
+        steps += [("client", unique if i < 10 else WRK)]
+        steps += [("backend", NGINX.replace(b"nginx", b"nginx/%d" % i) if i < 10 else NGINX)]
+    differences(steps, "plain")
+
+
 def test_memo_is_used() -> None:
     """The memo does fill from these heads (else the comparisons above would prove nothing)."""
     with memo("fresh"):

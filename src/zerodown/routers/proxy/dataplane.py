@@ -50,6 +50,8 @@ from zerodown.routers.proxy.upstream import (
     HOST,
     KEEP,
     LOOKALIKE,
+    MEMO_PAUSE,
+    MEMO_TRIES,
     NO_TOKENS,
     PAUSE_UPSTREAM,
     PLAIN_CONNECTION,
@@ -250,6 +252,7 @@ class ClientConn(asyncio.Protocol):
         "idle_since",
         "in_head",
         "interest",
+        "misses",
         "out",
         "parser",
         "paused",
@@ -274,6 +277,7 @@ class ClientConn(asyncio.Protocol):
         # The parser is between messages, in a keep-alive connection: a read holding exactly one
         # whole request it has read before may skip it (parsed_before).
         self.at_start = True
+        self.misses = 0  # reads in a row the memo did not have (see upstream.MEMO_TRIES)
         self.peer = b""
         self.forwarded = b""  # X-Forwarded-For and -Proto lines for a request that has no XFF
         self.interest: frozenset[bytes] = frozenset()  # route header names, for the current head
@@ -325,13 +329,19 @@ class ClientConn(asyncio.Protocol):
             return
         remember = False
         if self.at_start and self.active is None and len(data) <= PARSED_KEY_LIMIT:
-            ex = self.parsed_before(data)
-            if ex is not None:
-                ex.start()
-                if self.out:
-                    self.flush()
-                return
-            remember = data[-4:] == b"\r\n\r\n"
+            misses = self.misses
+            if misses < MEMO_TRIES:
+                ex = self.parsed_before(data)
+                if ex is not None:
+                    self.misses = 0
+                    ex.start()
+                    if self.out:
+                        self.flush()
+                    return
+                self.misses = misses + 1
+                remember = data[-4:] == b"\r\n\r\n"
+            else:  # see upstream.MEMO_TRIES
+                self.misses = misses + 1 if misses < MEMO_TRIES + MEMO_PAUSE else 0
         try:
             self.parser.feed_data(data)
             # Still between messages after the read: it held whole requests only, and the last

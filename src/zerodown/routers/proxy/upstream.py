@@ -146,6 +146,11 @@ class Receiver(Protocol):
 # and 304) are kept, and never used for the answer to HEAD. Bounded; emptied when full.
 PARSED_ENTRIES = 256
 PARSED_KEY_LIMIT = 2048
+# Where heads never repeat (a request id in every response, say) the memo only costs: a look-up,
+# a copy of the key, an entry that is never used. A connection whose last MEMO_TRIES reads all
+# missed stops using it for MEMO_PAUSE reads, then tries again.
+MEMO_TRIES = 4
+MEMO_PAUSE = 64
 
 
 class Parsed:
@@ -243,6 +248,7 @@ class UpstreamConn(asyncio.Protocol):
         "idle_since",
         "keep_alive",
         "key",
+        "misses",
         "parser",
         "pending",
         "read_paused",
@@ -267,6 +273,7 @@ class UpstreamConn(asyncio.Protocol):
         # skip it (parsed_before), and then `remaining` body bytes are forwarded by count.
         self.at_start = True
         self.remaining = 0
+        self.misses = 0  # reads in a row whose head the memo did not have (see MEMO_TRIES)
         self.key: bytes | None = None  # a response head to remember once the parser has read it
         self.pending: tuple[bytes, Parsed] | None = None  # what it made of it, not kept yet
         self.ex: Receiver | None = None
@@ -314,9 +321,13 @@ class UpstreamConn(asyncio.Protocol):
         if self.remaining:
             data = self.body_by_count(ex, data)
         elif self.at_start:
-            rest = self.parsed_before(ex, data)
-            if rest is not None:
-                data = rest
+            misses = self.misses
+            if misses < MEMO_TRIES:
+                rest = self.parsed_before(ex, data)
+                if rest is not None:
+                    data = rest
+            else:  # see MEMO_TRIES
+                self.misses = misses + 1 if misses < MEMO_TRIES + MEMO_PAUSE else 0
         if data:
             self.feed(client, data)
             self.key = None
@@ -371,9 +382,11 @@ class UpstreamConn(asyncio.Protocol):
         key = data[:end] if end < len(data) else data
         parsed = _PARSED.get(key)
         if parsed is None:
+            self.misses += 1
             if key[:5] == b"HTTP/":  # no empty line before it: the parser's message starts here
                 self.key = key
             return None
+        self.misses = 0
         self.status = parsed.status
         self.reason = parsed.reason
         self.head = parsed.head  # copied by the exchange if it needs to complete it in place
