@@ -50,6 +50,8 @@ from zerodown.routers.proxy.upstream import (
     HOST,
     KEEP,
     LOOKALIKE,
+    MEMO_PAUSE,
+    MEMO_TRIES,
     NO_TOKENS,
     PAUSE_UPSTREAM,
     PLAIN_CONNECTION,
@@ -57,6 +59,7 @@ from zerodown.routers.proxy.upstream import (
     UPGRADE,
     XFF,
     BackendState,
+    Parsed,
     UpstreamConn,
     header_kind,
 )
@@ -197,6 +200,29 @@ def status_line(status: int, reason: bytes) -> bytes:
     return line
 
 
+# What the parser made of whole requests it read in one go, by their exact bytes: a read that
+# repeats one (wrk's requests, a browser's polling) skips the parser's per-header callbacks. The
+# parser is deterministic and starts from the same state (between messages of a keep-alive
+# connection), so an entry is exactly what it would do again: never more lenient. Only requests
+# with no body, no upgrade, no refusal are kept, with the route table's header names they were
+# read for. Bounded in entries and key size; emptied when full.
+PARSED_ENTRIES = 256
+PARSED_KEY_LIMIT = 2048
+_PARSED: dict[
+    bytes,
+    tuple[
+        frozenset[bytes],
+        bytes,
+        bytes,
+        bytes | None,
+        list[bytes],
+        dict[bytes, bytes],
+        bytes,
+        bool,
+        bytes,
+    ],
+] = {}
+
 # Host values already found valid: the check (a translate over the value) costs more than a set
 # look-up, and a site sees few names. Bounded: the value comes from the client.
 _GOOD_HOSTS: set[bytes] = set()
@@ -215,6 +241,7 @@ def _asks_upgrade(values: list[bytes]) -> bool:
 class ClientConn(asyncio.Protocol):
     __slots__ = (
         "active",
+        "at_start",
         "broken",
         "closed",
         "counted",
@@ -225,6 +252,7 @@ class ClientConn(asyncio.Protocol):
         "idle_since",
         "in_head",
         "interest",
+        "misses",
         "out",
         "parser",
         "paused",
@@ -246,6 +274,10 @@ class ClientConn(asyncio.Protocol):
         self.https = https  # the client came over TLS: X-Forwarded-Proto says so
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        # The parser is between messages, in a keep-alive connection: a read holding exactly one
+        # whole request it has read before may skip it (parsed_before).
+        self.at_start = True
+        self.misses = 0  # reads in a row the memo did not have (see upstream.MEMO_TRIES)
         self.peer = b""
         self.forwarded = b""  # X-Forwarded-For and -Proto lines for a request that has no XFF
         self.interest: frozenset[bytes] = frozenset()  # route header names, for the current head
@@ -295,8 +327,27 @@ class ClientConn(asyncio.Protocol):
             if tunnel_to is not None:
                 tunnel_to.write(data)
             return
+        remember = False
+        if self.at_start and self.active is None and len(data) <= PARSED_KEY_LIMIT:
+            misses = self.misses
+            if misses < MEMO_TRIES:
+                ex = self.parsed_before(data)
+                if ex is not None:
+                    self.misses = 0
+                    ex.start()
+                    if self.out:
+                        self.flush()
+                    return
+                self.misses = misses + 1
+                remember = data[-4:] == b"\r\n\r\n"
+            else:  # see upstream.MEMO_TRIES
+                self.misses = misses + 1 if misses < MEMO_TRIES + MEMO_PAUSE else 0
         try:
             self.parser.feed_data(data)
+            # Still between messages after the read: it held whole requests only, and the last
+            # one keeps the connection open.
+            if remember and self.at_start:
+                self.remember(data)
         except httptools.HttpParserUpgrade as e:
             # Nothing after an upgrade request's head is HTTP. When we forward the Upgrade, the
             # bytes are the tunnel's once the backend answers 101; otherwise they are dropped.
@@ -348,6 +399,7 @@ class ClientConn(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        self.at_start = False
         self.cur = Exchange(self)
         self.in_head = True
         self.interest = self.router.table.interest  # once per head, not once per header
@@ -464,7 +516,74 @@ class ClientConn(asyncio.Protocol):
         self.cur.request_body(body)  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
+        # After a message that ends the connection (Connection: close, HTTP/1.0) the parser
+        # refuses any further byte: so must every later read, hence never the fast path again.
+        self.at_start = self.parser.should_keep_alive()
         self.cur.request_end()  # type: ignore[union-attr]
+
+    # the fast path: one whole request in one read
+
+    def parsed_before(self, data: bytes) -> Exchange | None:
+        """The request in `data` when the parser already read these very bytes as one whole
+        request (see _PARSED): a new Exchange with what the callbacks set then, now active."""
+        parsed = _PARSED.get(data)
+        if parsed is None:
+            return None
+        interest, method, url, host, headers, route_headers, xff, http11, prefix = parsed
+        if interest is not self.router.table.interest:
+            return None  # route headers were picked for another table
+        # What on_message_begin, on_url, on_header, on_headers_complete and on_message_complete
+        # did, in the order that matters.
+        self.cur = self.active = ex = Exchange(self)
+        ex.method = method
+        ex.url = url
+        ex.host = host
+        ex.headers = headers  # never changed in place: shared between the requests
+        ex.route_headers = route_headers  # the same
+        ex.xff = xff
+        ex.http11 = http11
+        ex.prefix = prefix
+        ex.keep_alive = not self.router.draining
+        ex.request_complete = True
+        self.in_head = False
+        if self.head_since:
+            self.head_done()
+        return ex
+
+    def remember(self, data: bytes) -> None:
+        """After the parser read `data`, from between messages, as exactly one whole request with
+        no body that it keeps the connection open after: keep what it made of it (see _PARSED)."""
+        ex = self.cur
+        if (
+            ex is None
+            or ex is not self.active
+            or self.queue
+            or not ex.request_complete
+            or ex.content_length >= 0
+            or ex.te is not None
+            or ex.upgrade is not None
+            or ex.method == b"CONNECT"
+            or self.refusal is not None
+        ):
+            return
+        if len(_PARSED) >= PARSED_ENTRIES:
+            _PARSED.clear()
+        prefix = b""
+        if ex.host is not None and not ex.xff:  # see Exchange.head
+            prefix = b"".join(
+                [ex.method, b" ", ex.url, b" HTTP/1.1\r\nHost: ", ex.host, b"\r\n", *ex.headers]
+            )
+        _PARSED[data] = (
+            self.interest,
+            ex.method,
+            ex.url,
+            ex.host,
+            ex.headers,
+            ex.route_headers,
+            ex.xff,
+            ex.http11,
+            prefix,
+        )
 
     # ours
 
@@ -548,9 +667,13 @@ class ClientConn(asyncio.Protocol):
         if ex is not self.active:
             return
         self.active = None
-        self.flush()
         if self.closed:
+            self.out.clear()
             return
+        out = self.out
+        if out:  # flush(), inlined: every request ends here
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+            out.clear()
         if not ex.keep_alive:
             self.close()
             return
@@ -639,6 +762,7 @@ class Exchange:
         "method",
         "mode",
         "pool",
+        "prefix",
         "release",
         "replay",
         "replay_size",
@@ -671,6 +795,7 @@ class Exchange:
         self.url = b""
         self.method = b"GET"
         self.headers: list[bytes] = []  # flat: name, b": ", value, b"\r\n", ...
+        self.prefix = b""  # the head up to X-Forwarded-For, when known already (see head)
         self.route_headers = _NO_ROUTE_HEADERS  # the route table's headers, by lower-case name
         self.conn_tokens = NO_TOKENS  # Connection values besides keep-alive and close
         self.xff = b""
@@ -783,7 +908,14 @@ class Exchange:
             self.fail(502 if self.tried else 503, b"no backend could be reached")
             return
         self.tried += (backend,)
-        self.use(backend)
+        # use(backend), inlined: every request comes this way.
+        self.backend = backend
+        backend.inflight += 1
+        conn = backend.take_idle()
+        if conn is not None:
+            self.attach(conn, True)
+        else:
+            router.spawn(self.connect(backend))
 
     def use(self, backend: BackendState, *, fresh: bool = False) -> None:
         self.backend = backend
@@ -876,7 +1008,10 @@ class Exchange:
         else:
             body = self.buffered
             self.sent_any = True
-        head = self.head()
+        # A request the parser read before (ClientConn.parsed_before) with no body, upgrade or
+        # X-Forwarded-For has all of head() but its last two parts ready (and skips its call).
+        prefix = self.prefix
+        head = b"".join((prefix, self.client.forwarded, b"\r\n")) if prefix else self.head()
         # The head and what came of the body go out in one write (one segment when small).
         conn.transport.write(b"".join([head, *body]) if body else head)  # type: ignore[union-attr]
         self.buffered = _NOTHING_YET
@@ -922,7 +1057,7 @@ class Exchange:
     def response_head(self, conn: UpstreamConn) -> None:
         if conn is not self.upstream:
             return
-        status = conn.parser.get_status_code()
+        status = conn.status
         if status < 200 or status > 599:
             if status < 100 or status > 599:  # llhttp takes any three digits
                 self.upstream_broken(conn, b"backend sent status %d, not 100-599" % status)
@@ -998,6 +1133,33 @@ class Exchange:
             # Content-Length announces. The response is complete; start a fresh parser.
             conn.reset_parser = True
             self.response_end(conn)
+
+    def known_head(self, conn: UpstreamConn, parsed: Parsed) -> None:
+        """response_head for a head the parser read before (upstream.py): in the ordinary case
+        (HTTP/1.1 keep-alive client, no cookie to set, no upgrade asked, not draining) the head
+        it writes depends only on the backend's, so it is kept with it and written as is."""
+        ordinary = (
+            self.http11
+            and self.keep_alive
+            and not self.set_cookie
+            and self.upgrade is None
+            and not self.router.draining
+            and conn is self.upstream
+        )
+        sent = parsed.sent
+        if ordinary and sent is not None:
+            # What response_head sets for a head framed by Content-Length alone (see Parsed).
+            self.status = parsed.status
+            self.mode = LENGTH
+            self.until_close = False
+            self.flags = parsed.flags
+            self.response_started = True
+            self.client.out.append(sent)
+            return
+        conn.head = conn.head.copy()  # response_head completes it in place
+        self.response_head(conn)
+        if ordinary and self.response_started and self.mode == LENGTH:
+            parsed.sent = self.client.out[-1]  # the head response_head has just written
 
     def switch_protocols(self, conn: UpstreamConn) -> None:
         """The backend answered 101: forward it, then carry bytes both ways untouched until one
@@ -1083,9 +1245,13 @@ class Exchange:
         self.response_complete = True
         self.upstream = None
         conn.ex = None
-        backend = self.backend
-        self.release_backend()
         router = self.router
+        backend = self.backend
+        if backend is not None:  # release_backend(), inlined: every request ends here
+            self.backend = None
+            backend.inflight -= 1
+            if backend.inflight == 0 and not backend.in_table:
+                router.forget(backend)
         now = router.now()
         if conn.read_paused:
             conn.resume_reading()

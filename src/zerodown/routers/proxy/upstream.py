@@ -125,15 +125,64 @@ class Receiver(Protocol):
     type: each call is the same direct method call as on the exchange itself."""
 
     got_bytes: bool  # set at the first byte of the response
+    method: bytes  # the request's: the answer to HEAD has no body
 
     @property
     def client(self) -> ClientSide: ...
 
     def response_head(self, conn: UpstreamConn) -> None: ...
+    def known_head(self, conn: UpstreamConn, parsed: Parsed) -> None: ...
     def response_body(self, data: bytes) -> None: ...
     def response_end(self, conn: UpstreamConn) -> None: ...
     def upstream_lost(self, conn: UpstreamConn) -> None: ...
     def upstream_broken(self, conn: UpstreamConn) -> None: ...
+
+
+# What the parser made of response heads it read (from between messages), by their exact bytes:
+# a head it has read before (a backend's answers differ little; nginx's only by Date, once a
+# second) skips the parser's per-header callbacks and its body is forwarded by count. The parser
+# is deterministic, so an entry is exactly what it did with those bytes: never more lenient. Only
+# heads framed by Content-Length alone (no Transfer-Encoding, no Upgrade, status 200-599 but 204
+# and 304) are kept, and never used for the answer to HEAD. Bounded; emptied when full.
+PARSED_ENTRIES = 256
+PARSED_KEY_LIMIT = 2048
+# Where heads never repeat (a request id in every response, say) the memo only costs: a look-up,
+# a copy of the key, an entry that is never used. A connection whose last MEMO_TRIES reads all
+# missed stops using it for MEMO_PAUSE reads, then tries again.
+MEMO_TRIES = 4
+MEMO_PAUSE = 64
+
+
+class Parsed:
+    """What the parser's callbacks set for one response head (see UpstreamConn), and its body
+    size; `sent`: the head as the exchange wrote it to a client in the ordinary case (set by the
+    exchange: it depends only on this head then)."""
+
+    __slots__ = (
+        "conn_tokens",
+        "content_length",
+        "flags",
+        "head",
+        "keep_alive",
+        "reason",
+        "sent",
+        "size",
+        "status",
+    )
+
+    def __init__(self, conn: UpstreamConn, size: int) -> None:
+        self.status = conn.status
+        self.reason = conn.reason
+        self.head = conn.head.copy()  # before response_head completes the connection's in place
+        self.conn_tokens = conn.conn_tokens
+        self.flags = conn.flags
+        self.content_length = conn.content_length
+        self.keep_alive = conn.keep_alive
+        self.size = size
+        self.sent: bytes | None = None
+
+
+_PARSED: dict[bytes, Parsed] = {}
 
 
 class BackendState:
@@ -188,6 +237,7 @@ class UpstreamConn(asyncio.Protocol):
     """One HTTP/1.1 connection to a backend; carries one exchange at a time."""
 
     __slots__ = (
+        "at_start",
         "backend",
         "closed",
         "conn_tokens",
@@ -197,11 +247,16 @@ class UpstreamConn(asyncio.Protocol):
         "head",
         "idle_since",
         "keep_alive",
+        "key",
+        "misses",
         "parser",
+        "pending",
         "read_paused",
         "reason",
+        "remaining",
         "reset_parser",
         "reused",
+        "status",
         "stray",
         "te",
         "to_pool",
@@ -214,6 +269,13 @@ class UpstreamConn(asyncio.Protocol):
         self.backend = backend
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # The parser is between messages: a read that begins with a whole response head may
+        # skip it (parsed_before), and then `remaining` body bytes are forwarded by count.
+        self.at_start = True
+        self.remaining = 0
+        self.misses = 0  # reads in a row whose head the memo did not have (see MEMO_TRIES)
+        self.key: bytes | None = None  # a response head to remember once the parser has read it
+        self.pending: tuple[bytes, Parsed] | None = None  # what it made of it, not kept yet
         self.ex: Receiver | None = None
         self.closed = False
         self.reused = False
@@ -227,6 +289,7 @@ class UpstreamConn(asyncio.Protocol):
         self._new_message()
 
     def _new_message(self) -> None:
+        self.status = 0
         self.reason = b""
         # The forwarded header lines, flat (name, ": ", value, CRLF, ...) after a slot for the
         # status line: the head goes to the client in one join, with no second pass over them.
@@ -255,6 +318,37 @@ class UpstreamConn(asyncio.Protocol):
             return
         ex.got_bytes = True
         client = ex.client
+        if self.remaining:
+            data = self.body_by_count(ex, data)
+        elif self.at_start:
+            misses = self.misses
+            if misses < MEMO_TRIES:
+                rest = self.parsed_before(ex, data)
+                if rest is not None:
+                    data = rest
+            else:  # see MEMO_TRIES
+                self.misses = misses + 1 if misses < MEMO_TRIES + MEMO_PAUSE else 0
+        if data:
+            self.feed(client, data)
+            self.key = None
+        if self.stray:
+            self.to_pool = False
+            self.close()  # taken out of the idle pool by connection_lost
+        else:
+            if self.reset_parser:
+                self.reset_parser = False
+                self.parser = httptools.HttpResponseParser(self)
+                self.at_start = True
+                self.pending = None
+            if self.to_pool:
+                self.to_pool = False
+                self.backend.idle.append(self)  # idle_since was set when it was released
+        if client.out:  # often flushed already, by the exchange that ended in this read
+            client.flush()
+
+    def feed(self, client: ClientSide, data: bytes) -> None:
+        """The parser's path: every response the fast path does not take, and whatever follows
+        a response that was read by count."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -273,18 +367,94 @@ class UpstreamConn(asyncio.Protocol):
                 self.ex.upstream_broken(self)
             else:
                 self.stray = True
-        if self.stray:
-            self.to_pool = False
-            self.close()  # taken out of the idle pool by connection_lost
-        else:
-            if self.reset_parser:
-                self.reset_parser = False
-                self.parser = httptools.HttpResponseParser(self)
-            if self.to_pool:
-                self.to_pool = False
-                self.backend.idle.append(self)  # idle_since was set when it was released
-        if client.out:  # often flushed already, by the exchange that ended in this read
-            client.flush()
+
+    # the fast path: a whole response head in one read, its body by count
+
+    def parsed_before(self, ex: Receiver, data: bytes) -> bytes | None:
+        """Read the response `data` begins with when the parser already read its very head (see
+        _PARSED), framed by Content-Length: the same fields and calls on the exchange as the
+        callbacks, then the body by count; returns what follows the response in `data`, for the
+        parser. None (nothing changed) otherwise: the parser reads `data`, and the head is
+        remembered for next time when it qualifies."""
+        end = data.find(b"\r\n\r\n") + 4
+        if end < 4 or end > PARSED_KEY_LIMIT or ex.method == b"HEAD":
+            return None
+        key = data[:end] if end < len(data) else data
+        parsed = _PARSED.get(key)
+        if parsed is None:
+            self.misses += 1
+            if key[:5] == b"HTTP/":  # no empty line before it: the parser's message starts here
+                self.key = key
+            return None
+        self.misses = 0
+        self.status = parsed.status
+        self.reason = parsed.reason
+        self.head = parsed.head  # copied by the exchange if it needs to complete it in place
+        self.conn_tokens = parsed.conn_tokens
+        self.flags = parsed.flags
+        self.content_length = parsed.content_length
+        self.keep_alive = parsed.keep_alive
+        self.te = None
+        self.upgrade = None
+        ex.known_head(self, parsed)
+        if self.closed:  # the exchange refused the head (and closed this connection)
+            return b""
+        rest = data[end:]
+        size = parsed.size
+        if len(rest) == size:  # the common case, without body_by_count's call
+            if size:
+                ex.response_body(rest)
+            ex.response_end(self)
+            return b""
+        if size:
+            self.remaining = size
+            return self.body_by_count(ex, rest) if rest else b""
+        ex.response_end(self)
+        return rest
+
+    def remember(self, key: bytes) -> None:
+        """The parser has read the head `key` (on_headers_complete): what it made of it, to keep
+        once the parser has gone on to the body (on_body, on_message_complete: nothing after the
+        head made it fail), when the response is framed by Content-Length alone and its head has
+        no bare CR or LF (so it ends where the key does)."""
+        length = self.content_length
+        status = self.status
+        if (
+            length is None
+            or self.te is not None
+            or self.upgrade is not None
+            or status < 200
+            or status > 599
+            or status == 204
+            or status == 304
+        ):
+            return
+        digits = length.strip(b" \t")
+        crlfs = key.count(b"\r\n")
+        if not digits.isdigit() or key.count(b"\r") != crlfs or key.count(b"\n") != crlfs:
+            return
+        self.pending = key, Parsed(self, int(digits))
+
+    def commit(self) -> None:
+        if self.pending is not None:
+            if len(_PARSED) >= PARSED_ENTRIES:
+                _PARSED.clear()
+            key, parsed = self.pending
+            _PARSED[key] = parsed
+            self.pending = None
+
+    def body_by_count(self, ex: Receiver, data: bytes) -> bytes:
+        """Forward the rest of a body whose head parsed_before read; what follows it in this
+        read (returned) goes to the parser, which is between messages."""
+        remaining = self.remaining
+        if len(data) < remaining:
+            self.remaining = remaining - len(data)
+            ex.response_body(data)
+            return b""
+        self.remaining = 0
+        ex.response_body(data[:remaining] if len(data) > remaining else data)
+        ex.response_end(self)
+        return data[remaining:]
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost does the rest
@@ -310,6 +480,8 @@ class UpstreamConn(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        self.at_start = False
+        self.pending = None
         if self.ex is None:
             self.stray = True  # a second response after the one we were owed
         self._new_message()
@@ -338,17 +510,26 @@ class UpstreamConn(asyncio.Protocol):
             self.upgrade = value if self.upgrade is None else self.upgrade + b", " + value
 
     def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
+        if self.key is not None:  # the first head of a read that began between messages
+            self.remember(self.key)
+            self.key = None
         if self.ex is not None:
             self.ex.response_head(self)
 
     def on_body(self, body: bytes) -> None:
+        if self.pending is not None:
+            self.commit()
         if self.ex is not None:
             self.ex.response_body(body)
         else:
             self.stray = True  # body bytes after a HEAD response, say
 
     def on_message_complete(self) -> None:
+        self.at_start = True
+        if self.pending is not None:
+            self.commit()
         if self.ex is not None:
             self.ex.response_end(self)
 
