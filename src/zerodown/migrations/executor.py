@@ -30,6 +30,7 @@ from psycopg import errors as pgerr
 from .actions import Backfill, DBAction, MigrationError
 from .batching import BatchOutcome, next_batch_size, next_duty, pause_after
 from .schema import ident, literal
+from .triggers import DIRECT
 
 T = TypeVar("T")
 
@@ -218,8 +219,15 @@ class Executor:
         self.event(
             f"backfill {b.table}: resuming after {cursor}" if cursor else f"backfill {b.table}"
         )
-        first = ident(b.pk[0][0])
-        self.conn.execute("SET zerodown.backfill = 'on'")
+        direct = self._direct(qt, b)
+        if direct:
+            # SET col = (up) for rows still NULL: the batch fills the rows itself and the
+            # triggers skip its session (triggers.py says why a racing write still ends right)
+            change, only = fill_sql(b.fills)
+        else:  # touch every row: its triggers fill it
+            first = ident(b.pk[0][0])
+            change, only = f"{first} = {first}", ""
+        self.conn.execute(f"SET zerodown.backfill = '{DIRECT if direct else 'on'}'")
         self.conn.execute("SET synchronous_commit = off")
         self.conn.execute(f"SET lock_timeout = '{self._ms()}'")
         size = self.o.batch_size or self.o.batch_first
@@ -240,8 +248,8 @@ class Executor:
                 # the rows are locked: two round trips per batch, which matters on a busy
                 # machine where each one waits for a CPU.
                 update = (
-                    f"WITH u AS (UPDATE {qt} SET {first} = {first}"
-                    f" WHERE ({pk}) <= ({params}){lower} RETURNING 1),"
+                    f"WITH u AS (UPDATE {qt} SET {change}"
+                    f" WHERE ({pk}) <= ({params}){lower}{only} RETURNING 1),"
                     " n AS (SELECT count(*) AS rows FROM u),"
                     " c AS (UPDATE zerodown.backfills SET cursor = coalesce(%s, cursor),"
                     " rows = zerodown.backfills.rows + n.rows, done = %s FROM n"
@@ -286,7 +294,9 @@ class Executor:
                     raise _resumable(f"backfill {b.table}", e) from None
                 count, last, waited, slowed = result
                 outcome = BatchOutcome(
-                    rows=count,
+                    # the range held `size` keys unless it was the last (a direct batch
+                    # writes only those still to fill)
+                    rows=size if last is not None else count,
                     seconds=time.perf_counter() - started,
                     blocked=bool(waited) or self.stats.lock_retries > retries,
                     slowed=bool(slowed),
@@ -324,6 +334,29 @@ class Executor:
             self.conn.execute("RESET zerodown.backfill")
             self.conn.execute("RESET synchronous_commit")
             self.conn.execute("RESET lock_timeout")
+
+    def _direct(self, qt: str, b: Backfill) -> bool:
+        """Whether the batches can set `b.fills` themselves: PostgreSQL accepts each expression
+        as a SET of its column (a plpgsql assignment coerces more freely than an UPDATE's SET:
+        an expression only the trigger accepts keeps the trigger)."""
+        if not b.fills:
+            return False
+        sets = fill_sql(b.fills)[0]
+
+        def explain() -> None:
+            with self.conn.transaction():
+                self.conn.execute(f"SET LOCAL lock_timeout = '{self._ms()}'")
+                self.conn.execute(f"EXPLAIN UPDATE {qt} SET {sets} WHERE false")
+
+        try:
+            self.with_retries(f"backfill {b.table}", explain)
+        except MigrationError:
+            raise
+        except psycopg.Error as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            self.event(f"backfill {b.table}: the triggers fill the rows ({first})")
+            return False
+        return True
 
     def _batches_said(self) -> str:
         if self.stats.batch_sizes is None:
@@ -366,6 +399,21 @@ ANYONE_SLOWED = (
     " AND wait_event_type IN ('Lock', 'LWLock', 'IO')"
     " AND clock_timestamp() - query_start > make_interval(secs => %s))"
 )
+
+
+def fill_sql(fills: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """The SET list and the extra WHERE condition of a batch that fills `fills` itself: only
+    rows with a column still NULL, and in those only the NULL columns (as the trigger does
+    during the backfill: a value already written, by either version, is newer)."""
+    if len(fills) == 1:
+        sets = f"{ident(fills[0][0])} = ({fills[0][1]})"
+    else:
+        sets = ", ".join(
+            f"{ident(c)} = CASE WHEN {ident(c)} IS NULL THEN ({e}) ELSE {ident(c)} END"
+            for c, e in fills
+        )
+    pending = " OR ".join(f"{ident(c)} IS NULL" for c, _ in fills)
+    return sets, f" AND ({pending})"
 
 
 def drop_schema_action(name: str) -> DBAction:
