@@ -301,7 +301,7 @@ class Executor:
                     blocked=bool(waited) or self.stats.lock_retries > retries,
                     slowed=bool(slowed),
                 )
-                self._sized(size, count)
+                self._sized(size, last=last is None)
                 self.stats.backfilled_rows += count
                 self.stats.batches += 1
                 if last is None:
@@ -369,8 +369,8 @@ class Executor:
             f"{slowed})"
         )
 
-    def _sized(self, size: int, count: int) -> None:
-        if count < size:
+    def _sized(self, size: int, *, last: bool) -> None:
+        if last:
             return  # the short last batch is not a size anyone chose
         low, high = self.stats.batch_sizes or (size, size)
         self.stats.batch_sizes = (min(low, size), max(high, size))
