@@ -7,7 +7,9 @@
 - CREATE INDEX CONCURRENTLY cannot run in a transaction and leaves an INVALID index behind when
   it fails; that index is detected in pg_index, dropped CONCURRENTLY and built again.
 - The backfill touches rows in primary-key order, one batch per statement (its cursor moves in
-  the same statement, so a crashed start resumes after the last finished batch). A batch's
+  the same statement, so a crashed start resumes after the last finished batch). Where it can,
+  the batch sets the new columns itself on rows still NULL and the triggers skip its session
+  (triggers.py: why a racing write still ends right); otherwise the triggers fill each row. A batch's
   size adapts so that it holds its row locks about `batch_target` seconds and halves when
   anyone waited on it; the backfill rests after each batch so that it works `batch_duty` of
   the time, less while the workload is seen slowed (batching.py, the control law); a fixed
