@@ -325,6 +325,7 @@ def one_round(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
         batch_target=args.batch_target,
         batch_delay=args.batch_delay,
         batch_duty=args.batch_duty,
+        batch_share=args.batch_share,
     )
     events: list[str] = []
     marks: dict[str, float] = {}
@@ -432,6 +433,12 @@ def main() -> int:
     ap.add_argument("--batch-target", type=float, default=Options.batch_target)
     ap.add_argument("--batch-delay", type=float, default=Options.batch_delay)
     ap.add_argument("--batch-duty", type=float, default=Options.batch_duty)
+    ap.add_argument(
+        "--batch-share",
+        type=float,
+        default=Options.batch_share,
+        help="the largest share of the table's keys one batch spans (default: no cap)",
+    )
     ap.add_argument(
         "--hold",
         type=float,

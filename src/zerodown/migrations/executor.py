@@ -30,7 +30,7 @@ import psycopg
 from psycopg import errors as pgerr
 
 from .actions import Backfill, DBAction, MigrationError
-from .batching import BatchOutcome, next_batch_size, next_duty, pause_after
+from .batching import BatchOutcome, next_batch_size, next_duty, pause_after, size_cap
 from .schema import ident, literal
 from .triggers import DIRECT
 
@@ -51,6 +51,7 @@ class Options:
     batch_delay: float = 0.005  # the shortest pause between two batches
     batch_duty: float = 0.5  # the largest share of the time an adapted backfill works
     batch_duty_min: float = 0.1  # the least it is throttled down to
+    batch_share: float | None = None  # the largest share of the table's keys one batch spans
     max_batches: int | None = None  # stop (as if crashed) after this many batches: for tests
     max_actions: int | None = None  # stop (as if crashed) after this many statements: for tests
 
@@ -233,6 +234,15 @@ class Executor:
         self.conn.execute("SET synchronous_commit = off")
         self.conn.execute(f"SET lock_timeout = '{self._ms()}'")
         size = self.o.batch_size or self.o.batch_first
+        largest = self.o.batch_max
+        if self.o.batch_share is not None:
+            est = self.conn.execute(
+                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (qt,)
+            ).fetchone()
+            largest = size_cap(
+                float(est[0]) if est else -1.0, share=self.o.batch_share, lo=100, hi=largest
+            )
+            size = min(size, largest)
         duty = self.o.batch_duty
         try:
             while True:
@@ -311,7 +321,7 @@ class Executor:
                     return
                 if self.o.batch_size is None:
                     size = next_batch_size(
-                        size, outcome, target=self.o.batch_target, lo=100, hi=self.o.batch_max
+                        size, outcome, target=self.o.batch_target, lo=100, hi=largest
                     )
                     duty = next_duty(
                         duty,

@@ -158,3 +158,22 @@ def test_an_expression_only_the_trigger_accepts_keeps_the_trigger(
         ).fetchone()
     assert row == (25, 25)
     api.rollback(mig_db, options=options)
+
+
+def test_batch_share_caps_a_batch_at_a_share_of_the_keys(mig_db: str, tmp_path: Path) -> None:
+    base = "share"
+    with psycopg.connect(mig_db, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {base}")
+        c.execute(f"CREATE TABLE {base}.items (id bigserial PRIMARY KEY, qty int)")
+        c.execute(f"INSERT INTO {base}.items (qty) SELECT g FROM generate_series(1, 5000) g")
+        c.execute(f"ANALYZE {base}.items")
+    path = tmp_path / "0001_double.yaml"
+    path.write_text(yaml.safe_dump({"operations": [UP]}))
+    options = Options(base_schema=base, batch_share=0.05, batch_first=100, batch_delay=0)
+    api.start(mig_db, path, options=options)
+    stats = api.last_stats(mig_db)
+    assert stats is not None and stats.batch_sizes is not None
+    assert stats.batch_sizes[1] <= 250  # 5 % of 5,000 rows, however fast the batches were
+    assert stats.batches >= 20
+    assert stats.backfilled_rows == 5000
+    api.rollback(mig_db, options=options)
