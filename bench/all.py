@@ -116,9 +116,14 @@ def switch(kind: str) -> Callable[[dict[str, Any]], str]:
 
 def migrations(f: dict[str, Any]) -> str:
     m = f["migrations"]
+    triggers = (
+        f" ({m['zerodown_p99_increase_vs_triggers']:+.0%} vs the triggers installed, no backfill)"
+        if "zerodown_p99_increase_vs_triggers" in m
+        else ""
+    )
     return (
         f"{m['rate_ratio']:.0%} of the plain UPDATE's rows/s, workload p99"
-        f" {m['zerodown_p99_increase']:+.0%}, longest lock wait"
+        f" {m['zerodown_p99_increase']:+.0%} vs no migration{triggers}, longest lock wait"
         f" {m['zerodown_longest_lock_wait_ms']:.0f} ms, {m['zerodown_failed_statements']:.0f}"
         f" failed (plain: {m['plain_failed_statements']:.0f} failed,"
         f" {m['plain_longest_lock_wait_ms']:.0f} ms lock wait)"

@@ -92,32 +92,48 @@ class Workload:
             p.join(30)
 
     def window(
-        self, start: float, end: float, kind: str | None = None, *, began: bool = False
+        self,
+        start: float,
+        end: float,
+        kind: str | None = None,
+        *,
+        began: bool = False,
+        skip: tuple[float, float] | None = None,
     ) -> dict[str, float]:
         """Statements that ran at any moment of [start, end]: one that began during the change
         and was still waiting when it returned counts, with its whole latency. `began`: only
-        those that began in the window."""
+        those that began in the window. `skip`: leave out those that ran only inside it (the
+        pause the bench makes with the triggers in place, which has a window of its own)."""
         lat = sorted(
             x
             for t, x, k in self.samples
             if t <= end
             and (t >= start if began else t + x >= start)
             and (kind is None or k == kind)
+            and (skip is None or not (t >= skip[0] and t + x <= skip[1]))
         )
         if not lat:
             return {"ops": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+        seconds = end - start - (skip[1] - skip[0] if skip else 0.0)
         return {
             "ops": len(lat),
-            "ops_per_s": len(lat) / max(end - start, 1e-9),
+            "ops_per_s": len(lat) / max(seconds, 1e-9),
             "p50_ms": statistics.median(lat) * 1000,
             "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
             "max_ms": lat[-1] * 1000,
         }
 
-    def windows(self, start: float, end: float, *, began: bool = False) -> dict[str, Any]:
-        whole: dict[str, Any] = self.window(start, end, began=began)
+    def windows(
+        self,
+        start: float,
+        end: float,
+        *,
+        began: bool = False,
+        skip: tuple[float, float] | None = None,
+    ) -> dict[str, Any]:
+        whole: dict[str, Any] = self.window(start, end, began=began, skip=skip)
         whole["by_kind_p99_ms"] = {
-            k: self.window(start, end, k, began=began)["p99_ms"]
+            k: self.window(start, end, k, began=began, skip=skip)["p99_ms"]
             for k in ("read", "update", "insert")
         }
         return whole
@@ -206,9 +222,12 @@ def load(url: str, rows: int) -> None:
 def measure(
     url: str, rows: int, workers: int, change: Any, warm: float, marks: dict[str, float]
 ) -> dict[str, Any]:
-    """The workload runs `warm` seconds, then during `change()`, then 1 s more (the "after"
-    window: the change's triggers in place, no backfill). `marks` may receive the times at
-    which the change's backfill began and ended."""
+    """The workload runs `warm` seconds (the "before" window: no migration), then during
+    `change()`, then 1 s more (the "after" window: the change's triggers in place, no backfill,
+    but the backfill's dirty pages and WAL still being written). `marks` may receive the times
+    at which the change held still with its triggers installed ("hold_start", "hold_end": the
+    "triggers" window, left out of the change's time and of its "during" window) and at which
+    its backfill began and ended."""
     with Workload(url, rows, workers) as w, LockWatch(url) as lw:
         time.sleep(0.5)  # connections made, caches warm
         t0, c0 = time.perf_counter(), cpu_busy()
@@ -222,17 +241,25 @@ def measure(
     def cpu(a: tuple[float, float], b: tuple[float, float]) -> float:
         return (b[0] - a[0]) / max(b[1] - a[1], 1e-9)
 
+    hold = (marks["hold_start"], marks["hold_end"]) if "hold_end" in marks else None
+    held = hold[1] - hold[0] if hold else 0.0
     windows = {"before": (t0, t1, c0, c1), "during": (t1, t2, c1, c2), "after": (t2, t3, c2, c3)}
     out: dict[str, Any] = {
-        "seconds": t2 - t1,
-        "rows_per_s": rows / (t2 - t1),
-        **{k: w.windows(a, b, began=k == "after") for k, (a, b, _, _) in windows.items()},
+        "seconds": t2 - t1 - held,
+        "rows_per_s": rows / (t2 - t1 - held),
+        **{
+            k: w.windows(a, b, began=k == "after", skip=hold if k == "during" else None)
+            for k, (a, b, _, _) in windows.items()
+        },
         "cpu_busy": {k: cpu(x, y) for k, (_, _, x, y) in windows.items()},
         "sampled": {k: lw.window(a, b) for k, (a, b, _, _) in windows.items()},
         "longest_lock_wait_ms": lw.window(t1, t2)["longest_lock_wait_ms"],
         "failed_statements": w.errors,
         "error_kinds": w.error_kinds,
     }
+    if hold:
+        out["triggers"] = w.windows(*hold, began=True)
+        out["sampled"]["triggers"] = lw.window(*hold)
     if "backfill_start" in marks and "backfill_end" in marks:
         b0, b1 = marks["backfill_start"], marks["backfill_end"]
         out["backfill_seconds"] = b1 - b0
@@ -253,7 +280,13 @@ def fmt(name: str, r: dict[str, Any]) -> str:
         + "/".join(f"{v:.1f}" for v in b["by_kind_p99_ms"].values())
         + ", during "
         + "/".join(f"{v:.1f}" for v in d["by_kind_p99_ms"].values())
-        + f" ms; after (no change running) p99 {r['after']['p99_ms']:.1f} ms"
+        + " ms"
+        + (
+            f"; triggers installed, no backfill: p99 {r['triggers']['p99_ms']:.1f} ms"
+            if "triggers" in r
+            else ""
+        )
+        + f"; after (no change running) p99 {r['after']['p99_ms']:.1f} ms"
         + (
             f"; backfill alone {r['backfill_seconds']:.1f} s, p99 {r['backfill_window']['p99_ms']:.1f} ms"
             if "backfill_window" in r
@@ -292,12 +325,19 @@ def one_round(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
         batch_target=args.batch_target,
         batch_delay=args.batch_delay,
         batch_duty=args.batch_duty,
+        batch_share=args.batch_share,
     )
     events: list[str] = []
     marks: dict[str, float] = {}
 
     def log(line: str) -> None:
         events.append(line)
+        if line.startswith("backfill ") and "hold_start" not in marks and args.hold > 0:
+            # The triggers are in place and the backfill not begun: the workload runs
+            # `hold` seconds like this (the "triggers" window), then the backfill goes on.
+            marks["hold_start"] = time.perf_counter()
+            time.sleep(args.hold)
+            marks["hold_end"] = time.perf_counter()
         if line.startswith("backfill "):
             marks.setdefault("backfill_start", time.perf_counter())
             if ": done" in line:
@@ -333,15 +373,31 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     def col(side: str, key: str, sub: str | None = None) -> list[float]:
         return [float(r[side][key][sub] if sub else r[side][key]) for r in rounds]
 
+    def rise(over: list[float], base: list[float]) -> float:
+        return statistics.median(d / b - 1 for d, b in zip(over, base, strict=True))
+
     zd_rate, plain_rate = col("zerodown", "rows_per_s"), col("plain", "rows_per_s")
     before, during = col("zerodown", "before", "p99_ms"), col("zerodown", "during", "p99_ms")
+    held = all("triggers" in r["zerodown"] for r in rounds)
+    triggers = col("zerodown", "triggers", "p99_ms") if held else []
     return {
         "rounds": len(rounds),
         "zerodown_rows_per_s": statistics.median(zd_rate),
         "plain_rows_per_s": statistics.median(plain_rate),
         "rate_ratio": statistics.median(z / b for z, b in zip(zd_rate, plain_rate, strict=True)),
-        "zerodown_p99_increase": statistics.median(
-            d / b - 1 for d, b in zip(during, before, strict=True)
+        # the workload's p99 while start runs, against the same workload with no migration
+        "zerodown_p99_increase": rise(during, before),
+        "zerodown_p99_before_ms": statistics.median(before),
+        "zerodown_p99_during_ms": statistics.median(during),
+        # ... and against it with the triggers installed and no backfill running
+        **(
+            {
+                "zerodown_p99_triggers_ms": statistics.median(triggers),
+                "zerodown_p99_increase_triggers": rise(triggers, before),
+                "zerodown_p99_increase_vs_triggers": rise(during, triggers),
+            }
+            if held
+            else {}
         ),
         "zerodown_longest_lock_wait_ms": max(col("zerodown", "longest_lock_wait_ms")),
         "zerodown_failed_statements": sum(col("zerodown", "failed_statements")),
@@ -352,6 +408,11 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 "seconds": spread(col(side, "seconds")),
                 "rows_per_s": spread(col(side, "rows_per_s")),
                 "p99_before_ms": spread(col(side, "before", "p99_ms")),
+                **(
+                    {"p99_triggers_ms": spread(col(side, "triggers", "p99_ms"))}
+                    if side == "zerodown" and held
+                    else {}
+                ),
                 "p99_during_ms": spread(col(side, "during", "p99_ms")),
                 "longest_lock_wait_ms": spread(col(side, "longest_lock_wait_ms")),
             }
@@ -372,6 +433,19 @@ def main() -> int:
     ap.add_argument("--batch-target", type=float, default=Options.batch_target)
     ap.add_argument("--batch-delay", type=float, default=Options.batch_delay)
     ap.add_argument("--batch-duty", type=float, default=Options.batch_duty)
+    ap.add_argument(
+        "--batch-share",
+        type=float,
+        default=Options.batch_share,
+        help="the largest share of the table's keys one batch spans (default: no cap)",
+    )
+    ap.add_argument(
+        "--hold",
+        type=float,
+        default=3.0,
+        help="seconds the workload runs with the triggers installed before the backfill begins"
+        " (its own p99 window; not counted in the migration's time)",
+    )
     ap.add_argument("--json", type=Path, help="write the summary here")
     ap.add_argument(
         "--database",
@@ -410,9 +484,16 @@ def main() -> int:
     print("median (range) over the rounds:")
     for side, row in result["table"].items():
         print(f"  {side:<9} " + " | ".join(f"{k} {v}" for k, v in row.items()))
+    vs_triggers = (
+        f" ({result['zerodown_p99_increase_vs_triggers']:+.0%} vs the triggers installed and no"
+        f" backfill, whose own cost is {result['zerodown_p99_increase_triggers']:+.0%})"
+        if "zerodown_p99_increase_vs_triggers" in result
+        else ""
+    )
     print(
         f"zerodown's backfill at {result['rate_ratio']:.0%} of the plain UPDATE's rows/s, "
-        f"workload p99 {result['zerodown_p99_increase']:+.0%}, longest lock wait "
+        f"workload p99 {result['zerodown_p99_increase']:+.0%} vs no migration{vs_triggers},"
+        " longest lock wait "
         f"{result['zerodown_longest_lock_wait_ms']:.0f} ms, "
         f"{result['zerodown_failed_statements']:.0f} failed statements"
     )

@@ -45,6 +45,9 @@ class Backfill:
 
     table: str  # physical, unqualified
     pk: tuple[tuple[str, str], ...]  # (physical column, type)
+    # (physical column, SQL over physical columns) the backfill sets itself, the triggers
+    # skipped (triggers.direct_fills); empty: it touches each row and the triggers fill them
+    fills: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,12 @@ def _to_plan(p: MigrationPlan, previous: str) -> Plan:
     backfill = [
         Statement(
             f"-- UPDATE {ident(p.before.base)}.{ident(b.table)} in batches by "
-            f"({', '.join(c for c, _ in b.pk)}), firing the up triggers",
+            f"({', '.join(c for c, _ in b.pk)}), "
+            + (
+                f"setting {', '.join(c for c, _ in b.fills)} where still NULL (triggers skip it)"
+                if b.fills
+                else "firing the up triggers"
+            ),
             locks=f"ROW EXCLUSIVE on {b.table}; row locks on one batch at a time",
         )
         for b in p.backfills

@@ -20,6 +20,12 @@ Control law, after each batch (measured from its first statement to its commit):
   over ten or so batches when it no longer does (gh-ost throttles on load in the same spirit;
   pgroll uses fixed batches and a fixed delay).
 
+- **Share of the keys (optional).** A workload write to a key inside the running batch's range
+  waits for its commit, so the chance a write waits grows with the share of the table's keys a
+  batch spans, not with its duration alone: `batch_share` caps a batch at that share of the
+  table's estimated rows (a 25,000-row batch spans 1/8 of a 200,000-row table, 1/40 of a
+  1,000,000-row one).
+
 A fixed size (pgroll's 1,000 rows, zerodown's old default) is either too small for a narrow
 table, paying a commit per thousand rows, or too large for a wide one with hot rows.
 """
@@ -61,3 +67,11 @@ def pause_after(outcome: BatchOutcome, *, duty: float, least: float) -> float:
     if duty >= 1.0:
         return least
     return max(least, outcome.seconds * (1.0 / max(duty, 0.01) - 1.0))
+
+
+def size_cap(estimated_rows: float, *, share: float | None, lo: int, hi: int) -> int:
+    """The largest batch: `hi`, or `share` of the table's estimated rows when given (never
+    below `lo`; an unknown estimate, -1 before the first ANALYZE, leaves `hi`)."""
+    if share is None or estimated_rows <= 0:
+        return hi
+    return max(lo, min(hi, int(estimated_rows * share)))

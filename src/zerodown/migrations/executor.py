@@ -7,7 +7,9 @@
 - CREATE INDEX CONCURRENTLY cannot run in a transaction and leaves an INVALID index behind when
   it fails; that index is detected in pg_index, dropped CONCURRENTLY and built again.
 - The backfill touches rows in primary-key order, one batch per statement (its cursor moves in
-  the same statement, so a crashed start resumes after the last finished batch). A batch's
+  the same statement, so a crashed start resumes after the last finished batch). Where it can,
+  the batch sets the new columns itself on rows still NULL and the triggers skip its session
+  (triggers.py: why a racing write still ends right); otherwise the triggers fill each row. A batch's
   size adapts so that it holds its row locks about `batch_target` seconds and halves when
   anyone waited on it; the backfill rests after each batch so that it works `batch_duty` of
   the time, less while the workload is seen slowed (batching.py, the control law); a fixed
@@ -28,8 +30,9 @@ import psycopg
 from psycopg import errors as pgerr
 
 from .actions import Backfill, DBAction, MigrationError
-from .batching import BatchOutcome, next_batch_size, next_duty, pause_after
+from .batching import BatchOutcome, next_batch_size, next_duty, pause_after, size_cap
 from .schema import ident, literal
+from .triggers import DIRECT
 
 T = TypeVar("T")
 
@@ -48,6 +51,7 @@ class Options:
     batch_delay: float = 0.005  # the shortest pause between two batches
     batch_duty: float = 0.5  # the largest share of the time an adapted backfill works
     batch_duty_min: float = 0.1  # the least it is throttled down to
+    batch_share: float | None = None  # the largest share of the table's keys one batch spans
     max_batches: int | None = None  # stop (as if crashed) after this many batches: for tests
     max_actions: int | None = None  # stop (as if crashed) after this many statements: for tests
 
@@ -218,11 +222,27 @@ class Executor:
         self.event(
             f"backfill {b.table}: resuming after {cursor}" if cursor else f"backfill {b.table}"
         )
-        first = ident(b.pk[0][0])
-        self.conn.execute("SET zerodown.backfill = 'on'")
+        direct = self._direct(qt, b)
+        if direct:
+            # SET col = (up) for rows still NULL: the batch fills the rows itself and the
+            # triggers skip its session (triggers.py says why a racing write still ends right)
+            change, only = fill_sql(b.fills)
+        else:  # touch every row: its triggers fill it
+            first = ident(b.pk[0][0])
+            change, only = f"{first} = {first}", ""
+        self.conn.execute(f"SET zerodown.backfill = '{DIRECT if direct else 'on'}'")
         self.conn.execute("SET synchronous_commit = off")
         self.conn.execute(f"SET lock_timeout = '{self._ms()}'")
         size = self.o.batch_size or self.o.batch_first
+        largest = self.o.batch_max
+        if self.o.batch_share is not None:
+            est = self.conn.execute(
+                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (qt,)
+            ).fetchone()
+            largest = size_cap(
+                float(est[0]) if est else -1.0, share=self.o.batch_share, lo=100, hi=largest
+            )
+            size = min(size, largest)
         duty = self.o.batch_duty
         try:
             while True:
@@ -240,8 +260,8 @@ class Executor:
                 # the rows are locked: two round trips per batch, which matters on a busy
                 # machine where each one waits for a CPU.
                 update = (
-                    f"WITH u AS (UPDATE {qt} SET {first} = {first}"
-                    f" WHERE ({pk}) <= ({params}){lower} RETURNING 1),"
+                    f"WITH u AS (UPDATE {qt} SET {change}"
+                    f" WHERE ({pk}) <= ({params}){lower}{only} RETURNING 1),"
                     " n AS (SELECT count(*) AS rows FROM u),"
                     " c AS (UPDATE zerodown.backfills SET cursor = coalesce(%s, cursor),"
                     " rows = zerodown.backfills.rows + n.rows, done = %s FROM n"
@@ -286,12 +306,14 @@ class Executor:
                     raise _resumable(f"backfill {b.table}", e) from None
                 count, last, waited, slowed = result
                 outcome = BatchOutcome(
-                    rows=count,
+                    # the range held `size` keys unless it was the last (a direct batch
+                    # writes only those still to fill)
+                    rows=size if last is not None else count,
                     seconds=time.perf_counter() - started,
                     blocked=bool(waited) or self.stats.lock_retries > retries,
                     slowed=bool(slowed),
                 )
-                self._sized(size, count)
+                self._sized(size, last=last is None)
                 self.stats.backfilled_rows += count
                 self.stats.batches += 1
                 if last is None:
@@ -299,7 +321,7 @@ class Executor:
                     return
                 if self.o.batch_size is None:
                     size = next_batch_size(
-                        size, outcome, target=self.o.batch_target, lo=100, hi=self.o.batch_max
+                        size, outcome, target=self.o.batch_target, lo=100, hi=largest
                     )
                     duty = next_duty(
                         duty,
@@ -325,6 +347,29 @@ class Executor:
             self.conn.execute("RESET synchronous_commit")
             self.conn.execute("RESET lock_timeout")
 
+    def _direct(self, qt: str, b: Backfill) -> bool:
+        """Whether the batches can set `b.fills` themselves: PostgreSQL accepts each expression
+        as a SET of its column (a plpgsql assignment coerces more freely than an UPDATE's SET:
+        an expression only the trigger accepts keeps the trigger)."""
+        if not b.fills:
+            return False
+        sets = fill_sql(b.fills)[0]
+
+        def explain() -> None:
+            with self.conn.transaction():
+                self.conn.execute(f"SET LOCAL lock_timeout = '{self._ms()}'")
+                self.conn.execute(f"EXPLAIN UPDATE {qt} SET {sets} WHERE false")
+
+        try:
+            self.with_retries(f"backfill {b.table}", explain)
+        except MigrationError:
+            raise
+        except psycopg.Error as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            self.event(f"backfill {b.table}: the triggers fill the rows ({first})")
+            return False
+        return True
+
     def _batches_said(self) -> str:
         if self.stats.batch_sizes is None:
             return ""
@@ -336,8 +381,8 @@ class Executor:
             f"{slowed})"
         )
 
-    def _sized(self, size: int, count: int) -> None:
-        if count < size:
+    def _sized(self, size: int, *, last: bool) -> None:
+        if last:
             return  # the short last batch is not a size anyone chose
         low, high = self.stats.batch_sizes or (size, size)
         self.stats.batch_sizes = (min(low, size), max(high, size))
@@ -366,6 +411,21 @@ ANYONE_SLOWED = (
     " AND wait_event_type IN ('Lock', 'LWLock', 'IO')"
     " AND clock_timestamp() - query_start > make_interval(secs => %s))"
 )
+
+
+def fill_sql(fills: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """The SET list and the extra WHERE condition of a batch that fills `fills` itself: only
+    rows with a column still NULL, and in those only the NULL columns (as the trigger does
+    during the backfill: a value already written, by either version, is newer)."""
+    if len(fills) == 1:
+        sets = f"{ident(fills[0][0])} = ({fills[0][1]})"
+    else:
+        sets = ", ".join(
+            f"{ident(c)} = CASE WHEN {ident(c)} IS NULL THEN ({e}) ELSE {ident(c)} END"
+            for c, e in fills
+        )
+    pending = " OR ".join(f"{ident(c)} IS NULL" for c, _ in fills)
+    return sets, f" AND ({pending})"
 
 
 def drop_schema_action(name: str) -> DBAction:

@@ -97,6 +97,9 @@ def plan_migration(migration: Migration, schema: Schema) -> MigrationPlan:
     # The old side's expressions use the names the old version knows (the schema before the
     # migration); the new side's use the final names. Triggers go in after every column exists.
     triggers = [_sides(spec, schema, current) for spec in triggers]
+    for table, b in backfills.items():
+        fills = trg.direct_fills(s for s in triggers if s.old_table.phys == table)
+        backfills[table] = replace(b, fills=fills)
     for spec in triggers:
         start.extend(trg.create_actions(spec))
     drops = [a for spec in triggers for a in trg.drop_actions(spec)]

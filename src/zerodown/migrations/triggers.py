@@ -7,19 +7,30 @@ plain column names; the trigger function declares one local variable per column,
 column and holding the row's value, so the expression evaluates as written (the approach pgroll
 and Reshape also take).
 
-During the backfill, the session sets `zerodown.backfill = on`, and the trigger only fills new
-values that are still NULL, so a row the new version already wrote is not overwritten by
-up(down(value)).
+The backfill does not pay for a plpgsql call per row when it can avoid it: where the up
+expressions can be written over the table's own columns (`direct_fills`), its UPDATE sets the
+new columns itself and the session sets `zerodown.backfill = direct`, which the triggers' WHEN
+clause skips (a C-level check per row, no function call). A workload write that races a batch
+still ends right: it is not the backfill's session, so its trigger fires; if it committed first
+the batch's `IS NULL` filter (rechecked on the newest row version after a lock wait) skips the
+row, and if the batch was first the write overwrites the batch's value with its own. Otherwise
+(an expression PostgreSQL will not accept as a SET, names that differ from the physical ones)
+the session sets `zerodown.backfill = on`, the batch touches each row, and the trigger only
+fills new values that are still NULL, so a row the new version already wrote is not
+overwritten by up(down(value)). The direct fill keeps the same rule.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .actions import DBAction
 from .schema import Table, ident, literal
 
 STATE_SCHEMA = "zerodown"
+# The backfill's session setting under which the triggers do not fire: it sets the columns itself.
+DIRECT = "direct"
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,25 @@ def _block(table: Table, assigns: tuple[Assign, ...], *, backfill_guard: bool) -
     )
 
 
+def direct_fills(specs: Iterable[TriggerSpec]) -> tuple[tuple[str, str], ...]:
+    """What the old side's triggers of one table write into a row the backfill touches, as
+    (physical column, SQL over the table's physical columns) pairs the backfill's UPDATE can
+    set itself; () when they cannot be: an expression is written over the old version's
+    logical names, so each logical name must be its physical one, and no target may be a
+    column another expression reads (the triggers would see each other's writes in turn)."""
+    fills: list[tuple[str, str]] = []
+    for spec in specs:
+        columns = spec.old_table.columns
+        if any(c.name != c.phys for c in columns):
+            return ()
+        read = {c.phys for c in columns}
+        for a in spec.old_writes:
+            if a.target in read or any(a.target == t for t, _ in fills):
+                return ()
+            fills.append((a.target, a.expr))
+    return tuple(fills)
+
+
 def function_name(spec: TriggerSpec) -> str:
     return f"{ident(STATE_SCHEMA)}.{ident(spec.name)}"
 
@@ -87,7 +117,8 @@ def create_actions(spec: TriggerSpec) -> tuple[DBAction, ...]:
     )
     trigger = (
         f"CREATE OR REPLACE TRIGGER {ident(spec.name)} BEFORE INSERT OR UPDATE ON {table}"
-        f" FOR EACH ROW EXECUTE FUNCTION {function_name(spec)}()"
+        " FOR EACH ROW WHEN (current_setting('zerodown.backfill', true) IS DISTINCT FROM"
+        f" {literal(DIRECT)}) EXECUTE FUNCTION {function_name(spec)}()"
     )
     return (
         DBAction(body, locks="none (creates a function)"),

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from zerodown.migrations.batching import BatchOutcome, next_batch_size, next_duty, pause_after
+from zerodown.migrations.batching import (
+    BatchOutcome,
+    next_batch_size,
+    next_duty,
+    pause_after,
+    size_cap,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,3 +58,18 @@ def test_next_duty(duty: float, outcome: BatchOutcome, expected: float) -> None:
 )
 def test_pause_after(duty: float, least: float, expected: float) -> None:
     assert pause_after(CALM, duty=duty, least=least) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("rows", "share", "expected"),
+    [
+        (200_000, 0.02, 4_000),  # a fiftieth of the keys
+        (1_000_000, 0.02, 20_000),
+        (100_000_000, 0.02, 100_000),  # never over hi
+        (1_000, 0.02, 100),  # nor under lo
+        (-1, 0.02, 100_000),  # never analyzed: no estimate, no cap
+        (200_000, None, 100_000),  # not asked for
+    ],
+)
+def test_size_cap(rows: float, share: float | None, expected: int) -> None:
+    assert size_cap(rows, share=share, lo=100, hi=100_000) == expected

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from zerodown.migrations.actions import MigrationValidationError
+from zerodown.migrations.executor import fill_sql
 from zerodown.migrations.model import Migration
 from zerodown.migrations.ops.base import is_constant, rename_refs
 from zerodown.migrations.planner import plan_migration
@@ -357,3 +358,70 @@ def test_rename_refs_leaves_strings_alone() -> None:
 
 def test_schema_snapshot_round_trips() -> None:
     assert Schema.from_json(SCHEMA.to_json()) == SCHEMA
+
+
+def test_the_backfill_sets_the_new_columns_itself_when_it_can() -> None:
+    """Two operations on one table: one backfill, which sets both new columns itself (each only
+    where still NULL), and triggers that skip the backfill's session."""
+    plan = plan_migration(
+        mig(
+            {
+                "alter_column": {
+                    "table": "users",
+                    "column": "age",
+                    "type": "bigint",
+                    "up": "age * 2",
+                }
+            },
+            {
+                "add_column": {
+                    "table": "users",
+                    "column": {"name": "tag", "type": "text"},
+                    "up": "lower(email)",
+                }
+            },
+        ),
+        SCHEMA,
+    )
+    (backfill,) = plan.backfills
+    assert backfill.fills == (("_zd_new_age", "age * 2"), ("tag", "lower(email)"))
+    sets, where = fill_sql(backfill.fills)
+    assert sets == (
+        '"_zd_new_age" = CASE WHEN "_zd_new_age" IS NULL THEN (age * 2) ELSE "_zd_new_age" END, '
+        '"tag" = CASE WHEN "tag" IS NULL THEN (lower(email)) ELSE "tag" END'
+    )
+    assert where == ' AND ("_zd_new_age" IS NULL OR "tag" IS NULL)'
+    assert fill_sql(backfill.fills[:1]) == (
+        '"_zd_new_age" = (age * 2)',
+        ' AND ("_zd_new_age" IS NULL)',
+    )
+    triggers = [a.sql for a in plan.start if a.sql.startswith("CREATE OR REPLACE TRIGGER")]
+    assert len(triggers) == 2
+    assert all(
+        "WHEN (current_setting('zerodown.backfill', true) IS DISTINCT FROM 'direct')" in t
+        for t in triggers
+    )
+
+
+def test_the_triggers_fill_the_rows_when_the_names_are_not_physical() -> None:
+    """An expression is written over the old version's names: where one is not the physical
+    column's (a rename not yet completed), the backfill leaves the filling to the triggers."""
+    renamed = Table(
+        "users",
+        (Column("id", "bigint", False), Column("mail", "text", physical="email")),
+        primary_key=("id",),
+    )
+    plan = plan_migration(
+        mig(
+            {
+                "add_column": {
+                    "table": "users",
+                    "column": {"name": "tag", "type": "text"},
+                    "up": "lower(mail)",
+                }
+            }
+        ),
+        Schema(tables=(renamed,)),
+    )
+    (backfill,) = plan.backfills
+    assert backfill.fills == ()
