@@ -1,13 +1,14 @@
 """Per-request figures from a production router's access log: the RouterStats of HAProxy and nginx.
 
-HAProxy and nginx keep no per-release counters zerodown can read, but both can send one log line
-per request to a unix datagram socket. `AccessLog` binds that socket (mode 0600, in the state
-directory's `run/`), reads the lines and keeps what the built-in router keeps: cumulative
-counters per release (`ReleaseStats`) and a bounded ring of recent `Sample`s per release, plus
-the flag-variant pseudo-releases `flag:<key>=<variant>` of responses carrying `X-Zerodown-Flags`.
+HAProxy and nginx keep no per-release counters zerodown can read, but both can write one log line
+per request: HAProxy to a unix socket, nginx to a file. `AccessLog` binds that socket (mode 0600,
+in the state directory's `run/`) or tails that file, reads the lines and keeps what the built-in
+router keeps: cumulative counters per release (`ReleaseStats`) and a bounded ring of recent
+`Sample`s per release, plus the flag-variant pseudo-releases `flag:<key>=<variant>` of responses
+carrying `X-Zerodown-Flags`.
 The router metric provider and the flag guards read it through `stats()` and `samples()`.
 
-The line format (one datagram per request; ASCII; fields separated by single spaces):
+The line format (one per request; ASCII; fields separated by single spaces):
 
     zd1 <release> <status> <time> <flags> <backend>
 
@@ -27,9 +28,16 @@ The line format (one datagram per request; ASCII; fields separated by single spa
   every address it tried (`a, b`): the last one counts. `-` (or HAProxy's `<NOSRV>`) when no
   backend answered; a 5xx with no backend is a transport error, as in the built-in router.
 
-Stream mode (`AccessLog(..., stream=True)`): the same lines, each ending in "\n", over a unix
-stream socket; HAProxy sends them so through a `ring` section (`format raw`, `server
-unix@…`), which buffers lines while the reader is slow instead of dropping them.
+Transports (`AccessLog(..., transport=...)`):
+
+- `datagram`: one line per datagram on a unix datagram socket the collector binds (0600). The
+  kernel queues at most `net.unix.max_dgram_qlen` datagrams (10 by default) and the sender
+  drops what does not fit: fine for tests and light traffic, lossy under load.
+- `stream`: the same lines, each ending in "\n", over a unix stream socket the collector
+  listens on; HAProxy sends them so through a `ring` section (`format raw`, `server unix@…`),
+  which buffers lines while the reader is slow instead of dropping them.
+- `file`: the lines a router appends to a file (nginx, `access_log FILE … buffer=64k
+  flush=250ms`), tailed and rotated by the collector (routers/logtail.py): nothing dropped.
 
 Examples: `zd1 v2 200 3 - 127.0.0.1:9001`,
 `<134>Dec  1 14:53:04 zd: zd1 v2 503 0.001s checkout=new 127.0.0.1:9001, 127.0.0.1:9002`.
@@ -53,7 +61,7 @@ nginx (`escape=none` keeps the header's bytes; empty variables print as `-`):
 
     log_format zd escape=none 'zd1 $zd_release $status ${request_time}s '
                               '$upstream_http_x_zerodown_flags $upstream_addr';
-    access_log syslog:server=unix:/…/run/access.sock,nohostname,tag=zd zd;
+    access_log /…/run/nginx-access.log zd buffer=64k flush=250ms;
 """
 
 from __future__ import annotations
@@ -70,11 +78,12 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from zerodown.core.analysis.stats import Sample
 from zerodown.core.routes import ReleaseStats, RouteTable
 from zerodown.paths import UNIX_SOCKET_MAX, Paths
+from zerodown.routers.logtail import MAX_BYTES, FileTail
 from zerodown.routers.proxy.stats import (
     DEFAULT_SAMPLES,
     MAX_RELEASES,
@@ -94,6 +103,7 @@ READ_LEASE = 600.0
 between two measurements of any analysis worth running (a reader that stops for longer finds a
 gap at the start of its next window)."""
 NO_BACKEND = frozenset({"", "-", "<NOSRV>", "-:-", "-:0", "<NOSRV>:0"})
+Transport = Literal["datagram", "stream", "file"]
 
 
 class LogLine(NamedTuple):
@@ -170,13 +180,15 @@ def socket_path(paths: Paths, name: str) -> Path:
 
 
 class AccessLog:
-    """The collector: bind, receive, count. Satisfies RouterStats (`stats`, `samples`).
+    """The collector: bind (or tail), receive, count. Satisfies RouterStats (`stats`, `samples`).
 
-    A thread of its own reads the socket: the kernel queues at most `net.unix.max_dgram_qlen`
-    datagrams (10 by default) and the routers drop a line rather than wait, so the reader must
-    not depend on the controller's event loop being free. `release_of(address)` names the
-    release of a backend address for lines whose release is `-` (the driver passes its route
-    table's view). Counters start when the collector starts."""
+    A thread of its own reads the socket or the file: the kernel queues at most
+    `net.unix.max_dgram_qlen` datagrams (10 by default) and a ring or a file only holds so much,
+    so the reader must not depend on the controller's event loop being free.
+    `release_of(address)` names the release of a backend address for lines whose release is
+    `-` (the driver passes its route table's view). Counters start when the collector starts.
+    File transport: `reopen` and `writers` are FileTail's (the router's reopen signal, the
+    processes that may hold the file)."""
 
     def __init__(
         self,
@@ -185,10 +197,16 @@ class AccessLog:
         samples: int = DEFAULT_SAMPLES,
         release_of: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
-        stream: bool = False,
+        transport: Transport = "datagram",
+        reopen: Callable[[], None] | None = None,
+        writers: Callable[[], Sequence[int]] | None = None,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         self.path = path
-        self.stream = stream  # a stream socket, one line per request ending in "\n" (below)
+        self.transport = transport
+        self.reopen = reopen
+        self.writers = writers
+        self.max_bytes = max_bytes  # the file transport rotates its file past this
         self.samples_kept = samples
         self.release_of = release_of
         self.clock = clock
@@ -198,6 +216,7 @@ class AccessLog:
         self._lock = threading.Lock()  # the reader thread records, the event loop reads
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
+        self.tail: FileTail | None = None  # the file transport's reader
 
     # --- the socket ---------------------------------------------------------------------------
 
@@ -211,9 +230,18 @@ class AccessLog:
         if self.listening:
             return
         self.close()
-        sock = socket.socket(
-            socket.AF_UNIX, socket.SOCK_STREAM if self.stream else socket.SOCK_DGRAM
-        )
+        if self.transport == "file":
+            self.tail = FileTail(
+                self.path,
+                self.receive_many,
+                reopen=self.reopen,
+                writers=self.writers,
+                max_bytes=self.max_bytes,
+            )
+            self._reader = self.tail.start()
+            return
+        stream = self.transport == "stream"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM)
         try:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
@@ -225,7 +253,7 @@ class AccessLog:
             finally:
                 os.umask(old_umask)
             os.chmod(self.path, 0o600)
-            if self.stream:
+            if stream:
                 sock.listen(16)
                 sock.setblocking(False)
             else:
@@ -235,7 +263,7 @@ class AccessLog:
             raise
         self._sock = sock
         self._reader = threading.Thread(
-            target=self._read_streams if self.stream else self._read,
+            target=self._read_streams if stream else self._read,
             args=(sock,),
             name=f"accesslog {self.path.name}",
             daemon=True,
@@ -287,6 +315,9 @@ class AccessLog:
                 conn.close()
 
     def close(self) -> None:
+        tail, self.tail = self.tail, None
+        if tail is not None:
+            tail.close()  # the file stays: the router writes it
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()  # the reader sees it within READ_TIMEOUT

@@ -123,7 +123,7 @@ async def test_socket_is_owner_only_and_receives_datagrams(tmp_path: Path) -> No
 
 async def test_stream_mode_reads_lines_from_several_connections(tmp_path: Path) -> None:
     path = tmp_path / "access.sock"
-    log = AccessLog(path, stream=True)
+    log = AccessLog(path, transport="stream")
     await log.start()
     try:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -156,7 +156,9 @@ class ManagedHaproxy(_Common):
         )
         self.pid_file = run / "haproxy.pid"
         self.api = RuntimeApi(self.files.admin_socket)
-        self.access = AccessLog(self.files.access_socket, release_of=self._release_of, stream=True)
+        self.access = AccessLog(
+            self.files.access_socket, release_of=self._release_of, transport="stream"
+        )
         self.log_switch = LogSwitch(self._turn_log, on=self._log_file_says())
         self.rules = spec_rules(spec)  # what the running configuration holds
         self._table, self._slots = self._load_table()
