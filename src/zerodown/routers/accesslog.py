@@ -104,6 +104,7 @@ between two measurements of any analysis worth running (a reader that stops for 
 gap at the start of its next window)."""
 NO_BACKEND = frozenset({"", "-", "<NOSRV>", "-:-", "-:0", "<NOSRV>:0"})
 Transport = Literal["datagram", "stream", "file"]
+PARSED_CACHE = 4096  # distinct (release, status, flags and backend) kept parsed
 
 
 class LogLine(NamedTuple):
@@ -153,6 +154,26 @@ def parse_line(data: bytes) -> LogLine | None:
         flags=() if flags in (b"", b"-") else parse_flags_header(flags),
         backend=None if address in NO_BACKEND else address,
     )
+
+
+def _fields(data: bytes) -> tuple[bytes, bytes, bytes, float] | None:
+    """A bare `zd1` line (no header before it, as in a file or HAProxy's raw lines) → (release,
+    status, flags and backend, latency): the parts that repeat from request to request, and
+    the one that does not. None: not such a line (parse_line then decides)."""
+    fields = data.split(b" ", 5)
+    if len(fields) != 6 or fields[0] != b"zd1":
+        return None
+    _, release, status, time_text, flags, backend = fields
+    try:
+        if time_text.endswith(b"s"):
+            latency = float(time_text[:-1])
+        else:
+            latency = float(time_text) / 1000.0
+    except ValueError:
+        return None
+    if not latency < 1e6:  # also refuses nan and inf
+        return None
+    return release, status, flags + b" " + backend, max(latency, 0.0)
 
 
 def _seconds(text: str) -> float:
@@ -213,6 +234,7 @@ class AccessLog:
         self.releases: dict[str, ReleaseCounters] = {}
         self.received = 0
         self.malformed = 0
+        self._parsed: dict[tuple[bytes, bytes, bytes], LogLine | None] = {}  # receive_many's
         self._lock = threading.Lock()  # the reader thread records, the event loop reads
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
@@ -337,11 +359,42 @@ class AccessLog:
             self._record(line, self.clock())
 
     def receive_many(self, lines: Sequence[bytes]) -> None:
-        """Lines that came in one read: parsed, then counted under one lock and one clock."""
-        parsed = [parse_line(line) for line in lines if line]
+        """Lines that came in one read, counted under one lock and one clock.
+
+        Batched, because a file or a stream brings thousands of lines a read: the lines that
+        differ only in their time (same release, status, flags and backend: nearly all of
+        them) are parsed once (`_parsed`, a bounded cache) and counted together, each line
+        costing a split and a float."""
+        groups: dict[tuple[bytes, bytes, bytes], list[float]] = {}
+        others: list[LogLine | None] = []
+        for data in lines:
+            if not data:
+                continue
+            fields = _fields(data)
+            if fields is None:
+                others.append(parse_line(data))
+                continue
+            key = fields[:3]
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [fields[3]]
+            else:
+                group.append(fields[3])
         wall = self.clock()
         with self._lock:
-            for line in parsed:
+            for key, latencies in groups.items():
+                template = self._parsed.get(key)
+                if template is None:
+                    template = parse_line(b"zd1 %s %s 0 %s" % key)
+                    if len(self._parsed) >= PARSED_CACHE:
+                        self._parsed.clear()
+                    self._parsed[key] = template
+                if template is None:
+                    self.malformed += len(latencies)
+                    continue
+                self.received += len(latencies)
+                self._record_many(template, latencies, wall)
+            for line in others:
                 if line is None:
                     self.malformed += 1
                     continue
@@ -353,10 +406,21 @@ class AccessLog:
             self._record(line, wall)
 
     def _record(self, line: LogLine, wall: float) -> None:
+        for counters in self._counters(line):
+            counters.record(line.status, line.latency, wall, transport_error=line.transport_error)
+
+    def _record_many(self, line: LogLine, latencies: list[float], wall: float) -> None:
+        """Requests like `line` but for their latencies."""
+        for counters in self._counters(line):
+            counters.record_many(line.status, latencies, wall, line.transport_error)
+
+    def _counters(self, line: LogLine) -> list[ReleaseCounters]:
+        """The counters a line counts under: its release's, and its flag variants'."""
         release = line.release
         if release is None and line.backend is not None and self.release_of is not None:
             release = self.release_of(line.backend)
         names = (release,) if release is not None else ()
+        out = []
         for name in (*names, *line.flags):
             counters = self.releases.get(name)
             if counters is None:
@@ -364,7 +428,8 @@ class AccessLog:
                 if name != release and len(self.releases) >= MAX_RELEASES:
                     continue
                 counters = self.releases[name] = ReleaseCounters(self.samples_kept)
-            counters.record(line.status, line.latency, wall, transport_error=line.transport_error)
+            out.append(counters)
+        return out
 
     # --- RouterStats --------------------------------------------------------------------------
 
