@@ -164,11 +164,9 @@ def _fields(data: bytes) -> tuple[bytes, bytes, bytes, float] | None:
     if len(fields) != 6 or fields[0] != b"zd1":
         return None
     _, release, status, time_text, flags, backend = fields
+    seconds = time_text.endswith(b"s")
     try:
-        if time_text.endswith(b"s"):
-            latency = float(time_text[:-1])
-        else:
-            latency = float(time_text) / 1000.0
+        latency = float(time_text[:-1]) if seconds else float(time_text) / 1000.0
     except ValueError:
         return None
     if not latency < 1e6:  # also refuses nan and inf
