@@ -36,6 +36,9 @@ Transports (`AccessLog(..., transport=...)`):
 - `stream`: the same lines, each ending in "\n", over a unix stream socket the collector
   listens on; HAProxy sends them so through a `ring` section (`format raw`, `server unix@…`),
   which buffers lines while the reader is slow instead of dropping them.
+- `events`: the lines HAProxy keeps in its in-memory `ring` (no server), read through its
+  Runtime API socket with `show events <ring> -w` (routers/ringevents.py): costs HAProxy
+  nothing while no controller reads it.
 - `file`: the lines a router appends to a file (nginx, `access_log FILE … buffer=64k
   flush=250ms`), tailed and rotated by the collector (routers/logtail.py): nothing dropped.
 
@@ -90,6 +93,7 @@ from zerodown.routers.proxy.stats import (
     ReleaseCounters,
     parse_flags_header,
 )
+from zerodown.routers.ringevents import EventsReader
 
 log = logging.getLogger("zerodown.router.accesslog")
 
@@ -103,7 +107,7 @@ READ_LEASE = 600.0
 between two measurements of any analysis worth running (a reader that stops for longer finds a
 gap at the start of its next window)."""
 NO_BACKEND = frozenset({"", "-", "<NOSRV>", "-:-", "-:0", "<NOSRV>:0"})
-Transport = Literal["datagram", "stream", "file"]
+Transport = Literal["datagram", "stream", "events", "file"]
 PARSED_CACHE = 4096  # distinct (release, status, flags and backend) kept parsed
 
 
@@ -220,12 +224,14 @@ class AccessLog:
         reopen: Callable[[], None] | None = None,
         writers: Callable[[], Sequence[int]] | None = None,
         max_bytes: int = MAX_BYTES,
+        ring: str = "",
     ) -> None:
         self.path = path
         self.transport = transport
         self.reopen = reopen
         self.writers = writers
         self.max_bytes = max_bytes  # the file transport rotates its file past this
+        self.ring = ring  # the events transport's ring (`path` is then the Runtime API socket)
         self.samples_kept = samples
         self.release_of = release_of
         self.clock = clock
@@ -237,6 +243,7 @@ class AccessLog:
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
         self.tail: FileTail | None = None  # the file transport's reader
+        self.events: EventsReader | None = None  # the events transport's
 
     # --- the socket ---------------------------------------------------------------------------
 
@@ -250,6 +257,10 @@ class AccessLog:
         if self.listening:
             return
         self.close()
+        if self.transport == "events":
+            self.events = EventsReader(self.path, self.ring, self.receive_many)
+            self._reader = self.events.start()
+            return
         if self.transport == "file":
             self.tail = FileTail(
                 self.path,
@@ -334,7 +345,22 @@ class AccessLog:
             for conn in partial:
                 conn.close()
 
+    def resume(self) -> None:
+        """Events transport: HAProxy runs; read its ring from the end (ringevents)."""
+        if self.events is not None:
+            self.events.resume()
+
+    def follow_new_worker(self, old_done: Callable[[], bool] | None = None) -> None:
+        """Events transport: a new HAProxy worker serves; read its ring from its start."""
+        if self.events is not None:
+            self.events.follow_new_worker(old_done)
+
     def close(self) -> None:
+        events, self.events = self.events, None
+        if events is not None:
+            events.close()  # the socket is HAProxy's: it stays
+            self._reader = None
+            return
         tail, self.tail = self.tail, None
         if tail is not None:
             tail.close()  # the file stays: the router writes it

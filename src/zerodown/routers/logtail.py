@@ -19,8 +19,11 @@ Rotation, so the file never grows without bound while a reader runs: once the fi
 out what they buffered to the file they hold, then create the file by its name again and
 append there (a reload's new workers open it by name too). The reader follows the name to the
 new file (from its first byte) and keeps reading the renamed one until no process of `writers`
-holds it open any more (or, without `writers`, until it has been quiet for `GRACE` seconds),
-reads it a last time and deletes it. Nothing is lost and the files hold at most about twice
+holds it open any more, or it has been quiet for `GRACE` seconds since the new file appeared,
+then reads it a last time and deletes it. (Holding is not writing: nginx's master keeps the
+files of a configuration it reloaded from open until it frees that configuration, up to 30 s
+later, and workers it starts meanwhile inherit them; but every worker writes out its buffer
+before it reopens, so a renamed file quiet for seconds after the new one exists is done.) Nothing is lost and the files hold at most about twice
 `max_bytes`. While no reader runs (the controller is down) nobody rotates: the file grows by one
 line per request while the log is on; the next reader starts at its end (its counters start
 then) and rotates it at once.
@@ -42,7 +45,7 @@ log = logging.getLogger("zerodown.router.logtail")
 POLL = 0.1  # seconds between reads when the last one found nothing new
 CHUNK = 1 << 20  # bytes per read
 MAX_BYTES = 16 << 20  # rotate past this: at 10,000 requests a second, about every 30 s
-GRACE = 2.0  # seconds a renamed file must stay quiet when the writers are not known
+GRACE = 5.0  # seconds a renamed file some process still holds must stay quiet
 GIVE_UP = 75.0  # seconds after which a renamed file is dropped even if a writer still holds it
 MAX_PARTIAL = 8192  # bytes of an unfinished line kept for the next read
 
@@ -65,7 +68,7 @@ class FileTail:
     `reopen()` asks the writer to reopen its log files (called from the reader's thread; an
     OSError is logged and the rotation waits for the writer to open the file again by itself).
     `writers()` names the processes that may hold the file open (nginx's master and workers);
-    the renamed file is deleted once none of them does. `step()` is one pass (the thread runs
+    the renamed file is deleted once none of them does, or once it has been quiet for `GRACE`. `step()` is one pass (the thread runs
     it in a loop; tests call it directly)."""
 
     def __init__(
@@ -207,7 +210,7 @@ class FileTail:
         for tailed in self._old:
             assert tailed.retired_at is not None
             quiet = now - tailed.last_data >= GRACE and now - tailed.retired_at >= GRACE
-            done = tailed.ident not in held if held is not None else quiet
+            done = quiet or (held is not None and tailed.ident not in held)
             if not done and now - tailed.retired_at < GIVE_UP:
                 keep.append(tailed)
                 continue
