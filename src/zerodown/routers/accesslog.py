@@ -34,8 +34,8 @@ Transports (`AccessLog(..., transport=...)`):
   kernel queues at most `net.unix.max_dgram_qlen` datagrams (10 by default) and the sender
   drops what does not fit: fine for tests and light traffic, lossy under load.
 - `stream`: the same lines, each ending in "\n", over a unix stream socket the collector
-  listens on; HAProxy sends them so through a `ring` section (`format raw`, `server unix@…`),
-  which buffers lines while the reader is slow instead of dropping them.
+  listens on (what a HAProxy `ring` with `server unix@…` sends; zerodown's configuration no
+  longer does: with no listener HAProxy 2.6 retries that connection in a tight loop).
 - `events`: the lines HAProxy keeps in its in-memory `ring` (no server), read through its
   Runtime API socket with `show events <ring> -w` (routers/ringevents.py): costs HAProxy
   nothing while no controller reads it.
@@ -57,7 +57,7 @@ nginx by a reload (none extra when a table change starts or ends the rollout).
 
 HAProxy (zerodown writes this for kind haproxy):
 
-    log unix@/…/run/access.sock len 4096 format raw local0
+    log ring@zd_log len 4096 format raw local0      # ring zd_log: no server
     log-format "zd1 %[var(txn.zd_release)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
 
 nginx (`escape=none` keeps the header's bytes; empty variables print as `-`):
