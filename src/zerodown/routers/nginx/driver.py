@@ -149,17 +149,21 @@ class NginxRouter:
         return written != self._log_target() or LEGACY_LOG in text
 
     def _reopen_log(self) -> None:
-        """After the collector renamed the log file: nginx reopens it (`nginx -s reopen`)."""
-        master = self.process.pid()
-        if master is not None:
-            self.process.reopen(master)
+        """After the collector renamed the log file: nginx reopens it (`nginx -s reopen`).
+        Called from the collector's thread: it uses the process object, never makes one."""
+        nginx = self._process
+        master = nginx.pid() if nginx is not None else None
+        if nginx is not None and master is not None:
+            nginx.reopen(master)
 
     def _log_writers(self) -> list[int]:
-        """The processes that may hold the log file open: the master and its workers."""
-        master = self.process.pid()
-        if master is None:
+        """The processes that may hold the log file open: the master and its workers (from
+        the collector's thread, as `_reopen_log`)."""
+        nginx = self._process
+        master = nginx.pid() if nginx is not None else None
+        if nginx is None or master is None:
             return []
-        workers = self.process.workers(master)
+        workers = nginx.workers(master)
         return [master, *workers.serving, *workers.draining]
 
     async def _turn_log(self, on: bool) -> None:
