@@ -12,13 +12,15 @@ Starts, all on 127.0.0.1: a fast backend (nginx, one worker, static 200 on two p
   the per-request log off (accesslog.LogSwitch);
 - **zerodown, analysis**: the same driver with the route table v1 90 / v2 10 (a canary) and a
   reader in this process asking for the canary's samples every second, as the analysis does:
-  zerodown's rendered configuration and its per-request log, sent to the driver's collector,
-  which reads it in this process as the controller would.
+  zerodown's rendered configuration and its per-request log, written to the log file the
+  driver's collector tails (and rotates) in this process, as the controller would.
 
 All with the same number of workers (`worker_processes auto`). wrk (keep-alive, 1 thread,
 `--connections`) against each; prints requests/s, p50, p99 and the CPU time the proxy's master
 and workers spent per request (/proc/PID/stat) per case per round, the medians and
-the per-round ratios to hand-written. Needs nginx and wrk (`apt-get install -y nginx-light wrk`).
+the per-round ratios to hand-written; then the responses wrk got from the analysed nginx beside
+the lines the collector counted (lines lost). Needs nginx and wrk (`apt-get install -y
+nginx-light wrk`).
 """
 
 from __future__ import annotations
