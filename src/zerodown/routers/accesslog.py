@@ -73,6 +73,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import selectors
 import socket
@@ -160,24 +161,6 @@ def parse_line(data: bytes) -> LogLine | None:
     )
 
 
-def _fields(data: bytes) -> tuple[bytes, bytes, bytes, float] | None:
-    """A bare `zd1` line (no header before it, as in a file or HAProxy's raw lines) → (release,
-    status, flags and backend, latency): the parts that repeat from request to request, and
-    the one that does not. None: not such a line (parse_line then decides)."""
-    fields = data.split(b" ", 5)
-    if len(fields) != 6 or fields[0] != b"zd1":
-        return None
-    _, release, status, time_text, flags, backend = fields
-    seconds = time_text.endswith(b"s")
-    try:
-        latency = float(time_text[:-1]) if seconds else float(time_text) / 1000.0
-    except ValueError:
-        return None
-    if not latency < 1e6:  # also refuses nan and inf
-        return None
-    return release, status, flags + b" " + backend, max(latency, 0.0)
-
-
 def _seconds(text: str) -> float:
     value = float(text[:-1]) if text.endswith("s") else float(text) / 1000.0
     if not value < 1e6:  # also refuses nan and inf
@@ -238,7 +221,7 @@ class AccessLog:
         self.releases: dict[str, ReleaseCounters] = {}
         self.received = 0
         self.malformed = 0
-        self._parsed: dict[tuple[bytes, bytes, bytes], LogLine | None] = {}  # receive_many's
+        self._parsed: dict[tuple[bytes, ...], LogLine | None] = {}  # receive_many's
         self._lock = threading.Lock()  # the reader thread records, the event loop reads
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
@@ -389,27 +372,37 @@ class AccessLog:
         differ only in their time (same release, status, flags and backend: nearly all of
         them) are parsed once (`_parsed`, a bounded cache) and counted together, each line
         costing a split and a float."""
-        groups: dict[tuple[bytes, bytes, bytes], list[float]] = {}
+        groups: dict[tuple[bytes, bytes, bytes, bytes], list[float]] = {}
         others: list[LogLine | None] = []
         for data in lines:
             if not data:
                 continue
-            fields = _fields(data)
-            if fields is None:
-                others.append(parse_line(data))
-                continue
-            key = fields[:3]
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [fields[3]]
-            else:
-                group.append(fields[3])
+            # The bare line (a file's, HAProxy's raw ones), inline: this loop is the cost.
+            fields = data.split(b" ", 5)
+            if len(fields) == 6 and fields[0] == TAG_BYTES[:-1]:
+                time_text = fields[3]
+                try:
+                    if time_text.endswith(b"s"):
+                        latency = float(time_text[:-1])
+                    else:
+                        latency = float(time_text) / 1000.0
+                except ValueError:
+                    latency = math.nan
+                if latency < 1e6:  # false for nan and inf: parse_line refuses those
+                    key = (fields[1], fields[2], fields[4], fields[5])
+                    group = groups.get(key)
+                    if group is None:
+                        groups[key] = [max(latency, 0.0)]
+                    else:
+                        group.append(max(latency, 0.0))
+                    continue
+            others.append(parse_line(data))  # a header before the tag, or not a line at all
         wall = self.clock()
         with self._lock:
             for key, latencies in groups.items():
                 template = self._parsed.get(key)
                 if template is None:
-                    template = parse_line(b"zd1 %s %s 0 %s" % key)
+                    template = parse_line(b"zd1 %s %s 0 %s %s" % key)
                     if len(self._parsed) >= PARSED_CACHE:
                         self._parsed.clear()
                     self._parsed[key] = template
