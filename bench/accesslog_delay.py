@@ -7,7 +7,9 @@ HAProxy router drivers with a canary table (the per-request log on), then sends 
 single requests `--gap` seconds apart and times each from its response to the moment the
 driver's collector has counted it (polled every millisecond). nginx writes its log buffered
 (`flush=250ms`) to a file the collector reads every 0.1 s; HAProxy's ring is read through the
-Runtime API as lines are written. Prints the median, p90 and max per router.
+Runtime API as lines are written. Prints the median, p90 and max per router; then closes
+HAProxy's collector (as when the controller is down) and prints the CPU its worker uses over
+`--idle` seconds with nobody reading (a ring forwarding to the controller's socket spun here).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit import cpu_seconds
 from nginx_bench import BACKEND_CONF, nginx
 
 from zerodown.core.routes import Backend, Pool, RouteTable
 from zerodown.net import free_port
 from zerodown.paths import Paths
+from zerodown.routers.haproxy import process
 from zerodown.routers.haproxy.driver import ManagedHaproxy
 from zerodown.routers.nginx.driver import NginxRouter
 from zerodown.routers.nginx.process import find_binary
@@ -59,6 +63,7 @@ async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--requests", type=int, default=40)
     p.add_argument("--gap", type=float, default=0.2, help="seconds between requests")
+    p.add_argument("--idle", type=float, default=5, help="seconds HAProxy runs unread")
     args = p.parse_args()
     binary = find_binary()
     with tempfile.TemporaryDirectory(prefix="zerodown-bench-logdelay-") as tmp:
@@ -73,6 +78,7 @@ async def main() -> None:
             ),
         )
         results = {}
+        idle_cpu = float("nan")
         try:
             for kind in ("nginx", "haproxy"):
                 (d / kind).mkdir()
@@ -97,6 +103,14 @@ async def main() -> None:
                     await router.apply(table)
                     await delays(router, port, 3, args.gap)  # the session or file is open
                     results[kind] = sorted(await delays(router, port, args.requests, args.gap))
+                    if isinstance(router, ManagedHaproxy):
+                        router.access.close()  # the controller is gone: nobody reads
+                        master = router.pid()
+                        assert master is not None
+                        workers = process.children(master)
+                        before = sum(cpu_seconds(w) for w in workers)
+                        await asyncio.sleep(args.idle)
+                        idle_cpu = (sum(cpu_seconds(w) for w in workers) - before) / args.idle
                 finally:
                     await router.stop(grace=5)
                     await router.aclose()
@@ -110,6 +124,9 @@ async def main() -> None:
             f"  {kind:8} median {statistics.median(values) * 1000:6.1f} ms"
             f"  p90 {p90 * 1000:6.1f} ms  max {values[-1] * 1000:6.1f} ms"
         )
+    print(
+        f"HAProxy's worker with nobody reading its log, {args.idle:g} s: {idle_cpu:.1%} of a core"
+    )
 
 
 if __name__ == "__main__":
