@@ -1,13 +1,14 @@
 """Per-request figures from a production router's access log: the RouterStats of HAProxy and nginx.
 
-HAProxy and nginx keep no per-release counters zerodown can read, but both can send one log line
-per request to a unix datagram socket. `AccessLog` binds that socket (mode 0600, in the state
-directory's `run/`), reads the lines and keeps what the built-in router keeps: cumulative
-counters per release (`ReleaseStats`) and a bounded ring of recent `Sample`s per release, plus
-the flag-variant pseudo-releases `flag:<key>=<variant>` of responses carrying `X-Zerodown-Flags`.
+HAProxy and nginx keep no per-release counters zerodown can read, but both can write one log line
+per request: HAProxy to a unix socket, nginx to a file. `AccessLog` binds that socket (mode 0600,
+in the state directory's `run/`) or tails that file, reads the lines and keeps what the built-in
+router keeps: cumulative counters per release (`ReleaseStats`) and a bounded ring of recent
+`Sample`s per release, plus the flag-variant pseudo-releases `flag:<key>=<variant>` of responses
+carrying `X-Zerodown-Flags`.
 The router metric provider and the flag guards read it through `stats()` and `samples()`.
 
-The line format (one datagram per request; ASCII; fields separated by single spaces):
+The line format (one per request; ASCII; fields separated by single spaces):
 
     zd1 <release> <status> <time> <flags> <backend>
 
@@ -27,9 +28,19 @@ The line format (one datagram per request; ASCII; fields separated by single spa
   every address it tried (`a, b`): the last one counts. `-` (or HAProxy's `<NOSRV>`) when no
   backend answered; a 5xx with no backend is a transport error, as in the built-in router.
 
-Stream mode (`AccessLog(..., stream=True)`): the same lines, each ending in "\n", over a unix
-stream socket; HAProxy sends them so through a `ring` section (`format raw`, `server
-unix@…`), which buffers lines while the reader is slow instead of dropping them.
+Transports (`AccessLog(..., transport=...)`):
+
+- `datagram`: one line per datagram on a unix datagram socket the collector binds (0600). The
+  kernel queues at most `net.unix.max_dgram_qlen` datagrams (10 by default) and the sender
+  drops what does not fit: fine for tests and light traffic, lossy under load.
+- `stream`: the same lines, each ending in "\n", over a unix stream socket the collector
+  listens on (what a HAProxy `ring` with `server unix@…` sends; zerodown's configuration no
+  longer does: with no listener HAProxy 2.6 retries that connection in a tight loop).
+- `events`: the lines HAProxy keeps in its in-memory `ring` (no server), read through its
+  Runtime API socket with `show events <ring> -w` (routers/ringevents.py): costs HAProxy
+  nothing while no controller reads it.
+- `file`: the lines a router appends to a file (nginx, `access_log FILE … buffer=64k
+  flush=250ms`), tailed and rotated by the collector (routers/logtail.py): nothing dropped.
 
 Examples: `zd1 v2 200 3 - 127.0.0.1:9001`,
 `<134>Dec  1 14:53:04 zd: zd1 v2 503 0.001s checkout=new 127.0.0.1:9001, 127.0.0.1:9002`.
@@ -46,14 +57,14 @@ nginx by a reload (none extra when a table change starts or ends the rollout).
 
 HAProxy (zerodown writes this for kind haproxy):
 
-    log unix@/…/run/access.sock len 4096 format raw local0
+    log ring@zd_log len 4096 format raw local0      # ring zd_log: no server
     log-format "zd1 %[var(txn.zd_release)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
 
 nginx (`escape=none` keeps the header's bytes; empty variables print as `-`):
 
     log_format zd escape=none 'zd1 $zd_release $status ${request_time}s '
                               '$upstream_http_x_zerodown_flags $upstream_addr';
-    access_log syslog:server=unix:/…/run/access.sock,nohostname,tag=zd zd;
+    access_log /…/run/nginx-access.log zd buffer=64k flush=250ms;
 """
 
 from __future__ import annotations
@@ -62,6 +73,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import selectors
 import socket
@@ -70,17 +82,19 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from zerodown.core.analysis.stats import Sample
 from zerodown.core.routes import ReleaseStats, RouteTable
 from zerodown.paths import UNIX_SOCKET_MAX, Paths
+from zerodown.routers.logtail import MAX_BYTES, FileTail
 from zerodown.routers.proxy.stats import (
     DEFAULT_SAMPLES,
     MAX_RELEASES,
     ReleaseCounters,
     parse_flags_header,
 )
+from zerodown.routers.ringevents import EventsReader
 
 log = logging.getLogger("zerodown.router.accesslog")
 
@@ -94,6 +108,8 @@ READ_LEASE = 600.0
 between two measurements of any analysis worth running (a reader that stops for longer finds a
 gap at the start of its next window)."""
 NO_BACKEND = frozenset({"", "-", "<NOSRV>", "-:-", "-:0", "<NOSRV>:0"})
+Transport = Literal["datagram", "stream", "events", "file"]
+PARSED_CACHE = 4096  # distinct (release, status, flags and backend) kept parsed
 
 
 class LogLine(NamedTuple):
@@ -170,13 +186,15 @@ def socket_path(paths: Paths, name: str) -> Path:
 
 
 class AccessLog:
-    """The collector: bind, receive, count. Satisfies RouterStats (`stats`, `samples`).
+    """The collector: bind (or tail), receive, count. Satisfies RouterStats (`stats`, `samples`).
 
-    A thread of its own reads the socket: the kernel queues at most `net.unix.max_dgram_qlen`
-    datagrams (10 by default) and the routers drop a line rather than wait, so the reader must
-    not depend on the controller's event loop being free. `release_of(address)` names the
-    release of a backend address for lines whose release is `-` (the driver passes its route
-    table's view). Counters start when the collector starts."""
+    A thread of its own reads the socket or the file: the kernel queues at most
+    `net.unix.max_dgram_qlen` datagrams (10 by default) and a ring or a file only holds so much,
+    so the reader must not depend on the controller's event loop being free.
+    `release_of(address)` names the release of a backend address for lines whose release is
+    `-` (the driver passes its route table's view). Counters start when the collector starts.
+    File transport: `reopen` and `writers` are FileTail's (the router's reopen signal, the
+    processes that may hold the file)."""
 
     def __init__(
         self,
@@ -185,19 +203,30 @@ class AccessLog:
         samples: int = DEFAULT_SAMPLES,
         release_of: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
-        stream: bool = False,
+        transport: Transport = "datagram",
+        reopen: Callable[[], None] | None = None,
+        writers: Callable[[], Sequence[int]] | None = None,
+        max_bytes: int = MAX_BYTES,
+        ring: str = "",
     ) -> None:
         self.path = path
-        self.stream = stream  # a stream socket, one line per request ending in "\n" (below)
+        self.transport = transport
+        self.reopen = reopen
+        self.writers = writers
+        self.max_bytes = max_bytes  # the file transport rotates its file past this
+        self.ring = ring  # the events transport's ring (`path` is then the Runtime API socket)
         self.samples_kept = samples
         self.release_of = release_of
         self.clock = clock
         self.releases: dict[str, ReleaseCounters] = {}
         self.received = 0
         self.malformed = 0
+        self._parsed: dict[tuple[bytes, ...], LogLine | None] = {}  # receive_many's
         self._lock = threading.Lock()  # the reader thread records, the event loop reads
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
+        self.tail: FileTail | None = None  # the file transport's reader
+        self.events: EventsReader | None = None  # the events transport's
 
     # --- the socket ---------------------------------------------------------------------------
 
@@ -211,9 +240,22 @@ class AccessLog:
         if self.listening:
             return
         self.close()
-        sock = socket.socket(
-            socket.AF_UNIX, socket.SOCK_STREAM if self.stream else socket.SOCK_DGRAM
-        )
+        if self.transport == "events":
+            self.events = EventsReader(self.path, self.ring, self.receive_many)
+            self._reader = self.events.start()
+            return
+        if self.transport == "file":
+            self.tail = FileTail(
+                self.path,
+                self.receive_many,
+                reopen=self.reopen,
+                writers=self.writers,
+                max_bytes=self.max_bytes,
+            )
+            self._reader = self.tail.start()
+            return
+        stream = self.transport == "stream"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM)
         try:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
@@ -225,7 +267,7 @@ class AccessLog:
             finally:
                 os.umask(old_umask)
             os.chmod(self.path, 0o600)
-            if self.stream:
+            if stream:
                 sock.listen(16)
                 sock.setblocking(False)
             else:
@@ -235,7 +277,7 @@ class AccessLog:
             raise
         self._sock = sock
         self._reader = threading.Thread(
-            target=self._read_streams if self.stream else self._read,
+            target=self._read_streams if stream else self._read,
             args=(sock,),
             name=f"accesslog {self.path.name}",
             daemon=True,
@@ -286,7 +328,25 @@ class AccessLog:
             for conn in partial:
                 conn.close()
 
+    def resume(self) -> None:
+        """Events transport: HAProxy runs; read its ring from the end (ringevents)."""
+        if self.events is not None:
+            self.events.resume()
+
+    def follow_new_worker(self, old_done: Callable[[], bool] | None = None) -> None:
+        """Events transport: a new HAProxy worker serves; read its ring from its start."""
+        if self.events is not None:
+            self.events.follow_new_worker(old_done)
+
     def close(self) -> None:
+        events, self.events = self.events, None
+        if events is not None:
+            events.close()  # the socket is HAProxy's: it stays
+            self._reader = None
+            return
+        tail, self.tail = self.tail, None
+        if tail is not None:
+            tail.close()  # the file stays: the router writes it
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()  # the reader sees it within READ_TIMEOUT
@@ -306,11 +366,52 @@ class AccessLog:
             self._record(line, self.clock())
 
     def receive_many(self, lines: Sequence[bytes]) -> None:
-        """Lines that came in one read: parsed, then counted under one lock and one clock."""
-        parsed = [parse_line(line) for line in lines if line]
+        """Lines that came in one read, counted under one lock and one clock.
+
+        Batched, because a file or a stream brings thousands of lines a read: the lines that
+        differ only in their time (same release, status, flags and backend: nearly all of
+        them) are parsed once (`_parsed`, a bounded cache) and counted together, each line
+        costing a split and a float."""
+        groups: dict[tuple[bytes, bytes, bytes, bytes], list[float]] = {}
+        others: list[LogLine | None] = []
+        for data in lines:
+            if not data:
+                continue
+            # The bare line (a file's, HAProxy's raw ones), inline: this loop is the cost.
+            fields = data.split(b" ", 5)
+            if len(fields) == 6 and fields[0] == TAG_BYTES[:-1]:
+                time_text = fields[3]
+                try:
+                    if time_text.endswith(b"s"):
+                        latency = float(time_text[:-1])
+                    else:
+                        latency = float(time_text) / 1000.0
+                except ValueError:
+                    latency = math.nan
+                if latency < 1e6:  # false for nan and inf: parse_line refuses those
+                    key = (fields[1], fields[2], fields[4], fields[5])
+                    group = groups.get(key)
+                    if group is None:
+                        groups[key] = [max(latency, 0.0)]
+                    else:
+                        group.append(max(latency, 0.0))
+                    continue
+            others.append(parse_line(data))  # a header before the tag, or not a line at all
         wall = self.clock()
         with self._lock:
-            for line in parsed:
+            for key, latencies in groups.items():
+                template = self._parsed.get(key)
+                if template is None:
+                    template = parse_line(b"zd1 %s %s 0 %s %s" % key)
+                    if len(self._parsed) >= PARSED_CACHE:
+                        self._parsed.clear()
+                    self._parsed[key] = template
+                if template is None:
+                    self.malformed += len(latencies)
+                    continue
+                self.received += len(latencies)
+                self._record_many(template, latencies, wall)
+            for line in others:
                 if line is None:
                     self.malformed += 1
                     continue
@@ -322,10 +423,21 @@ class AccessLog:
             self._record(line, wall)
 
     def _record(self, line: LogLine, wall: float) -> None:
+        for counters in self._counters(line):
+            counters.record(line.status, line.latency, wall, transport_error=line.transport_error)
+
+    def _record_many(self, line: LogLine, latencies: list[float], wall: float) -> None:
+        """Requests like `line` but for their latencies."""
+        for counters in self._counters(line):
+            counters.record_many(line.status, latencies, wall, line.transport_error)
+
+    def _counters(self, line: LogLine) -> list[ReleaseCounters]:
+        """The counters a line counts under: its release's, and its flag variants'."""
         release = line.release
         if release is None and line.backend is not None and self.release_of is not None:
             release = self.release_of(line.backend)
         names = (release,) if release is not None else ()
+        out = []
         for name in (*names, *line.flags):
             counters = self.releases.get(name)
             if counters is None:
@@ -333,7 +445,8 @@ class AccessLog:
                 if name != release and len(self.releases) >= MAX_RELEASES:
                     continue
                 counters = self.releases[name] = ReleaseCounters(self.samples_kept)
-            counters.record(line.status, line.latency, wall, transport_error=line.transport_error)
+            out.append(counters)
+        return out
 
     # --- RouterStats --------------------------------------------------------------------------
 

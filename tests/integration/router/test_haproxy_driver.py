@@ -102,11 +102,16 @@ async def test_reloads_under_load_fail_no_request(
                 cookie = {"Cookie": f"zd={key}"}
                 got = client.get(f"http://127.0.0.1:{port}/", headers=cookie).json()["name"]
                 assert got == ("b" if mmh3.hash(key, signed=False) % 100 < 30 else "a"), key
-        # a new controller binds the log socket again: HAProxy's lines reach it
+        # a new controller reads the ring again (from its end): HAProxy's lines reach it
         router.access.close()
-        await router.access.start()
+        router._checked_at = -math.inf
+        await router.start()
+        events = router.access.events
+        assert events is not None
+        await wait_until(lambda: events.sessions == 1, "a session to the ring")
+        received = router.access.received
         httpx.get(f"http://127.0.0.1:{port}/", headers={"Cookie": "zd=user-1"})
-        await wait_until(lambda: router.access.received > 0, "a log line after the rebind")
+        await wait_until(lambda: router.access.received > received, "a log line after it")
         # HAProxy killed: the next start brings it back with the last table
         master = router.pid()
         assert master is not None
@@ -120,6 +125,50 @@ async def test_reloads_under_load_fail_no_request(
     finally:
         await router.stop(grace=5)
     assert router.pid() is None
+
+
+async def test_every_request_is_counted_once_across_a_reload(
+    tmp_path: Path, backend_a: BackendProc, backend_b: BackendProc
+) -> None:
+    """The collector reads HAProxy's ring through the Runtime API: under load, with a reload
+    in the middle (a new worker, whose ring is read from its start, while the old worker's
+    session is kept until the old worker has no client left), every request is one line,
+    counted once; and the old worker is not held up by that session."""
+    port = free_port()
+    paths = Paths.for_spec(tmp_path / "zerodown.yaml")
+    paths.ensure()
+    router = ManagedHaproxy(paths=paths, spec=spec(port))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        await router.start()
+        await router.apply(table(1, ("v2", 50, [backend_b]), ("v1", 50, [backend_a])))
+        old = await router.api.pid()
+        with LoadGenerator(url, rate=300, max_seconds=3, browser_like=True) as load:
+            await asyncio.sleep(1)
+            rule = (Match("v2", "yes", header="X-New-Rule"),)  # no rule reads it: a reload
+            await router.apply(
+                table(2, ("v2", 50, [backend_b]), ("v1", 50, [backend_a]), matches=rule)
+            )
+            assert await router.api.pid() != old
+        report = load.report
+        assert report.failed == [] and report.total >= 300
+        await wait_until(lambda: router.access.received >= report.total, "every line")
+        stats = await router.stats()
+        assert router.access.received == report.total
+        assert stats["v1"].requests + stats["v2"].requests == report.total
+        # hard-stop-after is 31 s: the old worker is gone long before, once its clients are
+        await wait_until(lambda: not _running(old), "the old worker to exit")
+    finally:
+        await router.stop(grace=5)
+        await router.aclose()
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
 async def wait_until(check: Callable[[], bool], what: str, timeout: float = 10) -> None:

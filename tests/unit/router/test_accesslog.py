@@ -123,7 +123,7 @@ async def test_socket_is_owner_only_and_receives_datagrams(tmp_path: Path) -> No
 
 async def test_stream_mode_reads_lines_from_several_connections(tmp_path: Path) -> None:
     path = tmp_path / "access.sock"
-    log = AccessLog(path, stream=True)
+    log = AccessLog(path, transport="stream")
     await log.start()
     try:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -178,3 +178,34 @@ async def test_log_switch_follows_rollouts_and_reads_until_the_lease_ends() -> N
     await switch.read()
     assert switch.on is True
     switch.cancel()
+
+
+async def test_a_batch_counts_as_its_lines_one_by_one(tmp_path: Path) -> None:
+    """receive_many groups lines that differ only in their time: the same counters, histogram
+    and samples as receiving each line alone."""
+    releases = {"127.0.0.1:9003": "v3"}
+    lines = [
+        b"zd1 v1 200 0.001s - 127.0.0.1:9001",
+        b"zd1 v1 200 0.250s - 127.0.0.1:9001",
+        b"zd1 v1 503 12 beta=on 127.0.0.1:9001",
+        b"zd1 - 503 0.000s - 127.0.0.1:9003",
+        b"zd1 - 502 0.000s - -",
+        b"<134>Dec  1 14:53:04 zd: zd1 v2 200 0.002s - 127.0.0.1:9002",
+        b"zd1 v1 200 nan - 127.0.0.1:9001",
+        b"zd1 v1 200 1e9s - 127.0.0.1:9001",
+        b"zd1 v1 200 -1 - 127.0.0.1:9001",
+        b"zd1 v1 ok 3 - a:1",
+        b"zd1 v1 200 0.001s - 127.0.0.1:9001",
+        b"",
+    ] * 3
+    one, batch = (
+        AccessLog(tmp_path / "a", release_of=releases.get, clock=lambda: 5.0) for _ in range(2)
+    )
+    for line in lines:
+        if line:
+            one.receive(line)
+    batch.receive_many(lines)
+    assert await batch.stats() == await one.stats()
+    assert (batch.received, batch.malformed) == (one.received, one.malformed) == (24, 9)
+    for release in ("v1", "v2", "v3", "flag:beta=on"):
+        assert sorted(await batch.samples(release, 0)) == sorted(await one.samples(release, 0))

@@ -87,7 +87,7 @@ def test_rendered_configuration_is_valid(tmp_path: Path) -> None:
     rules = Rules(
         "127.0.0.1:8080", "127.0.0.1:8081", 10.0, (Key("header", "X-Canary"),), Key("cookie", "zd")
     )
-    files = Files(run=tmp_path, admin_socket=tmp_path / "a.sock", access_socket=tmp_path / "l.sock")
+    files = Files(run=tmp_path, admin_socket=tmp_path / "a.sock")
     table = RouteTable(1, pools=(pool("v2", 10, 1), pool("v1", 90, 2)), preview="v2")
     want = desired(table, rules, {})
     for name in map_names(rules):

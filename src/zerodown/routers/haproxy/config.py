@@ -13,6 +13,10 @@ from pathlib import Path
 
 from zerodown.routers.haproxy.plan import NONE, SLOTS, SPLIT, Desired, Key, Rules, slot_backend
 
+RING = "zd_log"
+"""The ring the per-request lines go to; the controller reads it with `show events` on the
+Runtime API (routers/ringevents.py). It has no server: a ring that forwards to the controller's
+socket makes HAProxy 2.6 retry the connection in a tight loop while no controller listens."""
 LOG_FORMAT = "zd1 %[var(txn.zd_release)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
 """The accesslog line (routers/accesslog.py): release by the answering server's name."""
 
@@ -47,7 +51,6 @@ class Files:
 
     run: Path
     admin_socket: Path
-    access_socket: Path
 
     @property
     def config(self) -> Path:
@@ -106,18 +109,16 @@ def render(rules: Rules, servers: Desired, files: Files, *, drain: float) -> str
         "  stats timeout 30s",
         f"  server-state-file {files.server_state}",
         f"  lua-load {files.lua}",
-        "  log ring@zd_log len 4096 format raw local0",
+        f"  log ring@{RING} len 4096 format raw local0",
         f"  hard-stop-after {max(int(drain), 1)}s",
         "",
-        # The per-request lines go through a ring buffer to the controller's stream socket: many
-        # lines per write, and kept (up to `size`) while the controller is slow or restarting.
-        "ring zd_log",
+        # The per-request lines go to a ring in HAProxy's memory, which the controller reads
+        # through the Runtime API (`show events zd_log -w`): many lines per write, kept while
+        # the controller is slow; with nobody reading, the oldest are forgotten, at no cost.
+        f"ring {RING}",
         "  format raw",
         "  maxlen 4096",
         "  size 4194304",
-        "  timeout connect 1s",
-        "  timeout server 30s",
-        f"  server zd unix@{files.access_socket}",
         "",
         "defaults",
         "  mode http",

@@ -18,9 +18,10 @@ configuration; it adds, weighs, drains and removes only its own servers (named `
 named backend of a HAProxy the team runs. Weighted routing only (capabilities in validate.py).
 
 Per-request figures come from the access log (routers/accesslog.py): in managed mode HAProxy
-sends one `zd1` line per request through a ring buffer to the stream socket run/access.sock,
-while a rollout is under way or something reads the samples (accesslog.LogSwitch): the entry
-`on 1` of run/log.map, set and cleared through the Runtime API, without a reload.
+writes one `zd1` line per request into its ring `zd_log`, which the controller reads through
+the Runtime API (`show events zd_log -w`, routers/ringevents.py), while a rollout is under way
+or something reads the samples (accesslog.LogSwitch): the entry `on 1` of run/log.map, set and
+cleared through the Runtime API, without a reload.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from zerodown.core.analysis.stats import Sample
@@ -45,7 +46,7 @@ from zerodown.drivers import DriverContext
 from zerodown.paths import Paths
 from zerodown.routers.accesslog import AccessLog, LogSwitch, run_dir, socket_path
 from zerodown.routers.haproxy import process
-from zerodown.routers.haproxy.config import MURMUR3_LUA, Files, render
+from zerodown.routers.haproxy.config import MURMUR3_LUA, RING, Files, render
 from zerodown.routers.haproxy.plan import (
     SLOTS,
     SPLIT,
@@ -69,6 +70,7 @@ log = logging.getLogger("zerodown.router.haproxy")
 CHECK_EVERY = 1.0  # seconds between health checks of a running HAProxy
 START_WAIT = 10.0  # seconds a new master has to answer (or a reload to bring a new worker)
 KILL_WAIT = 10.0
+LEGACY_RING_SERVER = "server zd unix@"  # the ring forwarded to the controller's socket (before)
 ATTACH_PREFIX = "zd-"  # the only servers attach mode ever touches
 DYNAMIC_SERVER = "pool-max-conn -1 pool-purge-delay 5s"
 """A server added at runtime keeps no idle connection unless told (2.6: pool limit 0, purge
@@ -149,14 +151,12 @@ class ManagedHaproxy(_Common):
         self.paths = paths
         self.spec = spec
         run = run_dir(paths)
-        self.files = Files(
-            run=run,
-            admin_socket=socket_path(paths, "haproxy.sock"),
-            access_socket=socket_path(paths, "access.sock"),
-        )
+        self.files = Files(run=run, admin_socket=socket_path(paths, "haproxy.sock"))
         self.pid_file = run / "haproxy.pid"
         self.api = RuntimeApi(self.files.admin_socket)
-        self.access = AccessLog(self.files.access_socket, release_of=self._release_of, stream=True)
+        self.access = AccessLog(
+            self.files.admin_socket, release_of=self._release_of, transport="events", ring=RING
+        )
         self.log_switch = LogSwitch(self._turn_log, on=self._log_file_says())
         self.rules = spec_rules(spec)  # what the running configuration holds
         self._table, self._slots = self._load_table()
@@ -235,10 +235,13 @@ class ManagedHaproxy(_Common):
         running = self.pid()
         if running is not None and await self.healthy():
             self._checked_at = now
+            self.access.resume()  # its ring, from the end, unless read already
             if not self._config_current:  # read once per controller, not at every check
                 config = self.files.config
-                if "zd_logging" not in (config.read_text() if config.exists() else ""):
-                    # Written by a zerodown from before the log switch: once, seamlessly.
+                text = config.read_text() if config.exists() else ""
+                if "zd_logging" not in text or LEGACY_RING_SERVER in text:
+                    # Written by a zerodown from before the log switch or the ring read through
+                    # the Runtime API: once, seamlessly.
                     async with self._lock:
                         await self.reload()
                 self._config_current = True
@@ -316,6 +319,7 @@ class ManagedHaproxy(_Common):
         while time.monotonic() < deadline and child.poll() is None:
             if await self.healthy():
                 log.info("HAProxy started (master pid %s) on %s", child.pid, self.rules.listen)
+                self.access.follow_new_worker()  # its ring from its start: every line
                 return
             await asyncio.sleep(0.05)
         with open(log_file, "rb") as written:
@@ -368,6 +372,7 @@ class ManagedHaproxy(_Common):
             try:
                 if await self.api.pid() != old_worker:
                     log.info("HAProxy reloaded (master pid %s)", master)
+                    self.access.follow_new_worker(self._old_workers_done(self._old_workers))
                     return
             except TransientDriverError:
                 pass
@@ -375,6 +380,16 @@ class ManagedHaproxy(_Common):
         raise TransientDriverError(
             f"HAProxy did not reload within {START_WAIT:.0f}s; see {self.paths.logs}/haproxy.log"
         )
+
+    def _old_workers_done(self, workers: set[int]) -> Callable[[], bool]:
+        """Whether the workers a reload replaced have no client left (their last log lines
+        are written): the collector then lets go of their rings."""
+        ports = {int(address.rsplit(":", 1)[1]) for address in self._listeners()}
+        old = frozenset(workers)
+        return lambda: not any(process.has_clients(pid, ports) for pid in old)
+
+    def _listeners(self) -> list[str]:
+        return [a for a in (self.rules.listen, self.rules.preview_listen) if a is not None]
 
     # --- traffic ------------------------------------------------------------------------------
 

@@ -91,3 +91,31 @@ def children(pid: int) -> list[int]:
 def signal_master(pid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(OSError):
         os.kill(pid, signum)
+
+
+def has_clients(pid: int, ports: set[int]) -> bool:
+    """`pid` holds an open client connection to one of `ports` (its listeners' ports): a
+    worker that stopped accepting still has requests to finish while it does. False once the
+    process is gone."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    sockets = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                sockets.add(link[8:-1])
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local address, remote address, state ("01": established), ..., inode (10th)
+            port = int(fields[1].rsplit(":", 1)[1], 16)
+            if fields[3] == "01" and fields[9] in sockets and port in ports:
+                return True
+    return False

@@ -23,8 +23,9 @@ Guarantees (the Router and RouterStats contract, core/ports.py, plus):
   another backend's long request keeps the address "busy", up to the spec's `run.drain`) but
   never under-counts. In attach mode zerodown cannot see the workers: a removed address counts
   as busy until `run.drain` has passed. Addresses in the table count 0 in flight (unknown).
-- **stats / samples**: from nginx's per-request log, sent to a unix datagram socket the driver
-  reads (routers/accesslog.py), counted from when the controller started.
+- **stats / samples**: from nginx's per-request log, written (buffered) to a file the driver
+  tails and rotates (routers/accesslog.py, routers/logtail.py), counted from when the
+  controller started.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from zerodown.core.ports import BackendLoad
 from zerodown.core.routes import ReleaseStats, RouteTable
 from zerodown.drivers import DriverContext
 from zerodown.paths import Paths
-from zerodown.routers.accesslog import AccessLog, LogSwitch, in_rollout, socket_path
+from zerodown.routers.accesslog import AccessLog, LogSwitch, in_rollout, run_dir
 from zerodown.routers.nginx import render
 from zerodown.routers.nginx.process import NginxProcess, child_of, find_binary
 from zerodown.spec.model import Spec
@@ -61,6 +62,7 @@ DRAINING_WAIT = 5.0  # seconds a reload waits for old workers to go, then goes a
 SHUTDOWN_TIMEOUT = 60.0  # nginx's worker_shutdown_timeout: the longest an old worker lingers
 WORKERS = "auto"
 ATTACH_RELOAD_WAIT = 10.0  # seconds an attached nginx has to serve a new table after its reload
+LEGACY_LOG = "access_log syslog:"  # a routes file from before the log file: rewritten
 LOG_FORMAT = (
     "'zd1 ${zd}release $status ${{request_time}}s $upstream_http_x_zerodown_flags $upstream_addr'"
 )
@@ -87,7 +89,11 @@ class NginxRouter:
             self.attach_reload = list(attach.reload or ())
         self.routes_file = self.attach_config or self.directory / "routes.conf"
         self.access = AccessLog(
-            socket_path(paths, "nginx-access.sock"), release_of=self._release_of
+            run_dir(paths) / "nginx-access.log",
+            release_of=self._release_of,
+            transport="file",
+            reopen=self._reopen_log,
+            writers=self._log_writers,
         )
         # The log's state is in the routes file (a reload changes it); None: not known yet.
         self.log_switch = LogSwitch(self._turn_log, on=self._routes_log())
@@ -117,19 +123,48 @@ class NginxRouter:
             )
         return self._process
 
-    def _routes_log(self) -> bool | None:
+    def _routes_text(self) -> str | None:
         try:
-            return "access_log syslog:" in self.routes_file.read_text()
+            return self.routes_file.read_text()
         except OSError:
             return None
 
+    def _routes_log(self, text: str | None = None) -> bool | None:
+        """Whether the routes file writes the per-request log (None: no routes file)."""
+        text = self._routes_text() if text is None else text
+        if text is None:
+            return None
+        return f"access_log {render.quote(str(self.access.path))} " in text or LEGACY_LOG in text
+
     def _log_target(self) -> bool:
-        """Whether the routes file should send the per-request log."""
+        """Whether the routes file should write the per-request log."""
         return self.per_request_log and self.attach_config is None and self._log_on
 
     def _log_changed(self) -> bool:
-        written = self._routes_log()
-        return written is not None and written != self._log_target()
+        text = self._routes_text()
+        written = self._routes_log(text)
+        if written is None:
+            return False
+        assert text is not None
+        return written != self._log_target() or LEGACY_LOG in text
+
+    def _reopen_log(self) -> None:
+        """After the collector renamed the log file: nginx reopens it (`nginx -s reopen`).
+        Called from the collector's thread: it uses the process object, never makes one."""
+        nginx = self._process
+        master = nginx.pid() if nginx is not None else None
+        if nginx is not None and master is not None:
+            nginx.reopen(master)
+
+    def _log_writers(self) -> list[int]:
+        """The processes that may hold the log file open: the master and its workers (from
+        the collector's thread, as `_reopen_log`)."""
+        nginx = self._process
+        master = nginx.pid() if nginx is not None else None
+        if nginx is None or master is None:
+            return []
+        workers = nginx.workers(master)
+        return [master, *workers.serving, *workers.draining]
 
     async def _turn_log(self, on: bool) -> None:
         """A reload with the log on or off (the reload loop's, coalesced with table changes)."""
@@ -154,11 +189,10 @@ class NginxRouter:
             service=self.spec.service,
             listen=self.spec.router.listen,
             preview_listen=blue_green.preview_listen if blue_green else None,
-            # Attached, nginx's workers are not ours and cannot write to our owner-only socket
-            # (validate.py refuses what would need the log).
-            log_socket=(str(self.access.path) if self._log_target() else None),
+            # Attached, nginx's workers are not ours and cannot write to our owner-only
+            # directory (validate.py refuses what would need the log).
+            log_file=(str(self.access.path) if self._log_target() else None),
             log_format=LOG_FORMAT.format(zd=render.prefix(self.spec.service)),
-            log_tag="zd",
             header_timeout=self.spec.router.header_timeout,
         )
 

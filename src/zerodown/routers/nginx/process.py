@@ -222,6 +222,11 @@ class NginxProcess:
             f"{RELOAD_WAIT:g}s: {errors if errors != errors_before else 'no new error logged'}"
         )
 
+    def reopen(self, master: int) -> None:
+        """SIGUSR1 (`nginx -s reopen`): the master and its workers write out their buffered log
+        lines, then open the log files by their names again. OSError when it cannot be sent."""
+        os.kill(master, signal.SIGUSR1)
+
     async def stop(self, *, grace: float) -> None:
         """SIGQUIT (finish requests, then exit), SIGKILL after `grace`."""
         pid = self.pid()

@@ -96,6 +96,28 @@ class ReleaseCounters:
         self.counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
         self.samples.append((wall, latency, status))
 
+    def record_many(
+        self, status: int, latencies: list[float], wall: float, transport_error: bool
+    ) -> None:
+        """`record` for requests of the same status, at once (the access-log collector's batches:
+        tens of thousands of lines a second must cost little CPU beside the router)."""
+        n = len(latencies)
+        self.requests += n
+        if transport_error:
+            self.transport_errors += n
+        elif status >= 500:
+            self.responses_5xx += n
+        elif status >= 400:
+            self.responses_4xx += n
+        codes = self.codes
+        codes[status] = codes.get(status, 0) + n
+        self.latency_sum += sum(latencies)
+        counts = self.counts
+        for latency in latencies:
+            counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        keep = self.samples.maxlen or n
+        self.samples.extend([(wall, latency, status) for latency in latencies[-keep:]])
+
     def snapshot(self) -> ReleaseStats:
         return ReleaseStats(
             requests=self.requests,
