@@ -46,6 +46,7 @@ from typing import Any
 import httpx
 import yaml
 
+from zerodown import procfs
 from zerodown.control.client import ApiError, Client, NotRunning
 from zerodown.demo.tour import sample_app_spec
 from zerodown.loadgen import LoadGenerator, Sample
@@ -287,28 +288,8 @@ def inject(svc: Service, rollout: int, fault: Fault) -> Injected:
 
 def client_ports(pid: int, port: int) -> set[int]:
     """The client-side ports of the connections that process `pid` accepted on `port` and
-    holds now (its file descriptors, looked up in its network namespace's TCP tables)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            link = os.readlink(fd)
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[len("socket:[") : -1])
-    found = set()
-    for table in ("tcp", "tcp6"):
-        try:
-            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cols = row.split()
-            local, remote, state, inode = cols[1], cols[2], cols[3], cols[9]
-            listening = state == "0A"
-            if inode in inodes and not listening and int(local.rsplit(":", 1)[1], 16) == port:
-                found.add(int(remote.rsplit(":", 1)[1], 16))
-    return found
+    holds now."""
+    return {remote for _, remote in procfs.accepted(pid, {port})}
 
 
 def answers(port: int) -> bool:

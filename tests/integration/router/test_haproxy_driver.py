@@ -19,6 +19,7 @@ from router_kit import BackendProc, table
 
 from support.routers import find_binary, require_router
 from support.services import free_port
+from zerodown import procfs
 from zerodown.core.routes import Match, Sticky
 from zerodown.loadgen import LoadGenerator
 from zerodown.paths import Paths
@@ -157,18 +158,10 @@ async def test_every_request_is_counted_once_across_a_reload(
         assert router.access.received == report.total
         assert stats["v1"].requests + stats["v2"].requests == report.total
         # hard-stop-after is 31 s: the old worker is gone long before, once its clients are
-        await wait_until(lambda: not _running(old), "the old worker to exit")
+        await wait_until(lambda: not procfs.running(old), "the old worker to exit")
     finally:
         await router.stop(grace=5)
         await router.aclose()
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
 async def wait_until(check: Callable[[], bool], what: str, timeout: float = 10) -> None:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from zerodown import procfs
 from zerodown.core.errors import PermanentDriverError
 
 MIN_VERSION = (2, 4)  # `add server` / `del server` on the Runtime API
@@ -97,25 +98,4 @@ def has_clients(pid: int, ports: set[int]) -> bool:
     """`pid` holds an open client connection to one of `ports` (its listeners' ports): a
     worker that stopped accepting still has requests to finish while it does. False once the
     process is gone."""
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    sockets = set()
-    for fd in fds:
-        with contextlib.suppress(OSError):  # closed meanwhile
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if link.startswith("socket:["):
-                sockets.add(link[8:-1])
-    for table in ("tcp", "tcp6"):
-        try:
-            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            # local address, remote address, state ("01": established), ..., inode (10th)
-            port = int(fields[1].rsplit(":", 1)[1], 16)
-            if fields[3] == "01" and fields[9] in sockets and port in ports:
-                return True
-    return False
+    return bool(procfs.accepted(pid, ports))

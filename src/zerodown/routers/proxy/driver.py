@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zerodown import __version__
+from zerodown import __version__, procfs
 from zerodown.core.analysis.stats import Sample
 from zerodown.core.errors import SpecError, TransientDriverError
 from zerodown.core.ports import BackendLoad
@@ -302,7 +302,7 @@ class BuiltinRouter:
         except OSError:
             return None
         ours = str(self.paths.router_socket).encode() in cmdline
-        return pid if ours and _running(pid) else None
+        return pid if ours and procfs.running(pid) else None
 
     def _adopt(self, pid: object) -> None:
         """Record the router that answers on the admin socket as this directory's router.
@@ -327,7 +327,7 @@ class BuiltinRouter:
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         killed = False
-        while left := [p for p in pids if _running(p)]:
+        while left := [p for p in pids if procfs.running(p)]:
             if time.monotonic() > deadline + KILL_WAIT:
                 log.warning("the router (pid %s) is still there after SIGKILL", left)
                 return
@@ -379,12 +379,3 @@ class BuiltinRouter:
         """Close the admin connection; the router process keeps serving (not the standby)."""
         self._drop_standby()
         await self.client.aclose()
-
-
-def _running(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
