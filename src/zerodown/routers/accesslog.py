@@ -30,12 +30,6 @@ The line format (one per request; ASCII; fields separated by single spaces):
 
 Transports (`AccessLog(..., transport=...)`):
 
-- `datagram`: one line per datagram on a unix datagram socket the collector binds (0600). The
-  kernel queues at most `net.unix.max_dgram_qlen` datagrams (10 by default) and the sender
-  drops what does not fit: fine for tests and light traffic, lossy under load.
-- `stream`: the same lines, each ending in "\n", over a unix stream socket the collector
-  listens on (what a HAProxy `ring` with `server unix@…` sends; zerodown's configuration no
-  longer does: with no listener HAProxy 2.6 retries that connection in a tight loop).
 - `events`: the lines HAProxy keeps in its in-memory `ring` (no server), read through its
   Runtime API socket with `show events <ring> -w` (routers/ringevents.py): costs HAProxy
   nothing while no controller reads it.
@@ -70,13 +64,9 @@ nginx (`escape=none` keeps the header's bytes; empty variables print as `-`):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import math
-import os
-import selectors
-import socket
 import tempfile
 import threading
 import time
@@ -100,15 +90,13 @@ log = logging.getLogger("zerodown.router.accesslog")
 
 TAG = "zd1"
 TAG_BYTES = b"zd1 "
-MAX_LINE = 8192  # bytes read per datagram; a longer line is cut and refused
-RECEIVE_BUFFER = 4 << 20  # asked of the kernel (capped by net.core.rmem_max): bursts queue here
-READ_TIMEOUT = 0.5  # seconds; how soon the reader thread notices close()
+MAX_LINE = 8192  # bytes of a line that are read; a longer line is cut and refused
 READ_LEASE = 600.0
 """seconds the log stays on after a read of the samples or counters: longer than the interval
 between two measurements of any analysis worth running (a reader that stops for longer finds a
 gap at the start of its next window)."""
 NO_BACKEND = frozenset({"", "-", "<NOSRV>", "-:-", "-:0", "<NOSRV>:0"})
-Transport = Literal["datagram", "stream", "events", "file"]
+Transport = Literal["events", "file"]
 PARSED_CACHE = 4096  # distinct (release, status, flags and backend) kept parsed
 
 
@@ -129,7 +117,7 @@ class LogLine(NamedTuple):
 
 
 def parse_line(data: bytes) -> LogLine | None:
-    """One datagram → a LogLine, or None when it is not a `zd1` line (see the module docstring).
+    """One line → a LogLine, or None when it is not a `zd1` line (see the module docstring).
 
     Called once per request while the log is on: a few bytes operations on the line as it
     came, no decode of the whole line first."""
@@ -186,11 +174,10 @@ def socket_path(paths: Paths, name: str) -> Path:
 
 
 class AccessLog:
-    """The collector: bind (or tail), receive, count. Satisfies RouterStats (`stats`, `samples`).
+    """The collector: read, count. Satisfies RouterStats (`stats`, `samples`).
 
-    A thread of its own reads the socket or the file: the kernel queues at most
-    `net.unix.max_dgram_qlen` datagrams (10 by default) and a ring or a file only holds so much,
-    so the reader must not depend on the controller's event loop being free.
+    A thread of its own reads HAProxy's ring or nginx's file: a ring or a file only holds so
+    much, so the reader must not depend on the controller's event loop being free.
     `release_of(address)` names the release of a backend address for lines whose release is
     `-` (the driver passes its route table's view). Counters start when the collector starts.
     File transport: `reopen` and `writers` are FileTail's (the router's reopen signal, the
@@ -203,7 +190,7 @@ class AccessLog:
         samples: int = DEFAULT_SAMPLES,
         release_of: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
-        transport: Transport = "datagram",
+        transport: Transport,
         reopen: Callable[[], None] | None = None,
         writers: Callable[[], Sequence[int]] | None = None,
         max_bytes: int = MAX_BYTES,
@@ -223,20 +210,19 @@ class AccessLog:
         self.malformed = 0
         self._parsed: dict[tuple[bytes, ...], LogLine | None] = {}  # receive_many's
         self._lock = threading.Lock()  # the reader thread records, the event loop reads
-        self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
         self.tail: FileTail | None = None  # the file transport's reader
         self.events: EventsReader | None = None  # the events transport's
 
-    # --- the socket ---------------------------------------------------------------------------
+    # --- the reader ---------------------------------------------------------------------------
 
     @property
     def listening(self) -> bool:
         return self._reader is not None and self._reader.is_alive()
 
     async def start(self) -> None:
-        """Bind the socket (replacing a stale one a dead controller left) and start reading;
-        cheap when it reads already."""
+        """Start reading (the ring through the Runtime API socket, or the file); cheap when it
+        reads already."""
         if self.listening:
             return
         self.close()
@@ -244,89 +230,14 @@ class AccessLog:
             self.events = EventsReader(self.path, self.ring, self.receive_many)
             self._reader = self.events.start()
             return
-        if self.transport == "file":
-            self.tail = FileTail(
-                self.path,
-                self.receive_many,
-                reopen=self.reopen,
-                writers=self.writers,
-                max_bytes=self.max_bytes,
-            )
-            self._reader = self.tail.start()
-            return
-        stream = self.transport == "stream"
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM)
-        try:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-            old_umask = os.umask(0o177)  # created 0600: no window where others could send
-            try:
-                sock.bind(str(self.path))
-            finally:
-                os.umask(old_umask)
-            os.chmod(self.path, 0o600)
-            if stream:
-                sock.listen(16)
-                sock.setblocking(False)
-            else:
-                sock.settimeout(READ_TIMEOUT)
-        except OSError:
-            sock.close()
-            raise
-        self._sock = sock
-        self._reader = threading.Thread(
-            target=self._read_streams if stream else self._read,
-            args=(sock,),
-            name=f"accesslog {self.path.name}",
-            daemon=True,
+        self.tail = FileTail(
+            self.path,
+            self.receive_many,
+            reopen=self.reopen,
+            writers=self.writers,
+            max_bytes=self.max_bytes,
         )
-        self._reader.start()
-
-    def _read(self, sock: socket.socket) -> None:
-        while self._sock is sock:
-            try:
-                data = sock.recv(MAX_LINE)
-            except TimeoutError:
-                continue
-            except OSError:
-                return  # closed
-            self.receive(data)
-
-    def _read_streams(self, listener: socket.socket) -> None:
-        """Stream mode: every connection (HAProxy opens one per worker: a reload adds one
-        while the old worker finishes) sends lines ending in "\n"; many per read."""
-        partial: dict[socket.socket, bytes] = {}
-        with selectors.DefaultSelector() as selector:
-            selector.register(listener, selectors.EVENT_READ)
-            while self._sock is listener:
-                for key, _ in selector.select(READ_TIMEOUT):
-                    conn = key.fileobj
-                    assert isinstance(conn, socket.socket)
-                    if conn is listener:
-                        with contextlib.suppress(OSError):
-                            accepted, _ = listener.accept()
-                            accepted.setblocking(False)
-                            selector.register(accepted, selectors.EVENT_READ)
-                            partial[accepted] = b""
-                        continue
-                    try:
-                        data = conn.recv(1 << 16)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        data = b""
-                    if not data:
-                        selector.unregister(conn)
-                        conn.close()
-                        partial.pop(conn, None)
-                        continue
-                    *lines, rest = (partial[conn] + data).split(b"\n")
-                    partial[conn] = rest[-MAX_LINE:]
-                    self.receive_many(lines)
-            for conn in partial:
-                conn.close()
+        self._reader = self.tail.start()
 
     def resume(self) -> None:
         """Events transport: HAProxy runs; read its ring from the end (ringevents)."""
@@ -347,28 +258,14 @@ class AccessLog:
         tail, self.tail = self.tail, None
         if tail is not None:
             tail.close()  # the file stays: the router writes it
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()  # the reader sees it within READ_TIMEOUT
-            with contextlib.suppress(OSError):
-                self.path.unlink()
         self._reader = None
 
     # --- counting -----------------------------------------------------------------------------
 
-    def receive(self, data: bytes) -> None:
-        line = parse_line(data)
-        with self._lock:
-            if line is None:
-                self.malformed += 1
-                return
-            self.received += 1
-            self._record(line, self.clock())
-
     def receive_many(self, lines: Sequence[bytes]) -> None:
         """Lines that came in one read, counted under one lock and one clock.
 
-        Batched, because a file or a stream brings thousands of lines a read: the lines that
+        Batched, because a file or a ring brings thousands of lines a read: the lines that
         differ only in their time (same release, status, flags and backend: nearly all of
         them) are parsed once (`_parsed`, a bounded cache) and counted together, each line
         costing a split and a float."""
