@@ -13,7 +13,8 @@ Guarantees (the Router and RouterStats contract, core/ports.py, plus):
   and `table` answers the table nginx runs. Reloads are coalesced: one at a time, at least
   `MIN_RELOAD_GAP` apart, and an apply that arrives while one runs waits for the next, which
   carries the newest table: a burst of table changes costs one or two reloads, however long.
-  A table that routes as the running one does (a new generation number only) is no reload.
+  A table that routes as the running one does (a new generation number only), or as the one
+  this driver started nginx with, is no reload.
   Old workers pile up at most `MAX_DRAINING_WORKERS` deep before the next reload waits for them.
 - **backends** (drain): nginx has no live per-backend counters, so the in-flight requests of an
   address that left the table are known from the processes that could still hold them: the
