@@ -419,7 +419,13 @@ def main() -> int:
         started = True
         with Client(paths) as client:
             client.post("/api/deploy", {"version": GOOD, "spec": spec, "who": "bench"})
-            wait_status(client, lambda s: s["stable"] == GOOD, timeout=60, what="the stable one")
+            wait_status(
+                client,
+                lambda s: s["stable"] == GOOD,
+                timeout=60,
+                what="the stable one, served",
+                routed=True,  # as `zerodown up` waits: the load starts once the router serves it
+            )
             for n in range(1, args.rounds + 1):
                 r = one_round(client, spec, bad_version(n), port, args.rate)
                 rounds.append(r)

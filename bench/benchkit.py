@@ -13,13 +13,20 @@ from zerodown.control.client import Client
 
 
 def wait_status(
-    client: Client, predicate: Callable[[dict[str, Any]], bool], *, what: str, timeout: float = 60
+    client: Client,
+    predicate: Callable[[dict[str, Any]], bool],
+    *,
+    what: str,
+    timeout: float = 60,
+    routed: bool = False,
 ) -> dict[str, Any]:
-    """Poll GET /api/status until `predicate(status)`; the whole answer then."""
+    """Poll GET /api/status until `predicate(status)`; the whole answer then. `routed`: and
+    until the router runs the status's route table (the status is saved before its routes are
+    applied; a reloading router such as nginx takes a few hundred milliseconds)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state: dict[str, Any] = client.get("/api/status")
-        if predicate(state["status"]):
+        if predicate(state["status"]) and (not routed or state.get("routes_applied") is not False):
             return state
         time.sleep(0.05)
     raise TimeoutError(f"waited {timeout:g}s for {what}; see the workspace's .zerodown/logs/")

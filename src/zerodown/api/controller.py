@@ -348,12 +348,14 @@ def state_summary(controller: Controller) -> dict[str, Any]:
         ]
     health = controller.engine.health.summary(controller.clock.now())
     leadership = controller.leadership
-    if leadership is not None and leadership.role is Role.STANDBY:
+    standby = leadership is not None and leadership.role is Role.STANDBY
+    if standby:
         health["stalled_since"] = None  # a standby runs no passes: nothing of it is stalled
     return {
         "service": controller.service,
         "router": controller.spec.router.listen,
         "status": status.to_json(),
+        "routes_applied": None if standby else controller.engine.routes_applied(status.routes),
         "instances": [i.to_json() for i in instances],
         "steps": steps,
         "instances_wanted": spec.instances if spec else None,

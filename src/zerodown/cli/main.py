@@ -298,13 +298,21 @@ def follow(client: Client, *, timeout: float, until_serving: bool = False, after
                 live.update(status_view(state), refresh=True)
             else:
                 last_error = _print_controller_error(state, last_error)
-            code = _ended(state["status"], until_serving=until_serving)
+            # The status is saved before its routes are applied: what it says is only so once
+            # the router runs its table (false for a moment while nginx or HAProxy reloads).
+            code = (
+                None
+                if state.get("routes_applied") is False
+                else _ended(state["status"], until_serving=until_serving)
+            )
             if code is not None:
                 return code
             if time.monotonic() > deadline:
                 rollout = state["status"]["rollout"]
                 phase = rollout["phase"] if rollout else "completed"
                 why = rollout["pause_reason"] if rollout and phase == "paused" else phase
+                if state.get("routes_applied") is False:
+                    why += " (the router does not run its route table yet)"
                 err.print(f"[yellow]stopped waiting after {timeout:g}s:[/] {esc(why)}")
                 return EXIT_PAUSED_TIMEOUT
             time.sleep(0.3)

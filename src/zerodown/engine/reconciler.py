@@ -548,6 +548,15 @@ class Engine:
             log.warning("zerodown down: going on without the router: %s", exc)
         self.applied = table
 
+    def routes_applied(self, table: RouteTable) -> bool:
+        """Whether the router runs `table` (the store's): a decision is saved before its
+        routes are applied (core/decide.py), so for a moment the status may call a release
+        stable, or a preview ready, that the router does not route to yet; a router that
+        reloads (nginx, HAProxy) takes a few hundred milliseconds, during which the old table
+        answers (for a first release: 503, no backend). `zerodown up` and `deploy` wait for this."""
+        applied = self.applied
+        return applied is not None and applied.generation >= table.generation
+
     async def _converge_routes(self, table: RouteTable) -> None:
         """Apply `table` again when the router no longer runs it: a router restarted from a
         state file older than its last table (killed before it was written), or changed by

@@ -42,8 +42,11 @@ def test_blue_green_switch_then_warm_rollback(workspace: Workspace) -> None:
     with workspace.load() as load:
         time.sleep(1)
         workspace.zd("deploy", "v2")
-        workspace.wait_for(
-            lambda: workspace.status()["status"]["rollout"]["phase"] == "paused",
+        workspace.wait_for(  # paused, and the router runs the table with the preview
+            lambda: (
+                (state := workspace.status())["status"]["rollout"]["phase"] == "paused"
+                and state["routes_applied"]
+            ),
             what="the new environment to be ready",
         )
         assert httpx.get(f"http://127.0.0.1:{preview}/").text == "ok v2\n"
@@ -51,7 +54,11 @@ def test_blue_green_switch_then_warm_rollback(workspace: Workspace) -> None:
         v1_launched = len(workspace.launched("v1"))
         workspace.zd("promote")
         workspace.wait_for(
-            lambda: workspace.status()["status"]["stable"] == "v2", what="the switch to v2"
+            lambda: (
+                (state := workspace.status())["status"]["stable"] == "v2"
+                and state["routes_applied"]
+            ),
+            what="the switch to v2",
         )
         switched = time.time()
         time.sleep(1)

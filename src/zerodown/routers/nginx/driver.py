@@ -13,7 +13,8 @@ Guarantees (the Router and RouterStats contract, core/ports.py, plus):
   and `table` answers the table nginx runs. Reloads are coalesced: one at a time, at least
   `MIN_RELOAD_GAP` apart, and an apply that arrives while one runs waits for the next, which
   carries the newest table: a burst of table changes costs one or two reloads, however long.
-  A table that routes as the running one does (a new generation number only) is no reload.
+  A table that routes as the running one does (a new generation number only), or as the one
+  this driver started nginx with, is no reload.
   Old workers pile up at most `MAX_DRAINING_WORKERS` deep before the next reload waits for them.
 - **backends** (drain): nginx has no live per-backend counters, so the in-flight requests of an
   address that left the table are known from the processes that could still hold them: the
@@ -102,6 +103,10 @@ class NginxRouter:
         self._process: NginxProcess | None = None
         self._checked_at = -math.inf
         self._running: RouteTable | None = None  # the table nginx routes by
+        # The table this driver last started nginx with, before any table was committed: the
+        # first apply of a table that routes as it does (the engine's first, empty one) is then
+        # no reload, so the first real table is not held back by MIN_RELOAD_GAP.
+        self._spawned: RouteTable | None = None
         self._draining: list[dict[str, Any]] = []  # removed addresses and who may still hold them
         self._wanted: RouteTable | None = None
         self._reloader: asyncio.Task[None] | None = None
@@ -209,7 +214,8 @@ class NginxRouter:
 
     async def _spawn(self, table: RouteTable | None = None) -> None:
         """nginx with `table`, else the table it last ran, else one with no backend (503)."""
-        self._write(table or self._load() or RouteTable(generation=0))  # listen, log: this spec
+        running = table or self._load() or RouteTable(generation=0)
+        self._write(running)  # listen, log: this spec
         self._write_main()
         (self.directory / "tmp").mkdir(exist_ok=True)
         try:
@@ -217,6 +223,7 @@ class NginxRouter:
         except PermanentDriverError as exc:
             raise SpecError(str(exc), field="router") from None
         pid = await self.process.spawn()
+        self._spawned = running
         log.info("nginx started (pid %s) on %s", pid, self.spec.router.listen)
 
     def _write_main(self) -> None:
@@ -287,7 +294,8 @@ class NginxRouter:
                 running is not None and running.generation >= wanted.generation and not log_changed
             ):
                 return
-            if running is not None and running.same_routing(wanted) and not log_changed:
+            started = running or self._spawned
+            if started is not None and started.same_routing(wanted) and not log_changed:
                 self._commit(wanted, removed={}, workers=())  # a new number only: no reload
                 await self._notify()
                 continue
