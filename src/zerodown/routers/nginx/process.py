@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from zerodown import procfs
 from zerodown.core.errors import PermanentDriverError, SpecError, TransientDriverError
 from zerodown.routers.nginx.validate import MISSING, locate
 
@@ -109,7 +110,7 @@ class NginxProcess:
         except (OSError, ValueError):
             return None
         ours = b" -c " + str(self.config).encode() + b" " in title + b" "
-        return pid if ours and b"master process" in title and _running(pid) else None
+        return pid if ours and b"master process" in title and procfs.running(pid) else None
 
     def test(self) -> None:
         """`nginx -t` on the files as written: PermanentDriverError with nginx's words."""
@@ -163,7 +164,7 @@ class NginxProcess:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGQUIT)
         deadline = time.monotonic() + 2.0
-        while any(_running(pid) for pid in orphans) and time.monotonic() < deadline:
+        while any(procfs.running(pid) for pid in orphans) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)  # they close their listeners first, then finish requests
 
     def error_tail(self, lines: int = 3) -> str:
@@ -194,7 +195,7 @@ class NginxProcess:
                 title = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if not _running(pid):
+            if not procfs.running(pid):
                 continue
             (draining if SHUTTING_DOWN in title else serving).add(pid)
         return Workers(frozenset(serving), frozenset(draining))
@@ -214,7 +215,7 @@ class NginxProcess:
             now = self.workers(master)
             if now.serving - before.serving and not (now.serving & before.serving):
                 return before
-            if not _running(master):
+            if not procfs.running(master):
                 break
         errors = self.error_tail()
         raise TransientDriverError(
@@ -236,7 +237,7 @@ class NginxProcess:
             os.kill(pid, signal.SIGQUIT)
         deadline = time.monotonic() + grace
         killed = False
-        while _running(pid):
+        while procfs.running(pid):
             if time.monotonic() > deadline + KILL_WAIT:
                 return
             if time.monotonic() > deadline and not killed:
@@ -279,12 +280,3 @@ def _title(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
-
-
-def _running(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
