@@ -24,8 +24,8 @@ def running(pid: int) -> bool:
 
 def accepted(pid: int, ports: set[int]) -> set[tuple[int, int]]:
     """The connections process `pid` holds (not yet closed on its side) whose local port is one
-    of `ports` (its listeners'), as (local port, remote port): its file descriptors' sockets looked up in the
-    TCP tables of its network namespace. Empty once the process is gone."""
+    of `ports` (its listeners'), as (local port, remote port): its file descriptors' sockets
+    looked up in the TCP tables of its network namespace. Empty once the process is gone."""
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:

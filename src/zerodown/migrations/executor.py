@@ -9,13 +9,14 @@
 - The backfill touches rows in primary-key order, one batch per statement (its cursor moves in
   the same statement, so a crashed start resumes after the last finished batch). Where it can,
   the batch sets the new columns itself on rows still NULL and the triggers skip its session
-  (triggers.py: why a racing write still ends right); otherwise the triggers fill each row. A batch's
-  size adapts so that it holds its row locks about `batch_target` seconds and halves when
-  anyone waited on it; the backfill rests after each batch so that it works `batch_duty` of
-  the time, less while the workload is seen slowed (batching.py, the control law); a fixed
-  `batch_size` turns that off and pauses `batch_delay`. Its commits do not wait for the WAL flush (synchronous_commit
-  off): a batch lost in a server crash is done again, and filling a row twice changes nothing. It stops at the highest key seen once the triggers were
-  in place: rows written after that were already filled by the triggers.
+  (triggers.py: why a racing write still ends right); otherwise the triggers fill each row. A
+  batch's size adapts so that it holds its row locks about `batch_target` seconds and halves
+  when anyone waited on it; the backfill rests after each batch so that it works `batch_duty`
+  of the time, less while the workload is seen slowed (batching.py, the control law); a fixed
+  `batch_size` turns that off and pauses `batch_delay`. Its commits do not wait for the WAL
+  flush (synchronous_commit off): a batch lost in a server crash is done again, and filling a
+  row twice changes nothing. It stops at the highest key seen once the triggers were in place:
+  rows written after that were already filled by the triggers.
 """
 
 from __future__ import annotations

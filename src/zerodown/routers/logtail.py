@@ -23,10 +23,10 @@ holds it open any more, or it has been quiet for `GRACE` seconds since the new f
 then reads it a last time and deletes it. (Holding is not writing: nginx's master keeps the
 files of a configuration it reloaded from open until it frees that configuration, up to 30 s
 later, and workers it starts meanwhile inherit them; but every worker writes out its buffer
-before it reopens, so a renamed file quiet for seconds after the new one exists is done.) Nothing is lost and the files hold at most about twice
-`max_bytes`. While no reader runs (the controller is down) nobody rotates: the file grows by one
-line per request while the log is on; the next reader starts at its end (its counters start
-then) and rotates it at once.
+before it reopens, so a renamed file quiet for seconds after the new one exists is done.)
+Nothing is lost and the files hold at most about twice `max_bytes`. While no reader runs (the
+controller is down) nobody rotates: the file grows by one line per request while the log is
+on; the next reader starts at its end (its counters start then) and rotates it at once.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ class FileTail:
     `reopen()` asks the writer to reopen its log files (called from the reader's thread; an
     OSError is logged and the rotation waits for the writer to open the file again by itself).
     `writers()` names the processes that may hold the file open (nginx's master and workers);
-    the renamed file is deleted once none of them does, or once it has been quiet for `GRACE`. `step()` is one pass (the thread runs
-    it in a loop; tests call it directly)."""
+    the renamed file is deleted once none of them does, or once it has been quiet for `GRACE`.
+    `step()` is one pass (the thread runs it in a loop; tests call it directly)."""
 
     def __init__(
         self,
