@@ -198,7 +198,8 @@ ROWS = (
         )
     ),
     Row(
-        "built-in router vs HAProxy (wrk, keep-alive, one core each)",
+        "built-in router vs HAProxy (wrk, keep-alive, one core each; wrk repeats one request,"
+        " so the router reads heads it has parsed before: docs/router.md, second pass)",
         "≥ 0.7x requests/s, p99 ≤ 1.5x",
         "router",
         router,
