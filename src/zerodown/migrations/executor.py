@@ -363,8 +363,6 @@ class Executor:
 
         try:
             self.with_retries(f"backfill {b.table}", explain)
-        except MigrationError:
-            raise
         except psycopg.Error as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             self.event(f"backfill {b.table}: the triggers fill the rows ({first})")

@@ -384,12 +384,10 @@ class ManagedHaproxy(_Common):
     def _old_workers_done(self, workers: set[int]) -> Callable[[], bool]:
         """Whether the workers a reload replaced have no client left (their last log lines
         are written): the collector then lets go of their rings."""
-        ports = {int(address.rsplit(":", 1)[1]) for address in self._listeners()}
+        listeners = (self.rules.listen, self.rules.preview_listen)
+        ports = {int(a.rsplit(":", 1)[1]) for a in listeners if a is not None}
         old = frozenset(workers)
         return lambda: not any(process.has_clients(pid, ports) for pid in old)
-
-    def _listeners(self) -> list[str]:
-        return [a for a in (self.rules.listen, self.rules.preview_listen) if a is not None]
 
     # --- traffic ------------------------------------------------------------------------------
 
