@@ -112,6 +112,10 @@ def status_view(state: dict[str, Any]) -> Group:
         head.add_row("leader", leads)
     head.add_row("stable", esc(status["stable"] or "-"))
     head.add_row("traffic", esc(weights(status)))
+    if state.get("routes_applied") is False:  # absent from older controllers, null on standbys
+        # The status is saved before its routes are applied (engine/reconciler.py): say so,
+        # or a reader would trust the traffic row while nginx or HAProxy is still reloading.
+        head.add_row("router", "[yellow]applying this table; the previous one serves until then[/]")
     if rollout:
         phase = rollout["phase"]
         color = {"completed": "green", "failed": "red", "aborted": "red", "paused": "yellow"}.get(

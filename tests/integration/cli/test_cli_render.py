@@ -166,3 +166,14 @@ def test_status_names_the_leader_since_when_and_the_standbys() -> None:
     assert "no standby (answered by standby db2:77)" in text(status_view(doc))
     doc["leadership"]["leader"] = None
     assert "leader     none: the lease is free or ran out" in text(status_view(doc))
+
+
+@pytest.mark.parametrize(("applied", "shown"), [(False, True), (True, False), (None, False)])
+def test_a_table_the_router_does_not_run_yet_is_said(applied: bool | None, shown: bool) -> None:
+    doc = state("canary_paused_with_checks")
+    doc["routes_applied"] = applied
+    lines = text(status_view(doc)).splitlines()
+    router = [line for line in lines if line.startswith("router ")]
+    assert router == (
+        ["router     applying this table; the previous one serves until then"] if shown else []
+    )
