@@ -17,8 +17,9 @@ RING = "zd_log"
 """The ring the per-request lines go to; the controller reads it with `show events` on the
 Runtime API (routers/ringevents.py). It has no server: a ring that forwards to the controller's
 socket makes HAProxy 2.6 retry the connection in a tight loop while no controller listens."""
-LOG_FORMAT = "zd1 %[var(txn.zd_release)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
-"""The accesslog line (routers/accesslog.py): release by the answering server's name."""
+LOG_FORMAT = "zd2 %[var(txn.zd_weight)] %[var(txn.zd_release)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
+"""The accesslog line (routers/accesslog.py): release by the answering server's name, weight by
+the release's entry in the sampling map (`-`, no entry or no release: 1)."""
 
 MURMUR3_LUA = """\
 -- zerodown: sticky bucket = murmur3_32(key, seed 0) % 100, as the built-in router computes it
@@ -73,6 +74,12 @@ class Files:
         """The map whose entry `on 1` turns the per-request log on (accesslog.LogSwitch)."""
         return self.run / "log.map"
 
+    @property
+    def sampling(self) -> Path:
+        """The map `<release> <weight>`: log one request in `weight` of that release (releases
+        not in it: every request) while the log is on (accesslog.Sampler)."""
+        return self.run / "log-sampling.map"
+
     def map_file(self, name: str) -> Path:
         return self.run / f"{name}.map"
 
@@ -88,13 +95,26 @@ def _map(files: Files, name: str) -> str:
 
 def _logged(files: Files) -> list[str]:
     """The per-request line only while the log map says `on` (set at runtime, no reload): off,
-    HAProxy builds and sends nothing (`set-log-level silent` returns before the line is made)."""
+    HAProxy builds and sends nothing (`set-log-level silent` returns before the line is made).
+    On, the response rules (`_tail`) keep one request in its release's weight."""
     return [
         "  log global",
         f'  log-format "{LOG_FORMAT}"',
         "  option dontlognull",  # a connection that sent nothing (a port probe) is no request
         f"  acl zd_logging str(on),map({files.log_switch}) -m found",
         "  http-request set-log-level silent unless zd_logging",
+    ]
+
+
+def _sampled(files: Files) -> list[str]:
+    """Uniform sampling per release: the line of one response in `weight` (`rand` modulo the
+    weight is 0), the weight written in the line. A release without an entry has no weight
+    variable: `mod` of a missing variable fails, the condition is false, every line is kept;
+    so is the line of a response HAProxy made itself (no server: no http-response rule runs)."""
+    return [
+        f"  http-response set-var(txn.zd_weight) var(txn.zd_release),map_str_int({files.sampling})"
+        " if zd_logging",
+        "  http-response set-log-level silent if zd_logging { rand,mod(txn.zd_weight) gt 0 }",
     ]
 
 
@@ -190,6 +210,7 @@ def _tail(files: Files, *, default: str) -> list[str]:
         "  use_backend %[var(txn.zd_be)] if { var(txn.zd_be) -m found }",
         f"  default_backend {default}",
         f"  http-response set-var(txn.zd_release) srv_name,{_map(files, 'servers')} if zd_logging",
+        *_sampled(files),
         "  http-response set-var(txn.zd_flags) res.hdr(x-zerodown-flags) if zd_logging",
         "",
     ]
