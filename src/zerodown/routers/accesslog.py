@@ -105,7 +105,11 @@ LINES_CAP = 1000.0
 """lines a second per release above which the router logs a sample of the requests
 (`sampling_weight`): a canary at a few hundred requests a second has every request logged."""
 MAX_SAMPLING = 1 << 16  # the largest weight: one request in 65536
-SAMPLE_EVERY = 1.0  # seconds between two looks of the sampling controller
+SAMPLE_EVERY = 0.25
+"""seconds between two looks of the sampling controller: a burst is logged in full this long."""
+SAMPLE_HOLD = 10.0
+"""seconds a raised weight is kept at least: a lull of a few seconds (between two load tests,
+a client's retries) does not bring back the full log just before the next burst."""
 
 
 class LogLine(NamedTuple):
@@ -512,12 +516,34 @@ def sampling_weight(rate: float, weight: int, cap: float = LINES_CAP) -> int:
     return weight
 
 
+def plan_weights(
+    rates: Mapping[str, float],
+    weights: Mapping[str, int],
+    raised: Mapping[str, float],
+    now: float,
+    *,
+    cap: float = LINES_CAP,
+    hold: float = SAMPLE_HOLD,
+) -> dict[str, int]:
+    """Each release's next weight (`sampling_weight`; only those above 1) from its rate, its
+    weight now and when that weight was last raised: a weight comes down only `hold` seconds
+    after its last rise."""
+    out: dict[str, int] = {}
+    for release, rate in rates.items():
+        current = weights.get(release, 1)
+        weight = sampling_weight(rate, current, cap)
+        if weight < current and now - raised.get(release, -math.inf) < hold:
+            weight = current
+        if weight > 1:
+            out[release] = weight
+    return out
+
+
 class Sampler:
     """The sampling controller: every `every` seconds while the log is on, each release's rate
-    (from the weighted counts of its lines since the last look) → its weight
-    (`sampling_weight`); `apply(weights)` makes the router log one request in `weight` of each
-    release (releases not named: every request). At most one `apply` per look, and only when a
-    weight changes."""
+    (from the weighted counts of its lines since the last look) → its weight (`plan_weights`);
+    `apply(weights)` makes the router log one request in `weight` of each release (releases not
+    named: every request). At most one `apply` per look, and only when a weight changes."""
 
     def __init__(
         self,
@@ -526,15 +552,18 @@ class Sampler:
         *,
         cap: float = LINES_CAP,
         every: float = SAMPLE_EVERY,
+        hold: float = SAMPLE_HOLD,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.access = access
         self.apply = apply
         self.cap = cap
         self.every = every
+        self.hold = hold
         self.clock = clock
         self.weights: dict[str, int] = {}  # what the router does now (absent: 1)
         self.changes = 0  # times apply() changed them (tests and benches read it)
+        self._raised: dict[str, float] = {}  # release -> when its weight last rose
         self._seen: dict[str, int] = {}
         self._at = clock()
         self._task: asyncio.Task[None] | None = None
@@ -543,13 +572,12 @@ class Sampler:
         """The weights from the requests counted since the last look (which this one ends)."""
         now, counts = self.clock(), self.access.requests()
         span = max(now - self._at, 1e-3)
-        weights: dict[str, int] = {}
-        for release, requests in counts.items():
-            rate = (requests - self._seen.get(release, requests)) / span
-            weight = sampling_weight(rate, self.weights.get(release, 1), self.cap)
-            if weight > 1:
-                weights[release] = weight
+        rates = {r: (n - self._seen.get(r, n)) / span for r, n in counts.items()}
         self._seen, self._at = counts, now
+        weights = plan_weights(rates, self.weights, self._raised, now, cap=self.cap, hold=self.hold)
+        for release, weight in weights.items():
+            if weight > self.weights.get(release, 1):
+                self._raised[release] = now
         return weights
 
     async def look(self) -> None:

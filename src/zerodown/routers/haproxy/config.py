@@ -17,9 +17,8 @@ RING = "zd_log"
 """The ring the per-request lines go to; the controller reads it with `show events` on the
 Runtime API (routers/ringevents.py). It has no server: a ring that forwards to the controller's
 socket makes HAProxy 2.6 retry the connection in a tight loop while no controller listens."""
-LOG_FORMAT = "zd2 %[var(txn.zd_weight)] %[var(txn.zd_release)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
-"""The accesslog line (routers/accesslog.py): release by the answering server's name, weight by
-the release's entry in the sampling map (`-`, no entry or no release: 1)."""
+LOGGING = "{ var(txn.zd_weight) -m found }"
+"""The condition of the rules that run only for a request whose line is kept."""
 
 MURMUR3_LUA = """\
 -- zerodown: sticky bucket = murmur3_32(key, seed 0) % 100, as the built-in router computes it
@@ -76,8 +75,9 @@ class Files:
 
     @property
     def sampling(self) -> Path:
-        """The map `<release> <weight>`: log one request in `weight` of that release (releases
-        not in it: every request) while the log is on (accesslog.Sampler)."""
+        """The map `<server name> <weight>`: while the log is on, one response in `weight` of
+        that server is logged (the servers of the releases accesslog.Sampler weighs; others:
+        every response)."""
         return self.run / "log-sampling.map"
 
     def map_file(self, name: str) -> Path:
@@ -93,28 +93,42 @@ def _map(files: Files, name: str) -> str:
     return f"map({files.map_file(name)})"
 
 
+def log_format(files: Files) -> str:
+    """The accesslog line (routers/accesslog.py): the weight of the line (`-`: 1), the release
+    of the server that answered (its name looked up in `servers.map` when the line is built:
+    only for the lines kept)."""
+    servers = files.map_file("servers")
+    return (
+        f"zd2 %[var(txn.zd_weight)] %[srv_name,map({servers})] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
+    )
+
+
 def _logged(files: Files) -> list[str]:
-    """The per-request line only while the log map says `on` (set at runtime, no reload): off,
-    HAProxy builds and sends nothing (`set-log-level silent` returns before the line is made).
-    On, the response rules (`_tail`) keep one request in its release's weight."""
+    """The per-request line only while the log map holds `on 1` (set at runtime, no reload):
+    off, HAProxy builds and sends nothing (`set-log-level silent` returns before the line is
+    made). The switch is looked up once per request, into `txn.zd_weight`, which the response
+    rules (`_sampled`) test instead of the map."""
     return [
         "  log global",
-        f'  log-format "{LOG_FORMAT}"',
+        f'  log-format "{log_format(files)}"',
         "  option dontlognull",  # a connection that sent nothing (a port probe) is no request
-        f"  acl zd_logging str(on),map({files.log_switch}) -m found",
-        "  http-request set-log-level silent unless zd_logging",
+        f"  http-request set-var(txn.zd_weight) str(on),map_str_int({files.log_switch})",
+        f"  http-request set-log-level silent unless {LOGGING}",
     ]
 
 
 def _sampled(files: Files) -> list[str]:
-    """Uniform sampling per release: the line of one response in `weight` (`rand` modulo the
-    weight is 0), the weight written in the line. A release without an entry has no weight
-    variable: `mod` of a missing variable fails, the condition is false, every line is kept;
-    so is the line of a response HAProxy made itself (no server: no http-response rule runs)."""
+    """Uniform sampling per server, so per release: the weight of the server that answered (1
+    when the sampling map has none); the line kept when `rand` modulo the weight is 0, else the
+    weight unset and the line silenced; only a kept line's flags header is read. Responses
+    HAProxy makes itself (no server) run no http-response rule: their lines are always kept
+    (weight `-`, 1)."""
     return [
-        f"  http-response set-var(txn.zd_weight) var(txn.zd_release),map_str_int({files.sampling})"
-        " if zd_logging",
-        "  http-response set-log-level silent if zd_logging { rand,mod(txn.zd_weight) gt 0 }",
+        f"  http-response set-var(txn.zd_weight) srv_name,map_str_int({files.sampling},1)"
+        f" if {LOGGING}",
+        "  http-response unset-var(txn.zd_weight) if { rand,mod(txn.zd_weight) gt 0 }",
+        f"  http-response set-log-level silent unless {LOGGING}",
+        f"  http-response set-var(txn.zd_flags) res.hdr(x-zerodown-flags) if {LOGGING}",
     ]
 
 
@@ -209,8 +223,6 @@ def _tail(files: Files, *, default: str) -> list[str]:
     return [
         "  use_backend %[var(txn.zd_be)] if { var(txn.zd_be) -m found }",
         f"  default_backend {default}",
-        f"  http-response set-var(txn.zd_release) srv_name,{_map(files, 'servers')} if zd_logging",
         *_sampled(files),
-        "  http-response set-var(txn.zd_flags) res.hdr(x-zerodown-flags) if zd_logging",
         "",
     ]

@@ -159,9 +159,9 @@ class ManagedHaproxy(_Common):
         )
         self.log_switch = LogSwitch(self._turn_log, on=self._log_file_says())
         self.sampler = Sampler(self.access, self._set_sampling)
-        self.sampler.weights = self._sampling_file_says()
         self.rules = spec_rules(spec)  # what the running configuration holds
         self._table, self._slots = self._load_table()
+        self.sampler.weights = self._sampling_file_says()
         self._leaving = {}
         self._old_workers: set[int] = set()  # workers finishing requests after a reload
         self._reload_leaving: dict[str, str] = {}  # addresses they may still be serving
@@ -266,15 +266,30 @@ class ManagedHaproxy(_Common):
             return None
 
     def _sampling_file_says(self) -> dict[str, int]:
+        """The weights per release a controller before this one left HAProxy with."""
+        releases = {
+            server_name(b.instance): pool.release
+            for pool in self._table.pools
+            for b in pool.backends
+        }
         weights = {}
         try:
             for line in self.files.sampling.read_text().splitlines():
-                release, _, weight = line.partition(" ")
-                if weight.strip().isdigit():
-                    weights[release] = int(weight)
+                server, _, weight = line.partition(" ")
+                if server in releases and weight.strip().isdigit():
+                    weights[releases[server]] = int(weight)
         except OSError:
             pass
         return weights
+
+    def _sampling_entries(self, weights: Mapping[str, int]) -> dict[str, int]:
+        """Release weights → the sampling map's entries: each server of those releases."""
+        return {
+            server_name(b.instance): weights[pool.release]
+            for pool in self._table.pools
+            if pool.release in weights
+            for b in pool.backends
+        }
 
     def _write_log_switch(self, on: bool) -> None:
         _write_atomic(self.files.log_switch, "on 1\n" if on else "")
@@ -293,10 +308,11 @@ class ManagedHaproxy(_Common):
             self.sampler.start()
 
     async def _set_sampling(self, weights: Mapping[str, int]) -> None:
-        """The sampling map (`<release> <weight>`), in its file and at runtime."""
-        _write_atomic(self.files.sampling, "".join(f"{r} {w}\n" for r, w in weights.items()))
+        """The sampling map (`<server> <weight>`), in its file and at runtime."""
+        entries = self._sampling_entries(weights)
+        _write_atomic(self.files.sampling, "".join(f"{s} {w}\n" for s, w in entries.items()))
         if self.pid() is not None:
-            await self._replace_map(self.files.sampling, weights)
+            await self._replace_map(self.files.sampling, entries)
 
     async def _replace_map(self, path: Path, entries: Mapping[str, object]) -> None:
         """A map's entries replaced atomically: a new version filled, then committed."""
@@ -309,8 +325,8 @@ class ManagedHaproxy(_Common):
     def _write_files(self, want: Desired) -> None:
         self.files.lua.write_text(MURMUR3_LUA)
         self._write_log_switch(bool(self.log_switch.on))
-        weights = self.sampler.weights
-        _write_atomic(self.files.sampling, "".join(f"{r} {w}\n" for r, w in weights.items()))
+        sampled = self._sampling_entries(self.sampler.weights)
+        _write_atomic(self.files.sampling, "".join(f"{s} {w}\n" for s, w in sampled.items()))
         for name in map_names(self.rules):
             entries = want.maps.get(name, {})
             _write_atomic(
@@ -462,6 +478,8 @@ class ManagedHaproxy(_Common):
             )
         if reload:
             await self.reload()
+        elif self.sampler.weights:  # the weighed releases' servers, as they are now
+            await self._set_sampling(self.sampler.weights)
         await self.log_switch.table(table)
         await self._collect()
 
