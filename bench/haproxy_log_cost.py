@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -163,6 +164,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=int, default=3, help="seconds of wrk per phase")
     p.add_argument("--rate", type=float, default=30000, help="requests/s the weights are for")
+    p.add_argument("--keep", type=Path, help="copy the callgrind dumps here (callgrind_annotate)")
     args = p.parse_args()
     nginx, haproxy, valgrind = need("nginx"), need("haproxy"), need("valgrind")
     need("wrk")
@@ -236,8 +238,12 @@ def main() -> None:
         with ring_reader(sock):
             set_map(sock, files.log_switch, {"on": 1})
             results["managed, log on, every request"] = managed.count(args.seconds)
-            set_map(sock, files.sampling, weights)
+            set_map(sock, files.sampling, router._sampling_entries(weights))
             results[f"managed, log on, sampled {weights}"] = managed.count(args.seconds)
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for dump in d.glob("*.out.*"):
+                shutil.copy(dump, args.keep / dump.name)
     base = results["hand-written"]
     print(f"\nHAProxy instructions per request (callgrind, nbthread 1, wrk -c10 {args.seconds}s):")
     for name, value in results.items():
