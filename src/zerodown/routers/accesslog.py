@@ -8,13 +8,16 @@ router keeps: cumulative counters per release (`ReleaseStats`) and a bounded rin
 carrying `X-Zerodown-Flags`.
 The router metric provider and the flag guards read it through `stats()` and `samples()`.
 
-The line format (one per request; ASCII; fields separated by single spaces):
+The line format (one per logged request; ASCII; fields separated by single spaces):
 
-    zd1 <release> <status> <time> <flags> <backend>
+    zd2 <weight> <release> <status> <time> <flags> <backend>
+    zd1 <release> <status> <time> <flags> <backend>          (weight 1: nginx writes these)
 
-- `zd1`: the format's tag and version. Everything before it is ignored, so a syslog header
-  (`<134>Dec  1 14:53:04 tag: `, which nginx's `access_log syslog:` always adds) does no harm;
-  HAProxy sends the bare line with `log ... format raw`.
+- `zd2`, `zd1`: the format's tag and version. Everything before it is ignored, so a syslog
+  header (`<134>Dec  1 14:53:04 tag: `, which nginx's `access_log syslog:` always adds) does no
+  harm; HAProxy sends the bare line with `log ... format raw`.
+- `weight`: the requests the line stands for: the router logged one request in `weight` of
+  that release (`Sampler`, below); `-` is 1.
 - `release`: the release that served the request; `-` when the router did not pick one (no
   backend: the request is then counted under the release of `backend` if the collector knows
   it, else not at all).
@@ -36,7 +39,7 @@ Transports (`AccessLog(..., transport=...)`):
 - `file`: the lines a router appends to a file (nginx, `access_log FILE … buffer=64k
   flush=250ms`), tailed and rotated by the collector (routers/logtail.py): nothing dropped.
 
-Examples: `zd1 v2 200 3 - 127.0.0.1:9001`,
+Examples: `zd2 1 v2 200 3 - 127.0.0.1:9001`, `zd2 32 v1 200 3 - 127.0.0.1:9002`,
 `<134>Dec  1 14:53:04 zd: zd1 v2 503 0.001s checkout=new 127.0.0.1:9001, 127.0.0.1:9002`.
 Lines that do not parse are counted (`AccessLog.malformed`) and otherwise ignored.
 
@@ -49,10 +52,32 @@ of the samples or counters (flag guards, the dashboard's charts, a metric outsid
 off otherwise. HAProxy switches at runtime (a map entry the configuration's condition looks up);
 nginx by a reload (none extra when a table change starts or ends the rollout).
 
+How many (`Sampler`, HAProxy): while the log is on, every request of a release is logged until
+that release passes `LINES_CAP` (1,000) requests a second; then one request in `weight` (a power
+of two, `sampling_weight`: the lines stay between a quarter of the cap and the cap, a weight
+comes down `SAMPLE_HOLD` seconds after its last rise at the earliest). The sampler looks every
+`SAMPLE_EVERY` seconds at each release's rate (the weighted counts since its last look) and sets
+the weights at runtime (a map of the servers' weights; a release's own rate, so a canary at a few
+hundred requests a second keeps every request however busy the stable release is). The choice
+of a request is HAProxy's `rand`: uniform, independent of status, latency or flags.
+
+What the weights mean for the readers:
+- `stats()` (`ReleaseStats`: requests, 4xx, 5xx, transport errors, latency histogram and sum)
+  are estimates: each line counts `weight` times (Horvitz-Thompson; exact while the weight is
+  1). Nothing in the analysis takes them for exact counts: it reads samples.
+- `samples()` keep one sample per logged line, never repeated by its weight: a uniform sample of
+  the release's requests, so the error rate, the latency quantiles, the Mann-Whitney judge
+  (per-request latencies, per-second error rates) and the sequential judge (Bernoulli trials)
+  judge what they would on every request, from fewer observations (at least a quarter of the cap
+  a second: never fewer than the 20,000-sample ring holds over 80 s). Repeating a sample by its
+  weight would make the judges over-confident. `min_samples` counts logged requests.
+- `request_rate` from the samples is the rate of logged requests: capped near the cap once
+  sampled, as the 20,000-sample ring already capped it at 20,000 / window (for every router).
+
 HAProxy (zerodown writes this for kind haproxy):
 
     log ring@zd_log len 4096 format raw local0      # ring zd_log: no server
-    log-format "zd1 %[var(txn.zd_release)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
+    log-format "zd2 %[var(txn.zd_weight)] %[srv_name,map(…/servers.map)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
 
 nginx (`escape=none` keeps the header's bytes; empty variables print as `-`):
 
