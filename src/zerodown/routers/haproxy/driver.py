@@ -170,6 +170,7 @@ class ManagedHaproxy(_Common):
         self._binary: str | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = asyncio.Lock()
+        self._sampling_lock = asyncio.Lock()
 
     def _load_table(self) -> tuple[RouteTable, dict[str, int]]:
         try:
@@ -309,10 +310,11 @@ class ManagedHaproxy(_Common):
 
     async def _set_sampling(self, weights: Mapping[str, int]) -> None:
         """The sampling map (`<server> <weight>`), in its file and at runtime."""
-        entries = self._sampling_entries(weights)
-        _write_atomic(self.files.sampling, "".join(f"{s} {w}\n" for s, w in entries.items()))
-        if self.pid() is not None:
-            await self._replace_map(self.files.sampling, entries)
+        async with self._sampling_lock:  # the sampler's look and a table change
+            entries = self._sampling_entries(weights)
+            _write_atomic(self.files.sampling, "".join(f"{s} {w}\n" for s, w in entries.items()))
+            if self.pid() is not None:
+                await self._replace_map(self.files.sampling, entries)
 
     async def _replace_map(self, path: Path, entries: Mapping[str, object]) -> None:
         """A map's entries replaced atomically: a new version filled, then committed."""
