@@ -173,6 +173,7 @@ async def bench(args: argparse.Namespace) -> None:
                 "?",
             )
             logged = sum(s.requests for s in (await analysed.stats()).values())
+            lines, weights = analysed.access.received, dict(analysed.sampler.weights)
             rest_logged = rest.access.received
             switches = (rest.log_switch.on, analysed.log_switch.on)
         finally:
@@ -201,7 +202,8 @@ async def bench(args: argparse.Namespace) -> None:
         )
     print(
         f"log on (at rest, analysis): {switches}; lines at rest: {rest_logged:,};"
-        f" analysis: {logged:,} requests counted, {dropped} lines dropped by HAProxy"
+        f" analysis: {logged:,} requests counted (estimated) from {lines:,} lines,"
+        f" {dropped} lines dropped by HAProxy; sampling weights at the end: {weights}"
     )
 
 

@@ -85,6 +85,11 @@ def flag_release(key: str, variant: str) -> str:
     return f"flag:{key}={variant}"
 
 
+def is_flag_release(name: str) -> bool:
+    """Whether `name` is a flag variant's pseudo-release (`flag_release`), not a release."""
+    return name.startswith("flag:")
+
+
 @dataclass(frozen=True, slots=True)
 class Revision:
     """One deploy of a release: its spec as deployed, and how its rollout ended."""

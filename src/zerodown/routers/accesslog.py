@@ -8,13 +8,16 @@ router keeps: cumulative counters per release (`ReleaseStats`) and a bounded rin
 carrying `X-Zerodown-Flags`.
 The router metric provider and the flag guards read it through `stats()` and `samples()`.
 
-The line format (one per request; ASCII; fields separated by single spaces):
+The line format (one per logged request; ASCII; fields separated by single spaces):
 
-    zd1 <release> <status> <time> <flags> <backend>
+    zd2 <weight> <release> <status> <time> <flags> <backend>
+    zd1 <release> <status> <time> <flags> <backend>          (weight 1: nginx writes these)
 
-- `zd1`: the format's tag and version. Everything before it is ignored, so a syslog header
-  (`<134>Dec  1 14:53:04 tag: `, which nginx's `access_log syslog:` always adds) does no harm;
-  HAProxy sends the bare line with `log ... format raw`.
+- `zd2`, `zd1`: the format's tag and version. Everything before it is ignored, so a syslog
+  header (`<134>Dec  1 14:53:04 tag: `, which nginx's `access_log syslog:` always adds) does no
+  harm; HAProxy sends the bare line with `log ... format raw`.
+- `weight`: the requests the line stands for: the router logged one request in `weight` of
+  that release (`Sampler`, below); `-` is 1.
 - `release`: the release that served the request; `-` when the router did not pick one (no
   backend: the request is then counted under the release of `backend` if the collector knows
   it, else not at all).
@@ -36,7 +39,7 @@ Transports (`AccessLog(..., transport=...)`):
 - `file`: the lines a router appends to a file (nginx, `access_log FILE … buffer=64k
   flush=250ms`), tailed and rotated by the collector (routers/logtail.py): nothing dropped.
 
-Examples: `zd1 v2 200 3 - 127.0.0.1:9001`,
+Examples: `zd2 1 v2 200 3 - 127.0.0.1:9001`, `zd2 32 v1 200 3 - 127.0.0.1:9002`,
 `<134>Dec  1 14:53:04 zd: zd1 v2 503 0.001s checkout=new 127.0.0.1:9001, 127.0.0.1:9002`.
 Lines that do not parse are counted (`AccessLog.malformed`) and otherwise ignored.
 
@@ -49,10 +52,32 @@ of the samples or counters (flag guards, the dashboard's charts, a metric outsid
 off otherwise. HAProxy switches at runtime (a map entry the configuration's condition looks up);
 nginx by a reload (none extra when a table change starts or ends the rollout).
 
+How many (`Sampler`, HAProxy): while the log is on, every request of a release is logged until
+that release passes `LINES_CAP` (1,000) requests a second; then one request in `weight` (a power
+of two, `sampling_weight`: the lines stay between a quarter of the cap and the cap, a weight
+comes down `SAMPLE_HOLD` seconds after its last rise at the earliest). The sampler looks every
+`SAMPLE_EVERY` seconds at each release's rate (the weighted counts since its last look) and sets
+the weights at runtime (a map of the servers' weights; a release's own rate, so a canary at a few
+hundred requests a second keeps every request however busy the stable release is). The choice
+of a request is HAProxy's `rand`: uniform, independent of status, latency or flags.
+
+What the weights mean for the readers:
+- `stats()` (`ReleaseStats`: requests, 4xx, 5xx, transport errors, latency histogram and sum)
+  are estimates: each line counts `weight` times (Horvitz-Thompson; exact while the weight is
+  1). Nothing in the analysis takes them for exact counts: it reads samples.
+- `samples()` keep one sample per logged line, never repeated by its weight: a uniform sample of
+  the release's requests, so the error rate, the latency quantiles, the Mann-Whitney judge
+  (per-request latencies, per-second error rates) and the sequential judge (Bernoulli trials)
+  judge what they would on every request, from fewer observations (at least a quarter of the cap
+  a second: never fewer than the 20,000-sample ring holds over 80 s). Repeating a sample by its
+  weight would make the judges over-confident. `min_samples` counts logged requests.
+- `request_rate` from the samples is the rate of logged requests: capped near the cap once
+  sampled, as the 20,000-sample ring already capped it at 20,000 / window (for every router).
+
 HAProxy (zerodown writes this for kind haproxy):
 
     log ring@zd_log len 4096 format raw local0      # ring zd_log: no server
-    log-format "zd1 %[var(txn.zd_release)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
+    log-format "zd2 %[var(txn.zd_weight)] %[srv_name,map(…/servers.map)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
 
 nginx (`escape=none` keeps the header's bytes; empty variables print as `-`):
 
@@ -75,6 +100,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from zerodown.core.analysis.stats import Sample
+from zerodown.core.model import is_flag_release
 from zerodown.core.routes import ReleaseStats, RouteTable
 from zerodown.paths import UNIX_SOCKET_MAX, Paths
 from zerodown.routers.logtail import MAX_BYTES, FileTail
@@ -88,8 +114,10 @@ from zerodown.routers.ringevents import EventsReader
 
 log = logging.getLogger("zerodown.router.accesslog")
 
-TAG = "zd1"
-TAG_BYTES = b"zd1 "
+TAG = "zd2"
+TAG_BYTES = b"zd2 "
+TAG1_BYTES = b"zd1 "  # the format before the weight: nginx writes it
+MAX_WEIGHT = 1 << 20  # a larger weight is refused: no sampling rate zerodown sets
 MAX_LINE = 8192  # bytes of a line that are read; a longer line is cut and refused
 READ_LEASE = 600.0
 """seconds the log stays on after a read of the samples or counters: longer than the interval
@@ -98,6 +126,15 @@ gap at the start of its next window)."""
 NO_BACKEND = frozenset({"", "-", "<NOSRV>", "-:-", "-:0", "<NOSRV>:0"})
 Transport = Literal["events", "file"]
 PARSED_CACHE = 4096  # distinct (release, status, flags and backend) kept parsed
+LINES_CAP = 1000.0
+"""lines a second per release above which the router logs a sample of the requests
+(`sampling_weight`): a canary at a few hundred requests a second has every request logged."""
+MAX_SAMPLING = 1 << 16  # the largest weight: one request in 65536
+SAMPLE_EVERY = 0.25
+"""seconds between two looks of the sampling controller: a burst is logged in full this long."""
+SAMPLE_HOLD = 10.0
+"""seconds a raised weight is kept at least: a lull of a few seconds (between two load tests,
+a client's retries) does not bring back the full log just before the next burst."""
 
 
 class LogLine(NamedTuple):
@@ -109,6 +146,7 @@ class LogLine(NamedTuple):
     latency: float  # seconds
     flags: tuple[str, ...]  # pseudo-release names flag:<key>=<variant>
     backend: str | None  # the address that answered last, None when none did
+    weight: int = 1  # the requests this line stands for (a sampled log keeps 1 in weight)
 
     @property
     def transport_error(self) -> bool:
@@ -117,17 +155,24 @@ class LogLine(NamedTuple):
 
 
 def parse_line(data: bytes) -> LogLine | None:
-    """One line → a LogLine, or None when it is not a `zd1` line (see the module docstring).
+    """One line → a LogLine, or None when it is neither a `zd2` nor a `zd1` line (see the
+    module docstring).
 
     Called once per request while the log is on: a few bytes operations on the line as it
     came, no decode of the whole line first."""
-    if data.startswith(TAG_BYTES):  # HAProxy's raw lines: no header to look past
-        rest = data[len(TAG_BYTES) : MAX_LINE]
-    else:
-        at = data.find(b" " + TAG_BYTES, 0, MAX_LINE)
-        if at < 0:
+    tagged = _after_tag(data)
+    if tagged is None:
+        return None
+    version, rest = tagged
+    weight = 1
+    if version == TAG_BYTES:
+        parts = rest.split(b" ", 1)
+        if len(parts) != 2:
             return None
-        rest = data[at + 1 + len(TAG_BYTES) : MAX_LINE]
+        parsed = _weight(parts[0])
+        if parsed is None:
+            return None
+        weight, rest = parsed, parts[1]
     fields = rest.strip().split(b" ", 4)
     if len(fields) != 5:
         return None
@@ -146,7 +191,35 @@ def parse_line(data: bytes) -> LogLine | None:
         latency=latency,
         flags=() if flags in (b"", b"-") else parse_flags_header(flags),
         backend=None if address in NO_BACKEND else address,
+        weight=weight,
     )
+
+
+def _after_tag(data: bytes) -> tuple[bytes, bytes] | None:
+    """(the tag, what follows it), the tag at the start (raw lines) or after a header."""
+    for tag in (TAG_BYTES, TAG1_BYTES):
+        if data.startswith(tag):
+            return tag, data[len(tag) : MAX_LINE]
+    found = [
+        (at, tag)
+        for tag in (TAG_BYTES, TAG1_BYTES)
+        if (at := data.find(b" " + tag, 0, MAX_LINE)) >= 0
+    ]
+    if not found:
+        return None
+    at, tag = min(found)
+    return tag, data[at + 1 + len(tag) : MAX_LINE]
+
+
+def _weight(text: bytes) -> int | None:
+    """A `zd2` line's weight: `-` (HAProxy's empty variable: no sampling) is 1."""
+    if text in (b"-", b""):
+        return 1
+    try:
+        weight = int(text)
+    except ValueError:
+        return None
+    return weight if 1 <= weight <= MAX_WEIGHT else None
 
 
 def _seconds(text: str) -> float:
@@ -269,15 +342,26 @@ class AccessLog:
         differ only in their time (same release, status, flags and backend: nearly all of
         them) are parsed once (`_parsed`, a bounded cache) and counted together, each line
         costing a split and a float."""
-        groups: dict[tuple[bytes, bytes, bytes, bytes], list[float]] = {}
+        groups: dict[tuple[bytes, bytes, bytes, bytes, bytes], list[float]] = {}
         others: list[LogLine | None] = []
         for data in lines:
             if not data:
                 continue
             # The bare line (a file's, HAProxy's raw ones), inline: this loop is the cost.
-            fields = data.split(b" ", 5)
-            if len(fields) == 6 and fields[0] == TAG_BYTES[:-1]:
-                time_text = fields[3]
+            if data.startswith(TAG_BYTES):
+                fields = data.split(b" ", 6)
+                ok = len(fields) == 7
+                weight = fields[1] if ok else b""
+                del fields[:2]
+            elif data.startswith(TAG1_BYTES):
+                fields = data.split(b" ", 5)
+                ok = len(fields) == 6
+                weight = b"1"
+                del fields[:1]
+            else:
+                ok = False
+            if ok:
+                time_text = fields[2]
                 try:
                     if time_text.endswith(b"s"):
                         latency = float(time_text[:-1])
@@ -286,7 +370,7 @@ class AccessLog:
                 except ValueError:
                     latency = math.nan
                 if latency < 1e6:  # false for nan and inf: parse_line refuses those
-                    key = (fields[1], fields[2], fields[4], fields[5])
+                    key = (weight, fields[0], fields[1], fields[3], fields[4])
                     group = groups.get(key)
                     if group is None:
                         groups[key] = [max(latency, 0.0)]
@@ -299,7 +383,7 @@ class AccessLog:
             for key, latencies in groups.items():
                 template = self._parsed.get(key)
                 if template is None:
-                    template = parse_line(b"zd1 %s %s 0 %s %s" % key)
+                    template = parse_line(b"zd2 %s %s %s 0 %s %s" % key)
                     if len(self._parsed) >= PARSED_CACHE:
                         self._parsed.clear()
                     self._parsed[key] = template
@@ -313,20 +397,16 @@ class AccessLog:
                     self.malformed += 1
                     continue
                 self.received += 1
-                self._record(line, wall)
+                self._record_many(line, [line.latency], wall)
 
     def record(self, line: LogLine, wall: float) -> None:
         with self._lock:
-            self._record(line, wall)
-
-    def _record(self, line: LogLine, wall: float) -> None:
-        for counters in self._counters(line):
-            counters.record(line.status, line.latency, wall, transport_error=line.transport_error)
+            self._record_many(line, [line.latency], wall)
 
     def _record_many(self, line: LogLine, latencies: list[float], wall: float) -> None:
         """Requests like `line` but for their latencies."""
         for counters in self._counters(line):
-            counters.record_many(line.status, latencies, wall, line.transport_error)
+            counters.record_many(line.status, latencies, wall, line.transport_error, line.weight)
 
     def _counters(self, line: LogLine) -> list[ReleaseCounters]:
         """The counters a line counts under: its release's, and its flag variants'."""
@@ -357,6 +437,14 @@ class AccessLog:
             if counters is None:
                 return []
             return [s for s in counters.samples if s[0] > since]
+
+    def requests(self) -> dict[str, int]:
+        """Each release's requests so far (estimated from the weights: `Sampler` reads rates
+        from them); not the flag variants, which share their release's lines."""
+        with self._lock:
+            return {
+                name: c.requests for name, c in self.releases.items() if not is_flag_release(name)
+            }
 
 
 def in_rollout(table: RouteTable) -> bool:
@@ -431,3 +519,116 @@ class LogSwitch:
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
+
+
+def sampling_weight(rate: float, weight: int, cap: float = LINES_CAP) -> int:
+    """The weight for a release that gets `rate` requests a second and is logged one request in
+    `weight` now: every request while that makes at most `cap` lines a second, else a power of
+    two that brings the lines under `cap`.
+
+    Hysteresis: the weight rises as soon as the lines pass `cap` (to the smallest power of two
+    that brings them back under it: between cap/2 and cap), and halves only while the lines at
+    the halved weight stay under cap/2 (each halving doubles them): a steady rate settles at
+    one weight, and the rate must halve or double to move it back."""
+    weight = max(1, weight)
+    if rate / weight > cap:
+        new = 1
+        while rate / new > cap and new < MAX_SAMPLING:
+            new *= 2
+        return new
+    while weight > 1 and rate / (weight // 2) <= cap / 2:
+        weight //= 2
+    return weight
+
+
+def plan_weights(
+    rates: Mapping[str, float],
+    weights: Mapping[str, int],
+    raised: Mapping[str, float],
+    now: float,
+    *,
+    cap: float = LINES_CAP,
+    hold: float = SAMPLE_HOLD,
+) -> dict[str, int]:
+    """Each release's next weight (`sampling_weight`; only those above 1) from its rate, its
+    weight now and when that weight was last raised: a weight comes down only `hold` seconds
+    after its last rise."""
+    out: dict[str, int] = {}
+    for release, rate in rates.items():
+        current = weights.get(release, 1)
+        weight = sampling_weight(rate, current, cap)
+        if weight < current and now - raised.get(release, -math.inf) < hold:
+            weight = current
+        if weight > 1:
+            out[release] = weight
+    return out
+
+
+class Sampler:
+    """The sampling controller: every `every` seconds while the log is on, each release's rate
+    (from the weighted counts of its lines since the last look) → its weight (`plan_weights`);
+    `apply(weights)` makes the router log one request in `weight` of each release (releases not
+    named: every request). At most one `apply` per look, and only when a weight changes."""
+
+    def __init__(
+        self,
+        access: AccessLog,
+        apply: Callable[[Mapping[str, int]], Awaitable[None]],
+        *,
+        cap: float = LINES_CAP,
+        every: float = SAMPLE_EVERY,
+        hold: float = SAMPLE_HOLD,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.access = access
+        self.apply = apply
+        self.cap = cap
+        self.every = every
+        self.hold = hold
+        self.clock = clock
+        self.weights: dict[str, int] = {}  # what the router does now (absent: 1)
+        self.changes = 0  # times apply() changed them (tests and benches read it)
+        self._raised: dict[str, float] = {}  # release -> when its weight last rose
+        self._seen: dict[str, int] = {}
+        self._at = clock()
+        self._task: asyncio.Task[None] | None = None
+
+    def plan(self) -> dict[str, int]:
+        """The weights from the requests counted since the last look (which this one ends)."""
+        now, counts = self.clock(), self.access.requests()
+        span = max(now - self._at, 1e-3)
+        rates = {r: (n - self._seen.get(r, n)) / span for r, n in counts.items()}
+        self._seen, self._at = counts, now
+        weights = plan_weights(rates, self.weights, self._raised, now, cap=self.cap, hold=self.hold)
+        for release, weight in weights.items():
+            if weight > self.weights.get(release, 1):
+                self._raised[release] = now
+        return weights
+
+    async def look(self) -> None:
+        weights = self.plan()
+        if weights != self.weights:
+            await self.apply(weights)
+            self.weights = weights
+            self.changes += 1
+            log.info("per-request log sampling: %s", weights or "every request")
+
+    def start(self) -> None:
+        """Looks from now on, from every request logged (the router's weights: cleared)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._seen, self._at = self.access.requests(), self.clock()
+        self._task = asyncio.create_task(self._run(), name="access log sampler")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await self.look()
+            except Exception as exc:  # the next look tries again
+                log.warning("the per-request log's sampling could not be set: %s", exc)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None

@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -290,6 +290,85 @@ async def test_the_per_request_log_runs_only_while_something_reads_it(
             assert router.access.received == 12  # none of the 5 requests after the lease
         assert await router.api.pid() == worker  # every switch without a reload
         assert router.log_switch.switches == 5
+    finally:
+        await router.stop(grace=5)
+        await router.aclose()
+
+
+async def test_a_sampled_log_weighs_each_line_by_the_requests_it_stands_for(
+    tmp_path: Path, backend_a: BackendProc, backend_b: BackendProc
+) -> None:
+    """The sampling rules on the real binary: no weight, every request is a line (`zd2 1 …`);
+    v1 at weight 4, fewer lines than requests, each `zd2 4 v1 …`, and v1's counts are 4 per
+    line; v2 (no weight) still has every request. Then the controller itself: a low line cap under load
+    makes it weigh the releases, at runtime (the same worker), and every line carries the
+    weight of its release."""
+    port = free_port()
+    paths = Paths.for_spec(tmp_path / "zerodown.yaml")
+    paths.ensure()
+    router = ManagedHaproxy(paths=paths, spec=spec(port))
+    lines: list[bytes] = []
+    receive = router.access.receive_many
+
+    def capture(batch: Sequence[bytes]) -> None:  # what the collector reads, kept to compare
+        lines.extend(b for b in batch if b)
+        receive(batch)
+
+    router.access.receive_many = capture  # type: ignore[method-assign]
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        await router.start()
+        await router.apply(table(1, ("v2", 50, [backend_b]), ("v1", 50, [backend_a])))
+        worker = await router.api.pid()
+        router.sampler.stop()  # the weights by hand first
+        served = {"a": 0, "b": 0}
+        with httpx.Client() as client:
+            for _ in range(40):
+                served[client.get(url).json()["name"]] += 1
+            await wait_until(lambda: len(lines) >= 40, "a line per request")
+            assert [ln.split(b" ")[:2] for ln in lines] == [[b"zd2", b"1"]] * 40
+            await router._set_sampling({"v1": 4})
+            lines.clear()
+            before = {name: s.requests for name, s in (await router.stats()).items()}
+            for _ in range(400):
+                served[client.get(url).json()["name"]] += 1
+        # v2's lines come in order with v1's: once all of v2's are in, so are v1's
+        await wait_until(lambda: sum(b" v2 " in ln for ln in lines) >= served["b"] - 20, "v2")
+        stats = await router.stats()
+        v1 = [ln for ln in lines if ln.split(b" ")[2] == b"v1"]
+        v2 = [ln for ln in lines if ln.split(b" ")[2] == b"v2"]
+        assert len(v1) + len(v2) == len(lines)
+        assert {ln.split(b" ")[1] for ln in v1} == {b"4"}
+        assert {ln.split(b" ")[1] for ln in v2} == {b"1"}
+        assert len(v2) == served["b"] - 20  # every request of a release without a weight
+        assert 0 < len(v1) < served["a"] - 20  # 1 in 4 of some 200 (all: odds of 4^-200)
+        assert stats["v1"].requests - before["v1"] == 4 * len(v1)
+        assert stats["v2"].requests - before["v2"] == len(v2)
+        assert len(await router.samples("v1", 0)) == 20 + len(v1)  # one sample per line
+
+        # The controller: at most 20 lines a second per release, load at some 200 a second.
+        await router._set_sampling({})
+        router.sampler.weights = {}
+        router.sampler.cap = 20.0
+        router.sampler.start()
+        lines.clear()
+        with LoadGenerator(url, rate=200, max_seconds=30) as load:
+            await wait_until(
+                lambda: len(router.sampler.weights) == 2, "the sampler to weigh both", 15
+            )
+            weights = dict(router.sampler.weights)
+            lines.clear()
+            await asyncio.sleep(1.5)  # lines of requests made under those weights
+        assert load.report.failed == []
+        await asyncio.sleep(0.5)
+        assert all(w > 1 for w in weights.values())
+        later = lines[len(lines) // 2 :]  # the first ones may be of requests before the change
+        assert later and all(
+            int(ln.split(b" ")[1]) == router.sampler.weights[ln.split(b" ")[2].decode()]
+            or router.sampler.weights != weights
+            for ln in later
+        )
+        assert await router.api.pid() == worker  # sampling changed without a reload
     finally:
         await router.stop(grace=5)
         await router.aclose()

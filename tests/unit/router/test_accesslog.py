@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from zerodown.core.analysis.context import StatsSource
-from zerodown.core.routes import Backend, Pool, RouteTable
-from zerodown.routers.accesslog import AccessLog, LogLine, LogSwitch, in_rollout, parse_line
+from zerodown.core.routes import Backend, Pool, ReleaseStats, RouteTable
+from zerodown.routers.accesslog import (
+    LINES_CAP,
+    AccessLog,
+    LogLine,
+    LogSwitch,
+    Sampler,
+    in_rollout,
+    parse_line,
+    plan_weights,
+    sampling_weight,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -156,6 +168,14 @@ async def test_a_batch_counts_as_its_lines_one_by_one(tmp_path: Path) -> None:
         b"zd1 v1 200 -1 - 127.0.0.1:9001",
         b"zd1 v1 ok 3 - a:1",
         b"zd1 v1 200 0.001s - 127.0.0.1:9001",
+        b"zd2 4 v1 200 3 - 127.0.0.1:9001",
+        b"zd2 4 v1 200 5 - 127.0.0.1:9001",
+        b"zd2 1 v1 503 3 beta=on 127.0.0.1:9001",
+        b"zd2 - - 503 0 - <NOSRV>:0",
+        b"zd2 8 - 503 0 - 127.0.0.1:9003",
+        b"<134>Dec  1 14:53:04 zd: zd2 16 v2 200 0.002s - 127.0.0.1:9002",
+        b"zd2 0 v1 200 3 - 127.0.0.1:9001",  # no weight 0
+        b"zd2 4 v1 200",
         b"",
     ] * 3
     one, batch = (
@@ -169,9 +189,103 @@ async def test_a_batch_counts_as_its_lines_one_by_one(tmp_path: Path) -> None:
                 one.malformed += 1
             else:
                 one.received += 1
-                one._record(parsed, one.clock())
+                one.record(parsed, one.clock())
     batch.receive_many(lines)
-    assert await batch.stats() == await one.stats()
-    assert (batch.received, batch.malformed) == (one.received, one.malformed) == (24, 9)
+
+    def rounded(stats: Mapping[str, ReleaseStats]) -> dict[str, ReleaseStats]:
+        # sums of weighted latencies in another order: the same to the last few bits
+        return {k: replace(v, latency_sum=round(v.latency_sum, 9)) for k, v in stats.items()}
+
+    assert rounded(await batch.stats()) == rounded(await one.stats())
+    assert (batch.received, batch.malformed) == (one.received, one.malformed) == (42, 15)
     for release in ("v1", "v2", "v3", "flag:beta=on"):
         assert sorted(await batch.samples(release, 0)) == sorted(await one.samples(release, 0))
+
+
+def test_a_zd2_line_carries_its_weight() -> None:
+    assert parse_line(b"zd2 32 v2 200 3 - 127.0.0.1:9001") == LogLine(
+        "v2", 200, 0.003, (), "127.0.0.1:9001", weight=32
+    )
+    assert parse_line(b"zd2 - v2 200 3 - a:1") == LogLine("v2", 200, 0.003, (), "a:1", weight=1)
+    assert parse_line(b"zd1 v2 200 3 - a:1") == LogLine("v2", 200, 0.003, (), "a:1", weight=1)
+    header = b"<134>Dec  1 14:53:04 zd: zd2 2 v2 200 0.001s - a:1, b:2"
+    assert parse_line(header) == LogLine("v2", 200, 0.001, (), "b:2", weight=2)
+    for bad in (b"zd2 0 v2 200 3 - a:1", b"zd2 x v2 200 3 - a:1", b"zd2 9999999 v2 200 3 - a:1"):
+        assert parse_line(bad) is None
+
+
+async def test_weighted_lines_scale_the_counters_not_the_samples(tmp_path: Path) -> None:
+    """A line of weight 4 counts 4 requests (and 4 errors, 4 in the histogram), but is one
+    sample: the judges compare the requests logged, the counters estimate all of them."""
+    log = AccessLog(tmp_path / "a", clock=lambda: 7.0, transport="file")
+    log.receive_many(
+        [b"zd2 4 v1 200 10 - a:1"] * 3 + [b"zd2 4 v1 500 20 - a:1", b"zd2 1 v1 200 1 - a:1"]
+    )
+    v1 = (await log.stats())["v1"]
+    assert (v1.requests, v1.responses_5xx, sum(v1.latency_counts)) == (17, 4, 17)
+    assert v1.latency_sum == pytest.approx(4 * 0.05 + 0.001)
+    assert len(await log.samples("v1", 0)) == 5 and log.received == 5
+    assert log.requests() == {"v1": 17}
+
+
+@pytest.mark.parametrize(
+    ("rate", "weight", "expected"),
+    [
+        (0, 1, 1),
+        (300, 1, 1),  # a canary at a few hundred a second: every request
+        (LINES_CAP, 1, 1),
+        (LINES_CAP + 1, 1, 2),
+        (25_000, 1, 32),  # 781 lines a second; 16 would make 1,562
+        (25_000, 32, 32),
+        (40_000, 32, 64),  # 1,250 at 32: up to 625
+        (15_000, 32, 32),  # 937 at 16, over half the cap: stays
+        (7_000, 32, 16),  # 437 at 16: down one; 875 at 8: no further
+        (300, 64, 1),  # the rate fell: every request again
+        (1e12, 1, 1 << 16),  # the largest weight
+    ],
+)
+def test_sampling_weight(rate: float, weight: int, expected: int) -> None:
+    assert sampling_weight(rate, weight) == expected
+
+
+def test_a_steady_rate_keeps_its_weight() -> None:
+    """Hysteresis: from any weight, the weight reached is reached again at the same rate; the
+    lines stay at most the cap, and above a quarter of it once sampled."""
+    for rate in [10 * 1.07**n for n in range(200)]:
+        for start in (1, 2, 64, 4096):
+            weight = sampling_weight(rate, start)
+            assert sampling_weight(rate, weight) == weight
+            assert rate / weight <= LINES_CAP or weight == 1 << 16
+            assert weight == 1 or rate / weight > LINES_CAP / 4
+
+
+def test_a_weight_comes_down_only_after_the_hold() -> None:
+    rates = {"v1": 100.0, "v2": 50_000.0}
+    assert plan_weights(rates, {}, {}, 0.0) == {"v2": 64}
+    assert plan_weights(rates, {"v1": 8, "v2": 64}, {"v1": 95.0}, 100.0, hold=10) == {
+        "v1": 8,
+        "v2": 64,
+    }
+    assert plan_weights(rates, {"v1": 8, "v2": 64}, {"v1": 85.0}, 100.0, hold=10) == {"v2": 64}
+    assert plan_weights({"v1": 9000.0}, {"v1": 8}, {"v1": 99.0}, 100.0) == {"v1": 16}  # up: now
+
+
+async def test_the_sampler_weighs_from_the_counted_requests(tmp_path: Path) -> None:
+    now = [0.0]
+    log = AccessLog(tmp_path / "a", clock=lambda: 1.0, transport="file")
+    applied: list[dict[str, int]] = []
+
+    async def apply(weights: object) -> None:
+        applied.append(dict(weights))  # type: ignore[call-overload]
+
+    sampler = Sampler(log, apply, cap=100, clock=lambda: now[0])
+    log.receive_many([b"zd2 1 v1 200 1 - a:1"] * 50 + [b"zd2 1 flag:x 200 1 - a:1"])
+    sampler._seen = log.requests()  # what start() records
+    log.receive_many([b"zd2 1 v1 200 1 b=1 a:1"] * 150 + [b"zd2 1 v2 200 1 - b:1"] * 20)
+    now[0] = 1.0
+    await sampler.look()  # 150 a second for v1, 20 for v2 (new since the start: all of it)
+    assert applied == [{"v1": 2}] and sampler.weights == {"v1": 2}
+    log.receive_many([b"zd2 2 v1 200 1 - a:1"] * 75)
+    now[0] = 2.0
+    await sampler.look()  # the same rate, estimated from weighted lines: no change
+    assert applied == [{"v1": 2}] and sampler.changes == 1

@@ -93,6 +93,7 @@ def test_rendered_configuration_is_valid(tmp_path: Path) -> None:
     for name in map_names(rules):
         files.map_file(name).write_text("")
     files.log_switch.write_text("on 1\n")
+    files.sampling.write_text("")
     files.lua.write_text(MURMUR3_LUA)
     files.config.write_text(render(rules, want, files, drain=5))
     assert process.check_config(binary, files.config) is None

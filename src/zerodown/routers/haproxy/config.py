@@ -17,8 +17,8 @@ RING = "zd_log"
 """The ring the per-request lines go to; the controller reads it with `show events` on the
 Runtime API (routers/ringevents.py). It has no server: a ring that forwards to the controller's
 socket makes HAProxy 2.6 retry the connection in a tight loop while no controller listens."""
-LOG_FORMAT = "zd1 %[var(txn.zd_release)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
-"""The accesslog line (routers/accesslog.py): release by the answering server's name."""
+LOGGING = "{ var(txn.zd_weight) -m found }"
+"""The condition of the rules that run only for a request whose line is kept."""
 
 MURMUR3_LUA = """\
 -- zerodown: sticky bucket = murmur3_32(key, seed 0) % 100, as the built-in router computes it
@@ -73,6 +73,13 @@ class Files:
         """The map whose entry `on 1` turns the per-request log on (accesslog.LogSwitch)."""
         return self.run / "log.map"
 
+    @property
+    def sampling(self) -> Path:
+        """The map `<server name> <weight>`: while the log is on, one response in `weight` of
+        that server is logged (the servers of the releases accesslog.Sampler weighs; others:
+        every response)."""
+        return self.run / "log-sampling.map"
+
     def map_file(self, name: str) -> Path:
         return self.run / f"{name}.map"
 
@@ -86,15 +93,42 @@ def _map(files: Files, name: str) -> str:
     return f"map({files.map_file(name)})"
 
 
+def log_format(files: Files) -> str:
+    """The accesslog line (routers/accesslog.py): the weight of the line (`-`: 1), the release
+    of the server that answered (its name looked up in `servers.map` when the line is built:
+    only for the lines kept)."""
+    servers = files.map_file("servers")
+    return (
+        f"zd2 %[var(txn.zd_weight)] %[srv_name,map({servers})] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
+    )
+
+
 def _logged(files: Files) -> list[str]:
-    """The per-request line only while the log map says `on` (set at runtime, no reload): off,
-    HAProxy builds and sends nothing (`set-log-level silent` returns before the line is made)."""
+    """The per-request line only while the log map holds `on 1` (set at runtime, no reload):
+    off, HAProxy builds and sends nothing (`set-log-level silent` returns before the line is
+    made). The switch is looked up once per request, into `txn.zd_weight`, which the response
+    rules (`_sampled`) test instead of the map."""
     return [
         "  log global",
-        f'  log-format "{LOG_FORMAT}"',
+        f'  log-format "{log_format(files)}"',
         "  option dontlognull",  # a connection that sent nothing (a port probe) is no request
-        f"  acl zd_logging str(on),map({files.log_switch}) -m found",
-        "  http-request set-log-level silent unless zd_logging",
+        f"  http-request set-var(txn.zd_weight) str(on),map_str_int({files.log_switch})",
+        f"  http-request set-log-level silent unless {LOGGING}",
+    ]
+
+
+def _sampled(files: Files) -> list[str]:
+    """Uniform sampling per server, so per release: the weight of the server that answered (1
+    when the sampling map has none); the line kept when `rand` modulo the weight is 0, else the
+    weight unset and the line silenced; only a kept line's flags header is read. Responses
+    HAProxy makes itself (no server) run no http-response rule: their lines are always kept
+    (weight `-`, 1)."""
+    return [
+        f"  http-response set-var(txn.zd_weight) srv_name,map_str_int({files.sampling},1)"
+        f" if {LOGGING}",
+        "  http-response unset-var(txn.zd_weight) if { rand,mod(txn.zd_weight) gt 0 }",
+        f"  http-response set-log-level silent unless {LOGGING}",
+        f"  http-response set-var(txn.zd_flags) res.hdr(x-zerodown-flags) if {LOGGING}",
     ]
 
 
@@ -189,7 +223,6 @@ def _tail(files: Files, *, default: str) -> list[str]:
     return [
         "  use_backend %[var(txn.zd_be)] if { var(txn.zd_be) -m found }",
         f"  default_backend {default}",
-        f"  http-response set-var(txn.zd_release) srv_name,{_map(files, 'servers')} if zd_logging",
-        "  http-response set-var(txn.zd_flags) res.hdr(x-zerodown-flags) if zd_logging",
+        *_sampled(files),
         "",
     ]

@@ -44,7 +44,7 @@ from zerodown.core.ports import BackendLoad
 from zerodown.core.routes import ReleaseStats, RouteTable
 from zerodown.drivers import DriverContext
 from zerodown.paths import Paths
-from zerodown.routers.accesslog import AccessLog, LogSwitch, run_dir, socket_path
+from zerodown.routers.accesslog import AccessLog, LogSwitch, Sampler, run_dir, socket_path
 from zerodown.routers.haproxy import process
 from zerodown.routers.haproxy.config import MURMUR3_LUA, RING, Files, render
 from zerodown.routers.haproxy.plan import (
@@ -158,8 +158,10 @@ class ManagedHaproxy(_Common):
             self.files.admin_socket, release_of=self._release_of, transport="events", ring=RING
         )
         self.log_switch = LogSwitch(self._turn_log, on=self._log_file_says())
+        self.sampler = Sampler(self.access, self._set_sampling)
         self.rules = spec_rules(spec)  # what the running configuration holds
         self._table, self._slots = self._load_table()
+        self.sampler.weights = self._sampling_file_says()
         self._leaving = {}
         self._old_workers: set[int] = set()  # workers finishing requests after a reload
         self._reload_leaving: dict[str, str] = {}  # addresses they may still be serving
@@ -168,6 +170,7 @@ class ManagedHaproxy(_Common):
         self._binary: str | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = asyncio.Lock()
+        self._sampling_lock = asyncio.Lock()
 
     def _load_table(self) -> tuple[RouteTable, dict[str, int]]:
         try:
@@ -229,6 +232,8 @@ class ManagedHaproxy(_Common):
 
     async def start(self) -> None:
         await self.access.start()
+        if self.log_switch.on:  # on since a controller before this one: sampled from here
+            self.sampler.start()
         now = time.monotonic()
         if now - self._checked_at < CHECK_EVERY:
             return
@@ -239,9 +244,9 @@ class ManagedHaproxy(_Common):
             if not self._config_current:  # read once per controller, not at every check
                 config = self.files.config
                 text = config.read_text() if config.exists() else ""
-                if "zd_logging" not in text or LEGACY_RING_SERVER in text:
-                    # Written by a zerodown from before the log switch or the ring read through
-                    # the Runtime API: once, seamlessly.
+                if self.files.sampling.name not in text or LEGACY_RING_SERVER in text:
+                    # Written by a zerodown from before the log switch, the ring read through
+                    # the Runtime API or the sampled log: once, seamlessly.
                     async with self._lock:
                         await self.reload()
                 self._config_current = True
@@ -261,24 +266,69 @@ class ManagedHaproxy(_Common):
         except OSError:
             return None
 
+    def _sampling_file_says(self) -> dict[str, int]:
+        """The weights per release a controller before this one left HAProxy with."""
+        releases = {
+            server_name(b.instance): pool.release
+            for pool in self._table.pools
+            for b in pool.backends
+        }
+        weights = {}
+        try:
+            for line in self.files.sampling.read_text().splitlines():
+                server, _, weight = line.partition(" ")
+                if server in releases and weight.strip().isdigit():
+                    weights[releases[server]] = int(weight)
+        except OSError:
+            pass
+        return weights
+
+    def _sampling_entries(self, weights: Mapping[str, int]) -> dict[str, int]:
+        """Release weights → the sampling map's entries: each server of those releases."""
+        return {
+            server_name(b.instance): weights[pool.release]
+            for pool in self._table.pools
+            if pool.release in weights
+            for b in pool.backends
+        }
+
     def _write_log_switch(self, on: bool) -> None:
         _write_atomic(self.files.log_switch, "on 1\n" if on else "")
 
     async def _turn_log(self, on: bool) -> None:
-        """The log map's entry, at runtime (a HAProxy not running yet reads the file)."""
+        """The log map's entry, at runtime (a HAProxy not running yet reads the file). Each
+        time the log turns on, every request is logged until the sampler's first look."""
+        self.sampler.stop()
+        if self.sampler.weights:
+            await self._set_sampling({})
+            self.sampler.weights = {}
         self._write_log_switch(on)
-        if self.pid() is None:
-            return
-        path = self.files.log_switch
+        if self.pid() is not None:
+            await self._replace_map(self.files.log_switch, {"on": 1} if on else {})
+        if on:
+            self.sampler.start()
+
+    async def _set_sampling(self, weights: Mapping[str, int]) -> None:
+        """The sampling map (`<server> <weight>`), in its file and at runtime."""
+        async with self._sampling_lock:  # the sampler's look and a table change
+            entries = self._sampling_entries(weights)
+            _write_atomic(self.files.sampling, "".join(f"{s} {w}\n" for s, w in entries.items()))
+            if self.pid() is not None:
+                await self._replace_map(self.files.sampling, entries)
+
+    async def _replace_map(self, path: Path, entries: Mapping[str, object]) -> None:
+        """A map's entries replaced atomically: a new version filled, then committed."""
         reply = await self.api.ok(f"prepare map {path}", expect=("New version created",))
         version = reply.strip().rsplit(":", 1)[-1].strip()
-        if on:
-            await self.api.ok(f"add map @{version} {path} on 1")
+        for key, value in entries.items():
+            await self.api.ok(f"add map @{version} {path} {key} {value}")
         await self.api.ok(f"commit map @{version} {path}")
 
     def _write_files(self, want: Desired) -> None:
         self.files.lua.write_text(MURMUR3_LUA)
         self._write_log_switch(bool(self.log_switch.on))
+        sampled = self._sampling_entries(self.sampler.weights)
+        _write_atomic(self.files.sampling, "".join(f"{s} {w}\n" for s, w in sampled.items()))
         for name in map_names(self.rules):
             entries = want.maps.get(name, {})
             _write_atomic(
@@ -349,6 +399,7 @@ class ManagedHaproxy(_Common):
         self.pid_file.unlink(missing_ok=True)
         self.access.close()
         self.log_switch.cancel()
+        self.sampler.stop()
 
     async def reload(self) -> None:
         """Seamless: save server state, check and write the configuration, SIGUSR2 the master,
@@ -429,6 +480,8 @@ class ManagedHaproxy(_Common):
             )
         if reload:
             await self.reload()
+        elif self.sampler.weights:  # the weighed releases' servers, as they are now
+            await self._set_sampling(self.sampler.weights)
         await self.log_switch.table(table)
         await self._collect()
 
@@ -462,14 +515,8 @@ class ManagedHaproxy(_Common):
         return reply.strip().startswith("Server deleted")
 
     async def _set_maps(self, want: Desired, *, names: list[str]) -> None:
-        """Each map replaced atomically: a new version filled, then committed."""
         for name in names:
-            path = self.files.map_file(name)
-            reply = await self.api.ok(f"prepare map {path}", expect=("New version created",))
-            version = reply.strip().rsplit(":", 1)[-1].strip()
-            for key, value in want.maps.get(name, {}).items():
-                await self.api.ok(f"add map @{version} {path} {key} {value}")
-            await self.api.ok(f"commit map @{version} {path}")
+            await self._replace_map(self.files.map_file(name), want.maps.get(name, {}))
 
     async def _collect(self) -> None:
         """Delete the servers that left and have nothing in flight any more."""
@@ -550,6 +597,7 @@ class ManagedHaproxy(_Common):
 
     async def aclose(self) -> None:
         self.log_switch.cancel()
+        self.sampler.stop()
 
 
 class AttachedHaproxy(_Common):

@@ -97,11 +97,20 @@ class ReleaseCounters:
         self.samples.append((wall, latency, status))
 
     def record_many(
-        self, status: int, latencies: list[float], wall: float, transport_error: bool
+        self,
+        status: int,
+        latencies: list[float],
+        wall: float,
+        transport_error: bool,
+        weight: int = 1,
     ) -> None:
         """`record` for requests of the same status, at once (the access-log collector's batches:
-        tens of thousands of lines a second must cost little CPU beside the router)."""
-        n = len(latencies)
+        tens of thousands of lines a second must cost little CPU beside the router).
+
+        `weight`: the requests each latency stands for (a sampled access log keeps one request
+        in `weight`): the counters and the histogram grow by that many, the samples by one per
+        latency, since the samples are what the judges compare (routers/accesslog.py)."""
+        n = len(latencies) * weight
         self.requests += n
         if transport_error:
             self.transport_errors += n
@@ -111,11 +120,11 @@ class ReleaseCounters:
             self.responses_4xx += n
         codes = self.codes
         codes[status] = codes.get(status, 0) + n
-        self.latency_sum += sum(latencies)
+        self.latency_sum += sum(latencies) * weight
         counts = self.counts
         for latency in latencies:
-            counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
-        keep = self.samples.maxlen or n
+            counts[bisect_left(LATENCY_BUCKETS, latency)] += weight
+        keep = self.samples.maxlen or len(latencies)
         self.samples.extend([(wall, latency, status) for latency in latencies[-keep:]])
 
     def snapshot(self) -> ReleaseStats:
