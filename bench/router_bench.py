@@ -1,6 +1,6 @@
 """Throughput and latency of zerodown's router beside HAProxy and nginx (not part of pytest).
 
-    python bench/router_bench.py [--duration 10] [--connections 50] [--rounds 2]
+    python bench/router_bench.py [--duration 10] [--connections 50] [--rounds 2] [--request unique]
     python bench/router_bench.py --slowloris 2000 [--addresses 64] [--header-bytes 16000]
     python bench/router_bench.py --python-cost 20000
     python bench/router_bench.py --instructions 2000 [--request wrk]
@@ -26,7 +26,15 @@ sockets, no event loop work, so it moves little when the machine is busy.
 which is switched on only around them, and the machine instructions per request are printed (the
 same on a busy machine as on an idle one: the measure to compare two versions of the hot path).
 It calls gc.freeze() first, as the router does once started. `--request wrk` sends wrk's request
-(one header) instead of the browser-like one. Needs valgrind (`apt-get install -y valgrind`).
+(one header) instead of the browser-like one; both repeat byte for byte, so after the first one
+the router's parser memo (dataplane._PARSED, upstream._PARSED) serves every head. `--request
+unique` puts a request id in every request (target, cookie, a header) and response (a header),
+as real traffic often does: no head repeats, the parser reads each. Needs valgrind
+(`apt-get install -y valgrind`).
+
+In the wrk mode, `--request unique` has wrk give every request its own target and cookie (a Lua
+script) and the backend stamp every response with nginx's `$request_id`: the router's parser memo
+never hits. Without it wrk repeats one request byte for byte.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import os
 import re
@@ -67,7 +76,7 @@ http {{
   keepalive_timeout 60s;
   server {{
     listen 127.0.0.1:{port} backlog=4096;
-    location / {{ default_type text/plain; return 200 "hello from the backend\\n"; }}
+    location / {{ default_type text/plain;{stamp} return 200 "hello from the backend\\n"; }}
   }}
 }}
 """
@@ -150,9 +159,23 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(url: str, *, duration: int, connections: int) -> tuple[float, float, float]:
+# `--request unique` in the wrk mode: every request gets its own target and cookie (and the
+# backend stamps every response with nginx's $request_id), so no head repeats.
+UNIQUE_LUA = """
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/api/items?id=" .. n, {["Cookie"] = "session=" .. n})
+end
+"""
+
+
+def run_wrk(
+    url: str, *, duration: int, connections: int, script: Path | None = None
+) -> tuple[float, float, float]:
+    lua = ["-s", str(script)] if script else []
     out = subprocess.run(
-        [need("wrk"), "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        [need("wrk"), "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *lua, url],
         capture_output=True,
         text=True,
         check=True,
@@ -296,7 +319,30 @@ SMALL_RESPONSE = (
 WRK_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
 
 
-async def _python_cost(n: int, request: bytes = BROWSER_REQUEST, *, count: bool = False) -> float:
+def _exchanges(kind: str, total: int) -> list[tuple[bytes, bytes]]:
+    """`total` (request, response) pairs, made before the clock or the counter starts. `wrk` and
+    `browser` repeat one pair (so the router's parser memo serves every head after the first);
+    `unique` is the browser-like pair with a request id in the target and the cookie and a
+    response header, so that no head ever repeats (the memo never hits: the parser reads all)."""
+    if kind == "wrk":
+        return [(WRK_REQUEST, SMALL_RESPONSE)] * total
+    if kind == "browser":
+        return [(BROWSER_REQUEST, SMALL_RESPONSE)] * total
+    rest = BROWSER_REQUEST.split(b"\r\n", 1)[1]
+    response_end = SMALL_RESPONSE.index(b"\r\n\r\n")
+    return [
+        (
+            b"GET /api/items?id=%d HTTP/1.1\r\n%sX-Request-Id: %016x\r\n\r\n"
+            % (i, rest[:-2].replace(b"abcdef", b"%06d" % i), i),
+            SMALL_RESPONSE[:response_end]
+            + b"\r\nX-Request-Id: %016x" % i
+            + SMALL_RESPONSE[response_end:],
+        )
+        for i in range(total)
+    ]
+
+
+async def _python_cost(n: int, kind: str = "browser", *, count: bool = False) -> float:
     from zerodown.routers.proxy.dataplane import ClientConn
     from zerodown.routers.proxy.server import Router
     from zerodown.routers.proxy.upstream import UpstreamConn
@@ -310,10 +356,12 @@ async def _python_cost(n: int, request: bytes = BROWSER_REQUEST, *, count: bool 
     client = ClientConn(router, False)
     client.connection_made(_FakeTransport())  # type: ignore[arg-type]
 
+    exchanges = iter(_exchanges(kind, 2000 + (n if count else 6 * n)))
+
     def proxy(times: int) -> None:
-        for _ in range(times):
+        for request, response in itertools.islice(exchanges, times):
             client.data_received(request)
-            upstream.data_received(SMALL_RESPONSE)
+            upstream.data_received(response)
 
     proxy(2000)  # warm up
     best = float("inf")
@@ -386,19 +434,18 @@ def main() -> None:
     p.add_argument("--header-bytes", type=int, default=16000, help="header bytes per slow client")
     p.add_argument("--python-cost", type=int, metavar="N", help="time N in-process requests")
     p.add_argument("--instructions", type=int, metavar="N", help="count N under callgrind")
-    p.add_argument("--request", choices=("browser", "wrk"), default="browser")
+    p.add_argument("--request", choices=("browser", "wrk", "unique"), default="browser")
     p.add_argument("--count-under-callgrind", type=int, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, help="write the figures here (for bench/all)")
     args = p.parse_args()
-    request = WRK_REQUEST if args.request == "wrk" else BROWSER_REQUEST
     if args.count_under_callgrind:
-        asyncio.run(_python_cost(args.count_under_callgrind, request, count=True))
+        asyncio.run(_python_cost(args.count_under_callgrind, args.request, count=True))
         return
     if args.instructions:
         instructions(args.instructions, args.request)
         return
     if args.python_cost:
-        cost = asyncio.run(_python_cost(args.python_cost, request))
+        cost = asyncio.run(_python_cost(args.python_cost, args.request))
         print(f"router Python code per proxied request: {cost * 1e6:.2f} µs (best of 5 x N)")
         return
     if args.slowloris:
@@ -413,7 +460,14 @@ def main() -> None:
     ):
         d = Path(tmp)
         ports = {name: free_port() for name in ("backend", "router", "haproxy", "nginx")}
-        (d / "backend.conf").write_text(BACKEND_CONF.format(dir=d, port=ports["backend"]))
+        unique = args.request == "unique"
+        stamp = " add_header X-Request-Id $request_id;" if unique else ""
+        (d / "backend.conf").write_text(
+            BACKEND_CONF.format(dir=d, port=ports["backend"], stamp=stamp)
+        )
+        script = d / "unique.lua" if unique else None
+        if script:
+            script.write_text(UNIQUE_LUA)
         (d / "proxy.conf").write_text(
             NGINX_PROXY_CONF.format(dir=d, port=ports["nginx"], backend=ports["backend"])
         )
@@ -449,7 +503,12 @@ def main() -> None:
             ("nginx proxy", ports["nginx"]),
         ]
         for _name, port in cases:
-            run_wrk(f"http://127.0.0.1:{port}/", duration=1, connections=args.connections)
+            run_wrk(
+                f"http://127.0.0.1:{port}/",
+                duration=1,
+                connections=args.connections,
+                script=script,
+            )
         rounds: list[dict[str, Result]] = []
         cpu_us: list[tuple[float, float]] = []  # the router's user, system CPU per request
         # Router / HAProxy CPU per request, per round: on a busy machine (wrk, the backend and
@@ -465,6 +524,7 @@ def main() -> None:
                     f"http://127.0.0.1:{port}/",
                     duration=args.duration,
                     connections=args.connections,
+                    script=script,
                 )
                 if name == "zerodown router":
                     after, requests = cpu_seconds(router.pid), r[0] * args.duration
@@ -490,7 +550,9 @@ def main() -> None:
 
     print(
         f"\nwrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds (cases in turn), "
-        "one worker/thread per proxy, keep-alive on both sides; median (min-max)\n"
+        "one worker/thread per proxy, keep-alive on both sides; median (min-max)"
+        + (", every request and response head unique" if args.request == "unique" else "")
+        + "\n"
     )
     print("| case | requests/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
     for name, _port in cases:

@@ -452,6 +452,37 @@ def test_memo_cases(steps: list[tuple[str, bytes]]) -> None:
         differences(steps, table)
 
 
+HEADER_CASES = [
+    b"Host: a\r\nHost: a",
+    b"Host: a\r\nhost: b",
+    b"X-A: 1\r\nHOST: a\r\nX-B: 2",
+    b"Host: a\r\nConnection: keep-alive\r\nConnection: Keep-Alive",
+    b"Host: a\r\nConnection: close",
+    b"Host: a\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\nX-B: 2",
+    b"Host: a\r\nConnection: upgrade\r\nUpgrade: websocket",
+    b"Host: a\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8",
+    b"Host: a\r\nX-Forwarded-Proto: https\r\nProxy-Authorization: x\r\nKeep-Alive: 5",
+    b"Host: a\r\nTE: trailers\r\nTrailer: X\r\nX-Zerodown-Flags: flag:a=b",
+    b"Host: a\r\nX_Forwarded_For: 1.2.3.4",
+    b"Host: a\r\nContent-Length: 0\r\nContent-Length: 0",
+    b"Host: a\r\nX-Canary: yes\r\nCookie: zd=x\r\nCookie: y=z",
+    b"X-A: 1",
+]
+
+
+@pytest.mark.parametrize("fields", HEADER_CASES)
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+def test_header_cases(fields: bytes, version: bytes) -> None:
+    """Heads with duplicates, hop-by-hop headers and look-alike names, whole and cut in two:
+    the same bytes, closes and counts with the memo off, filling and filled (see differences)."""
+    request = b"GET / HTTP/%s\r\n%s\r\n\r\n" % (version, fields)
+    cut = request.find(b"\r\n", request.find(b"\r\n") + 2) + 1
+    for reads in ([request], [request[:cut], request[cut:]]):
+        steps = [("client", r) for r in reads] + [("backend", NGINX)]
+        for table in TABLES:
+            differences(steps * 2, table)
+
+
 def test_memo_paused_and_resumed() -> None:
     """Heads that never repeat make a connection stop consulting the memo (upstream.MEMO_TRIES);
     it tries again later: the same bytes either way."""
