@@ -1,0 +1,192 @@
+"""`router: {workers: 2}` through the real CLI: two router processes share the port
+(SO_REUSEPORT), both take connections, the counters the controller reads are the sum of
+theirs, a canary's weights hold on both, `zerodown router restart` under load fails nothing,
+a worker killed -9 is replaced, a hold holds on both, and `zerodown down` leaves none running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support.workspace import Workspace, base_spec
+from zerodown.paths import Paths
+from zerodown.routers.proxy.workers import RouterWorkers
+from zerodown.spec.load import load_spec
+
+pytestmark = pytest.mark.slow
+
+WORKERS = 2
+
+
+def worker_pid(ws: Workspace, n: int) -> int:
+    return int(Paths.for_spec(ws.spec_file).router_worker_pid(n).read_text())
+
+
+def worker_stats(ws: Workspace, n: int) -> dict[str, Any]:
+    admin = Paths.for_spec(ws.spec_file).router_worker_socket(n)
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(admin)), timeout=10) as c:
+        return dict(c.get("http://router/stats").json())
+
+
+def requests_of(ws: Workspace, n: int, release: str) -> int:
+    return int(worker_stats(ws, n)["releases"].get(release, {}).get("requests", 0))
+
+
+def merged_requests(ws: Workspace, release: str) -> int:
+    """What the controller's driver reads: every worker's counters, merged."""
+
+    async def read() -> int:
+        spec, paths = load_spec(ws.spec_file), Paths.for_spec(ws.spec_file)
+        workers = RouterWorkers(paths=paths, spec=spec, count=WORKERS)
+        try:
+            return (await workers.stats())[release].requests
+        finally:
+            for w in workers.workers:
+                await w.client.aclose()
+
+    return asyncio.run(read())
+
+
+def gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"
+
+
+def serving(ws: Workspace) -> list[int]:
+    """The pid answering on each worker's admin socket (None: none answers)."""
+    paths = Paths.for_spec(ws.spec_file)
+    pids = []
+    for n in range(WORKERS):
+        admin = str(paths.router_worker_socket(n))
+        try:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=admin), timeout=5) as c:
+                pids.append(c.get("http://router/healthz").json()["pid"])
+        except httpx.TransportError:
+            pids.append(None)
+    return pids
+
+
+def routers_running(ws: Workspace) -> list[int]:
+    """Router processes of this workspace, standbys included."""
+    where = str((ws.root / ".zerodown").resolve()).encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"zerodown.routers.proxy" in argv and any(where in a for a in argv):
+            if not gone(int(proc.name)):
+                found.append(int(proc.name))
+    return found
+
+
+def fresh_connections(url: str, n: int) -> list[str]:
+    """`n` GETs, each on a new connection (the kernel picks a worker per connection)."""
+    bodies = []
+    for _ in range(n):
+        r = httpx.get(url, timeout=10, headers={"Connection": "close"})
+        assert r.status_code == 200, r.text
+        bodies.append(r.text)
+    return bodies
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Any:
+    steps = [{"set_weight": 30}, {"pause": {}}, {"set_weight": 100}]
+    ws = Workspace.create(tmp_path)
+    spec = base_spec(ws.port, strategy={"canary": {"steps": steps}})
+    spec["router"]["workers"] = WORKERS
+    ws.write_spec(spec)
+    yield ws
+    ws.teardown()
+
+
+def test_two_workers_share_count_restart_recover_hold_and_stop(ws: Workspace) -> None:
+    ws.zd("up", "--version", "v1")
+    pids = [worker_pid(ws, n) for n in range(WORKERS)]
+    assert serving(ws) == pids and len(set(pids)) == WORKERS
+
+    # Both workers take connections; the merged counters are exactly what was sent.
+    before = merged_requests(ws, "v1")
+    fresh_connections(ws.url, 400)
+    each = [requests_of(ws, n, "v1") for n in range(WORKERS)]
+    assert all(n > 0 for n in each), each
+    assert merged_requests(ws, "v1") - before == 400 == sum(each) - before
+
+    # A canary's weight holds on both workers (each routes its share by the same table).
+    ws.zd("deploy", "v2")
+    ws.wait_for(
+        lambda: (r := ws.status()["status"]["rollout"])["phase"] == "paused" and r["step"] == 1,
+        what="the canary's pause",
+    )
+    v2_before = [requests_of(ws, n, "v2") for n in range(WORKERS)]
+    bodies = fresh_connections(ws.url, 600)
+    share = sum(b.startswith("ok v2") for b in bodies) / len(bodies)
+    assert 0.22 <= share <= 0.38, share
+    v2_each = [requests_of(ws, n, "v2") - v2_before[n] for n in range(WORKERS)]
+    assert all(n > 0 for n in v2_each), v2_each
+    ws.zd("promote")
+    ws.wait_for(lambda: ws.status()["status"]["stable"] == "v2", what="the canary to complete")
+
+    # `zerodown router restart` under load: every worker hands its own socket over.
+    with ws.load(connections=400, timeout=30) as load:
+        time.sleep(0.5)
+        said = ws.zd("router", "restart").stdout
+        for old in pids:
+            assert f"pid {old} handed its sockets to pid" in said, said
+        for old in pids:
+            ws.wait_for(lambda old=old: gone(old), what="the old workers to exit")
+        time.sleep(0.5)
+    assert load.report.total >= 600
+    assert [(s.status, s.error) for s in load.report.failed] == []
+    pids = [worker_pid(ws, n) for n in range(WORKERS)]
+    assert serving(ws) == pids
+
+    # kill -9 of one worker: the controller replaces it on the socket the dead one served.
+    os.kill(pids[1], signal.SIGKILL)
+    ws.wait_for(lambda: worker_pid(ws, 1) != pids[1], what="a new worker 1")
+    ws.wait_for(lambda: serving(ws) == [pids[0], worker_pid(ws, 1)], what="a new worker 1 serving")
+    replaced = requests_of(ws, 1, "v2")
+    fresh_connections(ws.url, 200)
+    assert requests_of(ws, 1, "v2") > replaced  # the new worker 1 takes its share
+
+    # A hold holds on every worker; the release answers every held request.
+    ws.zd("hold", "--max", "20s")
+    answers: list[int] = []
+
+    def held_get() -> None:
+        answers.append(httpx.get(ws.url, timeout=30, headers={"Connection": "close"}).status_code)
+
+    threads = [threading.Thread(target=held_get) for _ in range(40)]
+    for t in threads:
+        t.start()
+    ws.wait_for(
+        lambda: sum(worker_stats(ws, n)["hold"]["held"] for n in range(WORKERS)) == 40,
+        what="40 requests held",
+    )
+    held = [worker_stats(ws, n)["hold"]["held"] for n in range(WORKERS)]
+    assert all(n > 0 for n in held), held
+    said = ws.zd("release").stdout
+    assert said.startswith("released 40 held requests"), said
+    for t in threads:
+        t.join(30)
+    assert answers == [200] * 40
+
+    # `zerodown down` leaves no worker (nor a standby) running.
+    ws.zd("down")
+    assert routers_running(ws) == []
+    assert ws.zd("down").stdout.strip() == "nothing is running"
