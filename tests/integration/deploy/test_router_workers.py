@@ -88,9 +88,9 @@ def routers_running(ws: Workspace) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"zerodown.routers.proxy" in argv and any(where in a for a in argv):
-            if not gone(int(proc.name)):
-                found.append(int(proc.name))
+        ours = b"zerodown.routers.proxy" in argv and any(where in a for a in argv)
+        if ours and not gone(int(proc.name)):
+            found.append(int(proc.name))
     return found
 
 
