@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from support.workspace import Workspace, base_spec
 from zerodown.paths import Paths
@@ -190,3 +191,31 @@ def test_two_workers_share_count_restart_recover_hold_and_stop(ws: Workspace) ->
     ws.zd("down")
     assert routers_running(ws) == []
     assert ws.zd("down").stdout.strip() == "nothing is running"
+
+
+def test_fewer_workers_stop_the_extra_ones_and_more_need_a_fresh_start(ws: Workspace) -> None:
+    ws.zd("up", "--version", "v1")
+    first, extra = worker_pid(ws, 0), worker_pid(ws, 1)
+    spec = yaml.safe_load(ws.spec_file.read_text())
+
+    # The controller goes away (the workers serve on); the next one runs one worker.
+    os.kill(ws.controller_pid(), signal.SIGKILL)
+    spec["router"]["workers"] = 1
+    ws.write_spec(spec)
+    ws.zd("up")
+    ws.wait_for(lambda: gone(extra), what="the extra worker to stop")
+    assert worker_pid(ws, 0) == first  # adopted, not restarted
+    assert not Paths.for_spec(ws.spec_file).router_worker_pid(1).exists()
+    fresh_connections(ws.url, 20)
+
+    # A one-worker router started afresh binds its socket without SO_REUSEPORT: a controller
+    # that wants two workers beside it says that the router must be stopped first.
+    ws.zd("down")
+    ws.zd("up")
+    os.kill(ws.controller_pid(), signal.SIGKILL)
+    spec["router"]["workers"] = 2
+    ws.write_spec(spec)
+    said = ws.zd("up", "--timeout", "8", check=False)
+    assert said.returncode != 0
+    assert "router.workers" in said.stdout + said.stderr, said
+    fresh_connections(ws.url, 20)  # the running router serves on
