@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -15,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 import yaml
 
+from support.services import free_port
 from support.workspace import Workspace, base_spec
 from zerodown.paths import Paths
 from zerodown.routers.proxy.workers import RouterWorkers
@@ -219,3 +222,47 @@ def test_fewer_workers_stop_the_extra_ones_and_more_need_a_fresh_start(ws: Works
     assert said.returncode != 0
     assert "router.workers" in said.stdout + said.stderr, said
     fresh_connections(ws.url, 20)  # the running router serves on
+
+
+def test_tls_preview_and_redirect_on_two_workers(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    cert.private_key_pem.write_to_path(str(tmp_path / "site.key"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "site.crt"))
+    preview, redirect = free_port(), free_port()
+    ws = Workspace.create(tmp_path)
+    spec = base_spec(
+        ws.port,
+        strategy={"blue_green": {"preview_listen": f"127.0.0.1:{preview}", "auto_promote": False}},
+    )
+    spec["router"].update(
+        workers=WORKERS,
+        tls={
+            "certificates": [{"cert": "site.crt", "key": "site.key"}],
+            "redirect_http": f"127.0.0.1:{redirect}",
+        },
+    )
+    ws.write_spec(spec)
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    try:
+        ws.zd("up", "--version", "v1")
+        ws.zd("deploy", "v2")
+        ws.wait_for(
+            lambda: (
+                (s := ws.status())["status"]["rollout"]["phase"] == "paused" and s["routes_applied"]
+            ),
+            what="the preview to be ready",
+        )
+        before = [requests_of(ws, n, "v2") for n in range(WORKERS)]
+        for _ in range(200):
+            with httpx.Client(verify=ctx, timeout=10) as c:
+                assert c.get(f"https://localhost:{preview}/").text == "ok v2\n"
+                assert c.get(f"https://localhost:{ws.port}/").text == "ok v1\n"
+        previewed = [requests_of(ws, n, "v2") - before[n] for n in range(WORKERS)]
+        assert all(n > 0 for n in previewed) and sum(previewed) == 200, previewed
+        plain = httpx.get(f"http://127.0.0.1:{redirect}/x")
+        assert plain.status_code == 308
+        assert plain.headers["location"].endswith(f":{ws.port}/x")
+    finally:
+        ws.teardown()
