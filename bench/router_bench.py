@@ -418,10 +418,11 @@ def workers_bench(count: int, duration: int, connections: int, rounds_wanted: in
         stack.enter_context(process(nginx_argv, d / "backend.log"))
         table = RouteTable(1, (Pool("bench", 100, (Backend(f"127.0.0.1:{backend}", "nginx"),)),))
         admins: dict[int, list[Path]] = {}
+        pids: dict[int, list[int]] = {}
         ports: dict[int, int] = {}
         for n in (1, count):
             port = ports[n] = free_port()
-            admins[n] = []
+            admins[n], pids[n] = [], []
             for w in range(n):
                 # As the driver does: each worker gets a socket of its own in the port's group.
                 sock = socket.create_server(("127.0.0.1", port), backlog=2048, reuse_port=n > 1)
@@ -445,6 +446,7 @@ def workers_bench(count: int, duration: int, connections: int, rounds_wanted: in
                 stack.callback(proc.wait, 35)
                 stack.callback(proc.send_signal, signal.SIGTERM)
                 admins[n].append(admin)
+                pids[n].append(proc.pid)
         wait_port(backend)
         for n, paths in admins.items():
             wait_port(ports[n])
@@ -460,13 +462,19 @@ def workers_bench(count: int, duration: int, connections: int, rounds_wanted: in
             run_wrk(f"http://127.0.0.1:{port}/", duration=1, connections=connections)
         rounds: list[dict[str, Result]] = []
         shares: list[list[float]] = []  # per round: each of the `count` workers' share
+        cpu_us: dict[int, list[float]] = {1: [], count: []}  # all workers' CPU per request
         for r in range(rounds_wanted):
             this: dict[str, Result] = {}
             for name, port in cases:
                 before = [router_requests(a) for a in admins[count]]
+                workers = next((n for n in ports if ports[n] == port), None)
+                cpu_before = sum(sum(cpu_seconds(pid)) for pid in pids.get(workers or 0, ()))
                 result = run_wrk(
                     f"http://127.0.0.1:{port}/", duration=duration, connections=connections
                 )
+                if workers is not None:
+                    cpu = sum(sum(cpu_seconds(pid)) for pid in pids[workers]) - cpu_before
+                    cpu_us[workers].append(cpu / (result[0] * duration) * 1e6)
                 if port == ports[count]:
                     done = [
                         router_requests(a) - b for a, b in zip(admins[count], before, strict=True)
@@ -494,6 +502,8 @@ def workers_bench(count: int, duration: int, connections: int, rounds_wanted: in
         print(
             f"worker {w}'s share of the requests: {spread([s[w] * 100 for s in shares], '.0f')} %"
         )
+    for n, values in cpu_us.items():
+        print(f"router CPU per request, {worker_case(n)} (all): {spread(values, '.1f')} µs")
 
 
 def main() -> None:
