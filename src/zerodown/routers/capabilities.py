@@ -14,24 +14,13 @@ from zerodown.spec.model import Spec
 
 
 def builtin(spec: Spec) -> Sequence[Refusal]:
-    """The built-in router runs its own process: there is nothing to attach to; its TCP admin
-    API speaks for one process."""
-    out = []
+    """The built-in router runs its own process: there is nothing to attach to."""
     if spec.router.attach is not None:
-        out.append(
+        return [
             Refusal(
                 "router.attach",
                 "the builtin router is a process zerodown starts; attach is for kind haproxy"
                 " or nginx (remove attach, or set router.kind)",
             )
-        )
-    if spec.router.admin_listen is not None and spec.router.worker_count > 1:
-        out.append(
-            Refusal(
-                "router.admin_listen",
-                "with several router workers each counts its own share of the traffic, and the"
-                " TCP admin API would show one worker's; use one worker with admin_listen (the"
-                " controller's API and `zerodown status` show every worker's, merged)",
-            )
-        )
-    return out
+        ]
+    return []

@@ -113,7 +113,7 @@ def ws(tmp_path: Path) -> Any:
     steps = [{"set_weight": 30}, {"pause": {}}, {"set_weight": 100}]
     ws = Workspace.create(tmp_path)
     spec = base_spec(ws.port, strategy={"canary": {"steps": steps}})
-    spec["router"]["workers"] = WORKERS
+    spec["router"].update(workers=WORKERS, admin_listen=f"127.0.0.1:{free_port()}")
     ws.write_spec(spec)
     yield ws
     ws.teardown()
@@ -130,6 +130,18 @@ def test_two_workers_share_count_restart_recover_hold_and_stop(ws: Workspace) ->
     each = [requests_of(ws, n, "v1") for n in range(WORKERS)]
     assert all(n > 0 for n in each), each
     assert merged_requests(ws, "v1") - before == 400 == sum(each) - before
+
+    # The TCP admin API (the first worker's) answers for every worker, and takes no changes.
+    admin = "http://" + yaml.safe_load(ws.spec_file.read_text())["router"]["admin_listen"]
+    stats = httpx.get(admin + "/stats").json()
+    assert stats["releases"]["v1"]["requests"] == sum(each)
+    assert stats["releases"]["v1"]["codes"]["200"] == sum(each)
+    metrics = httpx.get(admin + "/metrics").text
+    assert f'zerodown_requests_total{{release="v1",code="200"}} {sum(each)}\n' in metrics
+    assert len(httpx.get(admin + "/samples", params={"release": "v1"}).json()) == sum(each)
+    token = (ws.root / ".zerodown" / "token").read_text().strip()
+    refused = httpx.post(admin + "/release", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 409, refused.text
 
     # A canary's weight holds on both workers (each routes its share by the same table).
     ws.zd("deploy", "v2")

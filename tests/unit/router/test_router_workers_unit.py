@@ -11,6 +11,7 @@ from zerodown.core.errors import SpecError
 from zerodown.core.ports import BackendLoad
 from zerodown.core.routes import ReleaseStats
 from zerodown.paths import Paths
+from zerodown.routers.proxy.stats import ReleaseCounters, merge_stats_json
 from zerodown.routers.proxy.workers import (
     all_known,
     merge_backends,
@@ -42,8 +43,6 @@ def test_workers_are_refused_with_their_line() -> None:
     assert said.startswith("zerodown.yaml:5: router.workers"), said
     said = refusal("router:\n  kind: nginx\n  workers: 2\n")
     assert "zerodown.yaml:3: router" in said and "builtin router" in said, said
-    said = refusal("router:\n  admin_listen: 127.0.0.1:9000\n  workers: 2\n")
-    assert said.startswith("zerodown.yaml:4: router.admin_listen"), said
 
 
 def test_each_worker_has_its_own_admin_socket_and_pid_file(tmp_path: Path) -> None:
@@ -95,3 +94,34 @@ def test_hold_answers_merge() -> None:
     a = {"holding": True, "seconds_left": 3.0, "held": 2, "released": 2}
     b = {"holding": False, "seconds_left": 5.0, "held": 1, "released": 3}
     assert merge_counts([a, b]) == {"holding": True, "seconds_left": 5.0, "held": 3, "released": 5}
+
+
+def worker_stats_json(requests: int, held: int, seconds_left: float) -> dict[str, object]:
+    counters = ReleaseCounters(10)
+    for n in range(requests):
+        counters.record(200 if n % 2 else 502, 0.01, 1.0, False)
+    return {
+        "generation": 3,
+        "releases": {"v1": counters.to_json()},
+        "backends": {"a:1": {"release": "v1", "inflight": 1, "requests": requests, "tunnels": 0}},
+        "tunnels": {"v1": {"opened": 2, "open": 1, "closed_by": {"client": 1}}},
+        "hold": {"holding": held > 0, "seconds_left": seconds_left, "held": held},
+        "clients": {"connections": 3, "sending_headers": 0},
+    }
+
+
+def test_the_tcp_admin_api_merges_whole_stats_answers() -> None:
+    merged = merge_stats_json([worker_stats_json(4, 0, 0.0), worker_stats_json(6, 2, 1.5)])
+    v1 = merged["releases"]["v1"]
+    assert (v1["requests"], v1["responses_5xx"], v1["codes"]) == (10, 5, {"200": 5, "502": 5})
+    assert merged["backends"]["a:1"] == {
+        "release": "v1",
+        "inflight": 2,
+        "requests": 10,
+        "tunnels": 0,
+    }
+    assert merged["tunnels"]["v1"] == {"opened": 4, "open": 2, "closed_by": {"client": 2}}
+    assert merged["hold"] == {"holding": True, "seconds_left": 1.5, "held": 2}
+    assert merged["clients"]["connections"] == 6 and merged["generation"] == 3
+    counters = ReleaseCounters.from_json(v1)
+    assert counters.codes == {200: 5, 502: 5} and sum(counters.counts) == 10

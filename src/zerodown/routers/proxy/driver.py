@@ -17,7 +17,7 @@ Guarantees (the Router and RouterStats contract, core/ports.py, plus):
   no request fails. `start` does the same once when the running router is of another zerodown
   version (one that reports its version, i.e. that can hand over).
 - With `router.workers` above 1, workers.py runs one of these per worker, each binding its own
-  listening sockets with SO_REUSEPORT (`shared`).
+  listening sockets with SO_REUSEPORT (`shared`); the first one serves `router.admin_listen`.
 - `stop` sends SIGTERM, gives in-flight requests `grace` seconds, then SIGKILL; it signals only a
   process whose command line names this state directory's admin socket, so a pid the kernel
   recycled is never signalled. It stops the router that answers on the admin socket as well as
@@ -72,18 +72,19 @@ def create(ctx: DriverContext) -> Router:
 
 
 class BuiltinRouter:
-    def __init__(self, *, paths: Paths, spec: Spec, worker: int = 0, shared: bool = False) -> None:
-        """The router process of this state directory, or with `router.workers` (workers.py) one
-        of its workers: `worker` picks its admin socket and pid file, `shared` binds the
-        listening sockets with SO_REUSEPORT (every worker binds its own; the kernel spreads
-        connections among them)."""
+    def __init__(self, *, paths: Paths, spec: Spec, worker: int = 0, workers: int = 1) -> None:
+        """The router process of this state directory, or with `router.workers` (workers.py)
+        worker `worker` of `workers`: its admin socket and pid file are its own, and with more
+        than one worker it binds its own listening sockets with SO_REUSEPORT (`shared`: the
+        kernel spreads connections among the workers' sockets)."""
         self.paths = paths
         self.spec = spec  # as it was when the controller started: listen addresses, timeouts
         self.worker = worker
-        self.shared = shared
+        self.workers = workers
+        self.shared = workers > 1
         self.admin_socket = paths.router_worker_socket(worker)
         self.pid_file = paths.router_worker_pid(worker)
-        self.name = f"router worker {worker}" if shared else "router"  # in messages
+        self.name = f"router worker {worker}" if self.shared else "router"  # in messages
         self.client = ProxyRouter(str(self.admin_socket))
         self._checked_at = -math.inf
         self._children: list[subprocess.Popen[bytes]] = []  # routers we started, to reap them
@@ -246,18 +247,23 @@ class BuiltinRouter:
                 fds["preview"] = self._bind(
                     "preview", preview, "strategy.blue_green.preview_listen"
                 ).fileno()
+        # The TCP admin API: the first worker's, merging the others' counters (admin.py).
+        admin_listen = router.admin_listen if self.worker == 0 else None
         argv = router_command(
             listen=router.listen,
             preview_listen=preview,
             admin_socket=str(self.admin_socket),
             state_file=str(self.paths.router_state),
-            admin_listen=router.admin_listen,
-            admin_token_file=str(self.paths.token_file) if router.admin_listen else None,
+            admin_listen=admin_listen,
+            admin_token_file=str(self.paths.token_file) if admin_listen else None,
             header_timeout=router.header_timeout,
             tls=self._tls_files(),
             # A redirect is little work: one worker answers it (no port to share).
             redirect_http=router.tls.redirect_http if router.tls and self.worker == 0 else None,
-            admin_tls=bool(router.tls and router.tls.admin and router.admin_listen),
+            admin_tls=bool(router.tls and router.tls.admin and admin_listen),
+            siblings=[str(self.paths.router_worker_socket(n)) for n in range(1, self.workers)]
+            if admin_listen
+            else [],
             take_over=take_over,
             listen_fd=fds.get("listen"),
             preview_listen_fd=fds.get("preview"),

@@ -43,9 +43,8 @@ class RouterWorkers:
     def __init__(self, *, paths: Paths, spec: Spec, count: int) -> None:
         self.paths = paths
         self.spec = spec
-        shared = count > 1
         self.workers = [
-            BuiltinRouter(paths=paths, spec=spec, worker=n, shared=shared) for n in range(count)
+            BuiltinRouter(paths=paths, spec=spec, worker=n, workers=count) for n in range(count)
         ]
         self._strays_stopped = False
 
@@ -89,7 +88,7 @@ class RouterWorkers:
             except ValueError:
                 continue
             if n >= count:
-                stray = BuiltinRouter(paths=self.paths, spec=self.spec, worker=n, shared=True)
+                stray = BuiltinRouter(paths=self.paths, spec=self.spec, worker=n, workers=n + 1)
                 log.info("stopping %s: router.workers is %d now", stray.name, count)
                 await stray.stop(grace=30.0)
                 await stray.client.aclose()
