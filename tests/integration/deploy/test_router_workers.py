@@ -119,6 +119,7 @@ def ws(tmp_path: Path) -> Any:
     ws.teardown()
 
 
+@pytest.mark.timeout(600)  # one long scenario: minutes on a busy 2-core machine
 def test_two_workers_share_count_restart_recover_hold_and_stop(ws: Workspace) -> None:
     ws.zd("up", "--version", "v1")
     pids = [worker_pid(ws, n) for n in range(WORKERS)]

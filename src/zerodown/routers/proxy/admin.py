@@ -313,8 +313,8 @@ class Admin:
         return _error(404, f"no such endpoint: {path}")
 
     async def merged(self, path: str, query: str) -> Reply:
-        """GET `path` of every worker, as one answer."""
-        target = f"{path}?{query}" if query else path
+        """GET `path` of every worker, as one answer (/metrics: from their /stats)."""
+        target = "/stats" if path == "/metrics" else f"{path}?{query}" if query else path
         # This worker's own answer, as it gives it on its unix socket.
         own_status, _ctype, own_body = await self.dispatch(_get(target), tcp=False)
         if own_status != 200:
