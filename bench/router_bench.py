@@ -4,6 +4,7 @@
     python bench/router_bench.py --slowloris 2000 [--addresses 64] [--header-bytes 16000]
     python bench/router_bench.py --python-cost 20000
     python bench/router_bench.py --instructions 2000 [--request wrk]
+    python bench/router_bench.py --workers 2 [--duration 10] [--connections 50] [--rounds 5]
 
 Starts, all on 127.0.0.1: one fast backend (nginx, one worker, static 200), then zerodown's router,
 HAProxy and nginx as reverse proxies in front of it with equivalent settings (one worker/thread,
@@ -35,6 +36,11 @@ as real traffic often does: no head repeats, the parser reads each. Needs valgri
 In the wrk mode, `--request unique` has wrk give every request its own target and cookie (a Lua
 script) and the backend stamp every response with nginx's `$request_id`: the router's parser memo
 never hits. Without it wrk repeats one request byte for byte.
+
+`--workers N` compares the router with one worker and with N (`router: {workers: N}`: N
+processes, each with its own SO_REUSEPORT socket on the port, as the driver starts them), in
+turns within each round, behind the same backend and wrk; it prints each worker's share of the
+requests too (the kernel spreads connections, not requests). Needs nginx and wrk.
 """
 
 from __future__ import annotations
@@ -424,6 +430,130 @@ def instructions(n: int, request: str) -> None:
     )
 
 
+def spread(values: list[float], fmt: str) -> str:
+    return (
+        f"{format(statistics.median(values), fmt)} "
+        f"({format(min(values), fmt)}-{format(max(values), fmt)})"
+    )
+
+
+def admin_client(admin: Path) -> httpx.Client:
+    return httpx.Client(transport=httpx.HTTPTransport(uds=str(admin)), trust_env=False)
+
+
+def router_requests(admin: Path) -> int:
+    with admin_client(admin) as c:
+        releases = c.get("http://router/stats").json()["releases"]
+    return sum(int(r["requests"]) for r in releases.values())
+
+
+def worker_case(n: int) -> str:
+    return f"zerodown router, {n} worker{'s' if n > 1 else ''}"
+
+
+def workers_bench(count: int, duration: int, connections: int, rounds_wanted: int) -> None:
+    """The router with one worker against `count` workers sharing a port (SO_REUSEPORT)."""
+    nginx = need("nginx")
+    need("wrk")
+    with (
+        tempfile.TemporaryDirectory(prefix="zerodown-bench-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        d = Path(tmp)
+        backend = free_port()
+        (d / "backend.conf").write_text(BACKEND_CONF.format(dir=d, port=backend))
+        nginx_argv = [nginx, "-p", str(d), "-g", "daemon off;", "-c", str(d / "backend.conf")]
+        stack.enter_context(process(nginx_argv, d / "backend.log"))
+        table = RouteTable(1, (Pool("bench", 100, (Backend(f"127.0.0.1:{backend}", "nginx"),)),))
+        admins: dict[int, list[Path]] = {}
+        pids: dict[int, list[int]] = {}
+        ports: dict[int, int] = {}
+        for n in (1, count):
+            port = ports[n] = free_port()
+            admins[n], pids[n] = [], []
+            for w in range(n):
+                # As the driver does: each worker gets a socket of its own in the port's group.
+                sock = socket.create_server(("127.0.0.1", port), backlog=2048, reuse_port=n > 1)
+                stack.callback(sock.close)
+                admin = d / f"router-{n}-{w}.sock"
+                argv = router_command(
+                    listen=f"127.0.0.1:{port}",
+                    preview_listen=None,
+                    admin_socket=str(admin),
+                    state_file=str(d / f"router-{n}-{w}.json"),
+                    listen_fd=sock.fileno(),
+                )
+                with open(d / f"router-{n}-{w}.log", "wb") as log:
+                    proc = subprocess.Popen(
+                        argv,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        pass_fds=(sock.fileno(),),
+                    )
+                stack.callback(proc.wait, 35)
+                stack.callback(proc.send_signal, signal.SIGTERM)
+                admins[n].append(admin)
+                pids[n].append(proc.pid)
+        wait_port(backend)
+        for n, paths in admins.items():
+            wait_port(ports[n])
+            for admin in paths:
+                for _ in range(200):
+                    if admin.exists():
+                        break
+                    time.sleep(0.05)
+                with admin_client(admin) as c:
+                    c.put("http://router/routes", json=table.to_json()).raise_for_status()
+        cases = [("backend directly", backend), *((worker_case(n), ports[n]) for n in ports)]
+        for _name, port in cases:
+            run_wrk(f"http://127.0.0.1:{port}/", duration=1, connections=connections)
+        rounds: list[dict[str, Result]] = []
+        shares: list[list[float]] = []  # per round: each of the `count` workers' share
+        cpu_us: dict[int, list[float]] = {1: [], count: []}  # all workers' CPU per request
+        for r in range(rounds_wanted):
+            this: dict[str, Result] = {}
+            for name, port in cases:
+                before = [router_requests(a) for a in admins[count]]
+                workers = next((n for n in ports if ports[n] == port), None)
+                cpu_before = sum(sum(cpu_seconds(pid)) for pid in pids.get(workers or 0, ()))
+                result = run_wrk(
+                    f"http://127.0.0.1:{port}/", duration=duration, connections=connections
+                )
+                if workers is not None:
+                    cpu = sum(sum(cpu_seconds(pid)) for pid in pids[workers]) - cpu_before
+                    cpu_us[workers].append(cpu / (result[0] * duration) * 1e6)
+                if port == ports[count]:
+                    done = [
+                        router_requests(a) - b for a, b in zip(admins[count], before, strict=True)
+                    ]
+                    shares.append([n / max(1, sum(done)) for n in done])
+                this[name] = Result(name, *result)
+                print(f"  round {r + 1} {name}: {result[0]:,.0f} req/s", file=sys.stderr)
+            rounds.append(this)
+
+    print(
+        f"\nwrk -t1 -c{connections} -d{duration}s, {rounds_wanted} rounds (cases in turn), "
+        f"keep-alive on both sides, {os.cpu_count()} cores shared by wrk, the backend and the "
+        "router; median (min-max)\n"
+    )
+    print("| case | requests/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
+    for name, _port in cases:
+        rs = [r[name] for r in rounds]
+        print(
+            f"| {name} | {spread([r.rps for r in rs], ',.0f')} | "
+            f"{spread([r.p50_ms for r in rs], '.2f')} | {spread([r.p99_ms for r in rs], '.2f')} |"
+        )
+    ratio = [r[worker_case(count)].rps / r[worker_case(1)].rps for r in rounds]
+    print(f"\n{count} workers / 1 worker per round: {spread(ratio, '.2f')}x requests/s")
+    for w in range(count):
+        print(
+            f"worker {w}'s share of the requests: {spread([s[w] * 100 for s in shares], '.0f')} %"
+        )
+    for n, values in cpu_us.items():
+        print(f"router CPU per request, {worker_case(n)} (all): {spread(values, '.1f')} µs")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -437,6 +567,7 @@ def main() -> None:
     p.add_argument("--request", choices=("browser", "wrk", "unique"), default="browser")
     p.add_argument("--count-under-callgrind", type=int, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, help="write the figures here (for bench/all)")
+    p.add_argument("--workers", type=int, metavar="N", help="one router worker against N")
     args = p.parse_args()
     if args.count_under_callgrind:
         asyncio.run(_python_cost(args.count_under_callgrind, args.request, count=True))
@@ -450,6 +581,11 @@ def main() -> None:
         return
     if args.slowloris:
         slowloris(args.slowloris, args.addresses, args.header_bytes)
+        return
+    if args.workers:
+        if args.workers < 2:
+            p.error("--workers N compares one worker with N: give 2 or more")
+        workers_bench(args.workers, args.duration, args.connections, args.rounds)
         return
     nginx, haproxy = need("nginx"), need("haproxy")
     need("wrk")
@@ -541,12 +677,6 @@ def main() -> None:
                 this[name] = Result(name, *r)
                 print(f"  round {n + 1} {name}: {r[0]:,.0f} req/s", file=sys.stderr, flush=True)
             rounds.append(this)
-
-    def spread(values: list[float], fmt: str) -> str:
-        return (
-            f"{format(statistics.median(values), fmt)} "
-            f"({format(min(values), fmt)}-{format(max(values), fmt)})"
-        )
 
     print(
         f"\nwrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds (cases in turn), "

@@ -59,12 +59,25 @@ class Paths:
 
     @property
     def router_socket(self) -> Path:
-        path = self.state / "router.sock"
+        return self.router_worker_socket(0)
+
+    def router_worker_socket(self, worker: int) -> Path:
+        """The admin socket of router worker `worker` (`router.workers`; 0 is the first, and
+        the only one by default)."""
+        suffix = f"-w{worker}" if worker else ""
+        path = self.state / f"router{suffix}.sock"
         if len(str(path)) <= UNIX_SOCKET_MAX:
             return path
         # Deep directories overflow sun_path: use a short, stable name in the temp directory.
         digest = hashlib.sha256(str(self.state).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"zerodown-{digest}.sock"
+        return Path(tempfile.gettempdir()) / f"zerodown-{digest}{suffix}.sock"
+
+    def router_worker_pid(self, worker: int) -> Path:
+        return self.router_pid if worker == 0 else self.state / f"router-w{worker}.pid"
+
+    def router_worker_pids(self) -> list[Path]:
+        """The pid files of router workers after the first (whichever `router.workers` ran)."""
+        return sorted(self.state.glob("router-w*.pid"))
 
     def ensure(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)

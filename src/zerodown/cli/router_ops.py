@@ -48,10 +48,12 @@ def register_router_commands(app: typer.Typer, guarded: Callable[[Callable[[], i
 
         def go() -> int:
             r = post(file, "/api/router/restart", {})
-            _out.print(
-                f"router restarted: pid {r['old_pid']} handed its sockets to pid {r['pid']}; "
-                "the old one exits once its requests are answered"
-            )
+            workers = r.get("workers") or [r]  # router.workers: each hands over its own
+            for w in workers:
+                _out.print(
+                    f"router restarted: pid {w['old_pid']} handed its sockets to pid {w['pid']}; "
+                    "the old one exits once its requests are answered"
+                )
             return 0
 
         raise typer.Exit(guarded(go))

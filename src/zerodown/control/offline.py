@@ -33,6 +33,10 @@ def left_running(paths: Paths, spec: Spec | None) -> list[str]:
     its store knows (the router alone when the spec cannot be read)."""
     router = router_pid(paths)
     left = [f"router (pid {router})"] if router is not None else []
+    for pid_file in paths.router_worker_pids():  # router.workers: the others
+        worker = router_pid(paths, pid_file)
+        if worker is not None:
+            left.append(f"router {pid_file.stem} (pid {worker})")
     stored = _stored(paths, spec) if spec is not None else None
     if stored is not None:
         # A handle is the platform's to read: whether each instance still runs is for the

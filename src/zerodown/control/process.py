@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -36,7 +37,7 @@ def start_controller(paths: Paths, timeout: float = 20.0, *, log_format: str | N
     A controller that exits or does not answer in time is stopped, and NotRunning says why
     (the first lines of its error output)."""
     paths.ensure()
-    router_before = router_pid(paths)
+    router_before = _router_pids(paths)
     with (
         open(paths.logs / "controller.log", "ab") as out,
         open(paths.controller_errors, "wb") as errors,
@@ -78,18 +79,24 @@ def _stop_group(child: subprocess.Popen[bytes]) -> None:
         child.wait()
 
 
-def _stop_new_router(paths: Paths, before: int | None) -> None:
+def _router_pids(paths: Paths) -> set[int]:
+    """The router's running processes: the first worker and any others (`router.workers`)."""
+    files = [paths.router_pid, *paths.router_worker_pids()]
+    return {pid for pid in (router_pid(paths, f) for f in files) if pid is not None}
+
+
+def _stop_new_router(paths: Paths, before: set[int]) -> None:
     """A router that a failed controller started (in its own session) goes with it."""
-    pid = router_pid(paths)
-    if pid is None or pid == before:
-        return
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGTERM)
+    new = _router_pids(paths) - before
+    for pid in new:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while pid_alive(pid):
+    while left := [pid for pid in new if pid_alive(pid)]:
         if time.monotonic() > deadline:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+            for pid in left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
 
 
@@ -119,10 +126,11 @@ def error_summary(text: str, lines: int = ERROR_LINES) -> str:
     return "\n".join(rows[:lines])
 
 
-def router_pid(paths: Paths) -> int | None:
-    """The router's pid while it runs (it outlives a controller that dies)."""
+def router_pid(paths: Paths, pid_file: Path | None = None) -> int | None:
+    """The router's pid while it runs (it outlives a controller that dies); `pid_file`: one
+    of its other workers' (`router.workers`)."""
     try:
-        pid = int(paths.router_pid.read_text())
+        pid = int((pid_file or paths.router_pid).read_text())
     except (OSError, ValueError):
         return None
     return pid if pid_alive(pid) else None

@@ -6,6 +6,7 @@ says 25%): a tool whose promise is zero failed requests should not give up capac
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Any, Literal
 
@@ -219,6 +220,9 @@ class RouterAttach(StrictModel):
     )
 
 
+MAX_ROUTER_WORKERS = 64
+
+
 class RouterSpec(StrictModel):
     kind: Annotated[str, _known("router")] = Field(
         "builtin", description="the router driver: builtin, haproxy, nginx, or a plug-in's"
@@ -232,6 +236,27 @@ class RouterSpec(StrictModel):
     attach: RouterAttach | None = Field(
         None, description="drive a router the team runs (haproxy, nginx) instead of starting one"
     )
+    workers: Annotated[int, Field(ge=1, le=MAX_ROUTER_WORKERS)] | Literal["auto"] = Field(
+        1,
+        description="builtin router: processes sharing the listening ports (SO_REUSEPORT, the"
+        " kernel spreads connections); auto: one per core",
+    )
+
+    @model_validator(mode="after")
+    def _workers_are_builtin(self) -> RouterSpec:
+        if self.workers != 1 and self.kind != "builtin":
+            raise ValueError(
+                f"workers: the {self.kind} router runs its own processes; router.workers is"
+                " for the builtin router (remove it, or set router.kind: builtin)"
+            )
+        return self
+
+    @property
+    def worker_count(self) -> int:
+        """How many router processes `workers` asks for on this machine."""
+        if self.workers == "auto":
+            return max(1, min(os.cpu_count() or 1, MAX_ROUTER_WORKERS))
+        return self.workers
 
 
 class PlatformSpec(StrictModel):

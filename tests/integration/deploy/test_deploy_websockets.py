@@ -73,7 +73,8 @@ class WsClients:
         return sum(1 for s in self.sessions if s and s[-1].release == release and not s[-1].closed)
 
 
-def test_rolling_deploy_with_websockets_and_plain_traffic(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])  # router.workers: tunnels counted on each, merged
+def test_rolling_deploy_with_websockets_and_plain_traffic(tmp_path: Path, workers: int) -> None:
     ws = Workspace.create(tmp_path)
     run = {
         "command": [sys.executable, str(BACKEND), "{port}", "{version}"],
@@ -82,6 +83,8 @@ def test_rolling_deploy_with_websockets_and_plain_traffic(tmp_path: Path) -> Non
     }
     data = yaml.safe_load(ws.spec_file.read_text())
     data["run"] = run
+    if workers > 1:
+        data["router"]["workers"] = workers
     ws.write_spec(data)
     try:
         ws.zd("up", "--version", "v1")

@@ -77,6 +77,7 @@ EVERYTHING_UNMAPPABLE: dict[str, Any] = {
         "kind": "builtin",
         "admin_listen": "127.0.0.1:9000",
         "header_timeout": "5s",
+        "workers": 2,
         "tls": {"certificates": [{"cert": "site.crt", "key": "site.key"}]},
         "attach": {"admin_socket": "/run/haproxy/admin.sock", "backend": "shop"},
     },

@@ -92,6 +92,10 @@ FIELDS: dict[str, Disposition] = {
         "a router the team runs (HAProxy, nginx) is the cluster's ingress controller there: "
         "the traffic router Argo Rollouts drives (see --traffic)"
     ),
+    "router.workers": Reported(
+        "the ingress controller runs its own workers (ingress-nginx: worker-processes in its "
+        "ConfigMap); scale its replicas for more"
+    ),
     "router.tls": Reported(
         "TLS is the ingress controller's: put the certificates in a Secret and name it in the "
         "Ingress spec.tls (or the Gateway's listener); cert-manager can keep them renewed"

@@ -90,6 +90,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="start up, then wait for a byte on stdin before serving (the driver keeps one ready "
         "to replace a router that dies); end of input: exit",
     )
+    p.add_argument(
+        "--sibling-admin-socket",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="another worker's admin socket (router.workers): --admin-listen reads are merged",
+    )
     p.add_argument("--listen-fd", type=int, help="serve clients on this inherited socket")
     p.add_argument("--preview-listen-fd", type=int, help="the same for --preview-listen")
     a = p.parse_args(argv)
@@ -136,6 +144,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         redirect_http=a.redirect_http,
         standby=a.standby,
         admin_tls=a.admin_tls,
+        siblings=tuple(a.sibling_admin_socket),
     )
 
 

@@ -13,6 +13,11 @@ POST /release                  route the held requests, in order
 On the unix socket, file permissions (0600) are the access control. On TCP, reads are open
 (for Prometheus) and anything that changes state needs `Authorization: Bearer <token>`.
 
+With `router.workers` the first worker alone serves the TCP API, and knows the other workers'
+admin sockets (`siblings`): its /stats, /metrics and /samples over TCP are every worker's,
+merged (503 while one cannot answer: a partial sum would make counters go down), and changes
+over TCP are refused (the controller applies them to every worker).
+
 This module knows the router only through `RouterControl` (server.Router satisfies it), so it never
 imports server.
 """
@@ -35,14 +40,15 @@ import httptools
 from zerodown import __version__
 from zerodown.routers.proxy.events import log
 from zerodown.routers.proxy.statefile import save_state
+from zerodown.routers.proxy.stats import ReleaseCounters, merge_stats_json, prometheus_text
 from zerodown.routers.proxy.validate import TableError, parse_table
 
 if TYPE_CHECKING:
     from zerodown.core.routes import RouteTable
     from zerodown.routers.proxy.routing import CompiledTable
-    from zerodown.routers.proxy.stats import ReleaseCounters
 
 MAX_BODY = 16 * 1024 * 1024
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_HOLD = 3600.0  # seconds: the longest hold a request may ask for
 
 _REASONS = {
@@ -113,6 +119,36 @@ def _error(status: int, message: str) -> Reply:
     return _json(status, {"error": message})
 
 
+def _get(target: str) -> _Request:
+    req = _Request()
+    req.method, req.url = "GET", target.encode("latin-1")
+    return req
+
+
+SIBLING_TIMEOUT = 5.0  # seconds another worker has to answer
+
+
+async def _fetch(admin_socket: Path, target: str) -> Any:
+    """GET `target` on another worker's admin socket: its JSON answer."""
+
+    async def get() -> bytes:
+        reader, writer = await asyncio.open_unix_connection(str(admin_socket))
+        try:
+            writer.write(
+                f"GET {target} HTTP/1.1\r\nHost: router\r\nConnection: close\r\n\r\n".encode()
+            )
+            return await reader.read()  # until it closes: Connection: close
+        finally:
+            writer.close()
+
+    raw = await asyncio.wait_for(get(), SIBLING_TIMEOUT)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200 "):
+        status_line = head.partition(b"\r\n")[0].decode("latin-1")
+        raise ValueError(f"{admin_socket}: {status_line}")
+    return json.loads(body)
+
+
 class RouterControl(Protocol):
     """What the admin API reads and changes of the router (server.Router)."""
 
@@ -133,10 +169,17 @@ class RouterControl(Protocol):
 
 
 class Admin:
-    def __init__(self, router: RouterControl, state_file: Path, token: str | None) -> None:
+    def __init__(
+        self,
+        router: RouterControl,
+        state_file: Path,
+        token: str | None,
+        siblings: tuple[Path, ...] = (),
+    ) -> None:
         self.router = router
         self.state_file = state_file
         self.token = token
+        self.siblings = siblings  # the other workers' admin sockets (router.workers)
         self.lock = asyncio.Lock()
 
     async def handle_unix(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -205,6 +248,12 @@ class Admin:
                 return _error(
                     401, "changing the router over TCP needs 'Authorization: Bearer <token>'"
                 )
+            if tcp and self.siblings:
+                return _error(
+                    409,
+                    "this router runs several workers: change them through the controller"
+                    " (zerodown), which changes every worker",
+                )
             if path == "/routes" and req.method == "PUT":
                 return await self.put_routes(b"".join(req.body))
             if path == "/tunnels/close" and req.method == "POST":
@@ -230,6 +279,8 @@ class Admin:
             if path in ("/routes", "/healthz", "/stats", "/samples", "/metrics"):
                 return _error(405, f"{req.method} is not allowed on {path}")
             return _error(404, f"no such endpoint: {path}")
+        if tcp and self.siblings and path in ("/stats", "/metrics", "/samples"):
+            return await self.merged(path, parts.query)
         if path == "/healthz":
             return _json(
                 200,
@@ -247,7 +298,7 @@ class Admin:
         if path == "/stats":
             return _json(200, router.stats_json())
         if path == "/metrics":
-            return 200, "text/plain; version=0.0.4; charset=utf-8", router.metrics_text().encode()
+            return 200, METRICS_TYPE, router.metrics_text().encode()
         if path == "/samples":
             query = parse_qs(parts.query)
             release = query.get("release", [""])[0]
@@ -260,6 +311,27 @@ class Admin:
             counters = router.releases.get(release)
             return _json(200, counters.samples_since(since) if counters else [])
         return _error(404, f"no such endpoint: {path}")
+
+    async def merged(self, path: str, query: str) -> Reply:
+        """GET `path` of every worker, as one answer (/metrics: from their /stats)."""
+        target = "/stats" if path == "/metrics" else f"{path}?{query}" if query else path
+        # This worker's own answer, as it gives it on its unix socket.
+        own_status, _ctype, own_body = await self.dispatch(_get(target), tcp=False)
+        if own_status != 200:
+            return own_status, _ctype, own_body
+        try:
+            others = await asyncio.gather(*(_fetch(s, target) for s in self.siblings))
+        except (OSError, ValueError, TimeoutError) as e:
+            return _error(503, f"a router worker cannot be reached ({e}); ask again")
+        parts = [json.loads(own_body), *others]
+        if path == "/samples":
+            return _json(200, sorted((s for p in parts for s in p), key=lambda s: s[0]))
+        stats = merge_stats_json(parts)
+        if path == "/stats":
+            return _json(200, stats)
+        releases = {n: ReleaseCounters.from_json(c) for n, c in stats["releases"].items()}
+        backends = [(b["release"], a, b["inflight"]) for a, b in stats["backends"].items()]
+        return 200, METRICS_TYPE, prometheus_text(releases, backends).encode()
 
     async def put_routes(self, body: bytes) -> Reply:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ def router_command(
     tls: list[tuple[str, str]] | None = None,
     redirect_http: str | None = None,
     admin_tls: bool = False,
+    siblings: Sequence[str] = (),
 ) -> list[str]:
     """argv that starts the router process."""
     argv = [sys.executable, "-m", "zerodown.routers.proxy", "--listen", listen]
@@ -45,6 +47,8 @@ def router_command(
         argv += ["--redirect-http", redirect_http]
     if admin_tls:
         argv.append("--admin-tls")
+    for sibling in siblings:
+        argv += ["--sibling-admin-socket", sibling]
     if take_over:
         argv.append("--take-over")
     if listen_fd is not None:

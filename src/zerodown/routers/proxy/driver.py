@@ -16,6 +16,8 @@ Guarantees (the Router and RouterStats contract, core/ports.py, plus):
 - `restart` starts a successor with `--take-over` (see handover.py): no connection is refused,
   no request fails. `start` does the same once when the running router is of another zerodown
   version (one that reports its version, i.e. that can hand over).
+- With `router.workers` above 1, workers.py runs one of these per worker, each binding its own
+  listening sockets with SO_REUSEPORT (`shared`); the first one serves `router.admin_listen`.
 - `stop` sends SIGTERM, gives in-flight requests `grace` seconds, then SIGKILL; it signals only a
   process whose command line names this state directory's admin socket, so a pid the kernel
   recycled is never signalled. It stops the router that answers on the admin socket as well as
@@ -42,7 +44,7 @@ from typing import Any
 from zerodown import __version__, procfs
 from zerodown.core.analysis.stats import Sample
 from zerodown.core.errors import SpecError, TransientDriverError
-from zerodown.core.ports import BackendLoad
+from zerodown.core.ports import BackendLoad, Router
 from zerodown.core.routes import ReleaseStats, RouteTable
 from zerodown.drivers import DriverContext
 from zerodown.paths import Paths
@@ -59,15 +61,31 @@ KILL_WAIT = 10.0  # seconds `stop` waits after SIGKILL before it gives up
 LOG_TAIL = 3  # lines of router.log quoted when the router does not start
 
 
-def create(ctx: DriverContext) -> BuiltinRouter:
-    return BuiltinRouter(paths=ctx.paths, spec=ctx.spec)
+def create(ctx: DriverContext) -> Router:
+    count = ctx.spec.router.worker_count
+    if count == 1 and not ctx.paths.router_worker_pids():
+        return BuiltinRouter(paths=ctx.paths, spec=ctx.spec)
+    # Several workers, or one now where there were several (the others are stopped).
+    from zerodown.routers.proxy.workers import RouterWorkers  # it builds on this module
+
+    return RouterWorkers(paths=ctx.paths, spec=ctx.spec, count=count)
 
 
 class BuiltinRouter:
-    def __init__(self, *, paths: Paths, spec: Spec) -> None:
+    def __init__(self, *, paths: Paths, spec: Spec, worker: int = 0, workers: int = 1) -> None:
+        """The router process of this state directory, or with `router.workers` (workers.py)
+        worker `worker` of `workers`: its admin socket and pid file are its own, and with more
+        than one worker it binds its own listening sockets with SO_REUSEPORT (`shared`: the
+        kernel spreads connections among the workers' sockets)."""
         self.paths = paths
         self.spec = spec  # as it was when the controller started: listen addresses, timeouts
-        self.client = ProxyRouter(str(paths.router_socket))
+        self.worker = worker
+        self.workers = workers
+        self.shared = workers > 1
+        self.admin_socket = paths.router_worker_socket(worker)
+        self.pid_file = paths.router_worker_pid(worker)
+        self.name = f"router worker {worker}" if self.shared else "router"  # in messages
+        self.client = ProxyRouter(str(self.admin_socket))
         self._checked_at = -math.inf
         self._children: list[subprocess.Popen[bytes]] = []  # routers we started, to reap them
         self._held: dict[str, socket.socket] = {}  # copies of the router's listening sockets
@@ -84,7 +102,7 @@ class BuiltinRouter:
             return
         self._reap()
         # The socket file too: our pooled connection may outlive it, a new client could not.
-        health = await self.client.health() if self.paths.router_socket.is_socket() else None
+        health = await self.client.health() if self.admin_socket.is_socket() else None
         if health is not None:
             self._checked_at = now
             self._adopt(health.get("pid"))
@@ -95,7 +113,10 @@ class BuiltinRouter:
                 version = health.get("version")
                 if version is not None and version != __version__:
                     log.info(
-                        "the router runs zerodown %s, not %s: restarting it", version, __version__
+                        "the %s runs zerodown %s, not %s: restarting it",
+                        self.name,
+                        version,
+                        __version__,
                     )
                     await self.restart()
             self._ensure_standby()
@@ -103,8 +124,8 @@ class BuiltinRouter:
         running = self.pid()
         if running is not None:
             raise TransientDriverError(
-                f"the router (pid {running}) runs but cannot be reached on its admin socket "
-                f"{self.paths.router_socket}; traffic still flows through it. If this lasts, "
+                f"the {self.name} (pid {running}) runs but cannot be reached on its admin socket "
+                f"{self.admin_socket}; traffic still flows through it. If this lasts, "
                 "stop that process: the next pass starts a new router"
             )
         standby, self._standby = self._standby, None
@@ -156,7 +177,7 @@ class BuiltinRouter:
             )
         if health is None:
             raise TransientDriverError(
-                f"no router answers on {self.paths.router_socket}: nothing to restart "
+                f"no router answers on {self.admin_socket}: nothing to restart "
                 "(the controller starts one by itself; `zerodown up` if it does not run)"
             )
         child = await self._spawn(take_over=True)
@@ -168,7 +189,7 @@ class BuiltinRouter:
     async def _hold_sockets(self) -> None:
         try:
             conn, sockets, _meta = await asyncio.to_thread(
-                request_sockets, handover_path(self.paths.router_socket), b"give", timeout=5.0
+                request_sockets, handover_path(self.admin_socket), b"give", timeout=5.0
             )
         except (OSError, ValueError, KeyError):
             return  # a router of an older zerodown: nothing to keep
@@ -184,10 +205,10 @@ class BuiltinRouter:
         if sock is None:
             host, port = parse_address(address)
             try:
-                sock = socket.create_server((host, port), backlog=2048)
+                sock = socket.create_server((host, port), backlog=2048, reuse_port=self.shared)
             except OSError as e:
                 raise SpecError(
-                    f"the router cannot listen on {address}: {e.strerror}", field=field
+                    f"the {self.name} cannot listen on {address}: {e.strerror}", field=field
                 ) from None
             self._held[name] = sock
         return sock
@@ -226,17 +247,23 @@ class BuiltinRouter:
                 fds["preview"] = self._bind(
                     "preview", preview, "strategy.blue_green.preview_listen"
                 ).fileno()
+        # The TCP admin API: the first worker's, merging the others' counters (admin.py).
+        admin_listen = router.admin_listen if self.worker == 0 else None
         argv = router_command(
             listen=router.listen,
             preview_listen=preview,
-            admin_socket=str(self.paths.router_socket),
+            admin_socket=str(self.admin_socket),
             state_file=str(self.paths.router_state),
-            admin_listen=router.admin_listen,
-            admin_token_file=str(self.paths.token_file) if router.admin_listen else None,
+            admin_listen=admin_listen,
+            admin_token_file=str(self.paths.token_file) if admin_listen else None,
             header_timeout=router.header_timeout,
             tls=self._tls_files(),
-            redirect_http=router.tls.redirect_http if router.tls else None,
-            admin_tls=bool(router.tls and router.tls.admin and router.admin_listen),
+            # A redirect is little work: one worker answers it (no port to share).
+            redirect_http=router.tls.redirect_http if router.tls and self.worker == 0 else None,
+            admin_tls=bool(router.tls and router.tls.admin and admin_listen),
+            siblings=[str(self.paths.router_worker_socket(n)) for n in range(1, self.workers)]
+            if admin_listen
+            else [],
             take_over=take_over,
             listen_fd=fds.get("listen"),
             preview_listen_fd=fds.get("preview"),
@@ -269,9 +296,9 @@ class BuiltinRouter:
         while time.monotonic() < deadline and child.poll() is None:
             health = await self.client.health()
             if health is not None and health.get("pid") == child.pid:
-                self.paths.router_pid.write_text(str(child.pid))
+                self.pid_file.write_text(str(child.pid))
                 how = "took over" if take_over else "started"
-                log.info("router %s (pid %s) on %s", how, child.pid, router.listen)
+                log.info("%s %s (pid %s) on %s", self.name, how, child.pid, router.listen)
                 return child
             await asyncio.sleep(0.005)
         with contextlib.suppress(OSError):
@@ -282,14 +309,14 @@ class BuiltinRouter:
                 written.seek(log_from)
                 tail = written.read(4096).decode(errors="replace").strip().splitlines()[-LOG_TAIL:]
         raise SpecError(
-            f"the router did not start on {router.listen}: {' | '.join(tail)}",
+            f"the {self.name} did not start on {router.listen}: {' | '.join(tail)}",
             field="router.listen",
         )
 
     def pid(self) -> int | None:
         """The pid of this state directory's router while it runs (never a recycled pid)."""
         try:
-            return self._ours(int(self.paths.router_pid.read_text()))
+            return self._ours(int(self.pid_file.read_text()))
         except (OSError, ValueError):
             return None
 
@@ -301,7 +328,7 @@ class BuiltinRouter:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return None
-        ours = str(self.paths.router_socket).encode() in cmdline
+        ours = str(self.admin_socket).encode() in cmdline
         return pid if ours and procfs.running(pid) else None
 
     def _adopt(self, pid: object) -> None:
@@ -313,14 +340,14 @@ class BuiltinRouter:
         (the end of `zerodown down`) must know which process to stop."""
         answering = self._ours(pid)
         if answering is not None and answering != self.pid():
-            self.paths.router_pid.write_text(str(answering))
-            log.info("router (pid %s) adopted", answering)
+            self.pid_file.write_text(str(answering))
+            log.info("%s (pid %s) adopted", self.name, answering)
 
     async def stop(self, *, grace: float) -> None:
         self._drop_standby()
         self._release_sockets()  # nothing should wait for a router that is going away
         # The router that answers, whoever started it, and the one router.pid names.
-        health = await self.client.health() if self.paths.router_socket.is_socket() else None
+        health = await self.client.health() if self.admin_socket.is_socket() else None
         pids = {p for p in (self._ours((health or {}).get("pid")), self.pid()) if p is not None}
         for pid in sorted(pids):
             with contextlib.suppress(OSError):
@@ -329,7 +356,7 @@ class BuiltinRouter:
         killed = False
         while left := [p for p in pids if procfs.running(p)]:
             if time.monotonic() > deadline + KILL_WAIT:
-                log.warning("the router (pid %s) is still there after SIGKILL", left)
+                log.warning("the %s (pid %s) is still there after SIGKILL", self.name, left)
                 return
             if time.monotonic() > deadline and not killed:
                 for pid in left:
@@ -337,7 +364,7 @@ class BuiltinRouter:
                         os.kill(pid, signal.SIGKILL)
                 killed = True
             await asyncio.sleep(0.05)
-        self.paths.router_pid.unlink(missing_ok=True)
+        self.pid_file.unlink(missing_ok=True)
         for child in self._children:
             if child.pid in pids:
                 child.wait()  # reaped: a zombie is gone already, for the tests above

@@ -227,7 +227,7 @@ class Router:
     def stats_json(self) -> dict[str, Any]:
         return {
             "generation": self.table.generation,
-            "releases": {n: c.snapshot().to_json() for n, c in self.releases.items()},
+            "releases": {n: c.to_json() for n, c in self.releases.items()},
             "backends": {
                 a: {
                     "release": b.release,
@@ -271,6 +271,7 @@ class Options:
     redirect_http: str | None = None  # a plain listener that redirects to https (with tls)
     standby: bool = False  # wait for a byte on stdin before serving (__main__)
     admin_tls: bool = False  # the TCP admin API over TLS too (the same certificates)
+    siblings: tuple[Path, ...] = ()  # the other workers' admin sockets (router.workers)
 
 
 def unix_listener(path: Path) -> socket.socket:
@@ -433,7 +434,7 @@ async def serve(opts: Options, table: RouteTable | None) -> int:
         servers.append(
             await loop.create_server(lambda: RedirectConn(https_port), sock=sockets["redirect"])
         )
-    admin = Admin(router, opts.state_file, opts.admin_token)
+    admin = Admin(router, opts.state_file, opts.admin_token, opts.siblings)
     admin_servers = [await asyncio.start_unix_server(admin.handle_unix, sock=sockets["admin"])]
     if opts.admin_listen:
         host, port = parse_address(opts.admin_listen)

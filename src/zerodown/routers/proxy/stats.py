@@ -140,6 +140,34 @@ class ReleaseCounters:
     def samples_since(self, since: float) -> list[list[Any]]:
         return [[ts, lat, st] for ts, lat, st in self.samples if ts > since]
 
+    def to_json(self) -> dict[str, Any]:
+        """The counters as /stats shows them, with the count per status code."""
+        return {**self.snapshot().to_json(), "codes": {str(c): n for c, n in self.codes.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReleaseCounters:
+        """Counters (no samples) from `to_json`: to merge several routers' into one."""
+        c = cls(1)
+        c.requests = int(data.get("requests", 0))
+        c.responses_4xx = int(data.get("responses_4xx", 0))
+        c.responses_5xx = int(data.get("responses_5xx", 0))
+        c.transport_errors = int(data.get("transport_errors", 0))
+        c.latency_sum = float(data.get("latency_sum", 0.0))
+        counts = [int(n) for n in data.get("latency_counts", ())]
+        c.counts = counts + [0] * (len(c.counts) - len(counts))
+        c.codes = {int(code): int(n) for code, n in data.get("codes", {}).items()}
+        return c
+
+    def add(self, other: ReleaseCounters) -> None:
+        self.requests += other.requests
+        self.responses_4xx += other.responses_4xx
+        self.responses_5xx += other.responses_5xx
+        self.transport_errors += other.transport_errors
+        self.latency_sum += other.latency_sum
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        for code, n in other.codes.items():
+            self.codes[code] = self.codes.get(code, 0) + n
+
 
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -210,3 +238,42 @@ class TunnelCounts:
 
     def to_json(self) -> dict[str, Any]:
         return {"opened": self.opened, "open": self.open, "closed_by": dict(self.closed)}
+
+
+def merge_stats_json(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several routers' /stats (router.workers: one per worker) as one: counters, in-flight
+    requests, tunnels, held requests and connections added; the oldest table's generation."""
+    releases: dict[str, ReleaseCounters] = {}
+    backends: dict[str, dict[str, Any]] = {}
+    merged: dict[str, Any] = {"generation": min((p["generation"] for p in parts), default=0)}
+    for part in parts:
+        for name, data in part["releases"].items():
+            c = ReleaseCounters.from_json(data)
+            if name in releases:
+                releases[name].add(c)
+            else:
+                releases[name] = c
+        for address, b in part["backends"].items():
+            backends[address] = _added(backends.get(address), b)
+        for key in ("tunnels", "hold", "clients"):
+            merged[key] = _added(merged.get(key), part.get(key))
+    if merged.get("hold"):  # the longest hold left, not the sum
+        merged["hold"]["seconds_left"] = max(p["hold"].get("seconds_left", 0.0) for p in parts)
+    merged["releases"] = {n: c.to_json() for n, c in releases.items()}
+    merged["backends"] = backends
+    return merged
+
+
+def _added(a: Any, b: Any) -> Any:
+    """`b` added into `a`: numbers summed, booleans or-ed, dicts key by key, the rest a's."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, bool):
+        return a or b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a + b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _added(a.get(k), b.get(k)) for k in {**a, **b}}
+    return a
