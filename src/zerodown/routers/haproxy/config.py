@@ -113,7 +113,6 @@ def _logged(files: Files) -> list[str]:
         f'  log-format "{log_format(files)}"',
         "  option dontlognull",  # a connection that sent nothing (a port probe) is no request
         f"  http-request set-var(txn.zd_weight) str(on),map_str_int({files.log_switch})",
-        f"  http-request set-log-level silent unless {LOGGING}",
     ]
 
 
@@ -126,8 +125,7 @@ def _sampled(files: Files) -> list[str]:
     return [
         f"  http-response set-var(txn.zd_weight) srv_name,map_str_int({files.sampling},1)"
         f" if {LOGGING}",
-        "  http-response unset-var(txn.zd_weight) if { rand,mod(txn.zd_weight) gt 0 }",
-        f"  http-response set-log-level silent unless {LOGGING}",
+        "  http-response set-log-level silent unless { rand,mod(txn.zd_weight) eq 0 }",
         f"  http-response set-var(txn.zd_flags) res.hdr(x-zerodown-flags) if {LOGGING}",
     ]
 
