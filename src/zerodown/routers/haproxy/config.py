@@ -104,10 +104,9 @@ def log_format(files: Files) -> str:
 
 
 def _logged(files: Files) -> list[str]:
-    """The per-request line only while the log map holds `on 1` (set at runtime, no reload):
-    off, HAProxy builds and sends nothing (`set-log-level silent` returns before the line is
-    made). The switch is looked up once per request, into `txn.zd_weight`, which the response
-    rules (`_sampled`) test instead of the map."""
+    """The per-request line only while the log map holds `on 1` (set at runtime, no reload).
+    The switch is looked up once per request, into `txn.zd_weight`, which the response rules
+    (`_sampled`) read instead of the map."""
     return [
         "  log global",
         f'  log-format "{log_format(files)}"',
@@ -117,11 +116,13 @@ def _logged(files: Files) -> list[str]:
 
 
 def _sampled(files: Files) -> list[str]:
-    """Uniform sampling per server, so per release: the weight of the server that answered (1
-    when the sampling map has none); the line kept when `rand` modulo the weight is 0, else the
-    weight unset and the line silenced; only a kept line's flags header is read. Responses
-    HAProxy makes itself (no server) run no http-response rule: their lines are always kept
-    (weight `-`, 1)."""
+    """Uniform sampling per server, so per release: while the log is on, the weight of the
+    server that answered (1 when the sampling map has none); the line kept when `rand` modulo
+    the weight is 0. One rule silences both an unlogged request and a sampled-out one: with the
+    log off `txn.zd_weight` is unset, the converter fails and the condition is false (checked on
+    HAProxy 2.6: `mod` of a missing variable yields no value). Responses HAProxy makes itself
+    (no server) run no http-response rule: their lines are never silenced (weight `-`, 1), and
+    with the log off they go to a ring nobody reads."""
     return [
         f"  http-response set-var(txn.zd_weight) srv_name,map_str_int({files.sampling},1)"
         f" if {LOGGING}",
