@@ -139,3 +139,24 @@ def test_a_header_name_haproxy_cannot_read_is_refused() -> None:
         "    - set_header_route: {header: 'X Canary', value: 'yes'}\n"
     )
     assert message.startswith("zerodown.yaml:7: strategy.canary.steps.0: a name HAProxy"), message
+
+
+@pytest.mark.parametrize(
+    ("rules", "looked_up"),
+    [
+        (RULES, False),  # weights only: nothing sets txn.zd_be in the main frontend
+        (Rules("127.0.0.1:8080", None, 10.0, (Key("header", "X-Canary"),)), True),
+        (Rules("127.0.0.1:8080", None, 10.0, sticky=Key("cookie", "zd")), True),
+    ],
+)
+def test_the_backend_variable_is_looked_up_only_where_a_rule_sets_it(
+    tmp_path: Path, rules: Rules, looked_up: bool
+) -> None:
+    files = Files(run=tmp_path, admin_socket=tmp_path / "a.sock")
+    table = RouteTable(1, pools=(pool("v1", 100, 2),))
+    config = render(rules, desired(table, rules, {}), files, drain=5)
+    main = config.split("frontend zd_main")[1].split("\nbackend ")[0]
+    assert ("use_backend %[var(txn.zd_be)]" in main) is looked_up
+    with_preview = Rules("127.0.0.1:8080", "127.0.0.1:8081", 10.0)
+    preview = render(with_preview, desired(table, with_preview, {}), files, drain=5)
+    assert "use_backend %[var(txn.zd_be)]" in preview.split("frontend zd_preview")[1]

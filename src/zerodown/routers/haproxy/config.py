@@ -195,7 +195,7 @@ def render(rules: Rules, servers: Desired, files: Files, *, drain: float) -> str
             "  http-request set-var(txn.zd_be) var(txn.zd_key),lua.zd_bucket,"
             f"{_map(files, 'buckets')} if {unset} {{ var(txn.zd_key) -m found }}"
         )
-    lines += _tail(files, default=SPLIT)
+    lines += _tail(files, default=SPLIT, routed=bool(rules.match_keys) or rules.sticky is not None)
     if rules.preview_listen is not None:
         lines += [
             "frontend zd_preview",
@@ -204,7 +204,7 @@ def render(rules: Rules, servers: Desired, files: Files, *, drain: float) -> str
             "  option forwardfor",
             "  http-request set-header X-Forwarded-Proto http",
             f"  http-request set-var(txn.zd_be) str(preview),{_map(files, 'meta')}",
-            *_tail(files, default=NONE),
+            *_tail(files, default=NONE, routed=True),
         ]
     by_slot: dict[int, list[str]] = {s: [] for s in range(SLOTS)}
     split: list[str] = []
@@ -218,9 +218,11 @@ def render(rules: Rules, servers: Desired, files: Files, *, drain: float) -> str
     return "\n".join(lines)
 
 
-def _tail(files: Files, *, default: str) -> list[str]:
+def _tail(files: Files, *, default: str, routed: bool) -> list[str]:
+    """The backend (`txn.zd_be` when a rule above set it: `routed`, else never looked up, which
+    costs HAProxy 200-500 instructions a request; bench/haproxy_log_cost.py) and the log."""
     return [
-        "  use_backend %[var(txn.zd_be)] if { var(txn.zd_be) -m found }",
+        *(["  use_backend %[var(txn.zd_be)] if { var(txn.zd_be) -m found }"] if routed else []),
         f"  default_backend {default}",
         *_sampled(files),
         "",
