@@ -3,19 +3,24 @@
     python bench/haproxy_bench.py [--duration 5] [--connections 50] [--rounds 5]
 
 Starts, all on 127.0.0.1: one fast backend (nginx, one worker, static 200 on two ports, as in
-nginx_bench.py); a hand-written HAProxy in front of it (HAProxy's defaults, keep-alive on both
-sides, no logging); and two HAProxies as zerodown's driver runs them (`ManagedHaproxy`: the
-configuration zerodown writes, its route table applied through the Runtime API):
+nginx_bench.py); three hand-written HAProxies in front of it (HAProxy's defaults, keep-alive on
+both sides): **hand-written** (X-Forwarded-For, no logging), **by hand, same headers** (also
+X-Forwarded-Proto, as zerodown's routers set it), **by hand, same, logged** (also a line per
+request, `option httplog`, into a ring nobody reads); and two HAProxies as zerodown's driver runs
+them (`ManagedHaproxy`: the configuration zerodown writes, its route table applied through the
+Runtime API):
 
 - **managed, at rest**: one release, nobody reading samples: what runs day to day, with the
   per-request log off (accesslog.LogSwitch);
 - **managed, analysis**: a canary (v1 90 / v2 10) whose samples a reader in this process asks for
-  every second, as the analysis does: one `zd1` log line per request, read by the access-log
-  collector in this process, as the controller would.
+  every second, as the analysis does: a `zd2` log line per request (a uniform sample above
+  1,000 a second per release), read by the access-log collector in this process, as the
+  controller would.
 
 Then runs wrk (keep-alive) against each, in every round each case first in turn, and prints the
-median and the spread (min-max) of requests/s and p99 over the rounds, the per-round ratios to
-the hand-written HAProxy, and the CPU time HAProxy's processes spent per request (from
+median and the spread (min-max) of requests/s and p99 over the rounds, the per-round ratios
+(managed at rest and during analysis to the plain hand-written HAProxy; at rest to the one with
+the same headers; during analysis to the one with the same headers and a per-request log), and the CPU time HAProxy's processes spent per request (from
 /proc/PID/stat; steadier than requests/s on a busy machine). The analysed HAProxy's dropped log
 lines (`show info` DroppedLogs) are printed too: lines the collector did not read in time.
 
@@ -65,6 +70,22 @@ backend be
 """
 
 
+SAME_JOB = HAND_WRITTEN.replace(
+    "  default_backend be\n",
+    "  http-request set-header X-Forwarded-Proto http\n  default_backend be\n",
+)
+"""The hand-written configuration passing the app what zerodown's routers pass it: X-Forwarded-For
+and X-Forwarded-Proto (docs/router.md: a client's own X-Forwarded-Proto is replaced)."""
+
+SAME_JOB_LOGGED = (
+    SAME_JOB.replace("global\n", "global\n  log ring@hand_log format raw local0\n", 1)
+    .replace("defaults\n", "ring hand_log\n  format raw\n  size 4194304\n\ndefaults\n", 1)
+    .replace("  default_backend be\n", "  log global\n  option httplog\n  default_backend be\n")
+)
+"""And a line per request (`option httplog`) into a ring nobody reads: the cheapest per-request
+log HAProxy has, what production configurations keep on at all times."""
+
+
 def process(
     argv: list[str], log: Path
 ) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
@@ -77,6 +98,7 @@ def summary(values: list[float]) -> str:
 
 
 AT_REST, ANALYSIS, HAND = "managed, at rest", "managed, analysis", "hand-written"
+SAME, SAME_LOGGED = "by hand, same headers", "by hand, same, logged"
 
 
 async def managed_haproxy(d: Path, name: str, port: int) -> ManagedHaproxy:
@@ -110,14 +132,23 @@ async def bench(args: argparse.Namespace) -> None:
         contextlib.ExitStack() as stack,
     ):
         d = Path(tmp)
-        ports = {name: free_port() for name in ("v1", "v2", HAND, AT_REST, ANALYSIS)}
+        ports = {
+            name: free_port() for name in ("v1", "v2", HAND, SAME, SAME_LOGGED, AT_REST, ANALYSIS)
+        }
         (d / "backend.conf").write_text(
             BACKEND_CONF.format(dir=d, port1=ports["v1"], port2=ports["v2"])
         )
         (d / "hand.cfg").write_text(HAND_WRITTEN.format(port=ports[HAND], backend=ports["v1"]))
         nginx_argv = [nginx, "-p", str(d), "-g", "daemon off;", "-c", str(d / "backend.conf")]
         stack.enter_context(process(nginx_argv, d / "backend.log"))
-        hand = stack.enter_context(process([haproxy, "-f", str(d / "hand.cfg")], d / "hand.log"))
+        (d / "same.cfg").write_text(SAME_JOB.format(port=ports[SAME], backend=ports["v1"]))
+        (d / "logged.cfg").write_text(
+            SAME_JOB_LOGGED.format(port=ports[SAME_LOGGED], backend=ports["v1"])
+        )
+        by_hand = {
+            name: stack.enter_context(process([haproxy, "-f", str(d / cfg)], d / f"{cfg}.log"))
+            for name, cfg in ((HAND, "hand.cfg"), (SAME, "same.cfg"), (SAME_LOGGED, "logged.cfg"))
+        }
         rest = await managed_haproxy(d, "rest", ports[AT_REST])
         analysed = await managed_haproxy(d, "analysis", ports[ANALYSIS])
         reader: asyncio.Task[None] | None = None
@@ -129,14 +160,14 @@ async def bench(args: argparse.Namespace) -> None:
             reader = asyncio.create_task(read_samples(analysed))
             for port in ports.values():
                 wait_port(port)
-            cases = {name: ports[name] for name in (HAND, AT_REST, ANALYSIS)}
+            cases = {name: ports[name] for name in (HAND, SAME, SAME_LOGGED, AT_REST, ANALYSIS)}
             results: dict[str, list[tuple[float, float, float]]] = {c: [] for c in cases}
             cpu: dict[str, list[float]] = {c: [] for c in cases}  # µs of HAProxy CPU per request
             masters = {AT_REST: rest.pid(), ANALYSIS: analysed.pid()}
 
             def haproxy_cpu(name: str) -> float:
-                if name == HAND:
-                    return cpu_seconds(hand.pid)
+                if name in by_hand:
+                    return cpu_seconds(by_hand[name].pid)
                 master = masters[name]
                 assert master is not None
                 return sum(cpu_seconds(pid) for pid in [master, *children(master)])
@@ -146,7 +177,8 @@ async def bench(args: argparse.Namespace) -> None:
                     run_wrk, f"http://127.0.0.1:{port}/", duration=1, connections=args.connections
                 )
             for n in range(args.rounds):
-                order = list(cases)[n % 3 :] + list(cases)[: n % 3]  # each case first in turn
+                first = n % len(cases)  # each case first in turn
+                order = list(cases)[first:] + list(cases)[:first]
                 for name in order:
                     before = haproxy_cpu(name)
                     r = await asyncio.to_thread(
@@ -187,16 +219,16 @@ async def bench(args: argparse.Namespace) -> None:
         f"\nwrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds (each case first"
         " in turn), median (min-max); HAProxy's default threads in all"
     )
-    print(f"{'case':<18} {'requests/s':>28} {'p99 ms':>22} {'HAProxy CPU µs/request':>24}")
+    print(f"{'case':<22} {'requests/s':>28} {'p99 ms':>22} {'HAProxy CPU µs/request':>24}")
     for name, rs in results.items():
         print(
-            f"{name:<18} {summary([r[0] for r in rs]):>28} {summary([r[2] for r in rs]):>22}"
+            f"{name:<22} {summary([r[0] for r in rs]):>28} {summary([r[2] for r in rs]):>22}"
             f" {summary(cpu[name]):>24}"
         )
-    for name in (AT_REST, ANALYSIS):
-        rps, p99 = round_ratios(results[name], results[HAND])
+    for name, base in ((AT_REST, HAND), (ANALYSIS, HAND), (AT_REST, SAME), (ANALYSIS, SAME_LOGGED)):
+        rps, p99 = round_ratios(results[name], results[base])
         print(
-            f"{name} / hand-written, per round: {statistics.median(rps):.3f}x requests/s"
+            f"{name} / {base}, per round: {statistics.median(rps):.3f}x requests/s"
             f" ({rps[0]:.2f}-{rps[-1]:.2f}), {statistics.median(p99):.2f}x p99"
             f" ({p99[0]:.2f}-{p99[-1]:.2f})"
         )
