@@ -7,6 +7,9 @@ Starts, all on 127.0.0.1: a fast backend (nginx, one worker, static 200 on two p
 
 - **hand-written**: the configuration a person would write for a 90/10 split: one upstream with
   both servers weighted 9 and 1, `keepalive 256`, HTTP/1.1 to the backend, no access log;
+- **by hand, same headers**: the same, also passing X-Forwarded-Proto, as zerodown's routers do;
+- **by hand, same, logged**: the same, with nginx's standard access log (`combined`, buffered as
+  zerodown's is), what production configurations keep on at all times;
 - **zerodown, at rest**: nginx as the nginx router driver runs it (`zerodown up` with
   `router.kind: nginx`) for one release (v1), nobody reading samples: what runs day to day, with
   the per-request log off (accesslog.LogSwitch);
@@ -18,7 +21,8 @@ Starts, all on 127.0.0.1: a fast backend (nginx, one worker, static 200 on two p
 All with the same number of workers (`worker_processes auto`). wrk (keep-alive, 1 thread,
 `--connections`) against each; prints requests/s, p50, p99 and the CPU time the proxy's master
 and workers spent per request (/proc/PID/stat) per case per round, the medians and
-the per-round ratios to hand-written; then the responses wrk got from the analysed nginx beside
+the per-round ratios (zerodown at rest and during analysis to hand-written; at rest to the same
+headers; during analysis to the same headers logged); then the responses wrk got from the analysed nginx beside
 the lines the collector counted (lines lost). Needs nginx and wrk (`apt-get install -y
 nginx-light wrk`).
 """
@@ -90,6 +94,29 @@ http {{
 }}
 """
 
+SAME_CONF = (
+    HAND_CONF.replace(
+        "      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n",
+        "      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+        "      proxy_set_header X-Forwarded-Proto $scheme;\n",
+    )
+    .replace("hand-error.log", "same-error.log")
+    .replace("hand.pid", "same.pid")
+)
+"""The hand-written configuration passing the app what zerodown's routers pass it: also
+X-Forwarded-Proto."""
+
+LOGGED_CONF = (
+    SAME_CONF.replace(
+        "  access_log off;\n",
+        "  access_log {dir}/logged-access.log combined buffer=64k flush=250ms;\n",
+    )
+    .replace("same-error.log", "logged-error.log")
+    .replace("same.pid", "logged.pid")
+)
+"""And nginx's standard per-request log (`combined`), buffered as zerodown's is: what production
+configurations keep on at all times."""
+
 
 async def wrk(url: str, *, duration: int, connections: int) -> tuple[float, float, float, int]:
     """(requests/s, p50 ms, p99 ms, responses); run off the event loop so the log collector
@@ -147,6 +174,7 @@ def nginx(binary: str, directory: Path, name: str, text: str) -> subprocess.Pope
 
 
 AT_REST, ANALYSIS = "zerodown, at rest", "zerodown, analysis"
+HAND, SAME, SAME_LOGGED = "hand-written", "by hand, same headers", "by hand, same, logged"
 
 
 async def read_samples(router: NginxRouter) -> None:
@@ -176,18 +204,27 @@ async def main() -> None:
     args = p.parse_args()
     binary = find_binary()
     results: dict[str, list[tuple[float, float, float]]] = {
-        "hand-written": [],
-        AT_REST: [],
-        ANALYSIS: [],
+        case: [] for case in (HAND, SAME, SAME_LOGGED, AT_REST, ANALYSIS)
     }
     cpu: dict[str, list[float]] = {case: [] for case in results}  # µs of nginx CPU per request
     with tempfile.TemporaryDirectory(prefix="zerodown-nginx-bench-") as tmp:
         d = Path(tmp)
-        port1, port2, hand_port, zd_port, rest_port = (free_port() for _ in range(5))
+        port1, port2, zd_port, rest_port = (free_port() for _ in range(4))
         backend = nginx(binary, d, "backend", BACKEND_CONF.format(dir=d, port1=port1, port2=port2))
-        hand = nginx(
-            binary, d, "hand", HAND_CONF.format(dir=d, port1=port1, port2=port2, port=hand_port)
-        )
+        hand_ports = {case: free_port() for case in (HAND, SAME, SAME_LOGGED)}
+        by_hand = {
+            case: nginx(
+                binary,
+                d,
+                name,
+                conf.format(dir=d, port1=port1, port2=port2, port=hand_ports[case]),
+            )
+            for case, name, conf in (
+                (HAND, "hand", HAND_CONF),
+                (SAME, "same", SAME_CONF),
+                (SAME_LOGGED, "logged", LOGGED_CONF),
+            )
+        }
         (d / "zerodown.yaml").write_text("service: shop\n")
         paths = Paths.for_spec(d / "zerodown.yaml")
         paths.ensure()
@@ -220,16 +257,13 @@ async def main() -> None:
             await rest.start()
             await rest.apply(RouteTable(generation=1, pools=(Pool("v1", 100, (v1,)),)))
             reader = asyncio.create_task(read_samples(router))
-            urls = {
-                "hand-written": f"http://127.0.0.1:{hand_port}/",
+            urls = {case: f"http://127.0.0.1:{port}/" for case, port in hand_ports.items()}
+            urls |= {
                 AT_REST: f"http://127.0.0.1:{rest_port}/",
                 ANALYSIS: f"http://127.0.0.1:{zd_port}/",
             }
-            masters = {
-                "hand-written": hand.pid,
-                AT_REST: rest.process.pid(),
-                ANALYSIS: router.process.pid(),
-            }
+            masters = {case: proc.pid for case, proc in by_hand.items()}
+            masters |= {AT_REST: rest.process.pid(), ANALYSIS: router.process.pid()}
 
             def nginx_cpu(case: str) -> float:
                 """CPU seconds of the proxy's master and workers so far (steadier than req/s on a
@@ -243,7 +277,8 @@ async def main() -> None:
                 warm = await wrk(url, duration=1, connections=args.connections)
                 answered += warm[3] if case == ANALYSIS else 0
             for n in range(args.rounds):
-                order = list(urls)[n % 3 :] + list(urls)[: n % 3]  # each case first in turn
+                first = n % len(urls)  # each case first in turn
+                order = list(urls)[first:] + list(urls)[:first]
                 for case in order:
                     before = nginx_cpu(case)
                     *r, total = await wrk(
@@ -253,7 +288,7 @@ async def main() -> None:
                     results[case].append((r[0], r[1], r[2]))
                     cpu[case].append((nginx_cpu(case) - before) / (r[0] * args.duration) * 1e6)
                     print(
-                        f"round {n + 1} {case:12} {r[0]:9,.0f} req/s  p50 {r[1]:.2f} ms"
+                        f"round {n + 1} {case:21} {r[0]:9,.0f} req/s  p50 {r[1]:.2f} ms"
                         f"  p99 {r[2]:.2f} ms  nginx CPU {cpu[case][-1]:.1f} µs/request",
                         file=sys.stderr,
                     )
@@ -271,7 +306,7 @@ async def main() -> None:
             for driver in (router, rest):
                 await driver.stop(grace=5)
                 await driver.aclose()
-            for proc in (hand, backend):
+            for proc in (*by_hand.values(), backend):
                 proc.terminate()
                 proc.wait()
     print(
@@ -282,20 +317,20 @@ async def main() -> None:
         rps, p50, p99 = (sorted(col) for col in zip(*rows, strict=True))
         med[case] = (statistics.median(rps), statistics.median(p99))
         print(
-            f"  {case:12} {statistics.median(rps):9,.0f} req/s ({rps[0]:,.0f}-{rps[-1]:,.0f})"
+            f"  {case:21} {statistics.median(rps):9,.0f} req/s ({rps[0]:,.0f}-{rps[-1]:,.0f})"
             f"  p50 {statistics.median(p50):.2f} ms"
             f"  p99 {statistics.median(p99):.2f} ms ({p99[0]:.2f}-{p99[-1]:.2f})"
             f"  nginx CPU {statistics.median(cpu[case]):.1f} µs/request"
             f" ({min(cpu[case]):.1f}-{max(cpu[case]):.1f})"
         )
-    for case in (AT_REST, ANALYSIS):
-        rps_ratio, p99_ratio = round_ratios(results[case], results["hand-written"])
+    for case, base in ((AT_REST, HAND), (ANALYSIS, HAND), (AT_REST, SAME), (ANALYSIS, SAME_LOGGED)):
+        rps_ratio, p99_ratio = round_ratios(results[case], results[base])
         print(
-            f"  {case} / hand-written, per round: req/s {statistics.median(rps_ratio):.2f}x"
+            f"  {case} / {base}, per round: req/s {statistics.median(rps_ratio):.2f}x"
             f" ({rps_ratio[0]:.2f}-{rps_ratio[-1]:.2f}), p99 {statistics.median(p99_ratio):.2f}x"
             f" ({p99_ratio[0]:.2f}-{p99_ratio[-1]:.2f}); of the medians: req/s"
-            f" {med[case][0] / med['hand-written'][0]:.2f}x,"
-            f" p99 {med[case][1] / med['hand-written'][1]:.2f}x"
+            f" {med[case][0] / med[base][0]:.2f}x,"
+            f" p99 {med[case][1] / med[base][1]:.2f}x"
         )
     print(
         f"  log on (at rest, analysis), reloads (at rest, analysis): {switches};"
