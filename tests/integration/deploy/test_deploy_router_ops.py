@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
 from support.workspace import Workspace
+from zerodown.procfs import running
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +23,7 @@ def router_pid(ws: Workspace) -> int:
 
 
 def gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rindex(")") + 2] in "ZX"
+    return not running(pid)
 
 
 def test_router_restart_hold_release_and_kill_9(workspace: Workspace) -> None:

@@ -22,6 +22,7 @@ import yaml
 from support.services import free_port
 from support.workspace import Workspace, base_spec
 from zerodown.paths import Paths
+from zerodown.procfs import running
 from zerodown.routers.proxy.workers import RouterWorkers
 from zerodown.spec.load import load_spec
 
@@ -60,11 +61,7 @@ def merged_requests(ws: Workspace, release: str) -> int:
 
 
 def gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rindex(")") + 2] in "ZX"
+    return not running(pid)
 
 
 def serving(ws: Workspace) -> list[int]:
