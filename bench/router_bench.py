@@ -437,6 +437,17 @@ def spread(values: list[float], fmt: str) -> str:
     )
 
 
+def print_cases(names: list[str], rounds: list[dict[str, Result]]) -> None:
+    """A markdown table: each case's requests/s, p50 and p99 over the rounds, median (min-max)."""
+    print("| case | requests/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
+    for name in names:
+        rs = [r[name] for r in rounds]
+        print(
+            f"| {name} | {spread([r.rps for r in rs], ',.0f')} | "
+            f"{spread([r.p50_ms for r in rs], '.2f')} | {spread([r.p99_ms for r in rs], '.2f')} |"
+        )
+
+
 def admin_client(admin: Path) -> httpx.Client:
     return httpx.Client(transport=httpx.HTTPTransport(uds=str(admin)), trust_env=False)
 
@@ -537,13 +548,7 @@ def workers_bench(count: int, duration: int, connections: int, rounds_wanted: in
         f"keep-alive on both sides, {os.cpu_count()} cores shared by wrk, the backend and the "
         "router; median (min-max)\n"
     )
-    print("| case | requests/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
-    for name, _port in cases:
-        rs = [r[name] for r in rounds]
-        print(
-            f"| {name} | {spread([r.rps for r in rs], ',.0f')} | "
-            f"{spread([r.p50_ms for r in rs], '.2f')} | {spread([r.p99_ms for r in rs], '.2f')} |"
-        )
+    print_cases([name for name, _port in cases], rounds)
     ratio = [r[worker_case(count)].rps / r[worker_case(1)].rps for r in rounds]
     print(f"\n{count} workers / 1 worker per round: {spread(ratio, '.2f')}x requests/s")
     for w in range(count):
@@ -684,13 +689,7 @@ def main() -> None:
         + (", every request and response head unique" if args.request == "unique" else "")
         + "\n"
     )
-    print("| case | requests/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
-    for name, _port in cases:
-        rs = [r[name] for r in rounds]
-        print(
-            f"| {name} | {spread([r.rps for r in rs], ',.0f')} | "
-            f"{spread([r.p50_ms for r in rs], '.2f')} | {spread([r.p99_ms for r in rs], '.2f')} |"
-        )
+    print_cases([name for name, _port in cases], rounds)
     print(
         "\nthe router's CPU per proxied request (/proc/PID/stat over its wrk runs): user "
         f"{spread([u for u, _ in cpu_us], '.1f')} µs, system {spread([s for _, s in cpu_us], '.1f')} µs"
