@@ -300,18 +300,24 @@ def _matches(table: RouteTable, upstream_of: dict[str, str], zd: str, default: s
 
 
 def _release_map(table: RouteTable, zd: str) -> list[str]:
-    """`$zd_release`: the release of the backend that answered (the last one tried)."""
-    lines = [f"map $upstream_addr ${zd}release {{"]
-    seen: set[str] = set()
+    """`$zd_release`: the release of the backend that answered (the last one tried). Each
+    address twice: exactly (a hash look-up: nearly every request, one backend tried), and as a
+    regex for a list of the backends tried (`a, b`), which nginx tries only when no exact key
+    matched, one regex after the other."""
+    releases: dict[str, str] = {}
     for pool in table.pools:
         for b in pool.backends:
-            if b.address not in seen:
-                seen.add(b.address)
-                lines.append(
-                    f"    {quote('~(?:^|, )' + re.escape(b.address) + '$')} {quote(pool.release)};"
-                )
-    lines += ['    default "";', "}"]
-    return lines
+            releases.setdefault(b.address, pool.release)
+    return [
+        f"map $upstream_addr ${zd}release {{",
+        *(f"    {quote(address)} {quote(release)};" for address, release in releases.items()),
+        *(
+            f"    {quote('~, ' + re.escape(address) + '$')} {quote(release)};"
+            for address, release in releases.items()
+        ),
+        '    default "";',
+        "}",
+    ]
 
 
 def _servers(table: RouteTable, site: Site, zd: str, route: str, has_preview: bool) -> list[str]:
