@@ -12,17 +12,43 @@ hands them to the judge (zerodown.core.analysis.sequential_look).
 from __future__ import annotations
 
 import time
+from collections import deque
 
 from zerodown.core.analysis.context import AnalysisContext, StatsSource
 from zerodown.core.analysis.evaluate import Observed, measurement
 from zerodown.core.analysis.judge import JudgeResult, judge
 from zerodown.core.analysis.model import Measurement, error
 from zerodown.core.analysis.sequential_look import cursors, look, measurement_of
-from zerodown.core.analysis.stats import judge_samples, window_stats
+from zerodown.core.analysis.stats import Reading, counted_rate, judge_samples, window_stats
 from zerodown.spec.analysis import MetricSpec
+
+READINGS = 1024  # counter readings kept per release for request_rate (one per measurement)
+RELEASES_READ = 64  # releases whose readings are kept (a long-lived controller sees many)
 
 
 class RouterProvider:
+    def __init__(self) -> None:
+        # request_rate: each release's cumulative request count at each measurement, per stats
+        # source (another router counts apart), so that a window's rate comes from the counters
+        # (stats.counted_rate)
+        self._readings: dict[tuple[int, str], deque[Reading]] = {}
+
+    async def _request_rate(
+        self, source: StatsSource, release: str, start: float, now: float
+    ) -> float | None:
+        """The release's request rate over [start, now] from its counters, None until a
+        reading as old as the window's start exists (the samples answer meanwhile)."""
+        counters = (await source.stats()).get(release)
+        if counters is None:
+            return None
+        key = (id(source), release)
+        if key not in self._readings and len(self._readings) >= RELEASES_READ:
+            del self._readings[next(iter(self._readings))]  # the release first read the longest ago
+        readings = self._readings.setdefault(key, deque(maxlen=READINGS))
+        rate = counted_rate(readings, start, (now, counters.requests))
+        readings.append((now, counters.requests))
+        return rate
+
     async def measure(self, metric: MetricSpec, ctx: AnalysisContext) -> Measurement:
         started = time.time()
         source = ctx.stats_source
@@ -35,6 +61,9 @@ class RouterProvider:
         canary_samples = list(await source.samples(ctx.canary, start))
         canary = window_stats(canary_samples, start, end)
         value = canary.value(metric.query)
+        if metric.query == "request_rate":
+            counted = await self._request_rate(source, ctx.canary, start, end)
+            value = value if counted is None else counted
         observed = Observed(
             value=value,
             samples=canary.requests,
@@ -56,9 +85,13 @@ class RouterProvider:
                     confidence=spec.confidence,
                     allowed_effect=spec.allowed_effect,
                 )
+            baseline = stable.value(metric.query)
+            if metric.query == "request_rate":
+                counted = await self._request_rate(source, ctx.stable, start, end)
+                baseline = baseline if counted is None else counted
             observed = Observed(
                 value=value,
-                baseline=stable.value(metric.query),
+                baseline=baseline,
                 samples=canary.requests,
                 baseline_samples=stable.requests,
                 judged=judged,

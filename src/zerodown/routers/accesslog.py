@@ -64,15 +64,16 @@ of a request is HAProxy's `rand`: uniform, independent of status, latency or fla
 What the weights mean for the readers:
 - `stats()` (`ReleaseStats`: requests, 4xx, 5xx, transport errors, latency histogram and sum)
   are estimates: each line counts `weight` times (Horvitz-Thompson; exact while the weight is
-  1). Nothing in the analysis takes them for exact counts: it reads samples.
+  1). The analysis reads them only for `request_rate` (below), a rate, not an exact count.
 - `samples()` keep one sample per logged line, never repeated by its weight: a uniform sample of
   the release's requests, so the error rate, the latency quantiles, the Mann-Whitney judge
   (per-request latencies, per-second error rates) and the sequential judge (Bernoulli trials)
   judge what they would on every request, from fewer observations (at least a quarter of the cap
   a second: never fewer than the 20,000-sample ring holds over 80 s). Repeating a sample by its
   weight would make the judges over-confident. `min_samples` counts logged requests.
-- `request_rate` from the samples is the rate of logged requests: capped near the cap once
-  sampled, as the 20,000-sample ring already capped it at 20,000 / window (for every router).
+- `request_rate` (metrics/router.py) reads the counters, read at each measurement: every
+  request, estimated; the samples, the rate of logged requests, only until a reading as old as
+  the window's start exists.
 
 HAProxy (zerodown writes this for kind haproxy):
 

@@ -6,6 +6,7 @@ import pytest
 
 from zerodown.core.analysis.stats import (
     bucket_error_rates,
+    counted_rate,
     judge_samples,
     quantile,
     window_stats,
@@ -57,3 +58,27 @@ def test_bucket_error_rates() -> None:
     assert bucket_error_rates(samples, 0.0, 4.0) == [0.5, 0.0, 1.0]
     assert judge_samples(samples, "error_rate", 0.0, 4.0) == [0.5, 0.0, 1.0]
     assert judge_samples(samples, "latency_p90", 1.0, 4.0) == [0.01, 0.01]
+
+
+def test_the_rate_comes_from_the_counter_reading_at_the_window_start() -> None:
+    readings = [(100.0, 0), (110.0, 5_000), (120.0, 10_000)]
+    # the window [110, 130]: from the reading at 110, 30,000 - 5,000 requests in 20 s
+    assert counted_rate(readings, 110.0, (130.0, 30_000)) == pytest.approx(1_250.0)
+    # a start between readings: the newest before it (the span is then a little longer)
+    assert counted_rate(readings, 115.0, (130.0, 30_000)) == pytest.approx(1_250.0)
+
+
+def test_no_rate_without_a_reading_that_old_or_after_the_counter_went_back() -> None:
+    assert counted_rate([], 100.0, (130.0, 10)) is None
+    assert counted_rate([(120.0, 5)], 110.0, (130.0, 10)) is None  # nothing before the start
+    assert counted_rate([(100.0, 500)], 100.0, (130.0, 20)) is None  # a restarted router
+    assert counted_rate([(100.0, 500), (110.0, 3)], 100.0, (130.0, 900)) is None  # reset between
+    assert counted_rate([(130.0, 5)], 130.0, (130.0, 5)) is None  # no time has passed
+    assert counted_rate([(50.0, 5)], 110.0, (130.0, 900)) is None  # older than a window before
+
+
+def test_samples_alone_read_low_when_the_ring_cut_the_window() -> None:
+    """Why the counters: 60 s at 1,000 req/s in a ring of the last 20,000 samples."""
+    ring = [(40.0 + i / 1000, 0.01, 200) for i in range(20_000)]  # the last 20 s of 60
+    assert window_stats(ring, 0.0, 60.0).request_rate == pytest.approx(333.3, rel=0.01)
+    assert counted_rate([(0.0, 0)], 0.0, (60.0, 60_000)) == pytest.approx(1_000.0)

@@ -93,3 +93,25 @@ def judge_samples(samples: Sequence[Sample], query: str, start: float, end: floa
     if query.startswith("latency_p"):
         return [s[1] for s in samples if start <= s[0] <= end]
     raise ValueError(f"the judge cannot compare {query!r}")
+
+
+Reading = tuple[float, int]  # (wall-clock seconds, a release's cumulative request count)
+
+
+def counted_rate(readings: Sequence[Reading], start: float, now: Reading) -> float | None:
+    """Requests a second from `start` to `now`, from the cumulative counter: the newest earlier
+    reading taken at or before `start`. The samples cannot give it where a window holds more
+    requests than the sample ring keeps, or where a router logs a sample of its requests
+    (routers/accesslog.py). None when no reading is that old (or it is older than a second
+    window before `start`: it would stretch the window), or when the counter went back since
+    (a restarted router starts from zero)."""
+    before = [r for r in readings if r[0] <= start]
+    if not before:
+        return None
+    at, count = before[-1]
+    if start - at > max(now[0] - start, 0.0):
+        return None
+    if now[1] < count or any(later[1] < count for later in readings if later[0] > at):
+        return None
+    span = now[0] - at
+    return (now[1] - count) / span if span > 0 else None
