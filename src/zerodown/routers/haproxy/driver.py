@@ -293,7 +293,7 @@ class ManagedHaproxy(_Common):
         }
 
     def _write_log_switch(self, on: bool) -> None:
-        _write_atomic(self.files.log_switch, "on 1\n" if on else "")
+        _write_map(self.files.log_switch, {"on": 1} if on else {})
 
     async def _turn_log(self, on: bool) -> None:
         """The log map's entry, at runtime (a HAProxy not running yet reads the file). Each
@@ -312,7 +312,7 @@ class ManagedHaproxy(_Common):
         """The sampling map (`<server> <weight>`), in its file and at runtime."""
         async with self._sampling_lock:  # the sampler's look and a table change
             entries = self._sampling_entries(weights)
-            _write_atomic(self.files.sampling, "".join(f"{s} {w}\n" for s, w in entries.items()))
+            _write_map(self.files.sampling, entries)
             if self.pid() is not None:
                 await self._replace_map(self.files.sampling, entries)
 
@@ -327,13 +327,9 @@ class ManagedHaproxy(_Common):
     def _write_files(self, want: Desired) -> None:
         self.files.lua.write_text(MURMUR3_LUA)
         self._write_log_switch(bool(self.log_switch.on))
-        sampled = self._sampling_entries(self.sampler.weights)
-        _write_atomic(self.files.sampling, "".join(f"{s} {w}\n" for s, w in sampled.items()))
+        _write_map(self.files.sampling, self._sampling_entries(self.sampler.weights))
         for name in map_names(self.rules):
-            entries = want.maps.get(name, {})
-            _write_atomic(
-                self.files.map_file(name), "".join(f"{k} {v}\n" for k, v in entries.items())
-            )
+            _write_map(self.files.map_file(name), want.maps.get(name, {}))
         config = render(self.rules, want, self.files, drain=self.spec.run.drain + 30)
         _write_atomic(self.files.config, config)
 
@@ -474,10 +470,7 @@ class ManagedHaproxy(_Common):
         self.rules = rules
         self._save_table(table, want.slots)
         for name in map_names(rules):
-            entries = want.maps.get(name, {})
-            _write_atomic(
-                self.files.map_file(name), "".join(f"{k} {v}\n" for k, v in entries.items())
-            )
+            _write_map(self.files.map_file(name), want.maps.get(name, {}))
         if reload:
             await self.reload()
         elif self.sampler.weights:  # the weighed releases' servers, as they are now
@@ -721,3 +714,8 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_map(path: Path, entries: Mapping[str, object]) -> None:
+    """A map file as HAProxy reads it at start: `<key> <value>` a line."""
+    _write_atomic(path, "".join(f"{k} {v}\n" for k, v in entries.items()))
