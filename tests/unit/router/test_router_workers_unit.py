@@ -11,11 +11,10 @@ from zerodown.core.errors import SpecError
 from zerodown.core.ports import BackendLoad
 from zerodown.core.routes import ReleaseStats
 from zerodown.paths import Paths
-from zerodown.routers.proxy.stats import ReleaseCounters, merge_stats_json
+from zerodown.routers.proxy.stats import ReleaseCounters, merge_answers, merge_stats_json
 from zerodown.routers.proxy.workers import (
     all_known,
     merge_backends,
-    merge_counts,
     merge_samples,
     merge_stats,
 )
@@ -93,7 +92,7 @@ def test_a_table_runs_when_every_worker_runs_it() -> None:
 def test_hold_answers_merge() -> None:
     a = {"holding": True, "seconds_left": 3.0, "held": 2, "released": 2}
     b = {"holding": False, "seconds_left": 5.0, "held": 1, "released": 3}
-    assert merge_counts([a, b]) == {"holding": True, "seconds_left": 5.0, "held": 3, "released": 5}
+    assert merge_answers([a, b]) == {"holding": True, "seconds_left": 5.0, "held": 3, "released": 5}
 
 
 def worker_stats_json(requests: int, held: int, seconds_left: float) -> dict[str, object]:

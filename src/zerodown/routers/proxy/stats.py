@@ -257,15 +257,26 @@ def merge_stats_json(parts: list[dict[str, Any]]) -> dict[str, Any]:
             backends[address] = _added(backends.get(address), b)
         for key in ("tunnels", "hold", "clients"):
             merged[key] = _added(merged.get(key), part.get(key))
-    if merged.get("hold"):  # the longest hold left, not the sum
-        merged["hold"]["seconds_left"] = max(p["hold"].get("seconds_left", 0.0) for p in parts)
     merged["releases"] = {n: c.to_json() for n, c in releases.items()}
     merged["backends"] = backends
     return merged
 
 
-def _added(a: Any, b: Any) -> Any:
-    """`b` added into `a`: numbers summed, booleans or-ed, dicts key by key, the rest a's."""
+LONGEST = frozenset({"seconds_left"})  # a time left (a hold's): the longest, not the sum
+
+
+def merge_answers(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Several workers' answers as one (a hold's; the hold, tunnels and clients of /stats):
+    see `_added`."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        merged = _added(merged, part)
+    return merged
+
+
+def _added(a: Any, b: Any, key: str = "") -> Any:
+    """`b` added into `a`: numbers summed (a time left: the longest), booleans or-ed, dicts key
+    by key, the rest a's."""
     if a is None:
         return b
     if b is None:
@@ -273,7 +284,7 @@ def _added(a: Any, b: Any) -> Any:
     if isinstance(a, bool):
         return a or b
     if isinstance(a, int | float) and isinstance(b, int | float):
-        return a + b
+        return max(a, b) if key in LONGEST else a + b
     if isinstance(a, dict) and isinstance(b, dict):
-        return {k: _added(a.get(k), b.get(k)) for k in {**a, **b}}
+        return {k: _added(a.get(k), b.get(k), k) for k in {**a, **b}}
     return a

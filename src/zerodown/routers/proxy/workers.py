@@ -32,6 +32,7 @@ from zerodown.core.ports import BackendLoad
 from zerodown.core.routes import ReleaseStats, RouteTable
 from zerodown.paths import Paths
 from zerodown.routers.proxy.driver import BuiltinRouter
+from zerodown.routers.proxy.stats import merge_answers
 from zerodown.spec.model import Spec
 
 log = logging.getLogger("zerodown.router")
@@ -145,10 +146,10 @@ class RouterWorkers:
                 if not isinstance(r, BaseException):
                     await w.release()
             raise failed[0]
-        return merge_counts(r for r in results if not isinstance(r, BaseException))
+        return merge_answers(r for r in results if not isinstance(r, BaseException))
 
     async def release(self) -> dict[str, Any]:
-        return merge_counts(await self._each(lambda w: w.release()))
+        return merge_answers(await self._each(lambda w: w.release()))
 
 
 # --- merging (pure) ----------------------------------------------------------------------------
@@ -208,20 +209,3 @@ def merge_backends(parts: Iterable[dict[str, BackendLoad]]) -> dict[str, Backend
 def merge_samples(parts: Iterable[Sequence[Sample]]) -> list[Sample]:
     """Every worker's samples, in time order (each worker's are in order already)."""
     return sorted((s for part in parts for s in part), key=lambda s: s[0])
-
-
-def merge_counts(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The workers' hold answers as one: counts summed, `holding` if any holds, the longest
-    time left."""
-    merged: dict[str, Any] = {}
-    for part in parts:
-        for key, value in part.items():
-            if key not in merged:
-                merged[key] = value
-            elif isinstance(value, bool):
-                merged[key] = merged[key] or value
-            elif key == "seconds_left":
-                merged[key] = max(merged[key], value)
-            elif isinstance(value, int | float):
-                merged[key] += value
-    return merged
