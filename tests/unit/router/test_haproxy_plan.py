@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from zerodown.core.errors import PermanentDriverError, SpecError
+from support.specs import refusal
+from zerodown.core.errors import PermanentDriverError
 from zerodown.core.routes import Backend, Match, Pool, RouteTable, Sticky
 from zerodown.routers.haproxy import process
 from zerodown.routers.haproxy.config import MURMUR3_LUA, Files, render
@@ -20,8 +21,6 @@ from zerodown.routers.haproxy.plan import (
     map_names,
     split_weights,
 )
-from zerodown.spec.load import parse_model
-from zerodown.spec.model import Spec
 
 RULES = Rules(listen="127.0.0.1:8080", preview_listen=None, header_timeout=10.0)
 
@@ -113,19 +112,10 @@ def test_a_missing_or_old_binary_says_what_to_install(
         process.find_binary()
 
 
-HEAD = "service: shop\nrun: {command: [app]}\n"  # lines 1-2
-
-
-def refused(text: str) -> str:
-    with pytest.raises(SpecError) as caught:
-        parse_model(HEAD + text, Spec, file="zerodown.yaml")
-    return str(caught.value)
-
-
 def test_attach_needs_its_fields_and_refuses_what_needs_a_rule() -> None:
-    message = refused("router:\n  kind: haproxy\n  attach: {admin_socket: /run/h.sock}\n")
+    message = refusal("router:\n  kind: haproxy\n  attach: {admin_socket: /run/h.sock}\n")
     assert message.startswith("zerodown.yaml:5: router.attach.backend: is required"), message
-    message = refused(
+    message = refusal(
         "router:\n  kind: haproxy\n  attach: {admin_socket: /run/h.sock, backend: shop}\n"
         "strategy:\n  canary:\n    steps:\n    - set_weight: 10\n"
         "    - set_header_route: {header: X-Canary, value: 'yes'}\n"
@@ -134,7 +124,7 @@ def test_attach_needs_its_fields_and_refuses_what_needs_a_rule() -> None:
 
 
 def test_a_header_name_haproxy_cannot_read_is_refused() -> None:
-    message = refused(
+    message = refusal(
         "router: {kind: haproxy}\nstrategy:\n  canary:\n    steps:\n"
         "    - set_header_route: {header: 'X Canary', value: 'yes'}\n"
     )

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
-from zerodown.core.errors import SpecError
+from support.specs import HEAD, refusal
 from zerodown.core.ports import BackendLoad
 from zerodown.core.routes import ReleaseStats
 from zerodown.paths import Paths
@@ -20,14 +18,6 @@ from zerodown.routers.proxy.workers import (
 )
 from zerodown.spec.load import parse_model
 from zerodown.spec.model import Spec
-
-HEAD = "service: shop\nrun: {command: [app]}\n"  # lines 1-2
-
-
-def refusal(text: str) -> str:
-    with pytest.raises(SpecError) as caught:
-        parse_model(HEAD + text, Spec, file="zerodown.yaml")
-    return str(caught.value)
 
 
 def test_workers_default_to_one_and_auto_is_the_cores() -> None:
