@@ -130,7 +130,8 @@ PARSED_CACHE = 4096  # distinct (release, status, flags and backend) kept parsed
 LINES_CAP = 1000.0
 """lines a second per release above which the router logs a sample of the requests
 (`sampling_weight`): a canary at a few hundred requests a second has every request logged."""
-MAX_SAMPLING = 1 << 16  # the largest weight: one request in 65536
+POWERS_OF_TWO = tuple(1 << n for n in range(17))
+"""HAProxy's weights: 1 to 65536 (one request in 65536), each twice the last."""
 SAMPLE_EVERY = 0.25
 """seconds between two looks of the sampling controller: a burst is logged in full this long."""
 SAMPLE_HOLD = 10.0
@@ -522,23 +523,23 @@ class LogSwitch:
             self._expiry = None
 
 
-def sampling_weight(rate: float, weight: int, cap: float = LINES_CAP) -> int:
+def sampling_weight(
+    rate: float, weight: int, cap: float = LINES_CAP, steps: Sequence[int] = POWERS_OF_TWO
+) -> int:
     """The weight for a release that gets `rate` requests a second and is logged one request in
-    `weight` now: every request while that makes at most `cap` lines a second, else a power of
-    two that brings the lines under `cap`.
+    `weight` now: every request while that makes at most `cap` lines a second, else the
+    smallest of `steps` (ascending, from 1) that brings the lines under `cap`.
 
-    Hysteresis: the weight rises as soon as the lines pass `cap` (to the smallest power of two
-    that brings them back under it: between cap/2 and cap), and halves only while the lines at
-    the halved weight stay under cap/2 (each halving doubles them): a steady rate settles at
-    one weight, and the rate must halve or double to move it back."""
+    Hysteresis: the weight rises as soon as the lines pass `cap` (to the smallest step that
+    brings them back under it: between cap / ratio and cap, ratio being the gap to the step
+    below), and comes down a step only while the lines at that step stay under cap/2: a steady
+    rate settles at one weight, and the rate must halve or more to move it back."""
     weight = max(1, weight)
     if rate / weight > cap:
-        new = 1
-        while rate / new > cap and new < MAX_SAMPLING:
-            new *= 2
-        return new
-    while weight > 1 and rate / (weight // 2) <= cap / 2:
-        weight //= 2
+        return next((step for step in steps if rate / step <= cap), steps[-1])
+    lower = [step for step in steps if step < weight]
+    while lower and rate / lower[-1] <= cap / 2:
+        weight = lower.pop()
     return weight
 
 
@@ -550,6 +551,7 @@ def plan_weights(
     *,
     cap: float = LINES_CAP,
     hold: float = SAMPLE_HOLD,
+    steps: Sequence[int] = POWERS_OF_TWO,
 ) -> dict[str, int]:
     """Each release's next weight (`sampling_weight`; only those above 1) from its rate, its
     weight now and when that weight was last raised: a weight comes down only `hold` seconds
@@ -557,7 +559,7 @@ def plan_weights(
     out: dict[str, int] = {}
     for release, rate in rates.items():
         current = weights.get(release, 1)
-        weight = sampling_weight(rate, current, cap)
+        weight = sampling_weight(rate, current, cap, steps)
         if weight < current and now - raised.get(release, -math.inf) < hold:
             weight = current
         if weight > 1:
@@ -579,11 +581,13 @@ class Sampler:
         cap: float = LINES_CAP,
         every: float = SAMPLE_EVERY,
         hold: float = SAMPLE_HOLD,
+        steps: Sequence[int] = POWERS_OF_TWO,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.access = access
         self.apply = apply
         self.cap = cap
+        self.steps = steps
         self.every = every
         self.hold = hold
         self.clock = clock
@@ -600,7 +604,9 @@ class Sampler:
         span = max(now - self._at, 1e-3)
         rates = {r: (n - self._seen.get(r, n)) / span for r, n in counts.items()}
         self._seen, self._at = counts, now
-        weights = plan_weights(rates, self.weights, self._raised, now, cap=self.cap, hold=self.hold)
+        weights = plan_weights(
+            rates, self.weights, self._raised, now, cap=self.cap, hold=self.hold, steps=self.steps
+        )
         for release, weight in weights.items():
             if weight > self.weights.get(release, 1):
                 self._raised[release] = now

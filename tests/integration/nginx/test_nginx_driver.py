@@ -4,11 +4,12 @@ failed requests, drain tracking through old workers, and the per-request log."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from support.services import free_port
 from zerodown.core.routes import Match, Sticky
 from zerodown.loadgen import LoadGenerator
 from zerodown.paths import Paths
+from zerodown.routers.nginx import render
 from zerodown.routers.nginx.driver import CHECK_EVERY, NginxRouter
 from zerodown.spec.model import Spec
 
@@ -259,6 +261,7 @@ async def test_a_burst_of_requests_is_counted_exactly_across_rotations(
     v1, v2 = backends.start("v1"), backends.start("v2")
     router = make_router(tmp_path, nginx)
     router.access.max_bytes = 16_000  # a rotation every few hundred lines
+    router.sampler.cap = math.inf  # every request a line, however fast the burst
     url = f"http://{router.spec.router.listen}/"
     clients, each = 16, 150
     try:
@@ -285,6 +288,82 @@ async def test_a_burst_of_requests_is_counted_exactly_across_rotations(
     finally:
         await router.stop(grace=5)
         await router.aclose()
+
+
+async def test_a_sampled_log_weighs_each_line_by_the_requests_it_stands_for(
+    tmp_path: Path, nginx: str, backends: Backends
+) -> None:
+    """On the real binary: v1 sampled at weight 4 (a reload), each of its lines `zd2 4 v1 …`,
+    about one request in four, counted 4 times; v2 not sampled: every request, weight 1. Then
+    the controller's sampler, with a low line cap under load, weighs both releases by a reload,
+    fails no request, and the lines carry its weights."""
+    v1, v2 = backends.start("v1"), backends.start("v2")
+    router = make_router(tmp_path, nginx)
+    url = f"http://{router.spec.router.listen}/"
+    lines: list[bytes] = []
+    receive = router.access.receive_many
+
+    def capture(batch: Sequence[bytes]) -> None:  # what the collector reads, kept to compare
+        lines.extend(b for b in batch if b)
+        receive(batch)
+
+    router.access.receive_many = capture  # type: ignore[method-assign]
+    try:
+        await router.start()
+        await router.apply(table(1, ("v2", 50, [v2]), ("v1", 50, [v1])))  # a rollout: log on
+        router.sampler.stop()  # the weights by hand first
+        await asyncio.to_thread(versions, url, 40)
+        await wait_for(lambda: len(lines) >= 40, "a line per request")
+        assert {tuple(ln.split(b" ")[:2]) for ln in lines} == {(b"zd2", b"1")}
+        reloads = router.reloads
+        await router._set_sampling({"v1": 4})
+        assert router.reloads == reloads + 1
+        assert render.read_log_state(router.routes_file.read_text()) == (True, {"v1": 4})
+        lines.clear()
+        before = {name: s.requests for name, s in (await router.stats()).items()}
+        served = Counter(await asyncio.to_thread(versions, url, 800))
+        await wait_for(lambda: sum(b" v2 " in ln for ln in lines) >= served["ok v2"], "v2's lines")
+        await settled(lines)
+        by_release = {r: [ln for ln in lines if ln.split(b" ")[2] == r] for r in (b"v1", b"v2")}
+        assert sum(map(len, by_release.values())) == len(lines)
+        assert {ln.split(b" ")[1] for ln in by_release[b"v1"]} == {b"4"}
+        assert {ln.split(b" ")[1] for ln in by_release[b"v2"]} == {b"1"}
+        assert len(by_release[b"v2"]) == served["ok v2"] == 400  # every request, weight 1
+        assert 40 <= len(by_release[b"v1"]) <= 160  # 1 in 4 of 400: 100, 7 s.d. either side
+        stats = await router.stats()
+        assert stats["v1"].requests - before["v1"] == 4 * len(by_release[b"v1"])
+        assert stats["v2"].requests - before["v2"] == 400
+
+        # The controller: at most 40 lines a second per release, each at 100 requests a second
+        # (one in 4 makes 25; a look that sees 60-160 a second, nginx's flushes in its window,
+        # picks 4 too, or 2 first and then 4).
+        await router._set_sampling({})
+        router.sampler.weights = {}
+        router.sampler.cap = 40.0
+        router.sampler.start()
+        reloads = router.reloads
+        want = {"v1": 4, "v2": 4}
+        # A reload closes idle keep-alive connections: a browser-like client tries again.
+        with LoadGenerator(url, rate=200, max_seconds=30, browser_like=True) as load:
+            await wait_for(lambda: router.sampler.weights == want, "the sampler", timeout=20)
+            lines.clear()
+            await wait_for(lambda: len(lines) >= 60, "lines under the weights", timeout=15)
+        assert load.report.failed == []
+        assert router.reloads > reloads  # each weight change is a reload
+        later = lines[len(lines) // 2 :]  # the first may be of requests before the change
+        assert later and {ln.split(b" ")[1] for ln in later} == {b"4"}
+    finally:
+        await router.stop(grace=5)
+        await router.aclose()
+
+
+async def settled(lines: list[bytes]) -> None:
+    """Until no line came for a second: nginx writes its buffered lines within 250 ms."""
+    count, since = -1, time.monotonic()
+    while time.monotonic() - since < 1.0:
+        if len(lines) != count:
+            count, since = len(lines), time.monotonic()
+        await asyncio.sleep(0.05)
 
 
 async def wait_for(check: Callable[[], bool], what: str, timeout: float = 10) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -96,11 +97,11 @@ def test_spec_refusals_name_the_field() -> None:
 
 def test_the_log_format_gives_lines_the_collector_reads() -> None:
     from zerodown.routers.accesslog import parse_line
-    from zerodown.routers.nginx.driver import LOG_FORMAT
 
-    fmt = LOG_FORMAT.format(zd=render.prefix("shop")).strip("'")
+    fmt = render.log_format(render.prefix("shop"), "$zd_shop_weight").split("'")[1]
     values = {
-        "$zd_shop_release": "v2",
+        "$zd_shop_weight": "40",
+        "${zd_shop_release}": "v2",
         "$status": "503",
         "${request_time}": "0.012",
         "$upstream_http_x_zerodown_flags": "checkout=new",
@@ -108,8 +109,49 @@ def test_the_log_format_gives_lines_the_collector_reads() -> None:
     }
     for name, value in values.items():
         fmt = fmt.replace(name, value)
-    line = parse_line(b"<190>Dec  1 15:00:00 zd: " + fmt.encode())
+    line = parse_line(fmt.encode())
     assert line is not None
-    assert (line.release, line.status, line.backend) == ("v2", 503, "127.0.0.1:9002")
+    assert (line.release, line.status, line.backend, line.weight) == (
+        "v2",
+        503,
+        "127.0.0.1:9002",
+        40,
+    )
     assert line.latency == pytest.approx(0.012)
     assert line.flags == ("flag:checkout=new",)
+
+
+def test_a_sampled_release_logs_exactly_one_request_in_its_weight() -> None:
+    """The levels' shares (hundredths of a percent) make level >= i exactly 1 in
+    SAMPLING_STEPS[i]; a release at a weight logs those levels at that weight and leaves the
+    others out (0); other releases and requests with no backend: every one, weight 1."""
+    site = render.Site(
+        service="shop", listen="127.0.0.1:8080", log_file="/l", sampling=(("v1", 40), ("v2", 2))
+    )
+    text = render.routes_config(RouteTable(1, (pool("v1", 90, 1), pool("v2", 10, 2))), site)
+    split = text.split('split_clients "${connection}.${connection_requests}" $zd_shop_level {')[1]
+    parts = re.findall(r"^    ([\d.]+)% (\d+);$", split.split("}")[0], re.M)
+    hundredths = [round(float(share) * 100) for share, _ in parts]
+    assert [int(level) for _, level in parts] == list(range(len(render.SAMPLING_STEPS) - 1))
+    for i, step in enumerate(render.SAMPLING_STEPS):  # the rest (`*`) is the last level
+        assert 10000 - sum(hundredths[:i]) == 10000 // step
+    weights = dict(re.findall(r'^    "([^"]+)" (\d+);$', text.split("$zd_shop_weight {")[1], re.M))
+    assert weights["v1:4"] == "0" and weights["v1:5"] == "40" and weights["v1:12"] == "40"
+    assert weights["v2:0"] == "0" and weights["v2:1"] == "2"
+    assert "default 1;" in text.split("$zd_shop_weight {")[1].split("}")[0]
+    assert 'access_log "/l" zd_shop_log buffer=64k flush=250ms if=$zd_shop_weight;' in text
+    assert render.read_log_state(text) == (True, {"v1": 40, "v2": 2})
+    with pytest.raises(ValueError):
+        render.routes_config(
+            RouteTable(1, (pool("v1", 1, 1),)), replace(site, sampling=(("v1", 3),))
+        )
+
+
+def test_the_first_line_says_what_the_log_does() -> None:
+    table = RouteTable(1, (pool("v1", 1, 1),))
+    off = render.routes_config(table, SITE)
+    assert render.read_log_state(off) == (False, {})
+    every = render.routes_config(table, replace(SITE, log_file="/l"))
+    assert render.read_log_state(every) == (True, {})
+    assert "if=" not in every and "split_clients" not in every
+    assert render.read_log_state("# zerodown: service shop\n") is None  # an older file

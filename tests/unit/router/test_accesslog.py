@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from zerodown.core.analysis.context import StatsSource
 from zerodown.core.routes import Backend, Pool, ReleaseStats, RouteTable
 from zerodown.routers.accesslog import (
     LINES_CAP,
+    POWERS_OF_TWO,
     AccessLog,
     LogLine,
     LogSwitch,
@@ -22,6 +24,7 @@ from zerodown.routers.accesslog import (
     plan_weights,
     sampling_weight,
 )
+from zerodown.routers.nginx.render import SAMPLING_STEPS
 
 pytestmark = pytest.mark.anyio
 
@@ -248,15 +251,19 @@ def test_sampling_weight(rate: float, weight: int, expected: int) -> None:
     assert sampling_weight(rate, weight) == expected
 
 
-def test_a_steady_rate_keeps_its_weight() -> None:
+@pytest.mark.parametrize("steps", [POWERS_OF_TWO, SAMPLING_STEPS], ids=["haproxy", "nginx"])
+def test_a_steady_rate_keeps_its_weight(steps: tuple[int, ...]) -> None:
     """Hysteresis: from any weight, the weight reached is reached again at the same rate; the
-    lines stay at most the cap, and above a quarter of it once sampled."""
+    lines stay at most the cap, and once sampled above cap / (2 x the largest step ratio): a
+    quarter of it with HAProxy's powers of two, a fifth with nginx's steps."""
+    ratio = max(b / a for a, b in itertools.pairwise(steps))
     for rate in [10 * 1.07**n for n in range(200)]:
-        for start in (1, 2, 64, 4096):
-            weight = sampling_weight(rate, start)
-            assert sampling_weight(rate, weight) == weight
-            assert rate / weight <= LINES_CAP or weight == 1 << 16
-            assert weight == 1 or rate / weight > LINES_CAP / 4
+        for start in steps[::3]:
+            weight = sampling_weight(rate, start, steps=steps)
+            assert weight in steps
+            assert sampling_weight(rate, weight, steps=steps) == weight
+            assert rate / weight <= LINES_CAP or weight == steps[-1]
+            assert weight == 1 or rate / weight > LINES_CAP / (2 * ratio)
 
 
 def test_a_weight_comes_down_only_after_the_hold() -> None:

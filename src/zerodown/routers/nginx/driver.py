@@ -26,7 +26,10 @@ Guarantees (the Router and RouterStats contract, core/ports.py, plus):
   as busy until `run.drain` has passed. Addresses in the table count 0 in flight (unknown).
 - **stats / samples**: from nginx's per-request log, written (buffered) to a file the driver
   tails and rotates (routers/accesslog.py, routers/logtail.py), counted from when the
-  controller started.
+  controller started. A release busier than `LINES_CAP` lines a second is logged one request
+  in `weight` (accesslog.Sampler; render.py says how nginx picks them): a weight change is a
+  reload, so the sampler looks every `SAMPLE_EVERY` seconds and keeps a raised weight at least
+  `SAMPLE_HOLD` seconds; a steady load costs one reload when the log turns on.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from zerodown.core.ports import BackendLoad
 from zerodown.core.routes import ReleaseStats, RouteTable
 from zerodown.drivers import DriverContext
 from zerodown.paths import Paths
-from zerodown.routers.accesslog import AccessLog, LogSwitch, in_rollout, run_dir
+from zerodown.routers.accesslog import AccessLog, LogSwitch, Sampler, in_rollout, run_dir
 from zerodown.routers.nginx import render
 from zerodown.routers.nginx.process import NginxProcess, child_of, find_binary
 from zerodown.spec.model import Spec
@@ -63,10 +66,11 @@ DRAINING_WAIT = 5.0  # seconds a reload waits for old workers to go, then goes a
 SHUTDOWN_TIMEOUT = 60.0  # nginx's worker_shutdown_timeout: the longest an old worker lingers
 WORKERS = "auto"
 ATTACH_RELOAD_WAIT = 10.0  # seconds an attached nginx has to serve a new table after its reload
-LEGACY_LOG = "access_log syslog:"  # a routes file from before the log file: rewritten
-LOG_FORMAT = (
-    "'zd1 ${zd}release $status ${{request_time}}s $upstream_http_x_zerodown_flags $upstream_addr'"
-)
+SAMPLE_EVERY = 1.0
+"""seconds between the sampler's looks: nginx writes its lines every 250 ms (render.LOG_BUFFER),
+so shorter looks would see the bursts of its flushes, not the rate."""
+SAMPLE_HOLD = 30.0
+"""seconds a raised weight is kept at least (HAProxy's 10 s: each change here is a reload)."""
 
 
 def create(ctx: DriverContext) -> NginxRouter:
@@ -97,8 +101,20 @@ class NginxRouter:
             writers=self._log_writers,
         )
         # The log's state is in the routes file (a reload changes it); None: not known yet.
-        self.log_switch = LogSwitch(self._turn_log, on=self._routes_log())
-        self._log_on = bool(self.log_switch.on)  # what the next routes file says
+        # What the next routes file says, from the last one: a controller before this one may
+        # have left the log on, and busy releases sampled (release -> weight).
+        state = self._routes_state()
+        self.log_switch = LogSwitch(self._turn_log, on=state[0] if state else None)
+        self._log_on = bool(self.log_switch.on)
+        self._sampling = state[1] if state else {}
+        self.sampler = Sampler(
+            self.access,
+            self._set_sampling,
+            steps=render.SAMPLING_STEPS,
+            every=SAMPLE_EVERY,
+            hold=SAMPLE_HOLD,
+        )
+        self.sampler.weights = dict(self._sampling)
         self._binary = binary
         self._process: NginxProcess | None = None
         self._checked_at = -math.inf
@@ -134,24 +150,23 @@ class NginxRouter:
         except OSError:
             return None
 
-    def _routes_log(self, text: str | None = None) -> bool | None:
-        """Whether the routes file writes the per-request log (None: no routes file)."""
-        text = self._routes_text() if text is None else text
-        if text is None:
-            return None
-        return f"access_log {render.quote(str(self.access.path))} " in text or LEGACY_LOG in text
+    def _routes_state(self) -> tuple[bool, dict[str, int]] | None:
+        """What the routes file's log does: (on, sampled releases); None when there is no file,
+        or one from a zerodown before its first line said (the first sync rewrites it)."""
+        text = self._routes_text()
+        return render.read_log_state(text) if text is not None else None
 
     def _log_target(self) -> bool:
         """Whether the routes file should write the per-request log."""
         return self.per_request_log and self.attach_config is None and self._log_on
 
     def _log_changed(self) -> bool:
+        """The routes file logs otherwise than wanted (on or off, sampled releases), or was
+        written by a zerodown from before its first line said so."""
         text = self._routes_text()
-        written = self._routes_log(text)
-        if written is None:
+        if text is None:
             return False
-        assert text is not None
-        return written != self._log_target() or LEGACY_LOG in text
+        return not text.startswith(render.log_state(self.site()) + "\n")
 
     def _reopen_log(self) -> None:
         """After the collector renamed the log file: nginx reopens it (`nginx -s reopen`).
@@ -172,8 +187,21 @@ class NginxRouter:
         return [master, *workers.serving, *workers.draining]
 
     async def _turn_log(self, on: bool) -> None:
-        """A reload with the log on or off (the reload loop's, coalesced with table changes)."""
+        """A reload with the log on or off (the reload loop's, coalesced with table changes).
+        Each time the log turns on, every request is logged until the sampler's first look."""
+        self.sampler.stop()
+        self.sampler.weights = self._sampling = {}
         self._log_on = on
+        await self._reload_for_log()
+        if on:
+            self.sampler.start()
+
+    async def _set_sampling(self, weights: Mapping[str, int]) -> None:
+        """The sampler's weights, by a reload (coalesced with table changes)."""
+        self._sampling = dict(weights)
+        await self._reload_for_log()
+
+    async def _reload_for_log(self) -> None:
         running = self._load()
         if running is None or not self._log_changed():
             return  # no table yet: the first one is written with the log as wanted
@@ -197,7 +225,7 @@ class NginxRouter:
             # Attached, nginx's workers are not ours and cannot write to our owner-only
             # directory (validate.py refuses what would need the log).
             log_file=(str(self.access.path) if self._log_target() else None),
-            log_format=LOG_FORMAT.format(zd=render.prefix(self.spec.service)),
+            sampling=tuple(sorted(self._sampling.items())) if self._log_target() else (),
             header_timeout=self.spec.router.header_timeout,
         )
 
@@ -207,6 +235,8 @@ class NginxRouter:
             return
         if self.attach_config is None:
             await self.access.start()
+            if self.log_switch.on:  # on since a controller before this one: sampled from here
+                self.sampler.start()
             self.directory.mkdir(parents=True, exist_ok=True)
             if self.process.pid() is None:
                 await self._spawn()
@@ -239,6 +269,7 @@ class NginxRouter:
         _atomic_write(self.process.config, text)
 
     async def stop(self, *, grace: float) -> None:
+        self.sampler.stop()
         if self.attach_config is None:
             await self.process.stop(grace=grace)
         self.access.close()
@@ -500,6 +531,7 @@ class NginxRouter:
     async def aclose(self) -> None:
         """Stop reading the access log; nginx keeps serving."""
         self.log_switch.cancel()
+        self.sampler.stop()
         if self._reloader is not None:
             self._reloader.cancel()
             with contextlib.suppress(BaseException):

@@ -31,10 +31,20 @@ How each rule of the built-in router (docs/router.md, "Routing rules") is expres
   own upstream lists the other releases' backends as `backup`, so same release first, then the
   others, as the built-in router does. The preview upstream has no backups.
 - **no backend at all**: 503, like the built-in router.
+
+The per-request log (routers/accesslog.py reads it): one `zd2 <weight> <release> …` line per
+request, to a buffered file; when the driver samples a busy release (`Site.sampling`), each of
+its requests gets a level from `split_clients` over its connection's serial number and its
+number on that connection (MurmurHash2: uniform, and blind to status, latency and route), and a
+release at weight `SAMPLING_STEPS[i]` logs only the requests of level i and up, each line
+standing for that many requests. A split share is a whole hundredth of a percent, so a weight
+divides 10,000 (`SAMPLING_STEPS`). The first line of the file says what the log does (`log_state`):
+the driver compares it to decide whether a reload is due.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -50,6 +60,11 @@ LOG_BUFFER = "buffer=64k flush=250ms"
 (a write per request would cost nginx a system call each): the analysis sees a line at most
 250 ms late (plus the collector's poll, routers/logtail.py)."""
 GENERATION_PATH = "/.well-known/zerodown/generation"  # loopback only: which table serves
+SAMPLING_STEPS = (1, 2, 4, 8, 16, 40, 80, 200, 400, 1000, 2000, 5000, 10000)
+"""The weights nginx can log a release at (one request in each): divisors of 10,000, so that
+`split_clients` (whole hundredths of a percent) keeps exactly 1 in weight; each at most 2.5
+times the last."""
+LOG_STATE = "# zerodown per-request log: "
 
 
 class Unexpressible(ValueError):
@@ -64,7 +79,7 @@ class Site:
     listen: str  # host:port
     preview_listen: str | None = None
     log_file: str | None = None  # the per-request log's file (the collector tails it)
-    log_format: str = ""  # the log_format body (a sequence of nginx strings), with log_file
+    sampling: tuple[tuple[str, int], ...] = ()  # (release, weight in SAMPLING_STEPS), with log_file
     header_timeout: float = 10.0  # seconds a client has to send its request headers (then 408)
 
 
@@ -142,6 +157,7 @@ def routes_config(table: RouteTable, site: Site) -> str:
     check(table)
     zd = prefix(site.service)
     lines = [
+        log_state(site),
         f"# zerodown: service {site.service}, route table generation {table.generation}.",
         "# Written by zerodown on every table change: edits here are overwritten.",
     ]
@@ -323,11 +339,7 @@ def _release_map(table: RouteTable, zd: str) -> list[str]:
 def _servers(table: RouteTable, site: Site, zd: str, route: str, has_preview: bool) -> list[str]:
     """The listeners. `route` is a variable naming the upstream per request, a constant
     upstream name, or "" (no backend: 503)."""
-    log = (
-        [f"    access_log {quote(site.log_file)} {zd}log {LOG_BUFFER};"]
-        if site.log_file
-        else ["    access_log off;"]
-    )
+    log_http, log = _log(site, zd)
     common = [
         "    proxy_http_version 1.1;",
         '    proxy_set_header Connection "";',
@@ -337,11 +349,9 @@ def _servers(table: RouteTable, site: Site, zd: str, route: str, has_preview: bo
         "    proxy_connect_timeout 3s;",
         "    proxy_buffering off;",  # stream responses (SSE) as the built-in router does
         f"    client_header_timeout {max(1, math.ceil(site.header_timeout * 1000))}ms;",
-        *log,
+        log,
     ]
-    lines: list[str] = []
-    if site.log_file:
-        lines.append(f"log_format {zd}log escape=none {site.log_format};")
+    lines = log_http
     generation = [
         f"    location = {GENERATION_PATH} {{",
         "        allow 127.0.0.0/8;",
@@ -380,6 +390,68 @@ def _servers(table: RouteTable, site: Site, zd: str, route: str, has_preview: bo
             "    }",
             "}",
         ]
+    return lines
+
+
+def log_state(site: Site) -> str:
+    """The routes file's first line: whether it logs, and the releases it samples."""
+    state = {"on": bool(site.log_file), "sampling": dict(site.sampling)}
+    return LOG_STATE + json.dumps(state, sort_keys=True, separators=(",", ":"))
+
+
+def read_log_state(text: str) -> tuple[bool, dict[str, int]] | None:
+    """`log_state`'s (on, sampling) from a routes file, None when it has no such line."""
+    first = text.split("\n", 1)[0]
+    if not first.startswith(LOG_STATE):
+        return None
+    try:
+        state = json.loads(first[len(LOG_STATE) :])
+        sampling = {str(r): int(w) for r, w in state["sampling"].items() if w in SAMPLING_STEPS}
+        return bool(state["on"]), sampling
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def log_format(zd: str, weight: str = "1") -> str:
+    """The per-request line (routers/accesslog.py); `escape=none` keeps the flags header's
+    bytes, and empty variables print as `-`."""
+    return (
+        f"log_format {zd}log escape=none 'zd2 {weight} ${{{zd}release}} $status"
+        " ${request_time}s $upstream_http_x_zerodown_flags $upstream_addr';"
+    )
+
+
+def _log(site: Site, zd: str) -> tuple[list[str], str]:
+    """The http-level lines of the per-request log (its format, the sampling) and the
+    servers' `access_log` line."""
+    if not site.log_file:
+        return [], "    access_log off;"
+    target = f"    access_log {quote(site.log_file)} {zd}log {LOG_BUFFER}"
+    if not site.sampling:
+        return [log_format(zd)], target + ";"
+    weight = f"${zd}weight"
+    return [*_sampling(site.sampling, zd), log_format(zd, weight)], f"{target} if={weight};"
+
+
+def _sampling(sampling: Sequence[tuple[str, int]], zd: str) -> list[str]:
+    """`$zd_weight`: a request's line's weight, or 0 to leave it out. Its level is i or more
+    with chance exactly 1 / SAMPLING_STEPS[i]; a release at that weight logs those."""
+    lines = [f'split_clients "${{connection}}.${{connection_requests}}" ${zd}level {{']
+    last = len(SAMPLING_STEPS) - 1
+    for level, step in enumerate(SAMPLING_STEPS):
+        if level == last:
+            lines.append(f"    * {level};")
+        else:
+            hundredths = 10000 // step - 10000 // SAMPLING_STEPS[level + 1]
+            lines.append(f"    {hundredths / 100:.2f}% {level};")
+    lines += ["}", f'map "${{{zd}release}}:${{{zd}level}}" ${zd}weight {{', "    default 1;"]
+    for release, weight in sampling:
+        at = SAMPLING_STEPS.index(weight)  # ValueError: not a weight nginx can keep exactly
+        lines += [
+            f"    {quote(f'{release}:{level}')} {weight if level >= at else 0};"
+            for level in range(last + 1)
+        ]
+    lines.append("}")
     return lines
 
 
