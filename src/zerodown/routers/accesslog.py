@@ -11,7 +11,7 @@ The router metric provider and the flag guards read it through `stats()` and `sa
 The line format (one per logged request; ASCII; fields separated by single spaces):
 
     zd2 <weight> <release> <status> <time> <flags> <backend>
-    zd1 <release> <status> <time> <flags> <backend>          (weight 1: nginx writes these)
+    zd1 <release> <status> <time> <flags> <backend>          (weight 1: an older nginx routes file)
 
 - `zd2`, `zd1`: the format's tag and version. Everything before it is ignored, so a syslog
   header (`<134>Dec  1 14:53:04 tag: `, which nginx's `access_log syslog:` always adds) does no
@@ -52,14 +52,18 @@ of the samples or counters (flag guards, the dashboard's charts, a metric outsid
 off otherwise. HAProxy switches at runtime (a map entry the configuration's condition looks up);
 nginx by a reload (none extra when a table change starts or ends the rollout).
 
-How many (`Sampler`, HAProxy): while the log is on, every request of a release is logged until
-that release passes `LINES_CAP` (1,000) requests a second; then one request in `weight` (a power
-of two, `sampling_weight`: the lines stay between a quarter of the cap and the cap, a weight
-comes down `SAMPLE_HOLD` seconds after its last rise at the earliest). The sampler looks every
+How many (`Sampler`): while the log is on, every request of a release is logged until that
+release passes `LINES_CAP` (1,000) requests a second; then one request in `weight`
+(`sampling_weight`: HAProxy's weights are powers of two, and its lines stay between a quarter
+of the cap and the cap; nginx's steps are up to 2.5 apart, its lines between a fifth of the
+cap and the cap; a weight comes down only after its rate has called for less for
+`SAMPLE_HOLD` seconds, and not while the release gets no request). The sampler looks every
 `SAMPLE_EVERY` seconds at each release's rate (the weighted counts since its last look) and sets
-the weights at runtime (a map of the servers' weights; a release's own rate, so a canary at a few
-hundred requests a second keeps every request however busy the stable release is). The choice
-of a request is HAProxy's `rand`: uniform, independent of status, latency or flags.
+the weights (a release's own rate, so a canary at a few hundred requests a second keeps every
+request however busy the stable release is): HAProxy at runtime (a map of the servers'
+weights; the choice of a request is its `rand`), nginx by a reload (routers/nginx/render.py:
+the choice is a hash of the connection's and the request's numbers). Either choice is uniform,
+independent of status, latency or flags.
 
 What the weights mean for the readers:
 - `stats()` (`ReleaseStats`: requests, 4xx, 5xx, transport errors, latency histogram and sum)
@@ -80,11 +84,11 @@ HAProxy (zerodown writes this for kind haproxy):
     log ring@zd_log len 4096 format raw local0      # ring zd_log: no server
     log-format "zd2 %[var(txn.zd_weight)] %[srv_name,map(…/servers.map)] %ST %Ta %[var(txn.zd_flags)] %si:%sp"
 
-nginx (`escape=none` keeps the header's bytes; empty variables print as `-`):
+nginx (routers/nginx/render.py; `$zd_weight` is `1` while no release is sampled):
 
-    log_format zd escape=none 'zd1 $zd_release $status ${request_time}s '
+    log_format zd escape=none 'zd2 $zd_weight ${zd_release} $status ${request_time}s '
                               '$upstream_http_x_zerodown_flags $upstream_addr';
-    access_log /…/run/nginx-access.log zd buffer=64k flush=250ms;
+    access_log /…/run/nginx-access.log zd buffer=64k flush=250ms if=$zd_weight;
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ log = logging.getLogger("zerodown.router.accesslog")
 
 TAG = "zd2"
 TAG_BYTES = b"zd2 "
-TAG1_BYTES = b"zd1 "  # the format before the weight: nginx writes it
+TAG1_BYTES = b"zd1 "  # the format before the weight (an nginx routes file from before it)
 MAX_WEIGHT = 1 << 20  # a larger weight is refused: no sampling rate zerodown sets
 MAX_LINE = 8192  # bytes of a line that are read; a longer line is cut and refused
 READ_LEASE = 600.0
@@ -135,8 +139,9 @@ POWERS_OF_TWO = tuple(1 << n for n in range(17))
 SAMPLE_EVERY = 0.25
 """seconds between two looks of the sampling controller: a burst is logged in full this long."""
 SAMPLE_HOLD = 10.0
-"""seconds a raised weight is kept at least: a lull of a few seconds (between two load tests,
-a client's retries) does not bring back the full log just before the next burst."""
+"""seconds the rate must call for a lower weight before the weight comes down: a lull of a few
+seconds (between two load tests, a client's retries) does not bring back the full log just
+before the next burst."""
 
 
 class LogLine(NamedTuple):
@@ -546,25 +551,31 @@ def sampling_weight(
 def plan_weights(
     rates: Mapping[str, float],
     weights: Mapping[str, int],
-    raised: Mapping[str, float],
+    needed: Mapping[str, float],
     now: float,
     *,
     cap: float = LINES_CAP,
     hold: float = SAMPLE_HOLD,
     steps: Sequence[int] = POWERS_OF_TWO,
-) -> dict[str, int]:
-    """Each release's next weight (`sampling_weight`; only those above 1) from its rate, its
-    weight now and when that weight was last raised: a weight comes down only `hold` seconds
-    after its last rise."""
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Each release's next weight (`sampling_weight`; only those above 1) from its rate and
+    its weight now, and when each release's rate last called for the weight it gets (`needed`,
+    updated). A weight comes down only once the rate has called for less for `hold` seconds,
+    and never on a look that saw no request of the release (no request, no line to save: the
+    rate when its traffic comes back is measured at the weight it has, and a change costs a
+    reload on nginx)."""
     out: dict[str, int] = {}
+    needed = dict(needed)
     for release, rate in rates.items():
         current = weights.get(release, 1)
         weight = sampling_weight(rate, current, cap, steps)
-        if weight < current and now - raised.get(release, -math.inf) < hold:
+        if weight >= current and rate > 0:
+            needed[release] = now
+        elif weight < current and (rate <= 0 or now - needed.get(release, -math.inf) < hold):
             weight = current
         if weight > 1:
             out[release] = weight
-    return out
+    return out, needed
 
 
 class Sampler:
@@ -593,7 +604,7 @@ class Sampler:
         self.clock = clock
         self.weights: dict[str, int] = {}  # what the router does now (absent: 1)
         self.changes = 0  # times apply() changed them (tests and benches read it)
-        self._raised: dict[str, float] = {}  # release -> when its weight last rose
+        self._needed: dict[str, float] = {}  # release -> when its rate last called for its weight
         self._seen: dict[str, int] = {}
         self._at = clock()
         self._task: asyncio.Task[None] | None = None
@@ -604,12 +615,9 @@ class Sampler:
         span = max(now - self._at, 1e-3)
         rates = {r: (n - self._seen.get(r, n)) / span for r, n in counts.items()}
         self._seen, self._at = counts, now
-        weights = plan_weights(
-            rates, self.weights, self._raised, now, cap=self.cap, hold=self.hold, steps=self.steps
+        weights, self._needed = plan_weights(
+            rates, self.weights, self._needed, now, cap=self.cap, hold=self.hold, steps=self.steps
         )
-        for release, weight in weights.items():
-            if weight > self.weights.get(release, 1):
-                self._raised[release] = now
         return weights
 
     async def look(self) -> None:
