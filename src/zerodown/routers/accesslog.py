@@ -57,7 +57,7 @@ release passes `LINES_CAP` (1,000) requests a second; then one request in `weigh
 (`sampling_weight`: HAProxy's weights are powers of two, and its lines stay between a quarter
 of the cap and the cap; nginx's steps are up to 2.5 apart, its lines between a fifth of the
 cap and the cap; a weight comes down only after its rate has called for less for
-`SAMPLE_HOLD` seconds, and not while the release gets no request). The sampler looks every
+`SAMPLE_HOLD` seconds of traffic, quiet looks not counted). The sampler looks every
 `SAMPLE_EVERY` seconds at each release's rate (the weighted counts since its last look) and sets
 the weights (a release's own rate, so a canary at a few hundred requests a second keeps every
 request however busy the stable release is): HAProxy at runtime (a map of the servers'
@@ -551,31 +551,36 @@ def sampling_weight(
 def plan_weights(
     rates: Mapping[str, float],
     weights: Mapping[str, int],
-    needed: Mapping[str, float],
-    now: float,
+    lower_for: Mapping[str, float],
+    span: float,
     *,
     cap: float = LINES_CAP,
     hold: float = SAMPLE_HOLD,
     steps: Sequence[int] = POWERS_OF_TWO,
 ) -> tuple[dict[str, int], dict[str, float]]:
-    """Each release's next weight (`sampling_weight`; only those above 1) from its rate and
-    its weight now, and when each release's rate last called for the weight it gets (`needed`,
-    updated). A weight comes down only once the rate has called for less for `hold` seconds,
-    and never on a look that saw no request of the release (no request, no line to save: the
-    rate when its traffic comes back is measured at the weight it has, and a change costs a
-    reload on nginx)."""
+    """Each release's next weight (`sampling_weight`; only those above 1) from its rate over
+    the last `span` seconds and its weight now, and how long each release's rate has called
+    for a lower weight than it has (`lower_for`, updated). A weight rises at once, and comes
+    down once the rate has called for less for `hold` seconds of traffic: a look that saw no
+    request of the release does not count (no request, no line to save; and when the traffic
+    comes back, the first look may see only part of a second of it)."""
     out: dict[str, int] = {}
-    needed = dict(needed)
+    lower_for = dict(lower_for)
     for release, rate in rates.items():
         current = weights.get(release, 1)
         weight = sampling_weight(rate, current, cap, steps)
-        if weight >= current and rate > 0:
-            needed[release] = now
-        elif weight < current and (rate <= 0 or now - needed.get(release, -math.inf) < hold):
-            weight = current
+        if weight >= current:  # the rate calls for this weight or more
+            lower_for.pop(release, None)
+        else:
+            if rate > 0:
+                lower_for[release] = lower_for.get(release, 0.0) + span
+            if lower_for.get(release, 0.0) < hold:
+                weight = current
+            else:
+                lower_for.pop(release, None)
         if weight > 1:
             out[release] = weight
-    return out, needed
+    return out, lower_for
 
 
 class Sampler:
@@ -604,7 +609,7 @@ class Sampler:
         self.clock = clock
         self.weights: dict[str, int] = {}  # what the router does now (absent: 1)
         self.changes = 0  # times apply() changed them (tests and benches read it)
-        self._needed: dict[str, float] = {}  # release -> when its rate last called for its weight
+        self._lower_for: dict[str, float] = {}  # release -> seconds its rate called for less
         self._seen: dict[str, int] = {}
         self._at = clock()
         self._task: asyncio.Task[None] | None = None
@@ -615,8 +620,14 @@ class Sampler:
         span = max(now - self._at, 1e-3)
         rates = {r: (n - self._seen.get(r, n)) / span for r, n in counts.items()}
         self._seen, self._at = counts, now
-        weights, self._needed = plan_weights(
-            rates, self.weights, self._needed, now, cap=self.cap, hold=self.hold, steps=self.steps
+        weights, self._lower_for = plan_weights(
+            rates,
+            self.weights,
+            self._lower_for,
+            span,
+            cap=self.cap,
+            hold=self.hold,
+            steps=self.steps,
         )
         return weights
 

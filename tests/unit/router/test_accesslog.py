@@ -267,16 +267,19 @@ def test_a_steady_rate_keeps_its_weight(steps: tuple[int, ...]) -> None:
 
 
 def test_a_weight_comes_down_only_after_the_hold() -> None:
-    """Down only once the rate has called for less for `hold` seconds, never on a look without
-    a request; up at once."""
+    """Up at once; down once the rate has called for less for `hold` seconds of traffic, looks
+    without a request not counted."""
     rates = {"v1": 100.0, "v2": 50_000.0}
-    assert plan_weights(rates, {}, {}, 0.0) == ({"v2": 64}, {"v1": 0.0, "v2": 0.0})
-    weights, needed = plan_weights(rates, {"v1": 8, "v2": 64}, {"v1": 95.0}, 100.0, hold=10)
-    assert weights == {"v1": 8, "v2": 64} and needed == {"v1": 95.0, "v2": 100.0}
-    assert plan_weights(rates, {"v1": 8, "v2": 64}, {"v1": 85.0}, 100.0, hold=10)[0] == {"v2": 64}
-    assert plan_weights({"v1": 9000.0}, {"v1": 8}, {"v1": 99.0}, 100.0)[0] == {"v1": 16}  # up
-    assert plan_weights({"v1": 0.0}, {"v1": 8}, {}, 100.0) == ({"v1": 8}, {})  # no traffic
-    assert plan_weights({"v1": 1.0}, {"v1": 8}, {"v1": 0.0}, 100.0)[0] == {}  # a little: down
+    assert plan_weights(rates, {}, {}, 1.0) == ({"v2": 64}, {})
+    weights, lower_for = plan_weights(rates, {"v1": 8, "v2": 64}, {"v1": 5.0}, 1.0, hold=10)
+    assert weights == {"v1": 8, "v2": 64} and lower_for == {"v1": 6.0}
+    assert plan_weights(rates, {"v1": 8, "v2": 64}, {"v1": 9.0}, 1.0, hold=10) == ({"v2": 64}, {})
+    assert plan_weights({"v1": 9000.0}, {"v1": 8}, {"v1": 9.0}, 1.0)[0] == {"v1": 16}  # up
+    assert plan_weights({"v1": 0.0}, {"v1": 8}, {"v1": 9.0}, 1.0, hold=10) == (
+        {"v1": 8},
+        {"v1": 9.0},  # a quiet look: the weight stays, the time does not count
+    )
+    assert plan_weights({"v1": 8000.0}, {"v1": 8}, {"v1": 9.0}, 1.0) == ({"v1": 8}, {})  # needed
 
 
 async def test_the_sampler_weighs_from_the_counted_requests(tmp_path: Path) -> None:
