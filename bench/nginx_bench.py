@@ -16,15 +16,18 @@ Starts, all on 127.0.0.1: a fast backend (nginx, one worker, static 200 on two p
 - **zerodown, analysis**: the same driver with the route table v1 90 / v2 10 (a canary) and a
   reader in this process asking for the canary's samples every second, as the analysis does:
   zerodown's rendered configuration and its per-request log, written to the log file the
-  driver's collector tails (and rotates) in this process, as the controller would.
+  driver's collector tails (and rotates) in this process, as the controller would, with its
+  sampler (a release above 1,000 requests a second logged one request in a weight; the reload
+  that sets the weights comes in this case's longer warm-up).
 
 All with the same number of workers (`worker_processes auto`). wrk (keep-alive, 1 thread,
 `--connections`) against each; prints requests/s, p50, p99 and the CPU time the proxy's master
 and workers spent per request (/proc/PID/stat) per case per round, the medians and
 the per-round ratios (zerodown at rest and during analysis to hand-written; at rest to the same
-headers; during analysis to the same headers logged); then the responses wrk got from the analysed nginx beside
-the lines the collector counted (lines lost). Needs nginx and wrk (`apt-get install -y
-nginx-light wrk`).
+headers; during analysis to the same headers logged); then the responses wrk got from the
+analysed nginx beside the requests the collector's lines stand for (the estimate), and wrk's
+read errors in the analysed rounds (a reload inside a round: see `wrk`). Needs nginx and wrk
+(`apt-get install -y nginx-light wrk`).
 """
 
 from __future__ import annotations
