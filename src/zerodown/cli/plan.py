@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -165,7 +167,7 @@ def lint_file(file: Path) -> list[Finding]:
     """The findings for the spec in `file`, each with its line."""
     spec = load_spec(file)
     text = file.read_text(encoding="utf-8")
-    observed = router_observed(Paths.for_spec(file), spec)
+    observed = replace(router_observed(Paths.for_spec(file), spec), cores=os.cpu_count())
     return [
         Finding(f.rule, f.severity, f.loc, f.why, f.fix, line_of(text, list(f.loc)))
         for f in lint(spec, observed)

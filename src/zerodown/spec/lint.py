@@ -56,6 +56,7 @@ class Observed:
 
     longest_request: float | None = None  # seconds, from the router's latency histogram
     router_note: str = "no router runs for this spec"
+    cores: int | None = None  # this machine's (os.cpu_count())
 
 
 Rule = Callable[[Spec, Observed], Iterator[Finding]]
@@ -331,6 +332,24 @@ def blue_green_unchecked(spec: Spec, _: Observed) -> Iterator[Finding]:
         )
 
 
+# --- the router ---------------------------------------------------------------------------------
+
+
+def router_workers_beyond_cores(spec: Spec, seen: Observed) -> Iterator[Finding]:
+    workers = spec.router.workers
+    if workers == "auto" or seen.cores is None or workers <= seen.cores:
+        return
+    yield Finding(
+        "router-workers-beyond-cores",
+        WARNING,
+        ("router", "workers"),
+        f"{workers} router processes on a machine with {seen.cores} cores: the ones beyond a "
+        "core each only share one with another (and with the service), while each holds its own "
+        "memory and connections to the backends",
+        f"router.workers: auto (one per core), or at most {seen.cores}",
+    )
+
+
 RULES: tuple[Rule, ...] = (
     same_endpoint,
     no_readiness,
@@ -342,4 +361,5 @@ RULES: tuple[Rule, ...] = (
     analysis_all_dry,
     canary_short_of_100,
     blue_green_unchecked,
+    router_workers_beyond_cores,
 )

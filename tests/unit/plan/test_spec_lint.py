@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,20 @@ def test_rules(
 ) -> None:
     found = [(f.rule, f.severity, f.field) for f in lint(spec(**doc), observed)]
     assert found == expected
+
+
+def test_router_workers_beyond_the_machines_cores() -> None:
+    """A warning on a machine with fewer cores than the workers asked for; none for `auto`,
+    for as many as the cores, or when the cores are not known."""
+    many = spec(router={"workers": 8})
+    found = lint(many, replace(SEEN, cores=2))
+    assert [(f.rule, f.severity, f.field) for f in found] == [
+        ("router-workers-beyond-cores", WARNING, "router.workers")
+    ]
+    assert "8 router processes on a machine with 2 cores" in found[0].why
+    assert "router.workers: auto" in found[0].fix
+    assert lint(many, replace(SEEN, cores=8)) == lint(many, SEEN) == []
+    assert lint(spec(router={"workers": "auto"}), replace(SEEN, cores=1)) == []
 
 
 @pytest.mark.parametrize(
