@@ -319,6 +319,9 @@ async def test_a_sampled_log_weighs_each_line_by_the_requests_it_stands_for(
         await router._set_sampling({"v1": 4})
         assert router.reloads == reloads + 1
         assert render.read_log_state(router.routes_file.read_text()) == (True, {"v1": 4})
+        successor = NginxRouter(paths=router.paths, spec=router.spec, binary=nginx)
+        assert successor.sampler.weights == {"v1": 4} and successor.log_switch.on is True
+        assert not successor._log_changed()  # a new controller: what nginx runs, no reload
         lines.clear()
         before = {name: s.requests for name, s in (await router.stats()).items()}
         served = Counter(await asyncio.to_thread(versions, url, 800))
