@@ -28,8 +28,9 @@ Guarantees (the Router and RouterStats contract, core/ports.py, plus):
   tails and rotates (routers/accesslog.py, routers/logtail.py), counted from when the
   controller started. A release busier than `LINES_CAP` lines a second is logged one request
   in `weight` (accesslog.Sampler; render.py says how nginx picks them): a weight change is a
-  reload, so the sampler looks every `SAMPLE_EVERY` seconds and keeps a raised weight at least
-  `SAMPLE_HOLD` seconds; a steady load costs one reload when the log turns on.
+  reload, so the sampler looks every `SAMPLE_EVERY` seconds and lowers a weight only after
+  `SAMPLE_HOLD` seconds of traffic that call for less; a steady load costs about one reload
+  after the log turns on.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ SAMPLE_EVERY = 1.0
 """seconds between the sampler's looks: nginx writes its lines every 250 ms (render.LOG_BUFFER),
 so shorter looks would see the bursts of its flushes, not the rate."""
 SAMPLE_HOLD = 30.0
-"""seconds a raised weight is kept at least (HAProxy's 10 s: each change here is a reload)."""
+"""seconds of traffic a lower weight must be called for before a weight comes down (HAProxy's
+10 s: each change here is a reload)."""
 
 
 def create(ctx: DriverContext) -> NginxRouter:
@@ -100,13 +102,12 @@ class NginxRouter:
             reopen=self._reopen_log,
             writers=self._log_writers,
         )
-        # The log's state is in the routes file (a reload changes it); None: not known yet.
-        # What the next routes file says, from the last one: a controller before this one may
-        # have left the log on, and busy releases sampled (release -> weight).
+        # The log's state is in the routes file (a reload changes it; None: not known yet): a
+        # controller before this one may have left it on, and busy releases sampled.
         state = self._routes_state()
         self.log_switch = LogSwitch(self._turn_log, on=state[0] if state else None)
         self._log_on = bool(self.log_switch.on)
-        self._sampling = state[1] if state else {}
+        self._sampling = state[1] if state else {}  # release -> weight, as the next file says
         self.sampler = Sampler(
             self.access,
             self._set_sampling,
@@ -190,7 +191,8 @@ class NginxRouter:
         """A reload with the log on or off (the reload loop's, coalesced with table changes).
         Each time the log turns on, every request is logged until the sampler's first look."""
         self.sampler.stop()
-        self.sampler.weights = self._sampling = {}
+        self._sampling = {}
+        self.sampler.weights = {}
         self._log_on = on
         await self._reload_for_log()
         if on:

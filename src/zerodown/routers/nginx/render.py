@@ -414,7 +414,8 @@ def read_log_state(text: str) -> tuple[bool, dict[str, int]] | None:
 
 def log_format(zd: str, weight: str = "1") -> str:
     """The per-request line (routers/accesslog.py); `escape=none` keeps the flags header's
-    bytes, and empty variables print as `-`."""
+    bytes (a response without it leaves that field empty, which the collector reads as no
+    flags)."""
     return (
         f"log_format {zd}log escape=none 'zd2 {weight} ${{{zd}release}} $status"
         " ${request_time}s $upstream_http_x_zerodown_flags $upstream_addr';"
