@@ -36,6 +36,11 @@ LOADS = {
 }
 
 
+def cpu_times() -> list[float]:
+    """All CPUs' jiffies so far (/proc/stat: user nice system idle iowait irq softirq steal)."""
+    return [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+
+
 def p99(lat: list[float]) -> float:
     lat = sorted(lat)
     return lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0
@@ -58,6 +63,7 @@ def main() -> int:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = make_conninfo(args.database, dbname=name)
     windows: list[tuple[str, float, float, float]] = []  # (load, start, end, WAL bytes)
+    cpu: dict[str, list[float]] = {}  # per load: jiffies over its windows
     try:
         load(url, args.rows)
         with psycopg.connect(url, autocommit=True) as c:
@@ -76,7 +82,7 @@ def main() -> int:
                 order = list(LOADS)[n % len(LOADS) :] + list(LOADS)[: n % len(LOADS)]
                 for kind in order:
                     lsn0 = h.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()
-                    t0, i = time.perf_counter(), 0
+                    t0, i, c0 = time.perf_counter(), 0, cpu_times()
                     while time.perf_counter() - t0 < args.seconds:
                         i += 1
                         if kind == "file":  # about 80 MB/s, left to the kernel's writeback
@@ -90,6 +96,10 @@ def main() -> int:
                         else:
                             time.sleep(0.05)
                     t1 = time.perf_counter()
+                    spent = [b - a for a, b in zip(c0, cpu_times(), strict=True)]
+                    cpu[kind] = [
+                        a + b for a, b in zip(cpu.get(kind, [0.0] * 8), spent, strict=True)
+                    ]
                     lsn1 = h.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()
                     moved = float(lsn1[0]) - float(lsn0[0]) if lsn0 and lsn1 else 0.0
                     windows.append((kind, t0, t1, moved))
@@ -114,13 +124,16 @@ def main() -> int:
                 if a <= t <= b and (keep is None or (k == "read") == keep)
             ]
 
+        j = cpu[kind]
         per = [p99([x for t, x, _ in w.samples if a <= t <= b]) for _, a, b, _ in mine]
         mb_s = sum(m for *_, m in mine) / sum(b - a for _, a, b, _ in mine) / 1e6
         print(
             f"  {kind:<7} p99 {p99(lat()):5.2f} ms ("
             + "/".join(f"{x:.2f}" for x in per)
             + f"), reads {p99(lat(True)):5.2f}, writes {p99(lat(False)):5.2f} ms |"
-            f" {len(lat()):,} statements | WAL {mb_s:5.1f} MB/s"
+            f" {len(lat()):,} statements | WAL {mb_s:5.1f} MB/s | CPU busy"
+            f" {1 - (j[3] + j[4]) / sum(j):.0%}, iowait {j[4] / sum(j):.0%},"
+            f" steal {j[7] / sum(j):.0%}"
         )
     return 0
 
