@@ -121,24 +121,17 @@ def migrations(f: dict[str, Any]) -> str:
         if "zerodown_p99_increase_vs_triggers" in m
         else ""
     )
-    if "zerodown_p99_increase_pooled" in m:  # over all the rounds' statements together
-        triggers = (
-            f" ({m['zerodown_p99_increase_vs_triggers_pooled']:+.0%} vs the triggers installed,"
-            " no backfill)"
-            if "zerodown_p99_increase_vs_triggers_pooled" in m
-            else ""
-        )
-        return (
-            f"{m['rate_ratio']:.0%} of the plain UPDATE's rows/s, workload p99 over all rounds'"
-            f" statements {m['zerodown_p99_increase_pooled']:+.0%} vs no migration{triggers},"
-            f" longest lock wait {m['zerodown_longest_lock_wait_ms']:.0f} ms,"
-            f" {m['zerodown_failed_statements']:.0f} failed (plain:"
-            f" {m['plain_failed_statements']:.0f} failed,"
-            f" {m['plain_longest_lock_wait_ms']:.0f} ms lock wait)"
-        )
+    # all the rounds' statements together: steadier in the tail's sample size, but a round
+    # run while the machine was busy sets both p99s and hides the backfill's part, so the
+    # target is judged on the median of the rounds' ratios (each against its own windows)
+    pooled = (
+        f", {m['zerodown_p99_increase_pooled']:+.0%} over all rounds' statements together"
+        if "zerodown_p99_increase_pooled" in m
+        else ""
+    )
     return (
         f"{m['rate_ratio']:.0%} of the plain UPDATE's rows/s, workload p99"
-        f" {m['zerodown_p99_increase']:+.0%} vs no migration{triggers}, longest lock wait"
+        f" {m['zerodown_p99_increase']:+.0%} vs no migration{triggers}{pooled}, longest lock wait"
         f" {m['zerodown_longest_lock_wait_ms']:.0f} ms, {m['zerodown_failed_statements']:.0f}"
         f" failed (plain: {m['plain_failed_statements']:.0f} failed,"
         f" {m['plain_longest_lock_wait_ms']:.0f} ms lock wait)"
@@ -266,10 +259,7 @@ ROWS = (
         migrations,
         lambda f: (
             f["migrations"]["rate_ratio"] >= 0.5
-            and f["migrations"].get(
-                "zerodown_p99_increase_pooled", f["migrations"]["zerodown_p99_increase"]
-            )
-            <= 0.2
+            and f["migrations"]["zerodown_p99_increase"] <= 0.2
             and f["migrations"]["zerodown_failed_statements"] == 0
         ),
     ),

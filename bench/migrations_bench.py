@@ -474,6 +474,9 @@ def compared(rounds: list[dict[str, Any]], settings: list[str]) -> dict[str, Any
             "during_p99_increase_vs_triggers": lat["during"] / max(lat["triggers"], 1e-9) - 1,
             "during_p99_increase": lat["during"] / max(lat["before"], 1e-9) - 1,
             "per_round_backfill_vs_triggers": per_round,
+            # each round against its own triggers window, just before its backfill: the load
+            # of the machine at that moment weighs on both
+            "median_backfill_vs_triggers": statistics.median(per_round) if per_round else None,
             "longest_lock_wait_ms": max(run["longest_lock_wait_ms"] for run in runs),
             "failed_statements": sum(run["failed_statements"] for run in runs),
         }
@@ -513,6 +516,11 @@ def compare(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
             f" {lat['during']:.2f} ms ({r['during_p99_increase_vs_triggers']:+.0%} vs triggers,"
             f" {r['during_p99_increase']:+.0%} vs none) | per round "
             + "/".join(f"{x:+.0%}" for x in r["per_round_backfill_vs_triggers"])
+            + (
+                f", median {r['median_backfill_vs_triggers']:+.0%}"
+                if r["median_backfill_vs_triggers"] is not None
+                else ""
+            )
             + f" | {r['statements']['triggers']:,}/{r['statements']['backfill']:,} statements"
             f" | lock wait {r['longest_lock_wait_ms']:.0f} ms | failed {r['failed_statements']}"
         )
@@ -523,6 +531,9 @@ def compare(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The p99s over all the rounds' statements together: more statements in the tail, but a
+    round run while the machine was busy sets both and hides the backfill's part (the median
+    of the rounds' ratios, in summary(), compares each round with itself)."""
     lat = {
         k: pooled_p99([r["zerodown"]["latencies"].get(k, []) for r in rounds])
         for k in ("before", "triggers", "during")
