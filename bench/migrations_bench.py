@@ -9,6 +9,13 @@ qty * 2`. During both, `--workers` clients run point reads, updates and inserts 
 through the old version's schema. It prints rows/s, the workload's p50/p99/max latency before
 and during each change, failed workload statements, and the longest lock wait seen in
 pg_stat_activity (sampled every 20 ms).
+
+    python bench/migrations_bench.py --rows 1000000 --rounds 5 --compare '' 'batch_duty=1'
+
+compares backfill settings (fields of executor.Options, '' for the defaults) in interleaved
+rounds instead: each round runs every setting, then the plain UPDATE once, and each setting's
+workload p99 during its backfill is set against its own "triggers installed, no backfill"
+window, round by round (median) and over all its rounds' statements together.
 """
 
 from __future__ import annotations
@@ -270,9 +277,9 @@ def measure(
         "failed_statements": w.errors,
         "error_kinds": w.error_kinds,
     }
-    # every statement's latency per window, so that settings compared over several rounds are
-    # judged on the p99 of all their rounds' statements together (summary_of), not on a median
-    # of per-round p99s that each rest on the slowest ~20 statements of a 2 s window
+    # every statement's latency per window, so that the p99 can also be taken over all the
+    # rounds' statements together (pooled, compared): a 2-3 s window's own p99 rests on its
+    # slowest ~20 statements
     out["latencies"] = {
         "before": w.latencies(t0, t1),
         "during": w.latencies(t1, t2, skip=hold),
