@@ -121,9 +121,17 @@ def migrations(f: dict[str, Any]) -> str:
         if "zerodown_p99_increase_vs_triggers" in m
         else ""
     )
+    # all the rounds' statements together: steadier in the tail's sample size, but a round
+    # run while the machine was busy sets both p99s and hides the backfill's part, so the
+    # target is judged on the median of the rounds' ratios (each against its own windows)
+    pooled = (
+        f", {m['zerodown_p99_increase_pooled']:+.0%} over all rounds' statements together"
+        if "zerodown_p99_increase_pooled" in m
+        else ""
+    )
     return (
         f"{m['rate_ratio']:.0%} of the plain UPDATE's rows/s, workload p99"
-        f" {m['zerodown_p99_increase']:+.0%} vs no migration{triggers}, longest lock wait"
+        f" {m['zerodown_p99_increase']:+.0%} vs no migration{triggers}{pooled}, longest lock wait"
         f" {m['zerodown_longest_lock_wait_ms']:.0f} ms, {m['zerodown_failed_statements']:.0f}"
         f" failed (plain: {m['plain_failed_statements']:.0f} failed,"
         f" {m['plain_longest_lock_wait_ms']:.0f} ms lock wait)"

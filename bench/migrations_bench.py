@@ -9,11 +9,19 @@ qty * 2`. During both, `--workers` clients run point reads, updates and inserts 
 through the old version's schema. It prints rows/s, the workload's p50/p99/max latency before
 and during each change, failed workload statements, and the longest lock wait seen in
 pg_stat_activity (sampled every 20 ms).
+
+    python bench/migrations_bench.py --rows 1000000 --rounds 5 --compare '' 'batch_duty=1'
+
+compares backfill settings (fields of executor.Options, '' for the defaults) in interleaved
+rounds instead: each round runs every setting, then the plain UPDATE once, and each setting's
+workload p99 during its backfill is set against its own "triggers installed, no backfill"
+window, round by round (median) and over all its rounds' statements together.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -104,14 +112,7 @@ class Workload:
         and was still waiting when it returned counts, with its whole latency. `began`: only
         those that began in the window. `skip`: leave out those that ran only inside it (the
         pause the bench makes with the triggers in place, which has a window of its own)."""
-        lat = sorted(
-            x
-            for t, x, k in self.samples
-            if t <= end
-            and (t >= start if began else t + x >= start)
-            and (kind is None or k == kind)
-            and (skip is None or not (t >= skip[0] and t + x <= skip[1]))
-        )
+        lat = self.latencies(start, end, kind, began=began, skip=skip)
         if not lat:
             return {"ops": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
         seconds = end - start - (skip[1] - skip[0] if skip else 0.0)
@@ -122,6 +123,25 @@ class Workload:
             "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
             "max_ms": lat[-1] * 1000,
         }
+
+    def latencies(
+        self,
+        start: float,
+        end: float,
+        kind: str | None = None,
+        *,
+        began: bool = False,
+        skip: tuple[float, float] | None = None,
+    ) -> list[float]:
+        """The latencies (s, sorted) of the statements window() counts."""
+        return sorted(
+            x
+            for t, x, k in self.samples
+            if t <= end
+            and (t >= start if began else t + x >= start)
+            and (kind is None or k == kind)
+            and (skip is None or not (t >= skip[0] and t + x <= skip[1]))
+        )
 
     def windows(
         self,
@@ -257,13 +277,23 @@ def measure(
         "failed_statements": w.errors,
         "error_kinds": w.error_kinds,
     }
+    # every statement's latency per window, so that the p99 can also be taken over all the
+    # rounds' statements together (pooled, compared): a 2-3 s window's own p99 rests on its
+    # slowest ~20 statements
+    out["latencies"] = {
+        "before": w.latencies(t0, t1),
+        "during": w.latencies(t1, t2, skip=hold),
+    }
     if hold:
         out["triggers"] = w.windows(*hold, began=True)
         out["sampled"]["triggers"] = lw.window(*hold)
+        out["latencies"]["triggers"] = w.latencies(*hold, began=True)
     if "backfill_start" in marks and "backfill_end" in marks:
         b0, b1 = marks["backfill_start"], marks["backfill_end"]
         out["backfill_seconds"] = b1 - b0
         out["backfill_window"] = w.windows(b0, b1)
+        out["latencies"]["backfill"] = w.latencies(b0, b1)
+        out["backfill_sampled"] = lw.window(b0, b1)
     return out
 
 
@@ -315,11 +345,9 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):,.1f} ({min(values):,.1f}-{max(values):,.1f})"
 
 
-def one_round(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    with psycopg.connect(url, autocommit=True) as c:  # each round starts the migration afresh
-        c.execute("DROP SCHEMA IF EXISTS zerodown CASCADE")
-        c.execute("DROP SCHEMA IF EXISTS public_0001_qty_bigint CASCADE")
-    load(url, args.rows)
+def options_of(args: argparse.Namespace, setting: str = "") -> Options:
+    """The backfill's options: the command line's, then a setting's `field=value,...` over them
+    (a field of executor.Options; a value in JSON, or a bare word taken as a string)."""
     options = Options(
         batch_size=args.batch_size,
         batch_target=args.batch_target,
@@ -327,11 +355,34 @@ def one_round(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
         batch_duty=args.batch_duty,
         batch_share=args.batch_share,
     )
+    changes: dict[str, Any] = {}
+    for item in filter(None, setting.split(",")):
+        key, _, text = item.partition("=")
+        if key.strip() not in Options.__dataclass_fields__:
+            raise SystemExit(f"--compare: {key.strip()!r} is not a field of executor.Options")
+        try:
+            changes[key.strip()] = json.loads(text)
+        except ValueError:
+            changes[key.strip()] = text.strip()
+    return dataclasses.replace(options, **changes)
+
+
+def zerodown_run(
+    url: str, path: Path, args: argparse.Namespace, options: Options
+) -> dict[str, Any]:
+    with psycopg.connect(url, autocommit=True) as c:  # each run starts the migration afresh
+        c.execute("DROP SCHEMA IF EXISTS zerodown CASCADE")
+        c.execute("DROP SCHEMA IF EXISTS public_0001_qty_bigint CASCADE")
+    load(url, args.rows)
     events: list[str] = []
     marks: dict[str, float] = {}
 
     def log(line: str) -> None:
         events.append(line)
+        if line.startswith("backfill ") and "hold_start" not in marks and args.checkpoint:
+            # a real table's pages are older than the last checkpoint: each one's first change
+            # in the backfill then writes a full-page image to the WAL
+            lsn.execute("CHECKPOINT")
         if line.startswith("backfill ") and "hold_start" not in marks and args.hold > 0:
             # The triggers are in place and the backfill not begun: the workload runs
             # `hold` seconds like this (the "triggers" window), then the backfill goes on.
@@ -342,21 +393,29 @@ def one_round(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
             marks.setdefault("backfill_start", time.perf_counter())
             if ": done" in line:
                 marks["backfill_end"] = time.perf_counter()
+            wal.append(float(lsn.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()[0]))  # type: ignore[index]
 
-    zd = measure(
-        url,
-        args.rows,
-        args.workers,
-        lambda: api.start(url, path, options=options, log=log),
-        args.warm,
-        marks,
-    )
+    wal: list[float] = []  # the server's WAL position at the backfill's first and last event
+    with psycopg.connect(url, autocommit=True) as lsn:
+        zd = measure(
+            url,
+            args.rows,
+            args.workers,
+            lambda: api.start(url, path, options=options, log=log),
+            args.warm,
+            marks,
+        )
+    zd["backfill_wal_mb"] = (wal[-1] - wal[0]) / 1e6 if len(wal) > 1 else 0.0
     started = time.perf_counter()
     api.complete(url, options=options)
     zd["complete_seconds"] = time.perf_counter() - started
     print(fmt("zerodown migrate start", zd))
     zd["backfill"] = next((e for e in events if ": done" in e), "")
-    print(f"{'':<26} {zd['backfill']}")
+    print(f"{'':<26} {zd['backfill']}; {zd['backfill_wal_mb']:.0f} MB of WAL during it")
+    return zd
+
+
+def plain_run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     load(url, args.rows)
 
     def plain() -> None:
@@ -366,7 +425,133 @@ def one_round(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     base = measure(url, args.rows, args.workers, plain, args.warm, {})
     print(fmt("plain ALTER + UPDATE", base))
-    return {"zerodown": zd, "plain": base}
+    return base
+
+
+def one_round(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    zd = zerodown_run(url, path, args, options_of(args))
+    return {"zerodown": zd, "plain": plain_run(url, args)}
+
+
+def pooled_p99(lists: list[list[float]]) -> float:
+    """The p99 (ms) of several windows' latencies (s) together."""
+    lat = sorted(x for one in lists for x in one)
+    return lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0
+
+
+def compared(rounds: list[dict[str, Any]], settings: list[str]) -> dict[str, Any]:
+    """Each setting over the rounds: its rows/s against the same round's plain UPDATE (median),
+    and the workload's p99 over all its rounds' statements together, during the backfill and
+    during the whole change, against the triggers installed with no backfill (the same rounds'
+    hold windows together) and against no migration (their before windows)."""
+
+    # the triggers window is the same for every setting (no batch has run yet): all of them
+    # together are the common baseline, the steadiest figure the bench has
+    common = pooled_p99([r[s]["latencies"].get("triggers", []) for r in rounds for s in settings])
+    out: dict[str, Any] = {}
+    for setting in settings:
+        runs = [r[setting] for r in rounds]
+        lat = {
+            k: pooled_p99([run["latencies"].get(k, []) for run in runs])
+            for k in ("before", "triggers", "during", "backfill")
+        }
+        ratios = [
+            run["rows_per_s"] / r["plain"]["rows_per_s"]
+            for run, r in zip(runs, rounds, strict=True)
+        ]
+        per_round = [
+            pooled_p99([run["latencies"].get("backfill", [])])
+            / max(pooled_p99([run["latencies"]["triggers"]]), 1e-9)
+            - 1
+            for run in runs
+            if "triggers" in run["latencies"]
+        ]
+        out[setting or "defaults"] = {
+            "rate_ratio": statistics.median(ratios),
+            "rate_ratios": ratios,
+            "rows_per_s": statistics.median(run["rows_per_s"] for run in runs),
+            "p99_ms": lat,
+            "statements": {
+                k: sum(len(run["latencies"].get(k, [])) for run in runs)
+                for k in ("triggers", "backfill")
+            },
+            "backfill_p99_increase_vs_triggers": lat["backfill"] / max(lat["triggers"], 1e-9) - 1,
+            "triggers_p99_all_settings_ms": common,
+            "backfill_p99_increase_vs_all_triggers": lat["backfill"] / max(common, 1e-9) - 1,
+            "during_p99_increase_vs_triggers": lat["during"] / max(lat["triggers"], 1e-9) - 1,
+            "during_p99_increase": lat["during"] / max(lat["before"], 1e-9) - 1,
+            "per_round_backfill_vs_triggers": per_round,
+            # each round against its own triggers window, just before its backfill: the load
+            # of the machine at that moment weighs on both
+            "median_backfill_vs_triggers": statistics.median(per_round) if per_round else None,
+            "longest_lock_wait_ms": max(run["longest_lock_wait_ms"] for run in runs),
+            "failed_statements": sum(run["failed_statements"] for run in runs),
+        }
+    return out
+
+
+def compare(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Settings measured in interleaved rounds (each round runs every setting, in an order
+    rotated from round to round, then the plain UPDATE), so that a machine whose load drifts
+    weighs on all of them alike."""
+    settings = list(args.compare)
+    options = {s: options_of(args, s) for s in settings}
+    rounds: list[dict[str, Any]] = []
+    for n in range(args.rounds):
+        print(f"round {n + 1}:")
+        order = settings[n % len(settings) :] + settings[: n % len(settings)]
+        one: dict[str, Any] = {}
+        for setting in order:
+            print(f"  setting {setting or 'defaults'}:")
+            one[setting] = zerodown_run(url, path, args, options[setting])
+        one["plain"] = plain_run(url, args)
+        rounds.append(one)
+    result = compared(rounds, settings)
+    print(
+        f"over {args.rounds} interleaved rounds (rows/s: median of each round's ratio to its plain"
+        " UPDATE; p99: all the rounds' statements together):"
+    )
+    for name, r in result.items():
+        lat = r["p99_ms"]
+        print(
+            f"  {name:<40} {r['rate_ratio']:4.0%} of plain ("
+            + "/".join(f"{x:.0%}" for x in r["rate_ratios"])
+            + f") | p99 none {lat['before']:.2f}, triggers {lat['triggers']:.2f}, backfill"
+            f" {lat['backfill']:.2f} ({r['backfill_p99_increase_vs_triggers']:+.0%}; "
+            f"{r['backfill_p99_increase_vs_all_triggers']:+.0%} vs all settings' triggers"
+            f" {r['triggers_p99_all_settings_ms']:.2f}), during"
+            f" {lat['during']:.2f} ms ({r['during_p99_increase_vs_triggers']:+.0%} vs triggers,"
+            f" {r['during_p99_increase']:+.0%} vs none) | per round "
+            + "/".join(f"{x:+.0%}" for x in r["per_round_backfill_vs_triggers"])
+            + (
+                f", median {r['median_backfill_vs_triggers']:+.0%}"
+                if r["median_backfill_vs_triggers"] is not None
+                else ""
+            )
+            + f" | {r['statements']['triggers']:,}/{r['statements']['backfill']:,} statements"
+            f" | lock wait {r['longest_lock_wait_ms']:.0f} ms | failed {r['failed_statements']}"
+        )
+    for r in rounds:  # the raw latencies are not worth a file
+        for run in r.values():
+            run.pop("latencies", None)
+    return {"compared": result, "rounds": rounds}
+
+
+def pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The p99s over all the rounds' statements together: more statements in the tail, but a
+    round run while the machine was busy sets both and hides the backfill's part (the median
+    of the rounds' ratios, in summary(), compares each round with itself)."""
+    lat = {
+        k: pooled_p99([r["zerodown"]["latencies"].get(k, []) for r in rounds])
+        for k in ("before", "triggers", "during")
+    }
+    out: dict[str, Any] = {
+        "zerodown_p99_pooled_ms": lat,
+        "zerodown_p99_increase_pooled": lat["during"] / max(lat["before"], 1e-9) - 1,
+    }
+    if lat["triggers"]:
+        out["zerodown_p99_increase_vs_triggers_pooled"] = lat["during"] / lat["triggers"] - 1
+    return out
 
 
 def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -399,6 +584,9 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             if held
             else {}
         ),
+        # the same over all the rounds' statements together (a round's 2-3 s window has
+        # ~20 statements above its p99, and its p99 moves by tens of % from round to round)
+        **pooled(rounds),
         "zerodown_longest_lock_wait_ms": max(col("zerodown", "longest_lock_wait_ms")),
         "zerodown_failed_statements": sum(col("zerodown", "failed_statements")),
         "plain_longest_lock_wait_ms": max(col("plain", "longest_lock_wait_ms")),
@@ -446,6 +634,18 @@ def main() -> int:
         help="seconds the workload runs with the triggers installed before the backfill begins"
         " (its own p99 window; not counted in the migration's time)",
     )
+    ap.add_argument(
+        "--checkpoint",
+        action="store_true",
+        help="CHECKPOINT once the triggers are in, before the backfill (full-page images)",
+    )
+    ap.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="SETTING",
+        help="compare settings in interleaved rounds instead: each SETTING is field=value,..."
+        " over executor.Options (e.g. '' 'batch_duty=1,batch_target=0.03'; '' is the defaults)",
+    )
     ap.add_argument("--json", type=Path, help="write the summary here")
     ap.add_argument(
         "--database",
@@ -474,6 +674,11 @@ def main() -> int:
                 "operations:\n  - alter_column:\n      table: items\n      column: qty\n"
                 "      type: bigint\n      up: qty * 2\n      down: (qty / 2)::integer\n"
             )
+            if args.compare:
+                result = compare(url, path, args)
+                if args.json:
+                    args.json.write_text(json.dumps(result, indent=1))
+                return 0
             for n in range(args.rounds):
                 print(f"round {n + 1}:")
                 rounds.append(one_round(url, path, args))
@@ -491,12 +696,27 @@ def main() -> int:
         else ""
     )
     print(
+        f"over all the rounds' statements together: p99 {result['zerodown_p99_increase_pooled']:+.0%}"
+        " vs no migration"
+        + (
+            f", {result['zerodown_p99_increase_vs_triggers_pooled']:+.0%} vs the triggers installed"
+            if "zerodown_p99_increase_vs_triggers_pooled" in result
+            else ""
+        )
+        + " ("
+        + " → ".join(f"{k} {v:.2f}" for k, v in result["zerodown_p99_pooled_ms"].items())
+        + " ms)"
+    )
+    print(
         f"zerodown's backfill at {result['rate_ratio']:.0%} of the plain UPDATE's rows/s, "
         f"workload p99 {result['zerodown_p99_increase']:+.0%} vs no migration{vs_triggers},"
         " longest lock wait "
         f"{result['zerodown_longest_lock_wait_ms']:.0f} ms, "
         f"{result['zerodown_failed_statements']:.0f} failed statements"
     )
+    for r in rounds:  # the raw latencies are not worth a file
+        for side in r.values():
+            side.pop("latencies", None)
     if args.json:
         args.json.write_text(json.dumps({"migrations": result, "rounds": rounds}, indent=1))
     return 0

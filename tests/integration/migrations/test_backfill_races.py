@@ -177,3 +177,39 @@ def test_batch_share_caps_a_batch_at_a_share_of_the_keys(mig_db: str, tmp_path: 
     assert stats.batches >= 20
     assert stats.backfilled_rows == 5000
     api.rollback(mig_db, options=options)
+
+
+def test_the_batches_commit_without_waiting_for_the_wal_flush(mig_db: str, tmp_path: Path) -> None:
+    """The batches run with synchronous_commit off (a batch lost in a server crash is lost
+    with its cursor move, the same transaction, and is done again), and only they: the up
+    expression reads the setting, so each row says what the statement that filled it ran
+    with, and a write of the old version after the backfill, filled by its trigger, says the
+    server's own setting."""
+    base = "commits"
+    with psycopg.connect(mig_db, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {base}")
+        c.execute(f"CREATE TABLE {base}.items (id bigserial PRIMARY KEY, mode text)")
+        c.execute(f"INSERT INTO {base}.items (mode) SELECT 'x' FROM generate_series(1, 30)")
+        server = c.execute("SHOW synchronous_commit").fetchone()
+    assert server is not None and server[0] != "off"
+    path = tmp_path / "0001_mode.yaml"
+    fill = {
+        "table": "items",
+        "column": "mode",
+        "type": "text",
+        "up": "current_setting('synchronous_commit')",
+        "down": "mode",
+    }
+    path.write_text(yaml.safe_dump({"operations": [{"alter_column": fill}]}))
+    options = Options(base_schema=base, batch_size=10, batch_delay=0)
+    api.start(mig_db, path, options=options)
+    stats = api.last_stats(mig_db)
+    assert stats is not None and stats.batches == 3
+    assert not any("the triggers fill the rows" in e for e in stats.events)  # it was direct
+    with psycopg.connect(mig_db, autocommit=True, options=f"-c search_path={base}") as c:
+        c.execute("INSERT INTO items (mode) VALUES ('y')")
+        rows = c.execute(
+            f"SELECT mode, _zd_new_mode, count(*) FROM {base}.items GROUP BY 1, 2 ORDER BY 1"
+        ).fetchall()
+    assert rows == [("x", "off", 30), ("y", server[0], 1)]
+    api.rollback(mig_db, options=Options(base_schema=base))

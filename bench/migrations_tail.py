@@ -1,0 +1,142 @@
+"""What slows the migration bench's workload: the same workload beside one load at a time.
+
+    python bench/migrations_tail.py [--rounds 3] [--seconds 3] [--rows 1000000]
+
+The workload of bench/migrations_bench.py (two clients: point reads, updates, inserts on
+`items`) runs while one backend, in interleaved windows of `--seconds`, does nothing ("idle"),
+burns CPU without writing ("cpu"), writes WAL on another table with no lock on `items`
+("wal": INSERTs with synchronous_commit off), or updates `items` in key ranges as the backfill
+does ("ranges"); and while this process writes a file at about the WAL load's rate, with no
+fsync ("file"). Each load's p99 is over all its windows' statements together; WAL MB/s is
+the server's WAL position moved per second of the window. If the workload's tail follows the
+WAL written rather than the CPU taken, a backfill cannot buy its p99 back by resting between
+batches: only by writing less WAL per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from migrations_bench import Workload, load
+from psycopg.conninfo import make_conninfo
+
+LOADS = {
+    "idle": None,
+    "cpu": "SELECT count(*) FROM generate_series(1, 300000)",
+    "wal": "INSERT INTO other (qty, note) SELECT g, 'row ' || g FROM generate_series(1, 3000) g",
+    "ranges": "UPDATE items SET n = qty * 2 WHERE id > %s AND id <= %s",
+    "file": None,
+}
+
+
+def cpu_times() -> list[float]:
+    """All CPUs' jiffies so far (/proc/stat: user nice system idle iowait irq softirq steal)."""
+    return [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+
+
+def p99(lat: list[float]) -> float:
+    lat = sorted(lat)
+    return lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument(
+        "--database",
+        default=os.environ.get(
+            "ZERODOWN_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    args = ap.parse_args()
+    name = f"zd_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(args.database, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(args.database, dbname=name)
+    windows: list[tuple[str, float, float, float]] = []  # (load, start, end, WAL bytes)
+    cpu: dict[str, list[float]] = {}  # per load: jiffies over its windows
+    try:
+        load(url, args.rows)
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("CREATE TABLE other (id bigserial PRIMARY KEY, qty int, note text)")
+            c.execute("ALTER TABLE items ADD COLUMN n bigint")
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            Workload(url, args.rows, 2) as w,
+            psycopg.connect(url, autocommit=True) as h,
+        ):
+            h.execute("SET synchronous_commit = off")
+            chunk, file = b"y" * (1 << 20), os.open(Path(tmp) / "load", os.O_WRONLY | os.O_CREAT)
+            key = 0
+            time.sleep(1.0)
+            for n in range(args.rounds):
+                order = list(LOADS)[n % len(LOADS) :] + list(LOADS)[: n % len(LOADS)]
+                for kind in order:
+                    lsn0 = h.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()
+                    t0, i, c0 = time.perf_counter(), 0, cpu_times()
+                    while time.perf_counter() - t0 < args.seconds:
+                        i += 1
+                        if kind == "file":  # about 80 MB/s, left to the kernel's writeback
+                            os.pwrite(file, chunk, (i % 256) << 20)
+                            time.sleep(0.012)
+                        elif kind == "ranges":
+                            h.execute(LOADS[kind] or "", (key, key + 5000))  # type: ignore[arg-type]
+                            key = (key + 5000) % args.rows
+                        elif LOADS[kind]:
+                            h.execute(LOADS[kind] or "")  # type: ignore[arg-type]
+                        else:
+                            time.sleep(0.05)
+                    t1 = time.perf_counter()
+                    spent = [b - a for a, b in zip(c0, cpu_times(), strict=True)]
+                    cpu[kind] = [
+                        a + b for a, b in zip(cpu.get(kind, [0.0] * 8), spent, strict=True)
+                    ]
+                    lsn1 = h.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()
+                    moved = float(lsn1[0]) - float(lsn0[0]) if lsn0 and lsn1 else 0.0
+                    windows.append((kind, t0, t1, moved))
+            os.close(file)
+    finally:
+        with psycopg.connect(args.database, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(
+        f"{args.rows:,} rows, 2 workload clients, {args.rounds} rounds of {args.seconds:.0f} s"
+        " windows per load (p99 over all of a load's windows; per window in brackets)"
+    )
+    for kind in LOADS:
+        mine = [x for x in windows if x[0] == kind]
+
+        def lat(
+            keep: object = None, mine: list[tuple[str, float, float, float]] = mine
+        ) -> list[float]:
+            return [
+                x
+                for _, a, b, _ in mine
+                for t, x, k in w.samples
+                if a <= t <= b and (keep is None or (k == "read") == keep)
+            ]
+
+        j = cpu[kind]
+        per = [p99([x for t, x, _ in w.samples if a <= t <= b]) for _, a, b, _ in mine]
+        mb_s = sum(m for *_, m in mine) / sum(b - a for _, a, b, _ in mine) / 1e6
+        print(
+            f"  {kind:<7} p99 {p99(lat()):5.2f} ms ("
+            + "/".join(f"{x:.2f}" for x in per)
+            + f"), reads {p99(lat(True)):5.2f}, writes {p99(lat(False)):5.2f} ms |"
+            f" {len(lat()):,} statements | WAL {mb_s:5.1f} MB/s | CPU busy"
+            f" {1 - (j[3] + j[4]) / sum(j):.0%}, iowait {j[4] / sum(j):.0%},"
+            f" steal {j[7] / sum(j):.0%}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
