@@ -125,16 +125,21 @@ def _sampled(files: Files) -> list[str]:
     (`srv_is_up`). While it is on: uniform sampling per server, so per release: the weight of
     the server that answered (1 when the sampling map has none), the rules end for the responses
     `rand` modulo the weight leaves out (still silent), and the others get their line back
-    (`info`, the level a line has by default) and the flags header, read only for them.
+    (`info`, the level a line has by default), the weight and the flags header, read only for
+    them. The weight is looked up into a session variable: set again by every response of the
+    connection before it is read, it is allocated once per connection, not per request (220
+    instructions a request less, sampled); the line reads a request's own copy, so a response
+    HAProxy makes itself never shows another request's weight.
     Responses HAProxy makes itself (no server) run no http-response rule: their lines are never
     silenced (weight `-`, 1), and with the log off they go to a ring nobody reads. Nothing may
     follow these rules: `allow` ends the frontend's http-response rules."""
     return [
         "  http-response set-log-level silent",
         f"  http-response allow unless {{ srv_is_up({LOG_SWITCH}) }}",
-        f"  http-response set-var(txn.zd_weight) srv_name,map_str_int({files.sampling},1)",
-        "  http-response allow if { rand,mod(txn.zd_weight) gt 0 }",
+        f"  http-response set-var(sess.zd_weight) srv_name,map_str_int({files.sampling},1)",
+        "  http-response allow if { rand,mod(sess.zd_weight) gt 0 }",
         "  http-response set-log-level info",
+        "  http-response set-var(txn.zd_weight) var(sess.zd_weight)",
         "  http-response set-var(txn.zd_flags) res.hdr(x-zerodown-flags)",
     ]
 
