@@ -9,9 +9,9 @@ switched on only while wrk (1 thread, 10 keep-alive connections, `--seconds`) se
 instructions counted are divided by the requests the frontend counted (`show stat` req_tot).
 
 The managed configuration is the one `ManagedHaproxy` writes for a canary (v1 90 / v2 10); its
-phases are set through the Runtime API as the driver sets them: the log map empty (at rest), `on
-1` with no sampling (every request a line), and `on 1` with the weights `sampling_weight` gives
-the canary's releases at `--rate` requests a second (v1 90 %, v2 10 %). A reader streams the ring
+phases are set through the Runtime API as the driver sets them: the log's switch in maintenance
+(at rest), up with no sampling (every request a line), and up with the weights `sampling_weight`
+gives the canary's releases at `--rate` requests a second (v1 90 %, v2 10 %). A reader streams the ring
 (`show events zd_log -w`) while the log is on, as the controller does.
 
 Needs valgrind, wrk, haproxy and nginx (`apt-get install -y valgrind wrk haproxy nginx-light`).
@@ -41,7 +41,7 @@ from zerodown.core.routes import Backend, Pool, RouteTable
 from zerodown.net import free_port
 from zerodown.paths import Paths
 from zerodown.routers.accesslog import sampling_weight
-from zerodown.routers.haproxy.config import RING
+from zerodown.routers.haproxy.config import LOG_SWITCH, RING
 from zerodown.routers.haproxy.driver import ManagedHaproxy
 from zerodown.spec.model import Spec
 
@@ -232,11 +232,11 @@ def main() -> None:
             run_wrk(f"http://127.0.0.1:{case.port}/", duration=1, connections=10)
         managed, sock = cases["managed"], files.admin_socket
         results["hand-written"] = cases["hand-written"].count(args.seconds)
-        set_map(sock, files.log_switch, {})
+        command(sock, f"set server {LOG_SWITCH} state maint")
         set_map(sock, files.sampling, {})
         results["managed, log off (at rest)"] = managed.count(args.seconds)
         with ring_reader(sock):
-            set_map(sock, files.log_switch, {"on": 1})
+            command(sock, f"set server {LOG_SWITCH} state ready")
             results["managed, log on, every request"] = managed.count(args.seconds)
             set_map(sock, files.sampling, router._sampling_entries(weights))
             results[f"managed, log on, sampled {weights}"] = managed.count(args.seconds)

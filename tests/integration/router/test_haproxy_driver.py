@@ -23,6 +23,7 @@ from zerodown import procfs
 from zerodown.core.routes import Match, Sticky
 from zerodown.loadgen import LoadGenerator
 from zerodown.paths import Paths
+from zerodown.routers.haproxy.config import LOG_SWITCH
 from zerodown.routers.haproxy.driver import AttachedHaproxy, ManagedHaproxy
 from zerodown.spec.model import Spec
 
@@ -293,6 +294,55 @@ async def test_the_per_request_log_runs_only_while_something_reads_it(
     finally:
         await router.stop(grace=5)
         await router.aclose()
+
+
+async def test_the_log_switch_is_carried_over_by_a_reload_and_a_restart(
+    tmp_path: Path, backend_a: BackendProc, backend_b: BackendProc
+) -> None:
+    """The switch is a server's state (config.LOG_SWITCH): a reload keeps it on and keeps it
+    off, and a HAProxy started again by a new controller starts from the configuration written
+    with it."""
+    port = free_port()
+    paths = Paths.for_spec(tmp_path / "zerodown.yaml")
+    paths.ensure()
+    url = f"http://127.0.0.1:{port}/"
+    canary = (("v2", 50, [backend_b]), ("v1", 50, [backend_a]))
+
+    async def switch_off(router: ManagedHaproxy) -> bool:
+        (state,) = await router.api.servers([LOG_SWITCH.split("/")[0]])
+        return state.maint
+
+    router = ManagedHaproxy(paths=paths, spec=spec(port))
+    try:
+        await router.start()
+        await router.apply(table(1, *canary))
+        await router.reload()
+        assert router.log_switch.on is True and not await switch_off(router)
+        with httpx.Client() as client:
+            for _ in range(5):
+                assert client.get(url).is_success
+        await wait_until(lambda: router.access.received >= 5, "lines after a reload")
+        await router.apply(table(2, ("v1", 100, [backend_a])))
+        await router.reload()
+        assert router.log_switch.on is False and await switch_off(router)
+        await router.apply(table(3, *canary))
+        assert not await switch_off(router)
+    finally:
+        await router.stop(grace=5)
+        await router.aclose()
+    # A new controller, HAProxy gone: started again with the log on, as the last one left it.
+    again = ManagedHaproxy(paths=paths, spec=spec(port))
+    try:
+        assert again.log_switch.on is True
+        await again.start()
+        assert not await switch_off(again)
+        with httpx.Client() as client:
+            for _ in range(3):
+                assert client.get(url).is_success
+        await wait_until(lambda: again.access.received >= 3, "lines after a restart")
+    finally:
+        await again.stop(grace=5)
+        await again.aclose()
 
 
 async def test_a_sampled_log_weighs_each_line_by_the_requests_it_stands_for(

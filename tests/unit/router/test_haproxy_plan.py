@@ -78,7 +78,8 @@ def test_more_releases_than_slots_is_refused() -> None:
         assign_slots([f"v{n}" for n in range(9)], {})
 
 
-def test_rendered_configuration_is_valid(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_on", [False, True])
+def test_rendered_configuration_is_valid(tmp_path: Path, log_on: bool) -> None:
     try:
         binary = process.find_binary()
     except PermanentDriverError as exc:
@@ -94,8 +95,14 @@ def test_rendered_configuration_is_valid(tmp_path: Path) -> None:
     files.log_switch.write_text("on 1\n")
     files.sampling.write_text("")
     files.lua.write_text(MURMUR3_LUA)
-    files.config.write_text(render(rules, want, files, drain=5))
+    config = render(rules, want, files, drain=5, log_on=log_on)
+    files.config.write_text(config)
     assert process.check_config(binary, files.config) is None
+    # the log's switch: in maintenance while off; the log rules end the frontends' rules
+    assert ("  server on 127.0.0.1:1 disabled" in config) is not log_on
+    for frontend in config.split("frontend ")[1:]:
+        rules = [ln for ln in frontend.split("\n\n")[0].splitlines() if "http-response" in ln]
+        assert rules[-1] == "  http-response set-var(txn.zd_flags) res.hdr(x-zerodown-flags)"
 
 
 def test_a_missing_or_old_binary_says_what_to_install(

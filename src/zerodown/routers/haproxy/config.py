@@ -17,8 +17,11 @@ RING = "zd_log"
 """The ring the per-request lines go to; the controller reads it with `show events` on the
 Runtime API (routers/ringevents.py). It has no server: a ring that forwards to the controller's
 socket makes HAProxy 2.6 retry the connection in a tight loop while no controller listens."""
-LOGGING = "{ var(txn.zd_weight) -m found }"
-"""The condition of the rules that run only for a request whose line is kept."""
+LOG_SWITCH = "zd_log_switch/on"
+"""The per-request log's switch: a server that takes no traffic (no rule routes to its backend),
+up while the log is on, in maintenance while it is off (`set server … state ready|maint` on the
+Runtime API, no reload). `srv_is_up` reads its state: the cheapest test of something the Runtime
+API changes (no map lookup; bench/haproxy_log_cost.py, docs/router.md)."""
 
 MURMUR3_LUA = """\
 -- zerodown: sticky bucket = murmur3_32(key, seed 0) % 100, as the built-in router computes it
@@ -70,7 +73,9 @@ class Files:
 
     @property
     def log_switch(self) -> Path:
-        """The map whose entry `on 1` turns the per-request log on (accesslog.LogSwitch)."""
+        """The driver's record of the per-request log's switch (`on 1`: on; accesslog.LogSwitch),
+        read by the next controller. HAProxy reads the switch from `LOG_SWITCH` (a HAProxy
+        written by a zerodown before it read this file, as a map)."""
         return self.run / "log.map"
 
     @property
@@ -104,36 +109,46 @@ def log_format(files: Files) -> str:
 
 
 def _logged(files: Files) -> list[str]:
-    """The per-request line only while the log map holds `on 1` (set at runtime, no reload).
-    The switch is looked up once per request, into `txn.zd_weight`, which the response rules
-    (`_sampled`) read instead of the map."""
+    """The per-request line; whether it is kept is decided by the response rules (`_sampled`)."""
     return [
         "  log global",
         f'  log-format "{log_format(files)}"',
         "  option dontlognull",  # a connection that sent nothing (a port probe) is no request
-        f"  http-request set-var(txn.zd_weight) str(on),map_str_int({files.log_switch})",
     ]
 
 
 def _sampled(files: Files) -> list[str]:
-    """Uniform sampling per server, so per release: while the log is on, the weight of the
-    server that answered (1 when the sampling map has none); the line kept when `rand` modulo
-    the weight is 0. One rule silences both an unlogged request and a sampled-out one: with the
-    log off `txn.zd_weight` is unset, the converter fails and the condition is false (checked on
-    HAProxy 2.6: `mod` of a missing variable yields no value). Responses HAProxy makes itself
-    (no server) run no http-response rule: their lines are never silenced (weight `-`, 1), and
-    with the log off they go to a ring nobody reads."""
+    """Which responses of a server have a line, the frontend's last rules (`allow` ends them).
+
+    Each response is silenced first (an action without a condition, the cheapest rule); while
+    the log is off the next rule ends the rules there: two rules a request at rest, one test
+    (`srv_is_up`). While it is on: uniform sampling per server, so per release: the weight of
+    the server that answered (1 when the sampling map has none), the rules end for the responses
+    `rand` modulo the weight leaves out (still silent), and the others get their line back
+    (`info`, the level a line has by default), the weight and the flags header, read only for
+    them. The weight is looked up into a session variable: set again by every response of the
+    connection before it is read, it is allocated once per connection, not per request (220
+    instructions a request less, sampled); the line reads a request's own copy, so a response
+    HAProxy makes itself never shows another request's weight.
+    Responses HAProxy makes itself (no server) run no http-response rule: their lines are never
+    silenced (weight `-`, 1), and with the log off they go to a ring nobody reads. Nothing may
+    follow these rules: `allow` ends the frontend's http-response rules."""
     return [
-        f"  http-response set-var(txn.zd_weight) srv_name,map_str_int({files.sampling},1)"
-        f" if {LOGGING}",
-        "  http-response set-log-level silent unless { rand,mod(txn.zd_weight) eq 0 }",
-        f"  http-response set-var(txn.zd_flags) res.hdr(x-zerodown-flags) if {LOGGING}",
+        "  http-response set-log-level silent",
+        f"  http-response allow unless {{ srv_is_up({LOG_SWITCH}) }}",
+        f"  http-response set-var(sess.zd_weight) srv_name,map_str_int({files.sampling},1)",
+        "  http-response allow if { rand,mod(sess.zd_weight) gt 0 }",
+        "  http-response set-log-level info",
+        "  http-response set-var(txn.zd_weight) var(sess.zd_weight)",
+        "  http-response set-var(txn.zd_flags) res.hdr(x-zerodown-flags)",
     ]
 
 
-def render(rules: Rules, servers: Desired, files: Files, *, drain: float) -> str:
-    """The whole configuration for `rules`, with `servers` as static servers (the state when it
-    is written; the Runtime API changes them afterwards)."""
+def render(
+    rules: Rules, servers: Desired, files: Files, *, drain: float, log_on: bool = False
+) -> str:
+    """The whole configuration for `rules`, with `servers` as static servers and the log's
+    switch as `log_on` (the state when it is written; the Runtime API changes them afterwards)."""
     unset = "!{ var(txn.zd_be) -m found }"
     lines = [
         "# Written by zerodown: changes here are overwritten at the next reload.",
@@ -215,6 +230,12 @@ def render(rules: Rules, servers: Desired, files: Files, *, drain: float) -> str
     for slot in range(SLOTS):
         lines += [f"backend {slot_backend(slot)}", "  balance leastconn", *by_slot[slot], ""]
     lines += [f"backend {NONE}", ""]
+    switch_backend, switch_server = LOG_SWITCH.split("/")
+    lines += [
+        f"backend {switch_backend}",  # no rule routes here: a switch, not a destination
+        f"  server {switch_server} 127.0.0.1:1{'' if log_on else ' disabled'}",
+        "",
+    ]
     return "\n".join(lines)
 
 

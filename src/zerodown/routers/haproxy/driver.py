@@ -20,8 +20,9 @@ named backend of a HAProxy the team runs. Weighted routing only (capabilities in
 Per-request figures come from the access log (routers/accesslog.py): in managed mode HAProxy
 writes one `zd1` line per request into its ring `zd_log`, which the controller reads through
 the Runtime API (`show events zd_log -w`, routers/ringevents.py), while a rollout is under way
-or something reads the samples (accesslog.LogSwitch): the entry `on 1` of run/log.map, set and
-cleared through the Runtime API, without a reload.
+or something reads the samples (accesslog.LogSwitch): the state of the server
+`zd_log_switch/on` (config.LOG_SWITCH), up or in maintenance through the Runtime API, without a
+reload; run/log.map records it for the next controller.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from zerodown.drivers import DriverContext
 from zerodown.paths import Paths
 from zerodown.routers.accesslog import AccessLog, LogSwitch, Sampler, run_dir, socket_path
 from zerodown.routers.haproxy import process
-from zerodown.routers.haproxy.config import MURMUR3_LUA, RING, Files, render
+from zerodown.routers.haproxy.config import LOG_SWITCH, MURMUR3_LUA, RING, Files, render
 from zerodown.routers.haproxy.plan import (
     SLOTS,
     SPLIT,
@@ -158,6 +159,7 @@ class ManagedHaproxy(_Common):
             self.files.admin_socket, release_of=self._release_of, transport="events", ring=RING
         )
         self.log_switch = LogSwitch(self._turn_log, on=self._log_file_says())
+        self._log_on = bool(self.log_switch.on)  # what HAProxy is told (set under _log_lock)
         self.sampler = Sampler(self.access, self._set_sampling)
         self.rules = spec_rules(spec)  # what the running configuration holds
         self._table, self._slots = self._load_table()
@@ -171,6 +173,7 @@ class ManagedHaproxy(_Common):
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = asyncio.Lock()
         self._sampling_lock = asyncio.Lock()
+        self._log_lock = asyncio.Lock()  # a switch of the log and a reload, one at a time
 
     def _load_table(self) -> tuple[RouteTable, dict[str, int]]:
         try:
@@ -244,9 +247,14 @@ class ManagedHaproxy(_Common):
             if not self._config_current:  # read once per controller, not at every check
                 config = self.files.config
                 text = config.read_text() if config.exists() else ""
-                if self.files.sampling.name not in text or LEGACY_RING_SERVER in text:
+                if (
+                    self.files.sampling.name not in text
+                    or LEGACY_RING_SERVER in text
+                    or LOG_SWITCH.split("/")[0] not in text
+                ):
                     # Written by a zerodown from before the log switch, the ring read through
-                    # the Runtime API or the sampled log: once, seamlessly.
+                    # the Runtime API, the sampled log or the switch by a server's state: once,
+                    # seamlessly.
                     async with self._lock:
                         await self.reload()
                 self._config_current = True
@@ -296,15 +304,18 @@ class ManagedHaproxy(_Common):
         _write_map(self.files.log_switch, {"on": 1} if on else {})
 
     async def _turn_log(self, on: bool) -> None:
-        """The log map's entry, at runtime (a HAProxy not running yet reads the file). Each
-        time the log turns on, every request is logged until the sampler's first look."""
+        """The switch's state, at runtime (a HAProxy not running yet starts from the
+        configuration, written with `log_on`). Each time the log turns on, every request is
+        logged until the sampler's first look."""
         self.sampler.stop()
         if self.sampler.weights:
             await self._set_sampling({})
             self.sampler.weights = {}
-        self._write_log_switch(on)
-        if self.pid() is not None:
-            await self._replace_map(self.files.log_switch, {"on": 1} if on else {})
+        async with self._log_lock:  # not between a reload's saved state and its new worker
+            self._log_on = on
+            self._write_log_switch(on)
+            if self.pid() is not None:
+                await self.api.ok(f"set server {LOG_SWITCH} state {'ready' if on else 'maint'}")
         if on:
             self.sampler.start()
 
@@ -326,14 +337,24 @@ class ManagedHaproxy(_Common):
 
     def _write_files(self, want: Desired) -> None:
         self.files.lua.write_text(MURMUR3_LUA)
-        self._write_log_switch(bool(self.log_switch.on))
+        self._write_log_switch(self._log_on)
         _write_map(self.files.sampling, self._sampling_entries(self.sampler.weights))
         for name in map_names(self.rules):
             _write_map(self.files.map_file(name), want.maps.get(name, {}))
-        config = render(self.rules, want, self.files, drain=self.spec.run.drain + 30)
+        config = render(
+            self.rules,
+            want,
+            self.files,
+            drain=self.spec.run.drain + 30,
+            log_on=self._log_on,
+        )
         _write_atomic(self.files.config, config)
 
     async def _spawn(self) -> None:
+        async with self._log_lock:  # the configuration's log switch is the one HAProxy starts with
+            await self._spawn_locked()
+
+    async def _spawn_locked(self) -> None:
         binary = self.binary()
         if self._child is not None:  # reap the master that died (it may be dying still)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -400,6 +421,10 @@ class ManagedHaproxy(_Common):
     async def reload(self) -> None:
         """Seamless: save server state, check and write the configuration, SIGUSR2 the master,
         wait for the new worker to answer."""
+        async with self._log_lock:  # the saved state and the configuration agree on the log
+            await self._reload()
+
+    async def _reload(self) -> None:
         master = self.pid()
         if master is None:
             raise TransientDriverError("HAProxy is not running: the next pass starts it")
