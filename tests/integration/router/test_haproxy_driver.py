@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import math
 import os
 import signal
@@ -248,11 +249,11 @@ def test_up_without_haproxy_names_the_package(
 
 
 async def test_the_per_request_log_runs_only_while_something_reads_it(
-    tmp_path: Path, backend_a: BackendProc, backend_b: BackendProc
+    tmp_path: Path, backend_a: BackendProc, backend_b: BackendProc, caplog: pytest.LogCaptureFixture
 ) -> None:
     """One release and nobody reading: HAProxy sends no line. A canary, or a read of the
     samples, turns the log on at runtime (no reload: the same worker); the read's lease ending
-    turns it off again."""
+    turns it off again; a stop while the log is read is soft to its end."""
     port = free_port()
     paths = Paths.for_spec(tmp_path / "zerodown.yaml")
     paths.ensure()
@@ -291,6 +292,15 @@ async def test_the_per_request_log_runs_only_while_something_reads_it(
             assert router.access.received == 12  # none of the 5 requests after the lease
         assert await router.api.pid() == worker  # every switch without a reload
         assert router.log_switch.switches == 5
+        # The log on, its ring read: a soft stop finishes by itself (the reader's Runtime API
+        # session, which never ends, closed first), not by SIGKILL at the end of the grace.
+        master = router.pid()
+        assert master is not None
+        with caplog.at_level(logging.WARNING, logger="zerodown.router.haproxy"):
+            await router.stop(grace=5)  # no request in flight: a soft stop is at once
+        assert "killed" not in caplog.text
+        with pytest.raises(ProcessLookupError):
+            os.kill(master, 0)
     finally:
         await router.stop(grace=5)
         await router.aclose()

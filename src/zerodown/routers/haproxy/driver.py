@@ -398,6 +398,11 @@ class ManagedHaproxy(_Common):
         )
 
     async def stop(self, *, grace: float) -> None:
+        # The ring's reader first: a soft-stopping HAProxy waits for its Runtime API sessions
+        # too, and `show events -w` never ends by itself (every stop took the whole grace).
+        self.access.close()
+        self.log_switch.cancel()
+        self.sampler.stop()
         pid = self.pid()
         if pid is not None:
             process.signal_master(pid, signal.SIGUSR1)  # soft stop: in-flight requests finish
@@ -408,15 +413,13 @@ class ManagedHaproxy(_Common):
                     log.warning("HAProxy (pid %s) is still there after SIGKILL", pid)
                     break
                 if time.monotonic() > deadline and not killed:
+                    log.warning("HAProxy (pid %s) still had requests after %gs: killed", pid, grace)
                     _kill_group(pid)
                     killed = True
                 await asyncio.sleep(0.05)
             if self._child is not None and self._child.pid == pid:
                 self._child.wait()
         self.pid_file.unlink(missing_ok=True)
-        self.access.close()
-        self.log_switch.cancel()
-        self.sampler.stop()
 
     async def reload(self) -> None:
         """Seamless: save server state, check and write the configuration, SIGUSR2 the master,
