@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 
 import pytest
 
 from support.services import require
+from zerodown.routers.accesslog import AccessLog
 
 ROUTER_KINDS: tuple[str, ...] = ("builtin", "haproxy", "nginx")
 """Every kind a scenario test marked `every_router` runs against."""
@@ -45,3 +47,17 @@ def require_router(kind: str) -> None:
     reason = router_missing(kind)
     if reason is not None:
         require(reason)
+
+
+def captured_lines(access: AccessLog) -> list[bytes]:
+    """The lines the collector reads from now on, kept as they came (a test compares them with
+    the requests it sent); the collector still counts them."""
+    lines: list[bytes] = []
+    receive = access.receive_many
+
+    def capture(batch: Sequence[bytes]) -> None:
+        lines.extend(b for b in batch if b)
+        receive(batch)
+
+    access.receive_many = capture  # type: ignore[method-assign]
+    return lines

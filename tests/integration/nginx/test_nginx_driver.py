@@ -9,7 +9,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from integration.nginx.nginx_kit import Backends, make_router, table, versions
+from support.routers import captured_lines
 from support.services import free_port
 from zerodown.core.routes import Match, Sticky
 from zerodown.loadgen import LoadGenerator
@@ -300,14 +301,7 @@ async def test_a_sampled_log_weighs_each_line_by_the_requests_it_stands_for(
     v1, v2 = backends.start("v1"), backends.start("v2")
     router = make_router(tmp_path, nginx)
     url = f"http://{router.spec.router.listen}/"
-    lines: list[bytes] = []
-    receive = router.access.receive_many
-
-    def capture(batch: Sequence[bytes]) -> None:  # what the collector reads, kept to compare
-        lines.extend(b for b in batch if b)
-        receive(batch)
-
-    router.access.receive_many = capture  # type: ignore[method-assign]
+    lines = captured_lines(router.access)
     try:
         await router.start()
         await router.apply(table(1, ("v2", 50, [v2]), ("v1", 50, [v1])))  # a rollout: log on

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,7 +18,7 @@ import mmh3
 import pytest
 from router_kit import BackendProc, table
 
-from support.routers import find_binary, require_router
+from support.routers import captured_lines, find_binary, require_router
 from support.services import free_port
 from zerodown import procfs
 from zerodown.core.routes import Match, Sticky
@@ -367,14 +367,7 @@ async def test_a_sampled_log_weighs_each_line_by_the_requests_it_stands_for(
     paths = Paths.for_spec(tmp_path / "zerodown.yaml")
     paths.ensure()
     router = ManagedHaproxy(paths=paths, spec=spec(port))
-    lines: list[bytes] = []
-    receive = router.access.receive_many
-
-    def capture(batch: Sequence[bytes]) -> None:  # what the collector reads, kept to compare
-        lines.extend(b for b in batch if b)
-        receive(batch)
-
-    router.access.receive_many = capture  # type: ignore[method-assign]
+    lines = captured_lines(router.access)
     url = f"http://127.0.0.1:{port}/"
     try:
         await router.start()
