@@ -49,8 +49,8 @@ hand-written one, nginx at 0.80-0.89x, docs/router.md), so the drivers turn the 
 rollout is under way (the route table has two releases with backends: a canary, a blue-green
 preview, a rolling update; what the analysis judges) and for `READ_LEASE` seconds after each read
 of the samples or counters (flag guards, the dashboard's charts, a metric outside a rollout), and
-off otherwise. HAProxy switches at runtime (a map entry the configuration's condition looks up);
-nginx by a reload (none extra when a table change starts or ends the rollout).
+off otherwise. HAProxy switches at runtime (the state of a server its response rules test, no
+reload); nginx by a reload (none extra when a table change starts or ends the rollout).
 
 How many (`Sampler`): while the log is on, every request of a release is logged until that
 release passes `LINES_CAP` (1,000) requests a second; then one request in `weight`

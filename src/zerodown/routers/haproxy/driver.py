@@ -18,7 +18,7 @@ configuration; it adds, weighs, drains and removes only its own servers (named `
 named backend of a HAProxy the team runs. Weighted routing only (capabilities in validate.py).
 
 Per-request figures come from the access log (routers/accesslog.py): in managed mode HAProxy
-writes one `zd1` line per request into its ring `zd_log`, which the controller reads through
+writes one `zd2` line per request into its ring `zd_log`, which the controller reads through
 the Runtime API (`show events zd_log -w`, routers/ringevents.py), while a rollout is under way
 or something reads the samples (accesslog.LogSwitch): the state of the server
 `zd_log_switch/on` (config.LOG_SWITCH), up or in maintenance through the Runtime API, without a
