@@ -34,6 +34,7 @@ REMOTE = Path(__file__).with_name("remote.py")
 PING_EVERY = 0.5  # seconds between pings of a host
 PING_TIMEOUT = 1.5  # a host that does not answer a ping within this is down
 REQUEST_TIMEOUT = 30.0  # any other request (a stop waits out its grace on the host: added)
+START_TIMEOUT = 30.0  # connected: upload the host program and hear it (its hello: 15 s of it)
 RECONNECT_TIMEOUT = 3.0  # a down host's reconnection attempts give up after this
 
 
@@ -149,7 +150,15 @@ class HostLink:
                 f"{self.where}: cannot connect: {why}; check the address and port, and that"
                 " sshd runs there"
             ) from None
-        self.process = await self._start_remote()
+        try:
+            # SFTP and the channel have no timeout of their own: a host that accepted the
+            # connection and then stalls would hold every caller forever.
+            self.process = await asyncio.wait_for(self._start_remote(), START_TIMEOUT)
+        except TimeoutError:
+            raise TransientDriverError(
+                f"{self.where}: connected, but zerodown's host program did not start within"
+                f" {START_TIMEOUT:g}s (SFTP upload, then python3)"
+            ) from None
         self.reader = asyncio.create_task(self._read(self.process), name=f"ssh {self.name}")
 
     async def _start_remote(self) -> asyncssh.SSHClientProcess[str]:
