@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from migrations_bench import Workload, load
+from migrations_bench import Workload, load, pooled_p99
 from psycopg.conninfo import make_conninfo
 
 LOADS = {
@@ -42,8 +42,8 @@ def cpu_times() -> list[float]:
 
 
 def p99(lat: list[float]) -> float:
-    lat = sorted(lat)
-    return lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else 0.0
+    """The p99 (ms) of one window's latencies (s), as the migration bench computes it."""
+    return pooled_p99([lat])
 
 
 def main() -> int:
