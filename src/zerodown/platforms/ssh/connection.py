@@ -36,6 +36,10 @@ PING_TIMEOUT = 1.5  # a host that does not answer a ping within this is down
 REQUEST_TIMEOUT = 30.0  # any other request (a stop waits out its grace on the host: added)
 START_TIMEOUT = 30.0  # connected: upload the host program and hear it (its hello: 15 s of it)
 RECONNECT_TIMEOUT = 3.0  # a down host's reconnection attempts give up after this
+# Timeouts here are `asyncio.timeout` blocks, not `asyncio.wait_for`: on Python 3.11, wait_for
+# returns the result when a cancellation meets a result already in (a ping's answer read in the
+# same pass of the loop), so the host watcher that Hosts.aclose cancelled pinged on, and aclose
+# waited for it forever.
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,8 @@ class HostLink:
                 )
             keys = [str(identity)]
         try:
-            self.conn = await asyncio.wait_for(
-                asyncssh.connect(
+            async with asyncio.timeout(timeout):
+                self.conn = await asyncssh.connect(
                     self.host.address,
                     self.host.port,
                     username=self.host.user,
@@ -128,9 +132,7 @@ class HostLink:
                     keepalive_interval=2,
                     keepalive_count_max=2,
                     connect_timeout=timeout,
-                ),
-                timeout,
-            )
+                )
         except asyncssh.HostKeyNotVerifiable:
             raise PermanentDriverError(
                 f"{self.where}: its host key is not trusted: it is not in"
@@ -153,7 +155,8 @@ class HostLink:
         try:
             # SFTP and the channel have no timeout of their own: a host that accepted the
             # connection and then stalls would hold every caller forever.
-            self.process = await asyncio.wait_for(self._start_remote(), START_TIMEOUT)
+            async with asyncio.timeout(START_TIMEOUT):
+                self.process = await self._start_remote()
         except TimeoutError:
             raise TransientDriverError(
                 f"{self.where}: connected, but zerodown's host program did not start within"
@@ -176,13 +179,15 @@ class HostLink:
             f"exec python3 {_quote(target)} {_quote(self.base)}", encoding="utf-8"
         )
         try:
-            hello = await asyncio.wait_for(process.stdout.readline(), 15)
+            async with asyncio.timeout(15):
+                hello = await process.stdout.readline()
         except TimeoutError:
             hello = ""
         if not hello.startswith("{"):
             err = ""
             with contextlib.suppress(Exception):
-                err = await asyncio.wait_for(process.stderr.read(500), 1)
+                async with asyncio.timeout(1):
+                    err = await process.stderr.read(500)
             why = err.strip() or "no answer"
             raise PermanentDriverError(
                 f"{self.where}: cannot run zerodown's host program with python3 ({why}):"
@@ -209,18 +214,22 @@ class HostLink:
         self.pending.clear()
 
     async def _close(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(BaseException):
-                await self.reader
-        self.reader = None
-        self._fail_pending(f"{self.where}: the connection was closed")
-        if self.process is not None:
-            self.process.close()
-            self.process = None
-        if self.conn is not None:
-            self.conn.abort()  # never waits on a dead link
-            self.conn = None
+        reader, self.reader = self.reader, None
+        try:
+            if reader is not None:
+                reader.cancel()
+                # asyncio.wait, not `await reader` under suppress(BaseException): that also
+                # swallowed a cancellation of this task (the watcher's, by aclose), and the
+                # watcher then pinged on while aclose waited for it.
+                await asyncio.wait([reader])
+        finally:
+            self._fail_pending(f"{self.where}: the connection was closed")
+            if self.process is not None:
+                self.process.close()
+                self.process = None
+            if self.conn is not None:
+                self.conn.abort()  # never waits on a dead link
+                self.conn = None
 
     async def close(self) -> None:
         self._on_this_loop()
@@ -247,7 +256,8 @@ class HostLink:
         self.pending[rid] = future
         self.process.stdin.write(json.dumps({"id": rid, "op": op, **args}) + "\n")
         try:
-            reply = await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                reply = await future
         except TimeoutError:
             self.pending.pop(rid, None)
             raise TransientDriverError(
