@@ -216,7 +216,7 @@ class HostLink:
     async def _close(self) -> None:
         reader, self.reader = self.reader, None
         try:
-            if reader is not None:
+            if reader is not None and not reader.done():
                 reader.cancel()
                 # asyncio.wait, not `await reader` under suppress(BaseException): that also
                 # swallowed a cancellation of this task (the watcher's, by aclose), and the
