@@ -10,15 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import pytest
 
 from support.services import require
-
-if TYPE_CHECKING:  # not at import: every test imports this module, and importing the routers
-    # then made the hosts tests' SSH thread hang (test_hosts_containers.py, run as a file)
-    from zerodown.routers.accesslog import AccessLog
+from zerodown.routers.accesslog import AccessLog
 
 ROUTER_KINDS: tuple[str, ...] = ("builtin", "haproxy", "nginx")
 """Every kind a scenario test marked `every_router` runs against."""
