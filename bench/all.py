@@ -253,7 +253,7 @@ ROWS = (
         lambda f: f["flags"]["kill_ms"]["max"] < 1000,
     ),
     Row(
-        "online column type change on 200,000 rows under load (medians of 3 rounds)",
+        'online column type change on 200,000 rows under load (medians of 3 rounds; the p99 half cannot be met on this machine: "The p99 target and this machine" below)',
         "≥ 50 % of a plain UPDATE's rows/s, p99 ≤ +20 %, 0 failed",
         "migrations",
         migrations,

@@ -513,10 +513,16 @@ def compare(url: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
     )
     for name, r in result.items():
         lat = r["p99_ms"]
-        print(
+        rate = (
             f"  {name:<40} {r['rate_ratio']:4.0%} of plain ("
             + "/".join(f"{x:.0%}" for x in r["rate_ratios"])
-            + f") | p99 none {lat['before']:.2f}, triggers {lat['triggers']:.2f}, backfill"
+            + ")"
+        )
+        if not args.workers:  # no workload: the rows/s alone (what a backfill costs by itself)
+            print(rate)
+            continue
+        print(
+            rate + f" | p99 none {lat['before']:.2f}, triggers {lat['triggers']:.2f}, backfill"
             f" {lat['backfill']:.2f} ({r['backfill_p99_increase_vs_triggers']:+.0%}; "
             f"{r['backfill_p99_increase_vs_all_triggers']:+.0%} vs all settings' triggers"
             f" {r['triggers_p99_all_settings_ms']:.2f}), during"
