@@ -175,15 +175,13 @@ class LoadGenerator:
                         conn = None
                     if conn is None:
                         port, opened = 0, time.time()
-                        conn = await asyncio.wait_for(
-                            asyncio.open_connection(self.host, self.port), self.timeout
-                        )
+                        async with asyncio.timeout(self.timeout):
+                            conn = await asyncio.open_connection(self.host, self.port)
                         port = conn[1].get_extra_info("sockname")[1]
                     else:
                         reused = True
-                    status, version, keep = await asyncio.wait_for(
-                        self._exchange(*conn), self.timeout
-                    )
+                    async with asyncio.timeout(self.timeout):
+                        status, version, keep = await self._exchange(*conn)
                     self.report.samples.append(
                         Sample(sent_at, time.monotonic() - t0, status, version, "", port, opened)
                     )

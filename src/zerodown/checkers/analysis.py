@@ -101,7 +101,8 @@ class AnalysisRunner:
             if delay > 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=min(delay, MAX_SLEEP))
+                    async with asyncio.timeout(min(delay, MAX_SLEEP)):
+                        await self._wake.wait()
 
     async def _measure(self, metric: MetricSpec, now: float) -> Measurement:
         window = DEFAULT_WINDOW if metric.window is None else metric.window

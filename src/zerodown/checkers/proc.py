@@ -58,7 +58,8 @@ async def run_command(
 
     timed_out = False
     try:
-        await asyncio.wait_for(read(), timeout=timeout)
+        async with asyncio.timeout(timeout):
+            await read()
     except TimeoutError:
         timed_out = True
     finally:

@@ -206,7 +206,8 @@ async def _router_stats(paths: Paths, spec: Spec) -> dict[str, ReleaseStats] | N
     try:
         if not isinstance(router, RouterStats):
             return None
-        return dict(await asyncio.wait_for(router.stats(), ROUTER_WAIT))
+        async with asyncio.timeout(ROUTER_WAIT):
+            return dict(await router.stats())
     finally:
         await router.aclose()
 

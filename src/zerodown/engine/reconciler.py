@@ -243,8 +243,9 @@ class Engine:
             if backoff:
                 await self.clock.sleep(backoff)  # not cut short by pokes: that is the point
             else:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), PASS_INTERVAL)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PASS_INTERVAL):
+                        await self.wake.wait()
             self.wake.clear()
 
     async def step(self) -> float:

@@ -68,7 +68,8 @@ async def measure(
     started = time.time()
     try:
         provider = (registry or default_registry()).get(metric.provider_kind)
-        return await asyncio.wait_for(provider.measure(metric, ctx), timeout=metric.timeout)
+        async with asyncio.timeout(metric.timeout):
+            return await provider.measure(metric, ctx)
     except TimeoutError:
         return error(started, time.time(), f"no answer within {metric.timeout:g}s (timeout)")
     except Exception as exc:  # a provider bug or an outage is an ERROR measurement, by contract

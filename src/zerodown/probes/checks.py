@@ -39,7 +39,8 @@ class PlatformProber:
 
     async def check(self, probe: ProbeSpec, instance: Instance) -> ProbeResult:
         try:
-            return await asyncio.wait_for(self._attempt(probe, instance), probe.timeout)
+            async with asyncio.timeout(probe.timeout):
+                return await self._attempt(probe, instance)
         except TimeoutError:
             return ProbeResult(False, f"timed out after {probe.timeout:g}s")
         except OSError as exc:

@@ -84,7 +84,8 @@ class ChangeWatcher:
         assert self._cond is not None
         async with self._cond:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._cond.wait_for(lambda: self._version != seen), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._cond.wait_for(lambda: self._version != seen)
             return self._version, self._doc
 
     async def _watch(self, generation: int) -> None:

@@ -41,9 +41,8 @@ class RuntimeApi:
 
     async def command(self, line: str) -> str:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(self.socket)), TIMEOUT
-            )
+            async with asyncio.timeout(TIMEOUT):
+                reader, writer = await asyncio.open_unix_connection(str(self.socket))
         except (OSError, TimeoutError) as exc:
             raise TransientDriverError(
                 f"HAProxy's runtime API at {self.socket} does not answer: {exc}"
@@ -51,7 +50,8 @@ class RuntimeApi:
         try:
             writer.write(line.encode() + b"\n")
             await writer.drain()
-            data = await asyncio.wait_for(reader.read(MAX_REPLY), TIMEOUT)
+            async with asyncio.timeout(TIMEOUT):
+                data = await reader.read(MAX_REPLY)
         except (OSError, TimeoutError) as exc:
             raise TransientDriverError(f"HAProxy's runtime API: {line.split()[0]}: {exc}") from None
         finally:

@@ -141,7 +141,8 @@ async def _fetch(admin_socket: Path, target: str) -> Any:
         finally:
             writer.close()
 
-    raw = await asyncio.wait_for(get(), SIBLING_TIMEOUT)
+    async with asyncio.timeout(SIBLING_TIMEOUT):
+        raw = await get()
     head, _, body = raw.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200 "):
         status_line = head.partition(b"\r\n")[0].decode("latin-1")

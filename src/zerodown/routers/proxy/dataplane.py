@@ -930,12 +930,10 @@ class Exchange:
         router = self.router
         try:
             conn: UpstreamConn | None
-            _, conn = await asyncio.wait_for(
-                router.loop.create_connection(
+            async with asyncio.timeout(router.connect_timeout):
+                _, conn = await router.loop.create_connection(
                     lambda: UpstreamConn(backend), backend.host, backend.port
-                ),
-                router.connect_timeout,
-            )
+                )
         except (TimeoutError, OSError):
             conn = None
         if conn is None or conn.closed or conn.transport.is_closing():  # type: ignore[union-attr]

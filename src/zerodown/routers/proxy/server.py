@@ -339,7 +339,8 @@ class Handover:
         conn.setblocking(False)
         with conn:
             try:
-                verb = (await asyncio.wait_for(loop.sock_recv(conn, 16), 5.0)).strip()
+                async with asyncio.timeout(5.0):
+                    verb = (await loop.sock_recv(conn, 16)).strip()
             except (TimeoutError, OSError):
                 return
             meta = {"pid": os.getpid(), "version": __version__}
@@ -358,7 +359,8 @@ class Handover:
             async with self.admin.lock:
                 send_sockets(conn, self.sockets, **meta)
                 try:
-                    ready = await asyncio.wait_for(loop.sock_recv(conn, 16), HANDOVER_WAIT)
+                    async with asyncio.timeout(HANDOVER_WAIT):
+                        ready = await loop.sock_recv(conn, 16)
                 except (TimeoutError, OSError):
                     ready = b""
                 if ready.strip() != b"ready":
