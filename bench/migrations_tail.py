@@ -40,6 +40,8 @@ LOADS = {
     "ranges": "UPDATE items SET n = qty * 2 WHERE id > %s AND id <= %s",
     "file": None,
 }
+RANGE_KEYS = 5000  # keys one update of the "ranges" load spans
+PACED_KEYS = 1000  # keys one update of a paced load spans (`--rates`)
 
 
 def cpu_times() -> list[float]:
@@ -107,18 +109,18 @@ def main() -> int:
                 for kind in order:
                     lsn0 = h.execute("SELECT pg_current_wal_lsn() - '0/0'").fetchone()
                     t0, i, c0 = time.perf_counter(), 0, cpu_times()
+                    step = PACED_KEYS if kind in paced else RANGE_KEYS  # keys a range update spans
                     while time.perf_counter() - t0 < args.seconds:
                         i += 1
                         if kind == "file":  # 1 MB at a time, left to the kernel's writeback
                             os.pwrite(file, chunk, (i % 256) << 20)
                             time.sleep(max(0.0, t0 + i / args.file_mb - time.perf_counter()))
-                        elif kind in paced:  # 1,000 keys, then rest until the rate allows more
-                            h.execute(LOADS["ranges"] or "", (key, key + 1000))
-                            key = (key + 1000) % args.rows
-                            time.sleep(max(0.0, t0 + i * 1000 / paced[kind] - time.perf_counter()))
-                        elif kind == "ranges":
-                            h.execute(LOADS[kind] or "", (key, key + 5000))
-                            key = (key + 5000) % args.rows
+                        elif kind == "ranges" or kind in paced:
+                            h.execute(LOADS["ranges"] or "", (key, key + step))
+                            key = (key + step) % args.rows
+                            if kind in paced:  # rest until the rate allows the next range
+                                rest = t0 + i * step / paced[kind] - time.perf_counter()
+                                time.sleep(max(0.0, rest))
                         elif kind == "cpu":  # a statement's burn, then a rest: `--cpu-share`
                             began = time.perf_counter()
                             h.execute(LOADS[kind] or "")
@@ -130,9 +132,7 @@ def main() -> int:
                             time.sleep(0.05)
                     t1 = time.perf_counter()
                     if kind == "ranges" or kind in paced:
-                        updated[kind] = updated.get(kind, 0) + i * (
-                            5000 if kind == "ranges" else 1000
-                        )
+                        updated[kind] = updated.get(kind, 0) + i * step
                     spent = [b - a for a, b in zip(c0, cpu_times(), strict=True)]
                     cpu[kind] = [
                         a + b for a, b in zip(cpu.get(kind, [0.0] * 8), spent, strict=True)
